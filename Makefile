@@ -1,0 +1,37 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+DEMO_ITEMS ?= 12
+DEMO_CYCLES ?= 8
+
+.PHONY: run test install lint bench clean
+
+$(BIN)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+## make run: install into .venv and run the factory on the embedded default (writes only ./var/)
+run: install
+	@mkdir -p var/spool/DEMO
+	@for i in $$(seq 1 $(DEMO_ITEMS)); do \
+	  echo '{"command": ["sleep", "2"]}' > var/spool/DEMO/demo-$$i.json; done
+	@echo '{"command": ["false"]}' > var/spool/DEMO/demo-failing.json
+	@echo "seeded $$(ls var/spool/DEMO/*.json | wc -l) work items in var/spool/DEMO; running $(DEMO_CYCLES) cycles"
+	$(BIN)/autopyfactory --conf etc/demo/factory.conf --foreground --cycles $(DEMO_CYCLES) --log stdout
+	@echo "work items left: $$(ls var/spool/DEMO/*.json 2>/dev/null | wc -l), done: $$(ls var/spool/DEMO/done | wc -l); pilot logs under var/logs/"
+
+## make test: install test dependencies, start the services the tests need, run pytest
+test: install
+	$(BIN)/ruff check autopyfactory tests wrappers bench
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check autopyfactory tests wrappers bench
+
+clean:
+	rm -rf var build dist *.egg-info .pytest_cache

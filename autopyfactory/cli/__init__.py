@@ -1,0 +1,1 @@
+"""Command-line entry points: ``autopyfactory`` (the daemon) and ``apf`` (the operator's tool)."""

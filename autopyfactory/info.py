@@ -1,0 +1,79 @@
+"""What status plugins report and what the scheduler chain reads.
+
+WMS numbers are per WMS queue (``wmsqueue``), batch numbers per factory queue
+(the section name in queues.conf). ``None`` wherever a number is expected
+means *unknown*, which is never the same as zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class WMSQueueInfo:
+    """Jobs waiting in the WMS for one WMS queue (PanDA job states mapped)."""
+
+    notready: int = 0
+    ready: int = 0  # activated: work a pilot could pick up now
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+    status: str = "online"  # online | offline | test | brokeroff
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FinishedPilot:
+    """A pilot that has ended, as the batch system saw it."""
+
+    jobid: str
+    start: float | None  # epoch seconds; None if it never started
+    end: float
+    exitcode: int | None = None
+    state: str = "done"  # done | fault | removed
+    factory: str = ""
+
+    @property
+    def runtime(self) -> float | None:
+        if self.start is None:
+            return None
+        return max(0.0, self.end - self.start)
+
+
+@dataclass(frozen=True)
+class BatchQueueInfo:
+    """Pilots of one factory queue in the batch system.
+
+    ``pending`` includes ``held`` (shown apart as well). ``finished`` holds
+    the pilots that ended recently (the batch system's own memory; the
+    persistence store keeps more).
+    """
+
+    pending: int = 0
+    running: int = 0
+    exiting: int = 0
+    held: int = 0
+    done: int = 0
+    fault: int = 0
+    finished: tuple[FinishedPilot, ...] = ()
+    # pilots of other factories serving the same WMS queue: factory id -> counts
+    peers: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("finished")
+        return data
+
+
+@dataclass(frozen=True)
+class CredentialStatus:
+    """Health of one credential profile (auth.conf)."""
+
+    profile: str
+    ok: bool
+    seconds_left: float | None = None
+    message: str = ""
+    path: str = ""

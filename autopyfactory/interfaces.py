@@ -1,0 +1,235 @@
+"""The contract of each plugin kind.
+
+A plugin is one class: a subclass of one of the bases below with a ``name``
+(what operators write in queues.conf), a ``keys`` table (the config keys it
+reads, without their ``<kind>.<name>.`` prefix) and the one or two methods of
+its kind. Built-in plugins use exactly these bases; so do drop-ins from
+``plugindirs`` and packages registered under the ``autopyfactory`` entry point.
+
+Example drop-in, ``/etc/apf/plugins.d/half.py``::
+
+    from autopyfactory.interfaces import SchedulerPlugin
+
+    class Half(SchedulerPlugin):
+        '''Halve the number handed on.'''
+        name = "Half"
+        def calc(self, n, info):
+            return n // 2, f"Half: {n} -> {n // 2}"
+
+and ``schedplugin = Ready, Half`` in queues.conf.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from autopyfactory.config import Key, QueueConfig, Section
+from autopyfactory.info import BatchQueueInfo, CredentialStatus, WMSQueueInfo
+
+if TYPE_CHECKING:
+    from autopyfactory.context import FactoryContext
+    from autopyfactory.records import CycleRecord
+
+
+class Plugin:
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    keys: ClassVar[dict[str, Key]] = {}
+
+    @classmethod
+    def key_prefix(cls) -> str:
+        """Prefix of this plugin's keys in the config files."""
+        return f"{cls.kind}.{cls.name.lower()}."
+
+
+# ---------------------------------------------------------------- scheduler
+
+
+@dataclass
+class SchedInfo:
+    """What a scheduler plugin may read. ``None`` means unknown."""
+
+    wms: WMSQueueInfo | None
+    batch: BatchQueueInfo | None
+    factory_pilots: int | None = None  # pending + running over every queue of this factory
+    now: float = 0.0
+    finished: list = field(default_factory=list)  # FinishedPilot of this queue, recent first
+    alive_peers: int = 0  # other factories serving this WMS queue
+
+
+class SchedulerPlugin(Plugin, ABC):
+    """One step of the scheduler chain.
+
+    ``calc`` receives the number handed on by the previous step (the chain
+    starts at 0) and returns ``(n, message)``. A negative n asks for idle
+    pilots to be removed.
+    """
+
+    kind = "sched"
+
+    def __init__(self, queue: QueueConfig, factory: Section):
+        self.queue = queue
+        self.factory = factory
+        self.options: dict[str, Any] = queue.plugin_options(type(self))
+
+    @abstractmethod
+    def calc(self, n: int, info: SchedInfo) -> tuple[int, str]: ...
+
+
+# ---------------------------------------------------------------- status
+
+
+class StatusPlugin(Plugin, ABC):
+    """Shared status of one endpoint (one PanDA server, one schedd, one Slurm cluster).
+
+    The factory makes one instance per endpoint and polls it from one thread
+    every ``[Factory] <kind>.<name>.sleep`` seconds; one poll serves every
+    queue on that endpoint. ``poll`` raises on any failure (it is then
+    *unknown*, never zero) and must bound every external call with a timeout.
+    """
+
+    default_sleep: ClassVar[float] = 60.0
+    default_maxage: ClassVar[float] = 600.0
+    # option names (without prefix) that identify the endpoint; the rest is per queue
+    endpoint_keys: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, options: dict[str, Any], context: FactoryContext):
+        self.options = options
+        self.context = context
+
+    @classmethod
+    def endpoint(cls, options: dict[str, Any]) -> str:
+        """A readable id of the endpoint; queues with the same id share one poller."""
+        parts = [f"{k}={options.get(k)}" for k in cls.endpoint_keys if options.get(k)]
+        return f"{cls.name}({', '.join(parts)})" if parts else cls.name
+
+    @abstractmethod
+    def poll(self, queues: Collection[str]) -> dict[str, Any]: ...
+
+
+class WMSStatusPlugin(StatusPlugin):
+    """``poll(wmsqueues)`` -> {wmsqueue: WMSQueueInfo}; a queue left out is unknown."""
+
+    kind = "wmsstatus"
+
+    @abstractmethod
+    def poll(self, queues: Collection[str]) -> dict[str, WMSQueueInfo]: ...
+
+
+class BatchStatusPlugin(StatusPlugin):
+    """``poll(queue names)`` -> {queue: BatchQueueInfo} for every queue asked for
+    (zeros for a queue with no pilots); pilots are attributed by the tags the
+    submit plugin put on them (factory id and queue name)."""
+
+    kind = "batchstatus"
+
+    @abstractmethod
+    def poll(self, queues: Collection[str]) -> dict[str, BatchQueueInfo]: ...
+
+
+# ---------------------------------------------------------------- submit
+
+
+@dataclass
+class SubmitResult:
+    """Outcome of one submit or remove call. ``error`` set means it failed."""
+
+    count: int = 0
+    ids: list[str] = field(default_factory=list)
+    message: str = ""
+    error: str | None = None
+
+
+class BatchSubmitPlugin(Plugin, ABC):
+    """Submits pilots for one queue: ``submit(n)`` in one bulk call.
+
+    ``remove(n)`` removes up to n pilots that have not started; a running
+    pilot is never removed. Failures are returned in ``SubmitResult.error``.
+    """
+
+    kind = "batchsubmit"
+
+    def __init__(self, queue: QueueConfig, context: FactoryContext):
+        self.queue = queue
+        self.context = context
+        self.options: dict[str, Any] = queue.plugin_options(type(self))
+
+    @property
+    def credential_profile(self) -> str | None:
+        """auth.conf profile this queue submits with (``batchsubmit.<name>.proxy``)."""
+        return self.options.get("proxy") or None
+
+    @abstractmethod
+    def submit(self, n: int) -> SubmitResult: ...
+
+    def remove(self, n: int) -> SubmitResult:
+        return SubmitResult(0, message=f"{self.name}: removing pilots is not supported")
+
+
+# ---------------------------------------------------------------- monitor
+
+
+class MonitorPlugin(Plugin, ABC):
+    """Reports to an external monitor (a section of monitor.conf).
+
+    Called from the queue threads: implementations must not block (hand the
+    work to a background sender).
+    """
+
+    kind = "monitor"
+
+    @classmethod
+    def key_prefix(cls) -> str:
+        return ""
+
+    def __init__(self, section: Section, context: FactoryContext):
+        self.section = section
+        self.context = context
+
+    def start(self) -> None:
+        """Factory starting: register it."""
+
+    def stop(self) -> None:
+        """Factory stopping: flush what can be flushed quickly."""
+
+    @abstractmethod
+    def cycle_done(self, queue: QueueConfig, record: CycleRecord) -> None: ...
+
+
+# ---------------------------------------------------------------- credentials
+
+
+class AuthPlugin(Plugin, ABC):
+    """One credential profile of auth.conf (keys ``<name>.<param>``, e.g. x509.proxyfile)."""
+
+    kind = "auth"
+
+    @classmethod
+    def key_prefix(cls) -> str:
+        return f"{cls.name.lower()}."
+
+    def __init__(self, section: Section, context: FactoryContext):
+        self.section = section
+        self.context = context
+        self.options = section.options(self.name.lower())
+
+    @property
+    def check_interval(self) -> float:
+        return 3600.0
+
+    @abstractmethod
+    def check(self) -> CredentialStatus:
+        """Check (and renew when due) the credential; never raise for a bad credential."""
+
+
+PLUGIN_BASES: dict[str, type[Plugin]] = {
+    "sched": SchedulerPlugin,
+    "wmsstatus": WMSStatusPlugin,
+    "batchstatus": BatchStatusPlugin,
+    "batchsubmit": BatchSubmitPlugin,
+    "monitor": MonitorPlugin,
+    "auth": AuthPlugin,
+}

@@ -1,0 +1,156 @@
+"""A tiny batch system inside the factory: pilots as local processes.
+
+It is what the ``Local`` batch plugins talk to, so the embedded default shows
+the whole loop with nothing installed. Pilots wait as *pending* until their
+queue has a free slot (``batchsubmit.local.maxrunning``), run in their own
+process group with stdout/stderr in the queue's log directory, and end as
+*done* (exit 0) or *fault*. Finished pilots are remembered for an hour.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+from autopyfactory.info import BatchQueueInfo, FinishedPilot
+
+log = logging.getLogger(__name__)
+
+REMEMBER_FINISHED = 3600.0
+
+
+@dataclass
+class LocalPilot:
+    jobid: str
+    queue: str
+    factory: str
+    argv: list[str]
+    env: dict[str, str]
+    out: str
+    err: str
+    maxrunning: int
+    submitted: float = field(default_factory=time.time)
+    state: str = "pending"  # pending | running | done | fault | removed
+    start: float | None = None
+    end: float | None = None
+    exitcode: int | None = None
+    process: subprocess.Popen | None = None
+
+
+class LocalBatch:
+    def __init__(self, tick: float = 0.2):
+        self.tick = tick
+        self._pilots: dict[str, LocalPilot] = {}
+        self._lock = threading.Lock()
+        self._clusters = itertools.count(int(time.time()) % 1_000_000 * 10)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="localbatch", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self,
+        queue: str,
+        factory: str,
+        argv: list[str],
+        count: int,
+        logdir: str,
+        maxrunning: int,
+        environment: Callable[[str, str], dict[str, str]],
+    ) -> list[str]:
+        """Queue ``count`` pilots; returns their ids ``<cluster>.<proc>``."""
+        cluster = next(self._clusters)
+        pilots = []
+        for proc in range(count):
+            jobid = f"{cluster}.{proc}"
+            out = os.path.join(logdir, f"{jobid}.out")
+            pilots.append(LocalPilot(jobid, queue, factory, list(argv), environment(jobid, out), out,
+                                     os.path.join(logdir, f"{jobid}.err"), maxrunning))
+        with self._lock:
+            for pilot in pilots:
+                self._pilots[pilot.jobid] = pilot
+        self._dispatch()
+        return [p.jobid for p in pilots]
+
+    def remove_pending(self, queue: str, count: int) -> list[str]:
+        """Remove up to ``count`` pilots of ``queue`` that have not started."""
+        removed = []
+        with self._lock:
+            for pilot in sorted(self._pilots.values(), key=lambda p: -p.submitted):
+                if len(removed) >= count:
+                    break
+                if pilot.queue == queue and pilot.state == "pending":
+                    pilot.state, pilot.end = "removed", time.time()
+                    removed.append(pilot.jobid)
+        return removed
+
+    def status(self, queues: Collection[str], factory: str) -> dict[str, BatchQueueInfo]:
+        now = time.time()
+        counts = {q: {"pending": 0, "running": 0, "done": 0, "fault": 0} for q in queues}
+        finished: dict[str, list[FinishedPilot]] = {q: [] for q in queues}
+        with self._lock:
+            for pilot in self._pilots.values():
+                if pilot.queue not in counts or pilot.factory != factory:
+                    continue
+                if pilot.state in ("pending", "running"):
+                    counts[pilot.queue][pilot.state] += 1
+                elif pilot.end is not None and now - pilot.end <= REMEMBER_FINISHED:
+                    if pilot.state in ("done", "fault"):
+                        counts[pilot.queue][pilot.state] += 1
+                    finished[pilot.queue].append(
+                        FinishedPilot(pilot.jobid, pilot.start, pilot.end, pilot.exitcode, pilot.state, factory)
+                    )
+        return {q: BatchQueueInfo(finished=tuple(finished[q]), **counts[q]) for q in queues}
+
+    def close(self) -> None:
+        """Stop dispatching; pilots already running go on and finish by themselves."""
+        self._stop.set()
+        self._thread.join(2)
+
+    # -- the dispatcher
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick):
+            try:
+                self._dispatch()
+            except Exception:
+                log.exception("local batch dispatcher")
+
+    def _dispatch(self) -> None:
+        now = time.time()
+        with self._lock:
+            running: dict[str, int] = {}
+            for pilot in self._pilots.values():
+                if pilot.state == "running":
+                    code = pilot.process.poll() if pilot.process else -1
+                    if code is None:
+                        running[pilot.queue] = running.get(pilot.queue, 0) + 1
+                    else:
+                        pilot.exitcode, pilot.end = code, now
+                        pilot.state = "done" if code == 0 else "fault"
+                        pilot.process = None
+            for pilot in sorted(self._pilots.values(), key=lambda p: p.submitted):
+                if pilot.state == "pending" and running.get(pilot.queue, 0) < pilot.maxrunning:
+                    self._start(pilot)
+                    running[pilot.queue] = running.get(pilot.queue, 0) + 1
+            for jobid in [j for j, p in self._pilots.items()
+                          if p.end is not None and now - p.end > REMEMBER_FINISHED]:
+                del self._pilots[jobid]
+
+    def _start(self, pilot: LocalPilot) -> None:
+        pilot.start = time.time()
+        try:
+            with open(pilot.out, "ab") as out, open(pilot.err, "ab") as err:
+                pilot.process = subprocess.Popen(
+                    pilot.argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                    env={**os.environ, **pilot.env}, start_new_session=True, close_fds=True,
+                )
+            pilot.state = "running"
+        except OSError as exc:
+            pilot.state, pilot.end, pilot.exitcode = "fault", time.time(), 127
+            with open(pilot.err, "a") as err:
+                err.write(f"cannot start pilot {pilot.argv[0]}: {exc}\n")

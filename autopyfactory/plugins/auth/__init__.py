@@ -1,0 +1,1 @@
+"""Credential plugins: proxies, tokens and keys that submissions need."""

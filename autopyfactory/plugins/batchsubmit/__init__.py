@@ -1,0 +1,1 @@
+"""Batch submit plugins: put pilots into a batch system, remove idle ones."""

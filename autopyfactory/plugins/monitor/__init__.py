@@ -1,0 +1,1 @@
+"""Monitor plugins: report factory, queues and pilots to an external monitor."""

@@ -1,0 +1,316 @@
+"""One factory queue: its thread and its cycle.
+
+    WMS status -> batch status -> scheduler chain -> safety rules -> submit/remove -> record
+
+The safety rules (DESIGN.md) are applied here, after the chain, whatever the
+chain says: unknown status submits nothing, no double submission, the hard
+ceilings MaxPerCycle and MaxPerFactory, no submission with a failing
+credential, nothing while paused.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from autopyfactory.config import QueueConfig
+from autopyfactory.context import FactoryContext
+from autopyfactory.info import BatchQueueInfo
+from autopyfactory.interfaces import BatchSubmitPlugin, SchedInfo, SchedulerPlugin, SubmitResult
+from autopyfactory.records import CycleRecord, SchedStep
+
+if TYPE_CHECKING:
+    from autopyfactory.status import StatusPoller, StatusService
+
+log = logging.getLogger(__name__)
+
+KEEP_RECORDS = 100
+
+
+class FactoryPilots:
+    """Factory-wide pilot count for MaxPerFactory, with submissions not yet seen by status.
+
+    A queue reserves its pilots before submitting, under one lock, so two
+    queues deciding at the same moment cannot both take the last headroom.
+    """
+
+    def __init__(self, maximum: int | None):
+        self.maximum = maximum
+        self._lock = threading.Lock()
+        self._queues: dict[str, APFQueue] = {}
+        self._in_flight: dict[str, int] = {}
+
+    def add(self, queue: APFQueue) -> None:
+        with self._lock:
+            self._queues[queue.name] = queue
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            self._queues.pop(name, None)
+            self._in_flight.pop(name, None)
+
+    def _count(self) -> int | None:
+        total = 0
+        for name, queue in self._queues.items():
+            batch, _, _ = queue.batch_status()
+            if batch is None:
+                return None
+            total += batch.pending + batch.running
+            if queue.submission_unseen():
+                total += self._in_flight.get(name, 0)
+        return total
+
+    def count(self) -> int | None:
+        """pending + running of every queue; None if any queue's batch status is unknown."""
+        with self._lock:
+            return self._count()
+
+    def reserve(self, name: str, n: int) -> tuple[int, str]:
+        """How many of n pilots this queue may submit under maxperfactory.maximum."""
+        with self._lock:
+            if self.maximum is None or n <= 0:
+                self._in_flight[name] = max(n, 0)
+                return n, ""
+            total = self._count()
+            if total is None:
+                self._in_flight[name] = 0
+                return 0, "MaxPerFactory: factory-wide pilot count unknown, submitting 0"
+            allowed = max(0, min(n, self.maximum - total))
+            self._in_flight[name] = allowed
+            if allowed < n:
+                return allowed, (
+                    f"MaxPerFactory ceiling: {n} capped to {allowed} "
+                    f"({self.maximum} max - {total} in the factory)"
+                )
+            return n, ""
+
+    def settle(self, name: str, submitted: int) -> None:
+        with self._lock:
+            self._in_flight[name] = submitted
+
+
+class APFQueue:
+    """A queue section of queues.conf brought to life."""
+
+    def __init__(
+        self,
+        config: QueueConfig,
+        context: FactoryContext,
+        status: StatusService,
+        pilots: FactoryPilots,
+        listeners: list[Callable[[APFQueue, CycleRecord], None]] | None = None,
+    ):
+        self.name = config.name
+        self.config = config
+        self.context = context
+        self.pilots = pilots
+        self.listeners = listeners if listeners is not None else []
+        registry = context.registry
+        self.schedulers: list[SchedulerPlugin] = [
+            registry.get("sched", name)(config, context.config.factory)
+            for name in config.values["schedplugin"]
+        ]
+        self.submitter: BatchSubmitPlugin = registry.get("batchsubmit", config.values["batchsubmitplugin"])(
+            config, context
+        )
+        self.wms_poller: StatusPoller = status.poller_for("wmsstatus", config)
+        self.batch_poller: StatusPoller = status.poller_for("batchstatus", config)
+        self.records: deque[CycleRecord] = deque(maxlen=KEEP_RECORDS)
+        self.cycles = 0
+        self.submitted_total = 0
+        self.errors_total = 0
+        self.last_submission: float | None = None
+        self.paused = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        pilots.add(self)
+
+    # ------------------------------------------------------------ thread
+    def start(self, cycles: int | None = None) -> None:
+        self._thread = threading.Thread(target=self.run, args=(cycles,), name=f"queue:{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def sleep(self) -> float:
+        return float(self.config.values["apfqueue.sleep"])
+
+    def run(self, cycles: int | None = None) -> None:
+        self._wait_for_first_status()
+        while not self._stop.is_set():
+            self.run_cycle()
+            if cycles is not None and self.cycles >= cycles:
+                break
+            self._stop.wait(self.sleep)
+
+    def _wait_for_first_status(self) -> None:
+        """A queue plans from real numbers: wait (bounded) for the first answers."""
+        deadline = time.time() + self.sleep
+        while not self._stop.is_set() and time.time() < deadline:
+            if self.wms_poller.snapshot is not None and self.batch_poller.snapshot is not None:
+                return
+            self._stop.wait(0.1)
+
+    # ------------------------------------------------------------ status
+    def batch_status(self) -> tuple[BatchQueueInfo | None, float | None, str]:
+        return self.batch_poller.get(self.name)
+
+    def submission_unseen(self) -> bool:
+        """True while the batch status predates this queue's last submission."""
+        if self.last_submission is None:
+            return False
+        _, taken, _ = self.batch_status()
+        return taken is None or taken <= self.last_submission
+
+    # ------------------------------------------------------------ the cycle
+    def run_cycle(self) -> CycleRecord:
+        record = CycleRecord(queue=self.name, number=self.cycles + 1)
+        try:
+            self._cycle(record)
+        except Exception as exc:  # one queue's failure never stops another
+            record.errors.append(f"error: {type(exc).__name__}: {exc}")
+            log.exception("queue %s: cycle %d failed", self.name, record.number)
+        finally:
+            record.duration = time.time() - record.started
+            if record.errors:
+                self.errors_total += 1
+            self.submitted_total += record.submitted
+            self.cycles += 1
+            self.records.appendleft(record)
+            log.info("queue %s cycle %d: %s | %s", self.name, record.number, describe_inputs(record),
+                     record.message or "nothing to do")
+            for listener in self.listeners:
+                try:
+                    listener(self, record)
+                except Exception:
+                    log.exception("queue %s: cycle listener failed", self.name)
+        return record
+
+    def _cycle(self, record: CycleRecord) -> None:
+        wms, _, wms_why = self.wms_poller.get(self.config.wmsqueue)
+        batch, batch_taken, batch_why = self.batch_status()
+        record.wms = wms.to_dict() if wms is not None else None
+        record.batch = batch.to_dict() if batch is not None else None
+        info = SchedInfo(
+            wms=wms,
+            batch=batch,
+            factory_pilots=self.pilots.count(),
+            now=record.started,
+            finished=sorted(batch.finished, key=lambda p: -p.end) if batch is not None else [],
+            alive_peers=len(batch.peers) if batch is not None else 0,
+        )
+        n = 0
+        for plugin in self.schedulers:
+            n, message = plugin.calc(n, info)
+            if not isinstance(n, int):
+                raise TypeError(f"scheduler plugin {plugin.name} returned {n!r}, not an integer")
+            record.steps.append(SchedStep(plugin.name, n, message))
+        record.decided = n
+        n = self._apply_safety(n, record, wms is None and wms_why, batch is None and batch_why, batch_taken)
+
+        if n > 0:
+            n, why = self.pilots.reserve(self.name, n)
+            if why:
+                record.holds.append(why)
+        if n > 0:
+            result = self.submitter.submit(n)
+            self._take(result, record)
+            record.submitted = result.count
+            self.pilots.settle(self.name, result.count)
+            if result.count > 0:
+                self.last_submission = time.time()
+                self.batch_poller.wake()
+        elif n < 0:
+            result = self.submitter.remove(-n)
+            self._take(result, record)
+            record.removed = result.count
+            if result.count > 0:
+                self.last_submission = time.time()
+                self.batch_poller.wake()
+
+    def _take(self, result: SubmitResult, record: CycleRecord) -> None:
+        record.ids.extend(result.ids)
+        if result.message:
+            record.holds.append(result.message)
+        if result.error:
+            record.errors.append(f"{self.submitter.name} failed: {result.error}")
+
+    def _apply_safety(
+        self, n: int, record: CycleRecord, wms_unknown: str | bool, batch_unknown: str | bool,
+        batch_taken: float | None,
+    ) -> int:
+        def hold(reason: str) -> int:
+            record.holds.append(reason)
+            return 0
+
+        if n == 0:
+            return 0
+        if wms_unknown:
+            return hold(f"WMS status unknown ({wms_unknown}): submitting 0")
+        if batch_unknown:
+            return hold(f"batch status unknown ({batch_unknown}): submitting 0")
+        if self.last_submission is not None and (batch_taken is None or batch_taken <= self.last_submission):
+            self.batch_poller.wake()
+            return hold("waiting for batch status newer than the last submission: submitting 0")
+        if self.paused:
+            return hold("queue paused: submitting 0")
+        if n > 0:
+            profile = self.submitter.credential_profile
+            if profile:
+                credentials = self.context.credentials
+                state = credentials.status(profile) if credentials is not None else None
+                if state is None or not state.ok:
+                    why = state.message if state is not None else "not checked yet"
+                    return hold(f"credential {profile} not usable ({why}): submitting 0")
+            maximum = self.config.values.get("sched.maxpercycle.maximum")
+            if maximum is not None and n > maximum:
+                record.holds.append(f"MaxPerCycle ceiling: {n} capped to {maximum}")
+                n = maximum
+        return n
+
+    # ------------------------------------------------------------ views
+    def summary(self) -> dict:
+        """The queue as the status page and the API show it."""
+        batch, _, _ = self.batch_status()
+        last = self.records[0] if self.records else None
+        return {
+            "name": self.name,
+            "wmsqueue": self.config.wmsqueue,
+            "batchqueue": self.config.batchqueue,
+            "pending": batch.pending if batch else None,
+            "running": batch.running if batch else None,
+            "exiting": batch.exiting if batch else None,
+            "held": batch.held if batch else None,
+            "done_1h": batch.done if batch else None,
+            "fault_1h": batch.fault if batch else None,
+            "paused": self.paused,
+            "cycles": self.cycles,
+            "submitted_total": self.submitted_total,
+            "errors_total": self.errors_total,
+            "last_message": last.message if last else "",
+            "last_cycle": last.to_dict()["started_iso"] if last else None,
+        }
+
+
+def describe_inputs(record: CycleRecord) -> str:
+    """``wms ready=5 | batch pending=2 running=3`` (or unknown) for the cycle log line."""
+    wms = "unknown" if record.wms is None else f"ready={record.wms['ready']} status={record.wms['status']}"
+    if record.batch is None:
+        batch = "unknown"
+    else:
+        batch = " ".join(f"{k}={record.batch[k]}" for k in ("pending", "running", "done", "fault"))
+    return f"wms {wms} | batch {batch}"

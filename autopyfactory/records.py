@@ -1,0 +1,51 @@
+"""The record of one queue cycle: what it saw, what each scheduler step said, what it did."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class SchedStep:
+    plugin: str
+    n: int
+    message: str
+
+
+@dataclass
+class CycleRecord:
+    queue: str
+    number: int
+    started: float = field(default_factory=time.time)
+    duration: float = 0.0
+    wms: dict | None = None  # WMSQueueInfo as a dict; None = unknown
+    batch: dict | None = None  # BatchQueueInfo as a dict; None = unknown
+    steps: list[SchedStep] = field(default_factory=list)
+    decided: int = 0  # what the scheduler chain said
+    submitted: int = 0
+    removed: int = 0
+    ids: list[str] = field(default_factory=list)
+    holds: list[str] = field(default_factory=list)  # safety rules that lowered the number
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        """The queue's "last message": every step's message, then holds and errors."""
+        parts = [step.message for step in self.steps if step.message]
+        parts += self.holds + self.errors
+        if self.submitted:
+            parts.append(f"submitted {self.submitted}")
+        if self.removed:
+            parts.append(f"removed {self.removed} idle")
+        return "; ".join(parts)
+
+    @property
+    def final(self) -> int:
+        return self.submitted - self.removed
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["message"] = self.message
+        data["started_iso"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started))
+        return data
