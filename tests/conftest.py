@@ -1,0 +1,81 @@
+"""Shared fixtures: write a factory configuration into a temporary directory."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from autopyfactory.config import FactoryConfig, load
+
+
+class ConfDir:
+    """A factory.conf + queues.conf (+ auth.conf, monitor.conf) in a temporary directory."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.plugins = root / "plugins.d"
+        self.plugins.mkdir(exist_ok=True)
+        self.logs = root / "logs"
+        self.spool = root / "spool"
+
+    def write(self, queues: str, factory: str = "", auth: str = "", monitor: str = "") -> Path:
+        (self.root / "queues.conf").write_text(textwrap.dedent(queues))
+        (self.root / "auth.conf").write_text(textwrap.dedent(auth))
+        (self.root / "monitor.conf").write_text(textwrap.dedent(monitor) or "[log]\nmonitorplugin = Log\n")
+        base = textwrap.dedent(f"""\
+            [Factory]
+            factoryId = test-factory
+            queueConf = queues.conf
+            authConf = auth.conf
+            monitorConf = monitor.conf
+            baseLogDir = {self.logs}
+            plugindirs = {self.plugins}
+            wmsstatus.local.sleep = 0.2
+            batchstatus.local.sleep = 0.2
+            """)
+        extra = textwrap.dedent(factory)
+        path = self.root / "factory.conf"
+        path.write_text(base + extra)
+        return path
+
+    def dropin(self, name: str, code: str) -> Path:
+        path = self.plugins / name
+        path.write_text(textwrap.dedent(code))
+        return path
+
+    def load(self) -> FactoryConfig:
+        return load(str(self.root / "factory.conf"))
+
+    def work(self, wmsqueue: str, count: int, command: list[str] | None = None) -> None:
+        """Put ``count`` work items into the Local WMS spool of ``wmsqueue``."""
+        import json
+
+        directory = self.spool / wmsqueue
+        directory.mkdir(parents=True, exist_ok=True)
+        existing = len(list(directory.glob("*.json")))
+        for i in range(count):
+            (directory / f"item-{existing + i}.json").write_text(json.dumps({"command": command or ["true"]}))
+
+
+@pytest.fixture
+def confdir(tmp_path: Path) -> ConfDir:
+    return ConfDir(tmp_path)
+
+
+LOCAL_QUEUE = """\
+    [{name}]
+    wmsqueue = {name}
+    wmsstatusplugin = Local
+    wmsstatus.local.spooldir = {spool}
+    batchstatusplugin = Local
+    batchsubmitplugin = Local
+    apfqueue.sleep = 0.3
+    schedplugin = Ready
+    """
+
+
+def local_queue(name: str, spool: Path, **extra: str) -> str:
+    text = textwrap.dedent(LOCAL_QUEUE).format(name=name, spool=spool)
+    return text + "".join(f"{k} = {v}\n" for k, v in extra.items()) + "\n"
