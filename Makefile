@@ -27,6 +27,7 @@ run: install
 
 ## make test: install test dependencies, start the services the tests need, run pytest
 test: install
+	@for script in tests/services/*.sh; do [ -f "$$script" ] && bash "$$script"; done; true
 	$(BIN)/ruff check autopyfactory tests wrappers bench
 	$(BIN)/pytest -q
 

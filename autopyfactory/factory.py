@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from autopyfactory import __version__
+from autopyfactory import __version__, services
 from autopyfactory.config import FactoryConfig
 from autopyfactory.context import FactoryContext
 from autopyfactory.credentials import CredentialService
@@ -39,7 +39,7 @@ class Factory:
         # called after every cycle of every queue: (queue, record)
         self.listeners: list[Callable[[APFQueue, CycleRecord], None]] = [self._tell_monitors]
         # services with start()/stop() running beside the queues (web server, log cleaner, ...)
-        self.services: list = []
+        self.services: list = services.build(self)
         self._stopping = threading.Event()
 
     # ------------------------------------------------------------ life cycle

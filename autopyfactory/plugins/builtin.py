@@ -1,21 +1,20 @@
-"""Registers the built-in plugins through the same hook third-party plugins use."""
+"""Registers the built-in plugins through the same hook third-party plugins use.
+
+Every module of the kind sub-packages (``plugins/sched``, ``plugins/wmsstatus``,
+...) is imported and its plugin classes registered: adding a built-in plugin
+is adding a module.
+"""
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import pkgutil
 
 from autopyfactory.interfaces import Plugin
 from autopyfactory.plugins.hookspecs import hookimpl
 
-# one module per plugin (or per family); each module's Plugin subclasses are registered
-BUILTIN_MODULES = [
-    "autopyfactory.plugins.sched.builtin",
-    "autopyfactory.plugins.wmsstatus.local",
-    "autopyfactory.plugins.batchstatus.local",
-    "autopyfactory.plugins.batchsubmit.local",
-    "autopyfactory.plugins.monitor.log",
-]
+KIND_PACKAGES = ["sched", "wmsstatus", "batchstatus", "batchsubmit", "monitor", "auth"]
 
 
 def plugin_classes(module) -> list[type[Plugin]]:
@@ -31,9 +30,19 @@ def plugin_classes(module) -> list[type[Plugin]]:
     ]
 
 
+def builtin_modules() -> list[str]:
+    names = []
+    for kind in KIND_PACKAGES:
+        package = importlib.import_module(f"autopyfactory.plugins.{kind}")
+        for info in pkgutil.iter_modules(package.__path__):
+            if not info.name.startswith("_"):
+                names.append(f"{package.__name__}.{info.name}")
+    return names
+
+
 @hookimpl
 def apf_plugins() -> list[type]:
     classes: list[type] = []
-    for name in BUILTIN_MODULES:
+    for name in builtin_modules():
         classes.extend(plugin_classes(importlib.import_module(name)))
     return classes

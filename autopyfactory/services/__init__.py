@@ -1,0 +1,17 @@
+"""Services that run beside the queues in the factory process.
+
+Each service has ``start()`` and ``stop()``; ``build`` decides from the
+config which ones this factory runs (web server, log cleaner, persistence...).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from autopyfactory.factory import Factory
+
+
+def build(factory: Factory) -> list:
+    services: list = []
+    return services
