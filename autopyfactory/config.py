@@ -569,7 +569,7 @@ def _queue_section(
         queue.values[selector] = resolved if isinstance(chosen, list) else (resolved[0] if resolved else chosen)
 
     # plugin keys: typed when known, defaults for the plugins this queue uses
-    for lower, text in raw.items():
+    for lower, text in list(raw.items()):  # unknown keys are dropped from raw below
         if lower in core:
             continue
         if lower in plugin_keys:
