@@ -29,3 +29,11 @@ def status(
     wms = None if ready is UNKNOWN else WMSQueueInfo(ready=ready, status=wms_status)
     batch = None if pending is UNKNOWN else BatchQueueInfo(pending=pending, running=running)
     return SchedInfo(wms=wms, batch=batch, factory_pilots=factory_pilots, now=now, finished=finished or [])
+
+
+def queue_text(name: str, spool, schedplugin: str = "Ready", **keys: str) -> str:
+    """The conftest Local queue section with its own ``schedplugin`` and extra keys."""
+    from tests.conftest import local_queue
+
+    text = local_queue(name, spool, **keys)
+    return text.replace("schedplugin = Ready\n", f"schedplugin = {schedplugin}\n")

@@ -7,26 +7,19 @@ import pytest
 from autopyfactory.config import ConfigError
 from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.plugins.sched.limits import MaxPerFactory
-from tests.conftest import local_queue as conftest_queue
-from tests.sched_helpers import status
+from tests.sched_helpers import queue_text, status
 
 PRODUCTION_CHAIN = "Ready, Scale, MaxPerCycle, MinPerCycle, StatusTest, StatusOffline, MaxPending"
 
 
-def local_queue(name: str, spool, schedplugin: str = "Ready", **keys: str) -> str:
-    """The conftest queue with its own ``schedplugin``."""
-    text = conftest_queue(name, spool, **keys)
-    return text.replace("schedplugin = Ready\n", f"schedplugin = {schedplugin}\n")
-
-
 def load_queue(confdir, factory: str = "", **keys: str):
-    confdir.write(local_queue("SITE", confdir.spool, **keys), factory=factory)
+    confdir.write(queue_text("SITE", confdir.spool, **keys), factory=factory)
     config = confdir.load()
     return config, config.queues["SITE"]
 
 
 def errors(confdir, factory: str = "", **keys: str) -> list[str]:
-    confdir.write(local_queue("SITE", confdir.spool, **keys), factory=factory)
+    confdir.write(queue_text("SITE", confdir.spool, **keys), factory=factory)
     with pytest.raises(ConfigError) as caught:
         confdir.load()
     return [str(problem) for problem in caught.value.problems]
@@ -106,7 +99,7 @@ def test_bad_values_name_file_section_and_key(confdir, key, value, what):
 
 
 def test_bad_value_in_default_names_the_default_section(confdir):
-    confdir.write("[DEFAULT]\nsched.maxpercycle.maximum = -3\n\n" + local_queue("SITE", confdir.spool))
+    confdir.write("[DEFAULT]\nsched.maxpercycle.maximum = -3\n\n" + queue_text("SITE", confdir.spool))
     with pytest.raises(ConfigError) as caught:
         confdir.load()
     assert [str(p) for p in caught.value.problems] == [

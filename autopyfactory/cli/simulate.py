@@ -121,8 +121,8 @@ def main(args: argparse.Namespace) -> int:
     except Exception as exc:  # a drop-in plugin's bug: say which, do not dump a traceback on the operator
         print(f"queue {queue.name}: scheduler chain failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    state = "" if queue.enabled else " (disabled)"
-    print(f"# queue {queue.name}{state} ({queue.source}): activated={args.activated} "
+    state = "" if queue.enabled else "disabled, "
+    print(f"# queue {queue.name} ({state}{queue.source}): activated={args.activated} "
           f"pending={args.pending} running={args.running} status={args.status}")
     width = max([len(step.plugin) for step in steps] + [12])
     for step in steps:
@@ -130,8 +130,8 @@ def main(args: argparse.Namespace) -> int:
     for why in holds:
         print(f"after the chain: {why}")
     if final < 0:
-        removable = min(-final, args.pending)
-        print(f"after the chain: ask to remove {-final} idle pilots ({removable} of them pending now; "
+        room = "" if -final <= args.pending else f", so at most {args.pending} go"
+        print(f"after the chain: ask to remove {-final} idle pilots ({args.pending} pending{room}; "
               "running pilots are never removed)")
     print(f"final: {final}")
     return 0
