@@ -9,6 +9,19 @@ from autopyfactory.interfaces import SchedInfo, SchedulerPlugin
 UNKNOWN = object()
 
 
+def _builtins() -> list[type[SchedulerPlugin]]:
+    from autopyfactory.plugins.sched import builtin, limits, queuestatus, throttle
+
+    return [
+        builtin.Ready, builtin.Fixed, builtin.Scale, limits.MinPerCycle, limits.MaxPerCycle, limits.MaxPending,
+        limits.MinPending, limits.MaxToRun, limits.MaxPerFactory, limits.KeepNRunning, queuestatus.StatusTest,
+        queuestatus.StatusOffline, throttle.Throttle, builtin.Null,
+    ]
+
+
+ALL = _builtins()  # every scheduler plugin of DESIGN.md, in its order
+
+
 def make(cls: type[SchedulerPlugin], factory: dict | None = None, **params) -> SchedulerPlugin:
     """A plugin of ``cls`` with ``sched.<name>.<param>`` set from ``params`` (None = not set)."""
     values = {f"sched.{cls.name.lower()}.{k}": v for k, v in params.items() if v is not None}

@@ -18,10 +18,7 @@ from autopyfactory.plugins.sched.limits import (
 )
 from autopyfactory.plugins.sched.queuestatus import StatusOffline, StatusTest
 from autopyfactory.plugins.sched.throttle import Throttle
-from tests.sched_helpers import UNKNOWN, make, status
-
-ALL = [Ready, Fixed, Scale, MinPerCycle, MaxPerCycle, MaxPending, MinPending, MaxToRun, MaxPerFactory,
-       KeepNRunning, StatusTest, StatusOffline, Throttle, Null]
+from tests.sched_helpers import ALL, UNKNOWN, make, status
 
 
 def test_every_plugin_of_the_design_is_registered_with_its_keys():

@@ -11,8 +11,7 @@ from autopyfactory.interfaces import SchedInfo
 from autopyfactory.plugins.sched.builtin import Ready
 from autopyfactory.plugins.sched.limits import KeepNRunning, MaxPending, MaxPerCycle, MaxToRun
 from autopyfactory.queue import cycle_ceiling, run_chain
-from tests.sched_helpers import make
-from tests.test_sched_plugins import ALL
+from tests.sched_helpers import ALL, make
 
 # plugins are cheap; no deadline so a loaded machine does not fail a test
 thorough = settings(deadline=None, max_examples=300)

@@ -200,3 +200,52 @@ def test_simulate_gives_what_a_real_cycle_submits(confdir):
     assert final == record.submitted
     assert holds == ["MaxPerCycle ceiling: 6 capped to 4", "MaxPerFactory ceiling: 4 capped to 3 (3 max - 0 in the factory)"]
     assert holds == record.holds
+
+
+# ---------------------------------------------------------------- drop-in plugins
+
+
+HALF = '''
+from autopyfactory.interfaces import SchedulerPlugin
+
+class Half(SchedulerPlugin):
+    """Halve the number handed on."""
+    name = "Half"
+
+    def calc(self, n, info):
+        return n // 2, f"Half: {n} -> {n // 2}"
+'''
+
+BROKEN = '''
+from autopyfactory.interfaces import SchedulerPlugin
+
+class Broken(SchedulerPlugin):
+    """Raises."""
+    name = "Broken"
+
+    def calc(self, n, info):
+        raise ZeroDivisionError("division by zero")
+'''
+
+
+def test_dropin_plugin_and_maxperfactory(confdir):
+    confdir.dropin("half.py", HALF)
+    conf = confdir.write(queue_text("SITE", confdir.spool, "Ready, Half, MaxPerFactory"),
+                         factory="maxperfactory.maximum = 30\n")
+    steps, final, _ = run(conf, "--activated", "40", "--pending", "10", "--running", "17")
+    # the factory-wide count is this queue's pending + running
+    assert steps == [
+        ("Ready", 30, "Ready: 30 (40 ready - 0 offset - 10 pending)"),
+        ("Half", 15, "Half: 30 -> 15"),
+        ("MaxPerFactory", 3, "MaxPerFactory: 15 capped to 3 (30 max - 27 in the factory)"),
+    ]
+    assert final == 3
+
+
+def test_a_plugin_that_raises_is_named(confdir):
+    confdir.dropin("broken.py", BROKEN)
+    conf = confdir.write(queue_text("SITE", confdir.spool, "Ready, Broken"))
+    done = apf("simulate", "--conf", conf, "--activated", "4", "--pending", "0", "--running", "0")
+    assert done.returncode == 1
+    assert "scheduler chain failed: ZeroDivisionError: division by zero" in done.stderr
+    assert "Traceback" not in done.stderr
