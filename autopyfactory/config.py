@@ -329,9 +329,22 @@ class _Reader:
         parser = configparser.ConfigParser(interpolation=configparser.BasicInterpolation())
         try:
             parser.read_string(text, source=source)
+        except configparser.DuplicateOptionError as exc:
+            self.error(source, exc.section, exc.option, f"set twice in the section (line {exc.lineno})")
+            return None
+        except configparser.DuplicateSectionError as exc:
+            self.error(source, exc.section, "", f"section defined twice (line {exc.lineno})")
+            return None
+        except configparser.MissingSectionHeaderError as exc:
+            self.error(source, "", "", f"cannot parse line {exc.lineno}: {exc.line.strip()!r} "
+                       "comes before any [section]")
+            return None
+        except configparser.ParsingError as exc:
+            lines = ", ".join(f"line {n}: {line.strip()!r}" for n, line in exc.errors)
+            self.error(source, "", "", f"cannot parse ({lines}; expected key = value)")
+            return None
         except configparser.Error as exc:
-            message = " ".join(str(exc).split())
-            self.error(source, "", "", f"cannot parse: {message}")
+            self.error(source, "", "", f"cannot parse: {' '.join(str(exc).split())}")
             return None
         return parser
 
@@ -569,7 +582,7 @@ def _queue_section(
         queue.values[selector] = resolved if isinstance(chosen, list) else (resolved[0] if resolved else chosen)
 
     # plugin keys: typed when known, defaults for the plugins this queue uses
-    for lower, text in list(raw.items()):  # unknown keys are dropped from raw below
+    for lower, text in raw.items():
         if lower in core:
             continue
         if lower in plugin_keys:
@@ -593,7 +606,6 @@ def _queue_section(
             source, where(lower), lower,
             "unknown key, ignored" + _closest(lower, list(core) + list(plugin_keys)),
         )
-        queue.raw.pop(lower, None)
     for selector, kind in PLUGIN_SELECTORS.items():
         chosen = queue.values.get(selector)
         for plugin_name in chosen if isinstance(chosen, list) else [chosen]:

@@ -48,5 +48,4 @@ def queue_text(name: str, spool, schedplugin: str = "Ready", **keys: str) -> str
     """The conftest Local queue section with its own ``schedplugin`` and extra keys."""
     from tests.conftest import local_queue
 
-    text = local_queue(name, spool, **keys)
-    return text.replace("schedplugin = Ready\n", f"schedplugin = {schedplugin}\n")
+    return local_queue(name, spool, schedplugin=schedplugin, **keys)

@@ -77,8 +77,9 @@ def test_fixed_overwrites_what_it_is_handed():
     assert make(Fixed).calc(7, status()) == (0, "Fixed: 0 (pilotspercycle)")
 
 
-def test_fixed_with_unknown_status_is_zero():
-    assert make(Fixed, pilotspercycle=4).calc(0, status(ready=UNKNOWN))[0] == 0
+def test_fixed_reads_no_status():
+    # the queue, not Fixed, holds submission while status is unknown (and says why)
+    assert make(Fixed, pilotspercycle=4).calc(0, status(ready=UNKNOWN, pending=UNKNOWN))[0] == 4
 
 
 @pytest.mark.parametrize(
@@ -129,10 +130,8 @@ def test_minpercycle():
     assert make(MinPerCycle).calc(2, status())[0] == 2
 
 
-def test_minpercycle_does_not_turn_unknown_into_pilots():
-    n, message = make(MinPerCycle, minimum=3).calc(0, status(pending=UNKNOWN))
-    assert n == 0
-    assert message == "MinPerCycle: batch status unknown, 0"
+def test_minpercycle_reads_no_status():
+    assert make(MinPerCycle, minimum=3).calc(0, status(pending=UNKNOWN)) == (3, "MinPerCycle: 0 raised to 3 (3 min)")
 
 
 # ---------------------------------------------------------------- pending / running caps and floors

@@ -170,10 +170,9 @@ def test_simulate_touches_nothing(confdir):
 
 def test_simulate_gives_what_a_real_cycle_submits(confdir):
     """A real cycle of the factory (Local WMS and batch), then simulate on the status it planned from."""
-    queue = queue_text("SITE", confdir.spool, "Ready, MinPerCycle", executable="/bin/true",
-                       **{"sched.maxpercycle.maximum": "4", "sched.minpercycle.minimum": "6"})
     # the first cycle waits (up to apfqueue.sleep) for its first status: give a loaded machine time
-    queue = queue.replace("apfqueue.sleep = 0.3\n", "apfqueue.sleep = 60\n")
+    queue = queue_text("SITE", confdir.spool, "Ready, MinPerCycle", executable="/bin/true", **{
+        "sched.maxpercycle.maximum": "4", "sched.minpercycle.minimum": "6", "apfqueue.sleep": "60"})
     confdir.write(queue, factory="maxperfactory.maximum = 3\n")
     confdir.work("SITE", 2)
     config = confdir.load()

@@ -1,10 +1,11 @@
 """What the built-in scheduler plugins share (not a plugin module: its name starts with ``_``).
 
-The rule that keeps "unknown" from turning into a pilot storm lives here:
-every step that reads status, or that could raise the number it is handed,
-hands on 0 when the WMS or batch status is unknown. The steps that only
-shrink a number (Scale, MaxPerCycle, Throttle) keep 0 at 0, so a chain of
-built-in steps yields 0 whatever its order when status is unknown.
+Unknown is not zero. A step that reads the cycle's status (``StatusStep``)
+hands on 0 when the WMS or batch status is unknown, and says so; it never
+asks for a removal on unknown status. A step that reads no status (Fixed,
+Scale, MinPerCycle, MaxPerCycle, Throttle, Null) applies its formula. The
+queue cycle then submits and removes nothing while either status is unknown,
+whatever the chain said, and gives the reason (queue.py).
 """
 
 from __future__ import annotations

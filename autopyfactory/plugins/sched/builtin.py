@@ -34,17 +34,17 @@ class Ready(StatusStep):
         return out, f"Ready: {out} ({ready} ready - {offset} offset - {pending} pending)"
 
 
-class Fixed(StatusStep):
+class Fixed(SchedulerPlugin):
     """A constant number of pilots every cycle, whatever it is handed.
 
-    Keys: ``sched.fixed.pilotspercycle`` (0, at least 0). Output: the constant;
-    0 when WMS or batch status is unknown.
+    Keys: ``sched.fixed.pilotspercycle`` (0, at least 0). Output: the constant
+    (reads no status; the queue submits nothing while status is unknown).
     """
 
     name = "Fixed"
     keys = {"pilotspercycle": Key("int", 0, min=0, help="pilots to submit every cycle")}
 
-    def compute(self, n: int, wms: WMSQueueInfo, batch: BatchQueueInfo, info: SchedInfo) -> tuple[int, str]:
+    def calc(self, n: int, info: SchedInfo) -> tuple[int, str]:
         out = self.options["pilotspercycle"]
         return out, f"Fixed: {out} (pilotspercycle)"
 

@@ -1,8 +1,7 @@
 """Built-in scheduler plugins that cap or raise the number handed on.
 
 A key left unset makes its step a no-op that says so (APF 2.4 behaviour).
-Steps that read batch status (or could raise the number) hand on 0 when the
-status is unknown; see ``_common.py``. Semantics and examples:
+Steps that read status hand on 0 when it is unknown; see ``_common.py``. Semantics and examples:
 docs/schedulers.md.
 """
 
@@ -34,18 +33,18 @@ def not_set(name: str, n: int, key: str) -> tuple[int, str]:
     return n, f"{name}: {n} unchanged ({key} not set)"
 
 
-class MinPerCycle(StatusStep):
+class MinPerCycle(SchedulerPlugin):
     """A floor on the pilots of one cycle.
 
     Keys: ``sched.minpercycle.minimum`` (unset: no-op, at least 0).
-    Output: ``max(n, minimum)``; 0 when status is unknown (a floor must not
-    turn "unknown" into pilots).
+    Output: ``max(n, minimum)`` (reads no status; the queue submits nothing
+    while status is unknown).
     """
 
     name = "MinPerCycle"
     keys = {"minimum": Key("int", None, min=0, help="submit at least this many pilots every cycle")}
 
-    def compute(self, n: int, wms: WMSQueueInfo, batch: BatchQueueInfo, info: SchedInfo) -> tuple[int, str]:
+    def calc(self, n: int, info: SchedInfo) -> tuple[int, str]:
         minimum = self.options["minimum"]
         if minimum is None:
             return not_set(self.name, n, "sched.minpercycle.minimum")
