@@ -246,5 +246,5 @@ def test_a_plugin_that_raises_is_named(confdir):
     conf = confdir.write(queue_text("SITE", confdir.spool, "Ready, Broken"))
     done = apf("simulate", "--conf", conf, "--activated", "4", "--pending", "0", "--running", "0")
     assert done.returncode == 1
-    assert "scheduler chain failed: ZeroDivisionError: division by zero" in done.stderr
+    assert done.stderr.strip() == "queue SITE: scheduler plugin Broken failed: ZeroDivisionError: division by zero"
     assert "Traceback" not in done.stderr

@@ -63,6 +63,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
+class ChainError(Exception):
+    """A scheduler plugin raised; the message names it."""
+
+
 def pick_queue(config: FactoryConfig, name: str | None) -> QueueConfig:
     if not config.queues:
         raise LookupError("no queue sections in the configuration")
@@ -92,7 +96,10 @@ def simulate(
         now=time.time(),
     )
     steps: list[SchedStep] = []
-    n = run_chain(schedulers, info, steps)
+    try:
+        n = run_chain(schedulers, info, steps)
+    except Exception as exc:
+        raise ChainError(f"scheduler plugin {schedulers[len(steps)].name} failed: {type(exc).__name__}: {exc}") from exc
     # the ceilings the cycle applies after the chain, in its order
     n, per_cycle = cycle_ceiling(n, queue)
     n, per_factory = factory_ceiling(n, config.get("maxperfactory.maximum"), pending + running)
@@ -118,7 +125,10 @@ def main(args: argparse.Namespace) -> int:
         steps, holds, final = simulate(
             config, registry, queue, args.activated, args.pending, args.running, args.status
         )
-    except Exception as exc:  # a drop-in plugin's bug: say which, do not dump a traceback on the operator
+    except ChainError as exc:  # a drop-in plugin's bug: say which, do not dump a traceback on the operator
+        print(f"queue {queue.name}: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # e.g. a drop-in plugin that cannot even be built
         print(f"queue {queue.name}: scheduler chain failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     state = "" if queue.enabled else "disabled, "
