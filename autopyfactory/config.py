@@ -14,6 +14,7 @@ from __future__ import annotations
 import configparser
 import difflib
 import glob
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -79,6 +80,8 @@ class Key:
                 value = float(text)
             except ValueError:
                 raise ValueError(f"not a number (expected a number, got {raw!r})") from None
+            if not math.isfinite(value):
+                raise ValueError(f"not a finite number (expected a number, got {raw!r})")
         elif self.kind == "bool":
             if text.lower() not in _BOOLEANS:
                 raise ValueError(f"not a boolean (expected true or false, got {raw!r})")
