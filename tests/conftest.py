@@ -79,3 +79,7 @@ LOCAL_QUEUE = """\
 def local_queue(name: str, spool: Path, **extra: str) -> str:
     text = textwrap.dedent(LOCAL_QUEUE).format(name=name, spool=spool)
     return text + "".join(f"{k} = {v}\n" for k, v in extra.items()) + "\n"
+
+
+# the real Slurm cluster (session fixture ``slurm``), see tests/slurmcluster.py
+from tests.slurmcluster import slurm  # noqa: E402,F401
