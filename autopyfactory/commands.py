@@ -1,4 +1,5 @@
-"""Running external commands: argv lists only, always with a timeout, never raising.
+"""Running external commands (argv lists only, always with a timeout, never raising)
+and library calls with a timeout (``call``).
 
 Every batch plugin that calls a command line tool (sbatch, squeue, scancel,
 scontrol, ...) goes through ``run``; a plugin keeps the runner as an attribute
@@ -11,9 +12,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -76,3 +81,35 @@ def run(
     duration = time.monotonic() - started
     error = None if done.returncode == 0 else f"exit code {done.returncode}"
     return CommandResult(argv, done.returncode, done.stdout, done.stderr, duration, error)
+
+
+class CallTimeout(TimeoutError):
+    """A library call (e.g. the HTCondor bindings) did not return in time."""
+
+
+def call(fn: Callable[..., T], *args: Any, timeout: float = DEFAULT_TIMEOUT, what: str = "", **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` with a timeout, for library calls that have none of their own.
+
+    The call runs in a daemon thread; after ``timeout`` seconds CallTimeout is
+    raised and the thread is left to finish (or hang) on its own: a blocking C
+    call cannot be interrupted, but the caller is never held up by it.
+    Exceptions of ``fn`` are raised here unchanged.
+    """
+    outcome: dict[str, Any] = {}
+    finished = threading.Event()
+
+    def target() -> None:
+        try:
+            outcome["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the caller
+            outcome["error"] = exc
+        finally:
+            finished.set()
+
+    thread = threading.Thread(target=target, name=f"call:{what or getattr(fn, '__name__', 'fn')}", daemon=True)
+    thread.start()
+    if not finished.wait(timeout):
+        raise CallTimeout(f"{what or getattr(fn, '__name__', 'call')} timed out after {timeout:g}s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

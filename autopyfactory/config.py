@@ -245,7 +245,7 @@ class QueueConfig(Section):
     def plugin_options(self, plugin: type) -> dict[str, Any]:
         """{param: value} for ``<kind>.<plugin name>.<param>``, defaults filled in."""
         prefix = f"{plugin.kind}.{plugin.name.lower()}"
-        values = {param.lower(): key.default for param, key in plugin.keys.items()}
+        values = {param.lower(): key.default for param, key in plugin.keys.items() if not param.endswith("*")}
         values.update(self.options(prefix))
         return values
 
@@ -569,6 +569,12 @@ def _queue_section(
     for lower, text in raw.items():
         if lower in core:
             continue
+        if lower not in plugin_keys:
+            # a key family declared as "<param>.*" (e.g. condor_attributes.<name>)
+            for full in plugin_keys:
+                if full.endswith(".*") and lower.startswith(full[:-1]) and len(lower) > len(full) - 1:
+                    plugin_keys[lower] = (lower, plugin_keys[full][1])
+                    break
         if lower in plugin_keys:
             canonical, key = plugin_keys[lower]
             value = _typed(reader, source, where(lower), canonical, key, text, basedir)
@@ -599,6 +605,8 @@ def _queue_section(
                 continue
             for param, key in plugin.keys.items():
                 full = f"{kind}.{plugin.name.lower()}.{param}".lower()
+                if param.endswith("*"):
+                    continue
                 if full not in queue.values and full not in raw:
                     if key.required and queue.values.get("enabled", True):
                         reader.error(source, name, full, f"required by the {plugin.name} plugin, missing")
