@@ -462,7 +462,7 @@ def _factory_section(reader: _Reader, parser: configparser.ConfigParser, path: s
             reader.error(path, FACTORY_SECTION, name, "required key missing")
         else:
             section.values[lower] = key.default
-    for lower, text in raw.items():
+    for lower, text in list(raw.items()):
         if lower in known:
             continue
         parts = lower.split(".")
@@ -566,7 +566,7 @@ def _queue_section(
         queue.values[selector] = resolved if isinstance(chosen, list) else (resolved[0] if resolved else chosen)
 
     # plugin keys: typed when known, defaults for the plugins this queue uses
-    for lower, text in raw.items():
+    for lower, text in list(raw.items()):
         if lower in core:
             continue
         if lower not in plugin_keys:
