@@ -22,9 +22,9 @@ def fake(stdout: str = "", returncode: int | None = 0, error: str | None = None,
     return runner
 
 
-def make(confdir: ConfDir, runner, **keys: str) -> Slurm:
+def make(confdir: ConfDir, runner, batchqueue: str = "short", **keys: str) -> Slurm:
     text = "\n".join([
-        "[SITE_Q]", "wmsqueue = SITE", "batchqueue = short",
+        "[SITE_Q]", "wmsqueue = SITE", *([f"batchqueue = {batchqueue}"] if batchqueue else []),
         "wmsstatusplugin = Local", f"wmsstatus.local.spooldir = {confdir.spool}",
         "batchstatusplugin = Slurm", "batchsubmitplugin = Slurm",
         "executable.arguments = --wrappervo=ATLAS --wrapperwmsqueue='SITE Q' --wrappermode=$(reboot)",
@@ -65,6 +65,12 @@ def test_one_sbatch_array_with_the_queue_keys(confdir: ConfDir):
     assert env["APF_GTAG_BASE"].endswith("/SITE_Q") and "APF_WMS_SPOOLDIR" in env
     saved = (logdir / "4242.sbatch").read_text()
     assert "--array=0-199" in saved and "APF_WRAPPER_DIR=" in saved and "job array 4242" in saved
+
+
+def test_no_partition_without_batchqueue_uses_the_cluster_default(confdir: ConfDir):
+    runner = fake("8\n")
+    make(confdir, runner, batchqueue="").submit(1)
+    assert not [a for a in runner.calls[0][0] if a.startswith("--partition")]
 
 
 def test_partition_key_wins_over_batchqueue(confdir: ConfDir):

@@ -35,13 +35,14 @@ class Slurm(BatchSubmitPlugin):
     """Submits a queue's pilots as one Slurm job array per cycle.
 
     Keys (``batchsubmit.slurm.<key>``): ``partition`` (default: the queue's
-    ``batchqueue``), ``time`` (--time), ``mem`` (--mem), ``cpus``
+    ``batchqueue``; neither set: the cluster's default partition), ``time`` (--time), ``mem`` (--mem), ``cpus``
     (--cpus-per-task), ``account``, ``qos``, ``extraargs`` (more sbatch
     options, split like a shell would, no shell involved), ``sbatch`` /
     ``squeue`` / ``scontrol`` / ``scancel`` (command names or paths),
     ``slurmconf`` (the cluster's slurm.conf), ``timeout`` (60 s per command),
     ``maxarray`` (1000: larger n is capped, Slurm's MaxArraySize),
-    ``proxy`` (auth.conf profile that must be valid to submit).
+    ``proxy`` (auth.conf profile that must be valid to submit; its file is
+    handed to the pilots as X509_USER_PROXY).
 
     Each pilot runs ``executable`` (default: the shipped apf-wrapper.sh) with
     ``executable.arguments``; job name ``apf.<factoryId>.<queue>`` and comment
@@ -79,7 +80,8 @@ class Slurm(BatchSubmitPlugin):
 
     @property
     def partition(self) -> str:
-        return self.options.get("partition") or self.queue.batchqueue
+        """``partition`` key, else the queue's ``batchqueue``; empty: the cluster's default partition."""
+        return self.options.get("partition") or self.queue.values.get("batchqueue") or ""
 
     @property
     def job_name(self) -> str:
@@ -97,10 +99,12 @@ class Slurm(BatchSubmitPlugin):
         o = self.options
         argv = [
             o.get("sbatch") or "sbatch", "--parsable", f"--array=0-{n - 1}",
-            f"--job-name={self.job_name}", f"--comment={self.tag}", f"--partition={self.partition}",
+            f"--job-name={self.job_name}", f"--comment={self.tag}",
             f"--output={os.path.join(logdir, '%A.%a.out')}", f"--error={os.path.join(logdir, '%A.%a.err')}",
             f"--chdir={logdir}", "--export=ALL", "--no-requeue",
         ]
+        if self.partition:
+            argv.append(f"--partition={self.partition}")
         for key, flag in (("time", "--time"), ("mem", "--mem"), ("account", "--account"), ("qos", "--qos")):
             if o.get(key):
                 argv.append(f"{flag}={o[key]}")
@@ -121,6 +125,11 @@ class Slurm(BatchSubmitPlugin):
             "APF_WRAPPER_DIR": wrapper_dir(),
             "APF_GTAG_BASE": self.context.logurl(logdir),
         })
+        profile = self.credential_profile
+        credentials = self.context.credentials
+        state = credentials.status(profile) if profile and credentials is not None else None
+        if state is not None and state.path:
+            env["X509_USER_PROXY"] = state.path
         if self.queue.values.get("wmsstatusplugin") == "Local":
             from autopyfactory.plugins.wmsstatus.local import spooldir
 
@@ -192,7 +201,10 @@ class Slurm(BatchSubmitPlugin):
     def _pending_ids(self, jobs: list[str] | None = None) -> tuple[list[tuple[float, int, str]], str | None]:
         """This queue's pending pilots as (submit time, task, id), or an error."""
         argv = [self.options.get("squeue") or "squeue", "-h", "-r", "-t", "PENDING", "-O", SQUEUE_FORMAT]
-        argv += ["-j", ",".join(jobs)] if jobs else ["-n", self.job_name]
+        if jobs:
+            argv += ["-j", ",".join(jobs)]
+        elif "," not in self.job_name:  # -n takes a comma list; the tag check below is what counts
+            argv += ["-n", self.job_name]
         result = self._run(argv)
         if not result.ok:
             if jobs and "Invalid job id" in result.stderr:
