@@ -132,35 +132,34 @@ def test_pilots_run_through_slurm_and_are_counted(slurm, confdir: ConfDir, tmp_p
                     and good.pending + good.running == 0 and bad.pending + bad.running == 0)
 
         wait_for(finished, "3 pilots done on GOOD and 1 fault on BAD")
-        good_records = list(factory.queues["GOOD"].records)
-        bad_records = list(factory.queues["BAD"].records)
+        submitted_total = sum(factory.queues[q].submitted_total for q in ("GOOD", "BAD"))
         status_pollers = [p for (kind, _), p in factory.status.pollers.items() if kind == "batchstatus"]
+        bad_info, _, _ = factory.queues["BAD"].batch_status()
     finally:
         factory.stop()
         cancel_factory_pilots(slurm, fid)
 
     # pilots were seen pending or running in the batch system
     assert seen_active["GOOD"] >= 1 and seen_active["BAD"] >= 1
-    # the work really ran on the node: every item claimed, run and recorded by a Slurm pilot
-    submitted = {i for r in good_records for i in r.ids}
+    # every sbatch call left its description (<arrayjob>.sbatch) beside the logs
+    descriptions = {p.stem: p.read_text() for p in confdir.logs.glob("*/*/[0-9]*.sbatch")}
+    sbatch_calls = calls(sbatch_log)
+    assert len(sbatch_calls) == len(descriptions) >= 2
+    # one sbatch call per submitting cycle, never one per pilot: the arrays add up to what was submitted
+    sizes = [int(call.split("--array=0-")[1].split("'")[0]) + 1 for call in sbatch_calls]
+    assert sum(sizes) == submitted_total
+    # the work really ran on the node: every item claimed, run and recorded by one of those pilots
     done = [json.loads(p.read_text()) for p in (confdir.spool / "GOOD" / "done").glob("*.json")]
     assert len(done) == 3 and all(d["exitcode"] == 0 for d in done)
-    assert {d["pilot"].replace(".", "_") for d in done} <= submitted
+    assert {d["pilot"].split(".")[0] for d in done} <= set(descriptions)
     failed = [json.loads(p.read_text()) for p in (confdir.spool / "BAD" / "done").glob("*.json")]
     assert [d["exitcode"] for d in failed] == [3]
     # the pilot that exited non-zero is a fault, with its exit code
-    bad_info, _, _ = factory.queues["BAD"].batch_status()
     assert any(p.state == "fault" and p.exitcode == 3 for p in bad_info.finished)
-    # logs and the submit description beside them
-    logdirs = list(confdir.logs.glob("*/GOOD"))
-    assert len(logdirs) == 1
-    outs = list(logdirs[0].glob("*.out"))
+    # pilot logs, each ended by the wrapper's marker
+    outs = list(confdir.logs.glob("*/GOOD/*.out"))
     assert outs and all("APF-WRAPPER-END" in p.read_text() for p in outs)
-    descriptions = list(logdirs[0].glob("[0-9]*.sbatch"))
-    assert len(descriptions) == len([r for r in good_records if r.submitted])
-    assert "--array=0-" in descriptions[0].read_text()
-    # one sbatch call per submitting cycle, never one per pilot
-    assert len(calls(sbatch_log)) == sum(1 for r in good_records + bad_records if r.submitted)
+    assert any("status=ok" in p.read_text() for p in outs)
     # one squeue call per status interval for both queues: one poller, one call per poll
     assert len(status_pollers) == 1
     assert status_pollers[0].queues == frozenset({"GOOD", "BAD"})
