@@ -193,6 +193,8 @@ class WebApp:
 
     def queue_view(self, queue: APFQueue, cycles: int | None = None) -> dict:
         view = queue.summary()
+        # "cycles" of the API is the list of cycle records; the count keeps its own name
+        view["cycle_count"] = view.pop("cycles", queue.cycles)
         view["done_1h"], view["fault_1h"] = finished_last_hour(self.factory, view)
         view["logs"] = self.today_logs(queue.name)
         if cycles is not None:
