@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -118,6 +119,7 @@ class WebApp:
         self.templates.filters["ago"] = ago
         self.templates.filters["urlpath"] = lambda s: quote(str(s))
         self.hostname = socket.gethostname()
+        self._reload_lock = threading.Lock()  # one reload at a time
 
     # ------------------------------------------------------------ WSGI
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
@@ -312,7 +314,8 @@ class WebApp:
         parts = [p for p in action.split("/") if p]
         if parts == ["reload"]:
             log.info("admin: reload requested from %s", peer)
-            status, answer = admin.reload_factory(self.factory)
+            with self._reload_lock:
+                status, answer = admin.reload_factory(self.factory)
             return json_response(status, answer)
         if len(parts) == 3 and parts[0] == "queues" and parts[2] in ("pause", "resume"):
             queue = self.factory.queues.get(parts[1])
