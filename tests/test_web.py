@@ -145,40 +145,27 @@ def test_metrics_names_and_values(running):
     assert metric(text, "apf_queue_paused", queue="ALPHA") == 0
 
 
-def test_credential_metric(confdir, tmp_path):
-    token = tmp_path / "wlcg.token"
-    token.write_text("x")
-    confdir.dropin("fakeauth.py", """
+def test_credential_metric(confdir):
+    confdir.dropin("fakeauth.py", '''
         from autopyfactory.interfaces import AuthPlugin
         from autopyfactory.info import CredentialStatus
 
         class FakeAuth(AuthPlugin):
-            '''A credential with a fixed lifetime. Keys: none.'''
+            """A credential with a fixed lifetime. Keys: none."""
             name = "FakeAuth"
             def check(self):
                 return CredentialStatus(self.section.name, True, 7200.0, "fine")
-        """)
-    run = start_factory(confdir, {"ALPHA": 0}, factory_extra="enablequeues = False\n")
+        ''')
+    run = start_factory(confdir, {"ALPHA": 0}, auth="[wlcg]\nplugin = FakeAuth\n")
     try:
-        (confdir.root / "auth.conf").write_text("")
+        text = get(run, "/metrics").text
+        assert 7000 < metric(text, "apf_credential_seconds_left", profile="wlcg") <= 7200
+        assert metric(text, "apf_credential_ok", profile="wlcg") == 1
+        table = get(run, "/").text.split('id="credentials"')[1].split("</table>")[0]
+        assert "wlcg" in table and ">ok<" in table and "2.0 h" in table
+        assert get(run, "/api/v1/factory").json()["credentials"][0]["profile"] == "wlcg"
     finally:
         run.stop()
-    # a profile in auth.conf shows with its lifetime
-    (confdir.root / "auth.conf").write_text("[wlcg]\nplugin = FakeAuth\n")
-    config = confdir.load()
-    from autopyfactory.factory import Factory
-    from autopyfactory.plugins.registry import PluginRegistry
-
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
-    factory.start()
-    try:
-        url = factory.services[0].url
-        seconds = metric(requests.get(url + "/metrics", timeout=30).text, "apf_credential_seconds_left",
-                         profile="wlcg")
-        assert 7000 < seconds <= 7200
-        assert "wlcg" in requests.get(url + "/", timeout=30).text
-    finally:
-        factory.stop()
 
 
 def test_two_factories_in_one_process_keep_their_own_metrics(running, tmp_path):
@@ -440,3 +427,25 @@ def test_admin_is_for_loopback_clients_only(running):
     assert running.factory.queues["ALPHA"].paused is False
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("::ffff:127.0.0.2")
     assert not is_loopback("10.0.0.1") and not is_loopback("") and not is_loopback(None)
+
+
+def test_a_port_in_use_leaves_the_factory_running(confdir, caplog):
+    import socket
+
+    from tests.web_support import free_port
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", free_port()))
+    taken.listen(1)
+    try:
+        port = taken.getsockname()[1]
+        run = start_factory(confdir, {"ALPHA": 1}, port=port)
+        try:
+            web = run.factory.services[0]
+            assert web.port is None and "cannot listen on 127.0.0.1:" in web.error
+            assert any("runs without its web server" in r.getMessage() for r in caplog.records)
+            wait_for(lambda: run.factory.queues["ALPHA"].submitted_total >= 1, what="a submission")
+        finally:
+            run.stop()
+    finally:
+        taken.close()

@@ -73,7 +73,8 @@ class RunningFactory:
 
 
 def start_factory(confdir: ConfDir, queues: dict[str, int], *, maxrunning: int = 2,
-                  factory_extra: str = "", monitor: str = "", queue_extra: dict | None = None) -> RunningFactory:
+                  factory_extra: str = "", monitor: str = "", queue_extra: dict | None = None,
+                  port: int | None = None, auth: str = "") -> RunningFactory:
     """A factory with one Local queue per name in ``queues`` (value: work items to seed)."""
     root = confdir.root
     stop_file = root / "pilots.stop"
@@ -83,7 +84,7 @@ def start_factory(confdir: ConfDir, queues: dict[str, int], *, maxrunning: int =
     token_file = root / "admin.token"
     token_file.write_text(TOKEN + "\n")
     token_file.chmod(0o600)
-    port = free_port()
+    port = port or free_port()
     text = "".join(
         local_queue(name, confdir.spool, executable=str(pilot), **{"batchsubmit.local.maxrunning": str(maxrunning)},
                     **(queue_extra or {}))
@@ -92,7 +93,7 @@ def start_factory(confdir: ConfDir, queues: dict[str, int], *, maxrunning: int =
     confdir.write(text, factory=(
         f"logserver.enabled = True\nlogserver.port = {port}\nadmin.tokenfile = {token_file}\n"
         f"factoryAdminEmail = ops@example.org\n{factory_extra}"
-    ), monitor=monitor)
+    ), monitor=monitor, auth=auth)
     for name, items in queues.items():
         confdir.work(name, items)
     config = confdir.load()

@@ -29,6 +29,7 @@ class WebServer:
         self.bind = factory.config.get("logserver.bind") or "127.0.0.1"
         self.requested_port = int(factory.config.get("logserver.port"))
         self.port: int | None = None
+        self.error: str | None = None  # why it is not serving
         self._server = None
         self._thread: threading.Thread | None = None
 
@@ -44,11 +45,17 @@ class WebServer:
         return f"http://{host}:{self.port}"
 
     def start(self) -> None:
-        self._server = create_server(
-            self.app, host=self.bind, port=self.requested_port, threads=WORKER_THREADS,
-            ident="autopyfactory", clear_untrusted_proxy_headers=True,
-            channel_timeout=60, connection_limit=200,
-        )
+        try:
+            self._server = create_server(
+                self.app, host=self.bind, port=self.requested_port, threads=WORKER_THREADS,
+                ident="autopyfactory", clear_untrusted_proxy_headers=True,
+                channel_timeout=60, connection_limit=200,
+            )
+        except (OSError, ValueError) as exc:
+            # the queues matter more than their web page: keep the factory running, say it loudly
+            self.error = f"cannot listen on {self.bind}:{self.requested_port}: {exc}"
+            log.error("web: %s; the factory runs without its web server", self.error)
+            return
         self.port = self._server.effective_port
         self._thread = threading.Thread(target=self._run, name="web", daemon=True)
         self._thread.start()
