@@ -19,4 +19,4 @@ def web_service(factory: Factory) -> WebServer:
         history = PilotHistory()
         factory.pilot_history = history
         factory.listeners.append(history.cycle_done)
-    return WebServer(factory, history)
+    return WebServer(factory)

@@ -29,7 +29,7 @@ import jinja2
 
 from autopyfactory.metrics import exposition, factory_registry
 from autopyfactory.web import admin, logs
-from autopyfactory.web.history import PilotHistory, finished_last_hour, pilot_history
+from autopyfactory.web.history import finished_last_hour, pilot_history
 from autopyfactory.web.plot import pilots_svg
 
 if TYPE_CHECKING:
@@ -101,9 +101,8 @@ def is_loopback(address: str | None) -> bool:
 class WebApp:
     """WSGI callable over one factory."""
 
-    def __init__(self, factory: Factory, history: PilotHistory | None = None):
+    def __init__(self, factory: Factory):
         self.factory = factory
-        self.history = history
         config = factory.config
         self.logs = logs.LogFiles(config.get("baseLogDir"))
         self.allow_robots = bool(config.get("logserver.allowrobots", False))

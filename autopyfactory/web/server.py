@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from waitress import create_server, wasyncore
 
 from autopyfactory.web.app import WebApp
-from autopyfactory.web.history import PilotHistory
 
 if TYPE_CHECKING:
     from autopyfactory.factory import Factory
@@ -22,10 +21,9 @@ WORKER_THREADS = 8
 class WebServer:
     """``logserver.bind``:``logserver.port`` (port 0 picks a free port; see ``port``)."""
 
-    def __init__(self, factory: Factory, history: PilotHistory | None = None):
+    def __init__(self, factory: Factory):
         self.factory = factory
-        self.history = history
-        self.app = WebApp(factory, history)
+        self.app = WebApp(factory)
         self.bind = factory.config.get("logserver.bind") or "127.0.0.1"
         self.requested_port = int(factory.config.get("logserver.port"))
         self.port: int | None = None
