@@ -14,4 +14,8 @@ if TYPE_CHECKING:
 
 def build(factory: Factory) -> list:
     services: list = []
+    if factory.config.get("logserver.enabled"):
+        from autopyfactory.web import web_service
+
+        services.append(web_service(factory))
     return services
