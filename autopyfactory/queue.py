@@ -157,10 +157,15 @@ class APFQueue:
             self._stop.wait(self.sleep)
 
     def _wait_for_first_status(self) -> None:
-        """A queue plans from real numbers: wait (bounded) for the first answers."""
+        """A queue plans from real numbers: wait (bounded) for the first answers that include it.
+
+        An answer taken before this queue joined its poller does not mention it;
+        a first cycle on such an answer would only say "unknown" and the
+        queue's first pilots would wait a whole ``apfqueue.sleep``.
+        """
         deadline = time.time() + self.sleep
         while not self._stop.is_set() and time.time() < deadline:
-            if self.wms_poller.snapshot is not None and self.batch_poller.snapshot is not None:
+            if (answered(self.wms_poller, self.config.wmsqueue) and answered(self.batch_poller, self.name)):
                 return
             self._stop.wait(0.1)
 
@@ -292,6 +297,12 @@ class APFQueue:
             "last_message": last.message if last else "",
             "last_cycle": last.to_dict()["started_iso"] if last else None,
         }
+
+
+def answered(poller: StatusPoller, key: str) -> bool:
+    """True when the poller's last answer covers ``key`` (known or explicitly unknown)."""
+    snapshot = poller.snapshot
+    return snapshot is not None and key in snapshot.data
 
 
 def run_chain(schedulers: list[SchedulerPlugin], info: SchedInfo, steps: list[SchedStep]) -> int:
