@@ -257,12 +257,13 @@ class APFQueue:
             record.holds.append(reason)
             return 0
 
-        if n == 0:
-            return 0
+        # unknown status is said (with its endpoint and error) even when the chain already gave 0
         if wms_unknown:
             return hold(f"WMS status unknown ({wms_unknown}): submitting 0")
         if batch_unknown:
             return hold(f"batch status unknown ({batch_unknown}): submitting 0")
+        if n == 0:
+            return 0
         if self.last_submission is not None and (batch_taken is None or batch_taken <= self.last_submission):
             self.batch_poller.wake()
             return hold("waiting for batch status newer than the last submission: submitting 0")
