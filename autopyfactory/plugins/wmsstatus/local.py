@@ -60,7 +60,7 @@ class Local(WMSStatusPlugin):
                 )
             except OSError as exc:
                 # an unreadable spool is unknown, never zero
-                reason = f"cannot read spool directory {directory}: {exc.strerror or exc}"
+                reason = f"cannot read spool directory {exc.filename or directory}: {exc.strerror or exc}"
                 result[wmsqueue] = Unknown(reason)
                 errors.append(reason)
         if queues and len(errors) == len(queues):
