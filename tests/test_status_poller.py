@@ -82,7 +82,7 @@ def test_stale_answer_is_unknown_and_names_endpoint_and_error():
 def test_breaker_opens_after_k_failures_then_probe_closes_it():
     plugin = ScriptedPlugin()
     plugin.mode = "fail"
-    poller = make(plugin, breaker_failures=3, breaker_cooldown=1.0)
+    poller = make(plugin, breaker_failures=3, breaker_cooldown=2.0)
     poller.start()
     try:
         wait_for(lambda: poller.breaker == BREAKER_OPEN, what="breaker open")
