@@ -13,6 +13,7 @@ import copy
 import json
 import pickle
 import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -70,13 +71,16 @@ class PandaDouble:
         self.release = threading.Event()  # ends hanging answers
         self.lock = threading.Lock()
         self.port = 0
+        self.ssl_context: ssl.SSLContext | None = None  # set before up() to serve HTTPS
+        self.client_subjects: list = []  # client certificate subjects seen (HTTPS)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ control
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api/v1"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/api/v1"
 
     @property
     def queueinfo_url(self) -> str:
@@ -94,6 +98,8 @@ class PandaDouble:
     def up(self) -> None:
         self._server = _Server(("127.0.0.1", self.port), self._handler())
         self.port = self._server.server_address[1]
+        if self.ssl_context is not None:
+            self._server.socket = self.ssl_context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="panda-double", daemon=True)
         self._thread.start()
@@ -151,6 +157,8 @@ class PandaDouble:
             def do_GET(self):
                 with double.lock:
                     double.headers.append(dict(self.headers))
+                    if hasattr(self.connection, "getpeercert"):
+                        double.client_subjects.append((self.connection.getpeercert() or {}).get("subject"))
                 path = self.path.split("?")[0]
                 status, body = double.answer(path)
                 try:
