@@ -129,7 +129,7 @@ def machine() -> dict[str, str]:
         "nproc": _command(["nproc"]),
         "memory": memory,
         "python": platform.python_version(),
-        "slurm": _command(["sbatch", "--version"]),
+        "slurm": _command(["slurmd", "-V"]),
         "kernel": platform.release(),
     }
 

@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from autopyfactory.plugins.batchsubmit.slurm import LAUNCHER
 from bench.common import (
     emit,
     factory_id,
@@ -42,7 +43,6 @@ from bench.common import (
     wait_until,
     write_config,
 )
-from autopyfactory.plugins.batchsubmit.slurm import LAUNCHER
 
 HOLD = "--hold"
 DEADLINE = 300.0
@@ -133,11 +133,11 @@ def run(reps: int, pilots: int, queues: int) -> dict:
         for rep in range(reps):
             root = Path(tmp) / f"rep{rep}"
             steps = [
-                ("factory1", lambda: factory_round(root / "one", cluster.partition, cluster.conf, 1, pilots)),
-                ("baseline1", lambda: baseline_round(root, cluster.partition, 1, pilots)),
-                ("factoryN", lambda: factory_round(root / "many", cluster.partition, cluster.conf, queues,
-                                                   per_queue)),
-                ("baselineN", lambda: baseline_round(root, cluster.partition, queues, per_queue)),
+                ("factory1", lambda r=root: factory_round(r / "one", cluster.partition, cluster.conf, 1, pilots)),
+                ("baseline1", lambda r=root: baseline_round(r, cluster.partition, 1, pilots)),
+                ("factoryN", lambda r=root: factory_round(r / "many", cluster.partition, cluster.conf, queues,
+                                                          per_queue)),
+                ("baselineN", lambda r=root: baseline_round(r, cluster.partition, queues, per_queue)),
             ]
             if rep % 2:
                 steps = [steps[1], steps[0], steps[3], steps[2]]
