@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -181,15 +182,22 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
 # ---------------------------------------------------------------- the driver
 
 
-def _worker(args: list[str], env: dict[str, str]) -> dict:
-    done = subprocess.run([sys.executable, "-m", "bench.scale", *args], capture_output=True, text=True,
-                          timeout=1800, env=env, stdin=subprocess.DEVNULL)
+def _worker(args: list[str], env: dict[str, str], profile: str | None = None) -> dict:
+    argv = [sys.executable, "-m", "bench.scale", *args]
+    if profile:  # py-spy (pip install py-spy) samples every thread; its "raw" output feeds flamegraph tools
+        os.makedirs(profile, exist_ok=True)
+        name = "-".join(a.strip("-") for a in args if not a.startswith(("http", "/")))
+        spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+        argv = [spy, "record", "--nonblocking", "--format", "raw", "--rate", "200",
+                "--output", os.path.join(profile, f"{name}.txt"), "--", *argv]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=1800, env=env, stdin=subprocess.DEVNULL)
     if done.returncode != 0:
         raise RuntimeError(f"bench.scale {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
 
 
-def run(sizes: tuple[int, ...], interval: float, sites: int = SITES, pilots: int = PILOTS) -> dict:
+def run(sizes: tuple[int, ...], interval: float, sites: int = SITES, pilots: int = PILOTS,
+        profile: str | None = None) -> dict:
     from tests.panda_double import PandaDouble
 
     with tempfile.TemporaryDirectory(prefix="apf-bench2-") as tmp:
@@ -203,13 +211,13 @@ def run(sizes: tuple[int, ...], interval: float, sites: int = SITES, pilots: int
         double.stats = panda_statistics(sites)
         double.up()
         try:
-            baseline = _worker(["--worker", "baseline", "--url", double.url], env)
+            baseline = _worker(["--worker", "baseline", "--url", double.url], env, profile)
             results = []
             for n in sizes:
                 calls.write_text("")
                 before = double.count()
                 result = _worker(["--worker", "factory", "--queues", str(n), "--url", double.url,
-                                  "--interval", str(interval), "--root", str(root / f"q{n}")], env)
+                                  "--interval", str(interval), "--root", str(root / f"q{n}")], env, profile)
                 result["server_requests"] = double.count() - before
                 result["cpu_ratio_first_cycle"] = result["first_cycle_cpu"] / baseline["cpu"]
                 result["cpu_ratio_steady"] = result["steady_cpu_per_interval"] / baseline["cpu"]
@@ -248,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sites", type=int, default=SITES)
     p.add_argument("--pilots", type=int, default=PILOTS)
     p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--profile", default=None, metavar="DIR", help="run each process under py-spy, profiles in DIR")
     p.add_argument("--worker", choices=["baseline", "factory"], help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--queues", type=int, help=argparse.SUPPRESS)
@@ -263,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
     sizes = tuple(int(s) for s in args.sizes.split(","))
-    emit(run(sizes, args.interval, args.sites, args.pilots), args.json)
+    emit(run(sizes, args.interval, args.sites, args.pilots, args.profile), args.json)
     return 0
 
 
