@@ -25,7 +25,7 @@ class WMSQueueInfo:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a factory remembers an hour of them: 80,000 at 2,000 queues
 class FinishedPilot:
     """A pilot that has ended, as the batch system saw it."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -182,11 +183,13 @@ class APFQueue:
 
     def run(self, cycles: int | None = None) -> None:
         self._wait_for_first_status()
+        wait = self.sleep * spread(self.name)
         while not self._stop.is_set():
             self.run_cycle()
             if cycles is not None and self.cycles >= cycles:
                 break
-            self._stop.wait(self.sleep)
+            self._stop.wait(wait)
+            wait = self.sleep
 
     def _wait_for_first_status(self) -> None:
         """A queue plans from real numbers: wait (bounded) for the first answers that include it.
@@ -336,6 +339,19 @@ class APFQueue:
             "last_message": last.message if last else "",
             "last_cycle": last.to_dict()["started_iso"] if last else None,
         }
+
+
+def spread(name: str) -> float:
+    """Fraction (0.5 to 1) of ``apfqueue.sleep`` a queue waits after its first cycle.
+
+    Queues started together with the same sleep would otherwise cycle in step
+    for ever: 2,000 threads waking at the same moment, every interval, fight
+    for the interpreter lock (thousands of context switches per interval).
+    The first wait is shortened, never lengthened, by a fraction fixed by the
+    queue's name, so the cycles spread over the interval and no queue waits
+    longer than ``apfqueue.sleep``.
+    """
+    return 0.5 + 0.5 * (zlib.crc32(name.encode()) / 2**32)
 
 
 def run_chain(schedulers: list[SchedulerPlugin], info: SchedInfo, steps: list[SchedStep]) -> int:

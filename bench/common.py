@@ -106,6 +106,14 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def rusage() -> dict[str, float]:
+    """User and system CPU, voluntary and involuntary context switches of this process so far."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return {"user": own.ru_utime, "sys": own.ru_stime, "vcsw": own.ru_nvcsw, "ivcsw": own.ru_nivcsw}
+
+
 def _command(argv: list[str]) -> str:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)

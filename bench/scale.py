@@ -41,6 +41,7 @@ from bench.common import (
     make_factory,
     median,
     peak_rss_mb,
+    rusage,
     section,
     threads,
     wait_until,
@@ -147,11 +148,11 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
             k += 1
         window_start = wall0 + interval / 2 + k * interval
         wait_until(lambda: time.monotonic() >= window_start and all_cycled(), "the steady window", 20 * interval)
-        cpu2, http2, squeue2 = cpu_seconds(), wms.plugin.requests, count_calls(squeue_calls)
+        cpu2, http2, squeue2, usage2 = cpu_seconds(), wms.plugin.requests, count_calls(squeue_calls), rusage()
         cycles2 = sum(q.cycles for q in factory.queues.values())
         wait_until(lambda: time.monotonic() >= window_start + 2 * interval and all_cycled(), "the window's end",
                    4 * interval)
-        cpu3, http3, squeue3 = cpu_seconds(), wms.plugin.requests, count_calls(squeue_calls)
+        cpu3, http3, squeue3, usage3 = cpu_seconds(), wms.plugin.requests, count_calls(squeue_calls), rusage()
         cycles3 = sum(q.cycles for q in factory.queues.values())
         errors = sum(q.errors_total for q in factory.queues.values())
         submitted = sum(q.submitted_total for q in factory.queues.values())
@@ -171,6 +172,7 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
         "steady_http_per_interval": (http3 - http2) / 2,
         "steady_squeue_per_interval": (squeue3 - squeue2) / 2,
         "steady_cycles_per_interval": (cycles3 - cycles2) / 2,
+        "steady_rusage_per_interval": {k: (usage3[k] - usage2[k]) / 2 for k in usage2},
         "poll_seconds": poll_seconds,
         "errors": errors,
         "submitted": submitted,

@@ -172,11 +172,22 @@ def _exitcode(text: str) -> int | None:
     return (status >> 8) & 0xFF
 
 
+def _lines(output: str, chunk: int = 1 << 20) -> Iterator[str]:
+    """The lines of ``output``, split a megabyte at a time: a list of all 200,000
+    lines at once would be another 35 MB at the peak."""
+    start, size = 0, len(output)
+    while start < size:
+        cut = output.find("\n", start + chunk)
+        cut = size if cut < 0 else cut + 1
+        yield from output[start:cut].splitlines()
+        start = cut
+
+
 def _tagged_lines(output: str) -> Iterator[tuple[int, list[str], tuple[str, str, str]]]:
     """(line number, fields, tag) of every line with an apf tag; a line without the fixed fields raises."""
     tags: dict[str, tuple[str, str, str] | None] = {}
     nfields = len(SQUEUE_FIELDS)
-    for number, line in enumerate(output.splitlines(), 1):
+    for number, line in enumerate(_lines(output), 1):
         if not line:
             continue
         fields = line.split("|", nfields - 1)
@@ -309,6 +320,11 @@ class Slurm(BatchStatusPlugin):
                 if state == "pending" and (fields[8] in HELD_REASONS or slurm_state in HELD_STATES):
                     bucket["held"] += count
                 continue
+            if tag[0] == factory and state is not None and fields[2].isdigit():
+                # a finished pilot seen in an earlier poll: an end does not change, nothing to parse again
+                known = self._finished.get(tag[2])
+                if known is not None and f"{fields[1]}_{fields[2]}" in known:
+                    continue
             try:
                 line = SqueueLine(fields, tag, times)
             except ValueError as exc:
