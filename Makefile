@@ -31,6 +31,12 @@ test: install
 	$(BIN)/ruff check autopyfactory tests wrappers bench
 	$(BIN)/pytest -q
 
+## make bench: the benchmarks (bench/) against real Slurm, a PanDA double and a stand-in squeue;
+## prints the table and writes it into docs/performance.md. Not part of make test.
+bench: install
+	@bash tests/services/slurm.sh
+	$(BIN)/python -m bench.run
+
 lint: install
 	$(BIN)/ruff check autopyfactory tests wrappers bench
 

@@ -116,7 +116,7 @@ def queues_conf(n: int, url: str) -> str:
     return text
 
 
-def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: float) -> dict:
+def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: float, steady: bool = True) -> dict:
     text = queues_conf(n, url).replace("%(interval)s", f"{interval:g}")
     conf = write_config(root, text, {
         "wmsstatus.panda.sleep": interval, "wmsstatus.panda.maxage": 10 * interval,
@@ -133,7 +133,7 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
         peak[0] = max(peak[0], threads())
         return all(q.cycles >= 1 for q in factory.queues.values())
 
-    cpu0, wall0 = cpu_seconds(), time.monotonic()
+    cpu0, wall0, epoch0 = cpu_seconds(), time.monotonic(), time.time()
     factory.start()
     try:
         wait_until(all_cycled, "the first cycle of every queue", 20 * interval)
@@ -142,11 +142,27 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
         batch = next(p for (kind, _), p in factory.status.pollers.items() if kind == "batchstatus")
         startup = {"http": wms.plugin.requests, "squeue": count_calls(squeue_calls)}
         unknown = sum(1 for q in factory.queues.values() if q.records[-1].wms is None or q.records[-1].batch is None)
-        # steady state: two whole intervals, the window centred between two polls
+        result = {
+            "queues": n,
+            "config_load_seconds": config_seconds,
+            "first_cycle_wall": wall1 - wall0,
+            "first_cycle_cpu": cpu1 - cpu0,
+            "first_cycle_http": startup["http"],
+            "first_cycle_squeue": startup["squeue"],
+            "first_cycle_unknown": unknown,
+            "interval": interval,
+        }
+        if not steady:
+            result.update(errors=sum(q.errors_total for q in factory.queues.values()),
+                          submitted=sum(q.submitted_total for q in factory.queues.values()),
+                          peak_threads=peak[0], peak_rss_mb=peak_rss_mb())
+            return result
+        # steady state: two whole intervals, the window's ends half-way between two polls
+        first_poll = wall0 + (min(wms.snapshot.taken, batch.snapshot.taken) - epoch0)
         k = 1
-        while wall0 + interval / 2 + k * interval < wall1:
+        while first_poll + interval / 2 + k * interval < wall1:
             k += 1
-        window_start = wall0 + interval / 2 + k * interval
+        window_start = first_poll + interval / 2 + k * interval
         wait_until(lambda: time.monotonic() >= window_start and all_cycled(), "the steady window", 20 * interval)
         cpu2, http2, squeue2, usage2 = cpu_seconds(), wms.plugin.requests, count_calls(squeue_calls), rusage()
         cycles2 = sum(q.cycles for q in factory.queues.values())
@@ -159,15 +175,7 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
         poll_seconds = {"wms": wms.last_duration, "batch": batch.last_duration}
     finally:
         factory.stop(timeout=60)
-    return {
-        "queues": n,
-        "config_load_seconds": config_seconds,
-        "first_cycle_wall": wall1 - wall0,
-        "first_cycle_cpu": cpu1 - cpu0,
-        "first_cycle_http": startup["http"],
-        "first_cycle_squeue": startup["squeue"],
-        "first_cycle_unknown": unknown,
-        "interval": interval,
+    result.update({
         "steady_cpu_per_interval": (cpu3 - cpu2) / 2,
         "steady_http_per_interval": (http3 - http2) / 2,
         "steady_squeue_per_interval": (squeue3 - squeue2) / 2,
@@ -178,7 +186,8 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
         "submitted": submitted,
         "peak_threads": peak[0],
         "peak_rss_mb": peak_rss_mb(),
-    }
+    })
+    return result
 
 
 # ---------------------------------------------------------------- the driver
@@ -199,7 +208,8 @@ def _worker(args: list[str], env: dict[str, str], profile: str | None = None) ->
 
 
 def run(sizes: tuple[int, ...], interval: float, sites: int = SITES, pilots: int = PILOTS,
-        profile: str | None = None) -> dict:
+        profile: str | None = None, steady: bool = True) -> dict:
+    """Baseline, then the factory at each size; ``steady=False`` measures the first cycle only."""
     from tests.panda_double import PandaDouble
 
     with tempfile.TemporaryDirectory(prefix="apf-bench2-") as tmp:
@@ -219,13 +229,15 @@ def run(sizes: tuple[int, ...], interval: float, sites: int = SITES, pilots: int
                 calls.write_text("")
                 before = double.count()
                 result = _worker(["--worker", "factory", "--queues", str(n), "--url", double.url,
-                                  "--interval", str(interval), "--root", str(root / f"q{n}")], env, profile)
+                                  "--interval", str(interval), "--root", str(root / f"q{n}"),
+                                  *([] if steady else ["--first-cycle-only"])], env, profile)
                 result["server_requests"] = double.count() - before
                 result["cpu_ratio_first_cycle"] = result["first_cycle_cpu"] / baseline["cpu"]
-                result["cpu_ratio_steady"] = result["steady_cpu_per_interval"] / baseline["cpu"]
+                if steady:
+                    result["cpu_ratio_steady"] = result["steady_cpu_per_interval"] / baseline["cpu"]
                 results.append(result)
                 print(f"{n} queues: first cycle {result['first_cycle_wall']:.2f}s wall "
-                      f"{result['first_cycle_cpu']:.2f}s CPU; steady {result['steady_cpu_per_interval']:.2f}s "
+                      f"{result['first_cycle_cpu']:.2f}s CPU; steady {result.get('steady_cpu_per_interval', 0):.2f}s "
                       f"CPU/interval; baseline {baseline['cpu']:.2f}s CPU", file=sys.stderr)
         finally:
             double.close()
@@ -236,8 +248,10 @@ def run(sizes: tuple[int, ...], interval: float, sites: int = SITES, pilots: int
             "queues": large / small,
             "first_cycle_cpu": by_size[large]["first_cycle_cpu"] / by_size[small]["first_cycle_cpu"],
             "first_cycle_wall": by_size[large]["first_cycle_wall"] / by_size[small]["first_cycle_wall"],
-            "steady_cpu": by_size[large]["steady_cpu_per_interval"] / by_size[small]["steady_cpu_per_interval"],
         }
+        if steady:
+            growth[f"{large}/{small}"]["steady_cpu"] = (by_size[large]["steady_cpu_per_interval"]
+                                                       / by_size[small]["steady_cpu_per_interval"])
     return {
         "benchmark": "scale",
         "machine": machine(),
@@ -259,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pilots", type=int, default=PILOTS)
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--profile", default=None, metavar="DIR", help="run each process under py-spy, profiles in DIR")
+    p.add_argument("--first-cycle-only", action="store_true", help="skip the steady-state intervals")
     p.add_argument("--worker", choices=["baseline", "factory"], help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--queues", type=int, help=argparse.SUPPRESS)
@@ -270,11 +285,12 @@ def main(argv: list[str] | None = None) -> int:
                                      int(os.environ.get("APF_BENCH_PILOTS", PILOTS)))
         else:
             bindir = Path(os.environ["PATH"].split(os.pathsep)[0])
-            result = factory_worker(args.queues, args.url, bindir / "squeue.calls", Path(args.root), args.interval)
+            result = factory_worker(args.queues, args.url, bindir / "squeue.calls", Path(args.root), args.interval,
+                                    steady=not args.first_cycle_only)
         print(json.dumps(result))
         return 0
     sizes = tuple(int(s) for s in args.sizes.split(","))
-    emit(run(sizes, args.interval, args.sites, args.pilots, args.profile), args.json)
+    emit(run(sizes, args.interval, args.sites, args.pilots, args.profile, not args.first_cycle_only), args.json)
     return 0
 
 

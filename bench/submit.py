@@ -14,7 +14,8 @@ favour either side):
   start until the last sbatch returned.
 - baseline: 100 back-to-back ``sbatch --array=0-19``.
 
-Every pilot is submitted held (``--hold`` on both sides: the benchmark
+The one-queue pair runs ``--inner`` times per repetition (an sbatch of
+2,000 takes milliseconds, so it needs more samples). Every pilot is submitted held (``--hold`` on both sides: the benchmark
 measures acceptance, 8,000 pilots per repetition must not run on the test
 node) and cancelled afterwards. Reported: factory time / baseline time per
 repetition, and the median.
@@ -123,7 +124,7 @@ def cancel(ids: list[str]) -> None:
                        stdin=subprocess.DEVNULL)
 
 
-def run(reps: int, pilots: int, queues: int) -> dict:
+def run(reps: int, pilots: int, queues: int, inner: int) -> dict:
     from tests.slurmcluster import slurm_cluster
 
     per_queue = pilots // queues
@@ -132,28 +133,35 @@ def run(reps: int, pilots: int, queues: int) -> dict:
         os.chmod(tmp, 0o755)
         for rep in range(reps):
             root = Path(tmp) / f"rep{rep}"
-            steps = [
-                ("factory1", lambda r=root: factory_round(r / "one", cluster.partition, cluster.conf, 1, pilots)),
-                ("baseline1", lambda r=root: baseline_round(r, cluster.partition, 1, pilots)),
+            steps = []
+            for i in range(inner):  # one sbatch of 2,000 takes milliseconds: more samples of it
+                pair = [
+                    ("factory1", lambda r=root / f"one{i}": factory_round(r, cluster.partition, cluster.conf, 1,
+                                                                            pilots)),
+                    ("baseline1", lambda r=root / f"one{i}": baseline_round(r, cluster.partition, 1, pilots)),
+                ]
+                steps += pair if (rep + i) % 2 == 0 else pair[::-1]
+            pair = [
                 ("factoryN", lambda r=root: factory_round(r / "many", cluster.partition, cluster.conf, queues,
                                                           per_queue)),
                 ("baselineN", lambda r=root: baseline_round(r, cluster.partition, queues, per_queue)),
             ]
-            if rep % 2:
-                steps = [steps[1], steps[0], steps[3], steps[2]]
-            got = {}
+            steps += pair if rep % 2 == 0 else pair[::-1]
+            got: dict[str, list[float]] = {}
             for name, step in steps:
-                got[name] = step()
-                cancel(got[name]["ids"])
-            one_q.append((got["factory1"]["seconds"], got["baseline1"]["seconds"]))
-            many_q.append((got["factoryN"]["seconds"], got["baselineN"]["seconds"]))
-            print(f"rep {rep + 1}/{reps}: 1 queue {one_q[-1][0]:.3f}s vs {one_q[-1][1]:.3f}s; "
+                result = step()
+                cancel(result["ids"])
+                got.setdefault(name, []).append(result["seconds"])
+            one_q += list(zip(got["factory1"], got["baseline1"], strict=True))
+            many_q += list(zip(got["factoryN"], got["baselineN"], strict=True))
+            print(f"rep {rep + 1}/{reps}: 1 queue {median(got['factory1']):.4f}s vs {median(got['baseline1']):.4f}s; "
                   f"{queues} queues {many_q[-1][0]:.3f}s vs {many_q[-1][1]:.3f}s", file=sys.stderr)
             shutil.rmtree(root, ignore_errors=True)
     return {
         "benchmark": "submit",
         "machine": machine(),
         "reps": reps,
+        "inner": inner,
         "pilots": pilots,
         "queues": queues,
         "one_queue": summary(one_q),
@@ -179,9 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--pilots", type=int, default=2000)
     p.add_argument("--queues", type=int, default=100)
+    p.add_argument("--inner", type=int, default=3, help="one-queue pairs per repetition")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
-    emit(run(args.reps, args.pilots, args.queues), args.json)
+    emit(run(args.reps, args.pilots, args.queues, args.inner), args.json)
     return 0
 
 
