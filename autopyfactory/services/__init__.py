@@ -13,5 +13,8 @@ if TYPE_CHECKING:
 
 
 def build(factory: Factory) -> list:
+    from autopyfactory.services.cleaner import LogCleaner
+
     services: list = []
+    services.append(LogCleaner(factory))
     return services
