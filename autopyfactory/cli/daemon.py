@@ -205,7 +205,7 @@ def resolve_user(args: argparse.Namespace, config: FactoryConfig) -> pwd.struct_
 
 
 def drop_privileges(user: pwd.struct_passwd) -> None:
-    """Become ``user`` with its supplementary groups (foreground mode; python-daemon does it otherwise)."""
+    """Become ``user`` with its primary and supplementary groups, for good (no way back to root)."""
     os.initgroups(user.pw_name, user.pw_gid)
     os.setgid(user.pw_gid)
     os.setuid(user.pw_uid)
@@ -313,12 +313,15 @@ def daemonize(args: argparse.Namespace, config: FactoryConfig, user: pwd.struct_
         except (OSError, ValueError):
             pass
     to_stdout = args.log == "stdout"
+    # python-daemon 3.1's initgroups=True sets the supplementary
+    # groups but not the primary gid (the daemon kept gid 0), so we change owner
+    # ourselves (initgroups, setgid, setuid) right before it; it then only confirms them.
     context = daemon.DaemonContext(
         working_directory="/",
         umask=0o022,
-        uid=user.pw_uid if user else None,
-        gid=user.pw_gid if user else None,
-        initgroups=user is not None,
+        uid=user.pw_uid if user else os.getuid(),
+        gid=user.pw_gid if user else os.getgid(),
+        initgroups=False,
         detach_process=True,
         files_preserve=preserve,
         stdout=sys.stdout if to_stdout else None,
@@ -328,9 +331,9 @@ def daemonize(args: argparse.Namespace, config: FactoryConfig, user: pwd.struct_
     code = 1
     try:
         try:
-            context.open()
             if user is not None:
-                os.environ.update(HOME=user.pw_dir, USER=user.pw_name, LOGNAME=user.pw_name)
+                drop_privileges(user)
+            context.open()
             if args.log == "syslog":
                 setup_logging("syslog", args.loglevel)
             if pidfile is not None:
