@@ -163,6 +163,8 @@ class Factory:
         from autopyfactory.plugins.registry import PluginRegistry
 
         path = path or self.config.path
+        if self._stopping.is_set():
+            return [Problem(path, "", "", "the factory is stopping: not reloading")]
         with self._reload_lock:
             started = time.time()
             interval = self.config.get("config.reconfig.interval")

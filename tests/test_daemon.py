@@ -239,3 +239,33 @@ def test_runas_unknown_user_refused(daemon, confdir):
     confdir.write(two_queues(confdir, "Q1"))
     result = daemon.run("--runas", "no-such-user-apf")
     assert result.returncode == 2 and "no such user" in result.stderr
+
+
+def test_log_to_syslog(daemon, confdir, tmp_path):
+    import socket
+
+    confdir.write(two_queues(confdir, "Q1"))
+    path = str(tmp_path / "log.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    server.settimeout(30)
+    try:
+        argv = [*DAEMON, "--conf", str(confdir.root / "factory.conf"), "--foreground", "--cycles", "1",
+                "--log", "syslog"]
+        env = {**os.environ, "PYTHONPATH": str(REPO), "APF_SYSLOG_SOCKET": path}
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+        assert result.returncode == 0, result.stderr
+        messages = []
+        server.settimeout(1)
+        try:
+            while True:
+                messages.append(server.recv(65536).decode())
+        except TimeoutError:
+            pass
+        assert any("autopyfactory[" in m and "queue Q1 cycle 1" in m for m in messages), messages[:5]
+    finally:
+        server.close()
+
+    missing = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                             env={**env, "APF_SYSLOG_SOCKET": str(tmp_path / "nothing")})
+    assert missing.returncode == 1 and "cannot log to syslog" in missing.stderr

@@ -168,3 +168,19 @@ def test_request_reload_is_carried_out_by_the_waiting_thread(confdir, running):
     factory.request_stop()
     waiter.join(10)
     assert not waiter.is_alive()
+
+
+def test_config_reconfig_interval_rereads_the_queue_files(confdir, running):
+    import threading
+
+    confdir.write(queues(confdir, "A"), factory="config.reconfig.interval = 1\n")
+    factory = running(confdir)
+    waiter = threading.Thread(target=factory.wait, daemon=True)
+    waiter.start()
+    keep = factory.queues["A"]
+    confdir.write(queues(confdir, "A", "B"), factory="config.reconfig.interval = 1\n")
+    wait_for(lambda: "B" in factory.queues, what="the periodic re-read to add B")
+    assert factory.queues["A"] is keep
+    factory.request_stop()
+    waiter.join(10)
+    assert factory.reload() and "stopping" in str(factory.reload()[0])

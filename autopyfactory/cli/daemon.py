@@ -61,7 +61,12 @@ def setup_logging(target: str, level: str, owner: pwd.struct_passwd | None = Non
     if target == "stdout":
         handler: logging.Handler = logging.StreamHandler(sys.stdout)
     elif target == "syslog":
-        handler = logging.handlers.SysLogHandler(address="/dev/log")
+        # APF_SYSLOG_SOCKET: another socket than /dev/log (containers, tests)
+        address = os.environ.get("APF_SYSLOG_SOCKET", "/dev/log")
+        if not os.path.exists(address):
+            # SysLogHandler would drop every message silently
+            raise FileNotFoundError(2, f"no syslog socket {address}")
+        handler = logging.handlers.SysLogHandler(address=address)
         handler.setFormatter(logging.Formatter("autopyfactory[%(process)d]: %(levelname)s [%(threadName)s] "
                                                "%(name)s: %(message)s"))
     else:
@@ -388,8 +393,15 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             print(f"autopyfactory: cannot open pidfile {args.pidfile}: {exc.strerror or exc}", file=sys.stderr)
             return 1
-    handler = setup_logging(args.log if (args.foreground or args.log != "syslog") else "stdout",
-                            args.loglevel, user)
+    try:
+        # a daemon connects to syslog after detaching (the socket would not survive it)
+        handler = setup_logging(args.log if (args.foreground or args.log != "syslog") else "stdout",
+                                args.loglevel, user)
+    except OSError as exc:
+        print(f"autopyfactory: cannot log to {args.log}: {exc.strerror or exc}", file=sys.stderr)
+        if pidfile is not None:
+            pidfile.release()
+        return 1
     if pidfile is not None and pidfile.stale_pid:
         log.warning("pidfile %s named pid %d, which is gone: taking it over", pidfile.path, pidfile.stale_pid)
     if not args.foreground:
