@@ -126,12 +126,14 @@ class Factory:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop every thread; a cycle under way finishes its submission first."""
         self._stopping.set()
-        for queue in self.queues.values():
+        with self._reload_lock:  # a reload under way (admin API) finishes first
+            queues = dict(self.queues)
+        for queue in queues.values():
             queue.stop()
         deadline = time.time() + timeout
-        for queue in self.queues.values():
+        for queue in queues.values():
             queue.join(max(0.1, deadline - time.time()))
-        late = [name for name, queue in self.queues.items() if queue.alive]
+        late = [name for name, queue in queues.items() if queue.alive]
         if late:
             log.warning("queue thread(s) still busy after %.0fs, leaving them: %s", timeout, ", ".join(late))
         for service in reversed(self.services):
