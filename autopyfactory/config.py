@@ -14,6 +14,7 @@ from __future__ import annotations
 import configparser
 import difflib
 import glob
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -79,6 +80,8 @@ class Key:
                 value = float(text)
             except ValueError:
                 raise ValueError(f"not a number (expected a number, got {raw!r})") from None
+            if not math.isfinite(value):
+                raise ValueError(f"not a finite number (expected a number, got {raw!r})")
         elif self.kind == "bool":
             if text.lower() not in _BOOLEANS:
                 raise ValueError(f"not a boolean (expected true or false, got {raw!r})")
@@ -245,7 +248,7 @@ class QueueConfig(Section):
     def plugin_options(self, plugin: type) -> dict[str, Any]:
         """{param: value} for ``<kind>.<plugin name>.<param>``, defaults filled in."""
         prefix = f"{plugin.kind}.{plugin.name.lower()}"
-        values = {param.lower(): key.default for param, key in plugin.keys.items()}
+        values = {param.lower(): key.default for param, key in plugin.keys.items() if not param.endswith("*")}
         values.update(self.options(prefix))
         return values
 
@@ -326,9 +329,22 @@ class _Reader:
         parser = configparser.ConfigParser(interpolation=configparser.BasicInterpolation())
         try:
             parser.read_string(text, source=source)
+        except configparser.DuplicateOptionError as exc:
+            self.error(source, exc.section, exc.option, f"set twice in the section (line {exc.lineno})")
+            return None
+        except configparser.DuplicateSectionError as exc:
+            self.error(source, exc.section, "", f"section defined twice (line {exc.lineno})")
+            return None
+        except configparser.MissingSectionHeaderError as exc:
+            self.error(source, "", "", f"cannot parse line {exc.lineno}: {exc.line.strip()!r} "
+                       "comes before any [section]")
+            return None
+        except configparser.ParsingError as exc:
+            lines = ", ".join(f"line {n}: {line.strip()!r}" for n, line in exc.errors)
+            self.error(source, "", "", f"cannot parse ({lines}; expected key = value)")
+            return None
         except configparser.Error as exc:
-            message = " ".join(str(exc).split())
-            self.error(source, "", "", f"cannot parse: {message}")
+            self.error(source, "", "", f"cannot parse: {' '.join(str(exc).split())}")
             return None
         return parser
 
@@ -462,7 +478,7 @@ def _factory_section(reader: _Reader, parser: configparser.ConfigParser, path: s
             reader.error(path, FACTORY_SECTION, name, "required key missing")
         else:
             section.values[lower] = key.default
-    for lower, text in raw.items():
+    for lower, text in list(raw.items()):
         if lower in known:
             continue
         parts = lower.split(".")
@@ -566,9 +582,15 @@ def _queue_section(
         queue.values[selector] = resolved if isinstance(chosen, list) else (resolved[0] if resolved else chosen)
 
     # plugin keys: typed when known, defaults for the plugins this queue uses
-    for lower, text in raw.items():
+    for lower, text in list(raw.items()):
         if lower in core:
             continue
+        if lower not in plugin_keys:
+            # a key family declared as "<param>.*" (e.g. condor_attributes.<name>)
+            for full in plugin_keys:
+                if full.endswith(".*") and lower.startswith(full[:-1]) and len(lower) > len(full) - 1:
+                    plugin_keys[lower] = (lower, plugin_keys[full][1])
+                    break
         if lower in plugin_keys:
             canonical, key = plugin_keys[lower]
             value = _typed(reader, source, where(lower), canonical, key, text, basedir)
@@ -590,7 +612,6 @@ def _queue_section(
             source, where(lower), lower,
             "unknown key, ignored" + _closest(lower, list(core) + list(plugin_keys)),
         )
-        queue.raw.pop(lower, None)
     for selector, kind in PLUGIN_SELECTORS.items():
         chosen = queue.values.get(selector)
         for plugin_name in chosen if isinstance(chosen, list) else [chosen]:
@@ -599,6 +620,8 @@ def _queue_section(
                 continue
             for param, key in plugin.keys.items():
                 full = f"{kind}.{plugin.name.lower()}.{param}".lower()
+                if param.endswith("*"):
+                    continue
                 if full not in queue.values and full not in raw:
                     if key.required and queue.values.get("enabled", True):
                         reader.error(source, name, full, f"required by the {plugin.name} plugin, missing")

@@ -35,14 +35,17 @@ class FactoryPilots:
     """Factory-wide pilot count for MaxPerFactory, with submissions not yet seen by status.
 
     A queue reserves its pilots before submitting, under one lock, so two
-    queues deciding at the same moment cannot both take the last headroom.
+    queues deciding at the same moment cannot both take the last headroom. A
+    reservation counts until a batch status taken after the submission
+    returned shows the pilots themselves.
     """
 
     def __init__(self, maximum: int | None):
         self.maximum = maximum
         self._lock = threading.Lock()
         self._queues: dict[str, APFQueue] = {}
-        self._in_flight: dict[str, int] = {}
+        # queue -> (pilots reserved or submitted, when the submission returned; None = under way)
+        self._in_flight: dict[str, tuple[int, float | None]] = {}
 
     def add(self, queue: APFQueue) -> None:
         with self._lock:
@@ -56,12 +59,13 @@ class FactoryPilots:
     def _count(self) -> int | None:
         total = 0
         for name, queue in self._queues.items():
-            batch, _, _ = queue.batch_status()
+            batch, taken, _ = queue.batch_status()
             if batch is None:
                 return None
             total += batch.pending + batch.running
-            if queue.submission_unseen():
-                total += self._in_flight.get(name, 0)
+            count, returned = self._in_flight.get(name, (0, None))
+            if count and (returned is None or taken is None or taken <= returned):
+                total += count
         return total
 
     def count(self) -> int | None:
@@ -72,25 +76,20 @@ class FactoryPilots:
     def reserve(self, name: str, n: int) -> tuple[int, str]:
         """How many of n pilots this queue may submit under maxperfactory.maximum."""
         with self._lock:
-            if self.maximum is None or n <= 0:
-                self._in_flight[name] = max(n, 0)
+            if self.maximum is None:
+                self._in_flight[name] = (n, None)
                 return n, ""
             total = self._count()
             if total is None:
-                self._in_flight[name] = 0
                 return 0, "MaxPerFactory: factory-wide pilot count unknown, submitting 0"
-            allowed = max(0, min(n, self.maximum - total))
-            self._in_flight[name] = allowed
-            if allowed < n:
-                return allowed, (
-                    f"MaxPerFactory ceiling: {n} capped to {allowed} "
-                    f"({self.maximum} max - {total} in the factory)"
-                )
-            return n, ""
+            allowed, why = factory_ceiling(n, self.maximum, total)
+            self._in_flight[name] = (allowed, None)
+            return allowed, why
 
     def settle(self, name: str, submitted: int) -> None:
+        """The submission returned with ``submitted`` pilots."""
         with self._lock:
-            self._in_flight[name] = submitted
+            self._in_flight[name] = (submitted, time.time())
 
 
 class APFQueue:
@@ -169,13 +168,6 @@ class APFQueue:
     def batch_status(self) -> tuple[BatchQueueInfo | None, float | None, str]:
         return self.batch_poller.get(self.name)
 
-    def submission_unseen(self) -> bool:
-        """True while the batch status predates this queue's last submission."""
-        if self.last_submission is None:
-            return False
-        _, taken, _ = self.batch_status()
-        return taken is None or taken <= self.last_submission
-
     # ------------------------------------------------------------ the cycle
     def run_cycle(self) -> CycleRecord:
         record = CycleRecord(queue=self.name, number=self.cycles + 1)
@@ -205,6 +197,7 @@ class APFQueue:
         batch, batch_taken, batch_why = self.batch_status()
         record.wms = wms.to_dict() if wms is not None else None
         record.batch = batch.to_dict() if batch is not None else None
+        record.batch_time = batch_taken
         info = SchedInfo(
             wms=wms,
             batch=batch,
@@ -213,12 +206,7 @@ class APFQueue:
             finished=sorted(batch.finished, key=lambda p: -p.end) if batch is not None else [],
             alive_peers=len(batch.peers) if batch is not None else 0,
         )
-        n = 0
-        for plugin in self.schedulers:
-            n, message = plugin.calc(n, info)
-            if not isinstance(n, int):
-                raise TypeError(f"scheduler plugin {plugin.name} returned {n!r}, not an integer")
-            record.steps.append(SchedStep(plugin.name, n, message))
+        n = run_chain(self.schedulers, info, record.steps)
         record.decided = n
         n = self._apply_safety(n, record, wms is None and wms_why, batch is None and batch_why, batch_taken)
 
@@ -232,14 +220,14 @@ class APFQueue:
             record.submitted = result.count
             self.pilots.settle(self.name, result.count)
             if result.count > 0:
-                self.last_submission = time.time()
+                self.last_submission = record.submitted_at = time.time()
                 self.batch_poller.wake()
         elif n < 0:
             result = self.submitter.remove(-n)
             self._take(result, record)
             record.removed = result.count
             if result.count > 0:
-                self.last_submission = time.time()
+                self.last_submission = record.submitted_at = time.time()
                 self.batch_poller.wake()
 
     def _take(self, result: SubmitResult, record: CycleRecord) -> None:
@@ -257,12 +245,13 @@ class APFQueue:
             record.holds.append(reason)
             return 0
 
-        if n == 0:
-            return 0
+        # unknown status is always said, with the reason, even when the chain said 0
         if wms_unknown:
             return hold(f"WMS status unknown ({wms_unknown}): submitting 0")
         if batch_unknown:
             return hold(f"batch status unknown ({batch_unknown}): submitting 0")
+        if n == 0:
+            return 0
         if self.last_submission is not None and (batch_taken is None or batch_taken <= self.last_submission):
             self.batch_poller.wake()
             return hold("waiting for batch status newer than the last submission: submitting 0")
@@ -276,10 +265,9 @@ class APFQueue:
                 if state is None or not state.ok:
                     why = state.message if state is not None else "not checked yet"
                     return hold(f"credential {profile} not usable ({why}): submitting 0")
-            maximum = self.config.values.get("sched.maxpercycle.maximum")
-            if maximum is not None and n > maximum:
-                record.holds.append(f"MaxPerCycle ceiling: {n} capped to {maximum}")
-                n = maximum
+            n, why = cycle_ceiling(n, self.config)
+            if why:
+                record.holds.append(why)
         return n
 
     # ------------------------------------------------------------ views
@@ -304,6 +292,38 @@ class APFQueue:
             "last_message": last.message if last else "",
             "last_cycle": last.to_dict()["started_iso"] if last else None,
         }
+
+
+def run_chain(schedulers: list[SchedulerPlugin], info: SchedInfo, steps: list[SchedStep]) -> int:
+    """The scheduler chain: starts at 0, each plugin gets the number the previous one returned.
+
+    Appends one step per plugin to ``steps`` (also when a later plugin raises).
+    """
+    n = 0
+    for plugin in schedulers:
+        n, message = plugin.calc(n, info)
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise TypeError(f"scheduler plugin {plugin.name} returned {n!r}, not an integer")
+        steps.append(SchedStep(plugin.name, n, message))
+    return n
+
+
+def cycle_ceiling(n: int, config: QueueConfig) -> tuple[int, str]:
+    """Hard ceiling ``sched.maxpercycle.maximum`` on a submission, whatever the chain said."""
+    maximum = config.values.get("sched.maxpercycle.maximum")
+    if n > 0 and maximum is not None and n > maximum:
+        return maximum, f"MaxPerCycle ceiling: {n} capped to {maximum}"
+    return n, ""
+
+
+def factory_ceiling(n: int, maximum: int | None, total: int) -> tuple[int, str]:
+    """Hard ceiling ``[Factory] maxperfactory.maximum`` on a submission, given the factory-wide count."""
+    if maximum is None or n <= 0:
+        return n, ""
+    allowed = max(0, min(n, maximum - total))
+    if allowed < n:
+        return allowed, f"MaxPerFactory ceiling: {n} capped to {allowed} ({maximum} max - {total} in the factory)"
+    return n, ""
 
 
 def describe_inputs(record: CycleRecord) -> str:
