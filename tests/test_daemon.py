@@ -210,9 +210,9 @@ def test_runas_drops_privileges_with_supplementary_groups(confdir):
 
         conf = ConfDir(root)
         conf.write(local_queue("Q1", conf.spool))
-        for path in (conf.logs, conf.spool):
-            path.mkdir(exist_ok=True)
-            os.chown(path, user.pw_uid, user.pw_gid)
+        conf.spool.mkdir()
+        os.chown(conf.spool, user.pw_uid, user.pw_gid)
+        # baseLogDir does not exist: created for nobody before privileges are dropped
         d = Daemon(conf, root)
         try:
             result = d.run("--runas", "nobody")
@@ -227,6 +227,7 @@ def test_runas_drops_privileges_with_supplementary_groups(confdir):
             assert 0 not in groups
             wait_for(lambda: d.logged("queue Q1 cycle 1"), what="a cycle as nobody")
             assert d.logged("user nobody")
+            assert conf.logs.stat().st_uid == user.pw_uid
             os.kill(pid, signal.SIGTERM)
             wait_for(lambda: not alive(pid), what="the daemon to exit")
         finally:

@@ -209,6 +209,21 @@ def resolve_user(args: argparse.Namespace, config: FactoryConfig) -> pwd.struct_
     return user
 
 
+def prepare_dirs(config: FactoryConfig, user: pwd.struct_passwd) -> None:
+    """Create (as root) the directories the factory writes that do not exist yet, owned by ``user``.
+
+    Existing directories keep their owner: that is the operator's choice.
+    """
+    for path in (config.get("baseLogDir"), os.path.dirname(config.persistence_path)):
+        if not path or os.path.exists(path):
+            continue
+        try:
+            os.makedirs(path, mode=0o755)
+            os.chown(path, user.pw_uid, user.pw_gid)
+        except OSError as exc:
+            log.warning("cannot create %s for %s: %s", path, user.pw_name, exc.strerror or exc)
+
+
 def drop_privileges(user: pwd.struct_passwd) -> None:
     """Become ``user`` with its primary and supplementary groups, for good (no way back to root)."""
     os.initgroups(user.pw_name, user.pw_gid)
@@ -402,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         if pidfile is not None:
             pidfile.release()
         return 1
+    if user is not None:
+        prepare_dirs(config, user)
     if pidfile is not None and pidfile.stale_pid:
         log.warning("pidfile %s named pid %d, which is gone: taking it over", pidfile.path, pidfile.stale_pid)
     if not args.foreground:
