@@ -42,7 +42,7 @@ def test_cleaner_is_a_factory_service(confdir):
     assert any(isinstance(s, LogCleaner) for s in factory.services)
 
 
-def test_age_rule_with_per_queue_override(confdir, tmp_path):
+def test_age_rule_with_per_queue_override(confdir, tmp_path, caplog):
     confdir.write(local_queue("SHORT", confdir.spool) + local_queue("LONG", confdir.spool, **{"cleanlogs.keepdays": "10"}),
                   factory="cleanlogs.keepdays = 3\ncleanlogs.maxdiskpercent = 100\n")
     logs = confdir.logs
@@ -56,8 +56,10 @@ def test_age_rule_with_per_queue_override(confdir, tmp_path):
     not_a_date.mkdir()
     (not_a_date / "keep.txt").write_text("operator notes")
 
-    summary = cleaner_for(confdir).clean()
+    with caplog.at_level("INFO", logger="autopyfactory.services.cleaner"):
+        summary = cleaner_for(confdir).clean()
 
+    assert f"removed {old_short} (5 days old, keepdays 3, 200 bytes)" in caplog.text
     assert not old_short.exists()
     assert old_long.exists()
     assert not older_long.exists()
