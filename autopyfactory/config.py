@@ -152,6 +152,7 @@ FACTORY_KEYS: dict[str, Key] = {
     "persistence.keepdays": Key("int", 14, min=1),
     "peers.alivecycles": Key("int", 3, min=1),
     "admin.tokenfile": Key("path", ""),
+    "admin.allowremote": Key("bool", False, help="admin API also for clients not on the loopback interface"),
     "config.reconfig.interval": Key("int", 0, min=0),
 }
 

@@ -17,4 +17,8 @@ def build(factory: Factory) -> list:
 
     services: list = []
     services.append(LogCleaner(factory))
+    if factory.config.get("logserver.enabled"):
+        from autopyfactory.web import web_service
+
+        services.append(web_service(factory))
     return services
