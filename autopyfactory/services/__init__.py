@@ -16,9 +16,9 @@ def build(factory: Factory) -> list:
     from autopyfactory.services.cleaner import LogCleaner
 
     services: list = []
-    services.append(LogCleaner(factory))
     if factory.config.get("logserver.enabled"):
         from autopyfactory.web import web_service
 
         services.append(web_service(factory))
+    services.append(LogCleaner(factory))
     return services
