@@ -162,7 +162,8 @@ def test_credential_metric(confdir):
         assert 7000 < metric(text, "apf_credential_seconds_left", profile="wlcg") <= 7200
         assert metric(text, "apf_credential_ok", profile="wlcg") == 1
         table = get(run, "/").text.split('id="credentials"')[1].split("</table>")[0]
-        assert "wlcg" in table and ">ok<" in table and "2.0 h" in table
+        # time left counts down between checks (CredentialService.status): 7199.x s shows as 120 min
+        assert "wlcg" in table and ">ok<" in table and ("2.0 h" in table or "120 min" in table)
         assert get(run, "/api/v1/factory").json()["credentials"][0]["profile"] == "wlcg"
     finally:
         run.stop()

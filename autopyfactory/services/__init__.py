@@ -13,9 +13,12 @@ if TYPE_CHECKING:
 
 
 def build(factory: Factory) -> list:
+    from autopyfactory.services.cleaner import LogCleaner
+
     services: list = []
     if factory.config.get("logserver.enabled"):
         from autopyfactory.web import web_service
 
         services.append(web_service(factory))
+    services.append(LogCleaner(factory))
     return services

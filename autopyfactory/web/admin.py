@@ -74,9 +74,15 @@ def reload_factory(factory: Factory) -> tuple[int, dict[str, Any]]:
     try:
         if callable(reload):
             result = reload()
+            if isinstance(result, list) and result:
+                # Factory.reload() -> list[Problem]: non-empty means rejected, old config in force
+                raise ConfigError(result)
             answer: dict[str, Any] = {"reloaded": True, "message": "configuration reloaded"}
+            last = getattr(factory, "last_reload", None)
             if isinstance(result, dict):
                 answer["changes"] = result
+            elif isinstance(last, dict):
+                answer["changes"] = last
             return 200, answer
         config = load(factory.config.path)
     except ConfigError as exc:
