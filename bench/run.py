@@ -45,14 +45,15 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str, str]]:
                           ("many_queues", f"{r['pilots']} pilots, {r['queues']} queues x "
                                           f"{r['pilots'] // r['queues']}, one cycle")):
             s = r[key]
-            out.append((f"1 submit: {what} (median of {r['reps']})", f"{s['median_factory_seconds']:.3f} s",
-                        f"{s['median_baseline_seconds']:.3f} s", f"{s['median_ratio']:.2f}",
+            samples = len(s["ratios"])
+            out.append((f"1 submit: {what} (median of {samples})", f"{s['median_factory_seconds'] * 1000:.1f} ms",
+                        f"{s['median_baseline_seconds'] * 1000:.1f} ms", f"{s['median_ratio']:.2f}",
                         f"<= {r['target_ratio']}", yes(s["median_ratio"] <= r["target_ratio"])))
     if "scale" in results:
         r = results["scale"]
         base = r["baseline"]
         t = r["targets"]
-        for s in r["sizes"]:
+        for s in sorted(r["sizes"], key=lambda size: -size["queues"]):
             n = s["queues"]
             label = f"{n} queues"
             if n == max(x["queues"] for x in r["sizes"]):
@@ -96,7 +97,7 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str, str]]:
 
 
 def table(results: dict, command: str) -> str:
-    m = machine()
+    m = next((r["machine"] for r in results.values() if "machine" in r), None) or machine()
     lines = [
         f"Measured {m['date']} with `{command}` on {m['nproc']} CPUs, {m['memory']}, Python {m['python']}, "
         f"{m['slurm']}, Linux {m['kernel']}.",
@@ -126,8 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-doc", action="store_true", help="print the table only")
     p.add_argument("--doc", default=str(REPO / "docs" / "performance.md"))
     p.add_argument("--command", default="make bench", help="command named in the table")
+    p.add_argument("--results", default=None, metavar="JSON",
+                   help="do not run: render the table from results saved before (the JSON of the doc block)")
     args = p.parse_args(argv)
-    results = {name: run_one(name, []) for name in args.only.split(",") if name}
+    if args.results:
+        results = json.loads(Path(args.results).read_text())
+    else:
+        results = {name: run_one(name, []) for name in args.only.split(",") if name}
     text = table(results, args.command)
     print(text)
     if not args.no_doc:
