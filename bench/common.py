@@ -7,6 +7,7 @@ them for ``bench.run`` to put in the table.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from autopyfactory.cli.daemon import setup_logging
@@ -75,9 +76,21 @@ def wait_until(condition: Callable[[], object], what: str, deadline: float, ever
     raise RuntimeError(f"timed out after {deadline:.0f}s waiting for {what}")
 
 
-def log_to(path: Path) -> None:
-    """Log as the daemon does (a file, level info): the cost of a cycle includes its log line."""
-    setup_logging(str(path), "info")
+@contextlib.contextmanager
+def log_to(path: Path) -> Iterator[None]:
+    """Log as the daemon does (a file, level info): the cost of a cycle includes its log line.
+
+    The logging set-up of the caller (e.g. pytest's) is put back afterwards.
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    handler = setup_logging(str(path), "info")
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        handler.close()
 
 
 def quiet() -> None:

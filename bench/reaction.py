@@ -67,36 +67,36 @@ def run(queues: int, sleep: float, status_sleep: float) -> dict:
             "wmsstatus.panda.sleep": status_sleep, "wmsstatus.panda.maxage": 10 * status_sleep,
             "batchstatus.slurm.sleep": status_sleep, "batchstatus.slurm.maxage": 10 * status_sleep,
         }, fid)
-        log_to(root / "factory.log")
-        factory, _ = make_factory(conf)
-        factory.start()
-        arrivals: dict[str, float] = {}
-        try:
-            wait_until(lambda: all(q.cycles >= 1 for q in factory.queues.values()), "every queue's first cycle",
-                       3 * target)
-            quiet = [q.name for q in factory.queues.values() if q.records[0].wms is None or q.submitted_total]
-            if quiet:
-                raise RuntimeError(f"queues not idle with known status before the work arrived: {quiet}")
-            offset = random.uniform(0, target / queues)
-            start = time.time()
-            order = random.sample(sites, len(sites))
-            for i, name in enumerate(order):
-                when = start + offset + i * target / queues
-                time.sleep(max(0.0, when - time.time()))
-                double.set_site(name, activated=1, running=0)
-                arrivals[name] = time.time()
+        with log_to(root / "factory.log"):
+            factory, _ = make_factory(conf)
+            factory.start()
+            arrivals: dict[str, float] = {}
+            try:
+                wait_until(lambda: all(q.cycles >= 1 for q in factory.queues.values()), "every queue's first cycle",
+                           3 * target)
+                quiet = [q.name for q in factory.queues.values() if q.records[0].wms is None or q.submitted_total]
+                if quiet:
+                    raise RuntimeError(f"queues not idle with known status before the work arrived: {quiet}")
+                offset = random.uniform(0, target / queues)
+                start = time.time()
+                order = random.sample(sites, len(sites))
+                for i, name in enumerate(order):
+                    when = start + offset + i * target / queues
+                    time.sleep(max(0.0, when - time.time()))
+                    double.set_site(name, activated=1, running=0)
+                    arrivals[name] = time.time()
 
-            def submitted() -> bool:
-                return all(q.submitted_total > 0 for q in factory.queues.values())
+                def submitted() -> bool:
+                    return all(q.submitted_total > 0 for q in factory.queues.values())
 
-            wait_until(submitted, "a pilot from every queue", 3 * target, every=0.2)
-            first = {}
-            for q in factory.queues.values():
-                record = next(r for r in reversed(q.records) if r.submitted)
-                first[q.name] = (record.submitted_at, record.ids)
-        finally:
-            factory.stop(timeout=60)
-            double.close()
+                wait_until(submitted, "a pilot from every queue", 3 * target, every=0.2)
+                first = {}
+                for q in factory.queues.values():
+                    record = next(r for r in reversed(q.records) if r.submitted)
+                    first[q.name] = (record.submitted_at, record.ids)
+            finally:
+                factory.stop(timeout=60)
+                double.close()
         ids = sorted({pilot.split("_")[0] for _, pilot_ids in first.values() for pilot in pilot_ids})
         states = squeue_states(ids)
         subprocess.run(["scancel", *ids], capture_output=True, timeout=120, stdin=subprocess.DEVNULL)

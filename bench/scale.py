@@ -33,10 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from autopyfactory.cli.daemon import setup_logging
 from bench.common import (
     cpu_seconds,
     emit,
-    log_to,
     machine,
     make_factory,
     median,
@@ -122,7 +122,7 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
         "wmsstatus.panda.sleep": interval, "wmsstatus.panda.maxage": 10 * interval,
         "batchstatus.slurm.sleep": interval, "batchstatus.slurm.maxage": 10 * interval,
     }, FACTORY)
-    log_to(root / "factory.log")
+    setup_logging(str(root / "factory.log"), "info")  # as the daemon logs (a worker process of its own)
     started = time.monotonic()
     factory, _ = make_factory(conf)
     config_seconds = time.monotonic() - started

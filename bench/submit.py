@@ -85,14 +85,14 @@ def factory_round(root: Path, partition: str, slurmconf: str, queues: int, per_q
     conf = write_config(root, text, {
         "wmsstatus.local.sleep": 600, "batchstatus.slurm.sleep": 600, "batchstatus.slurm.maxage": 1200,
     }, fid)
-    log_to(root / "factory.log")
-    factory, _ = make_factory(conf)
-    factory.start(cycles=1)
-    try:
-        wait_until(lambda: not any(q.alive for q in factory.queues.values()), "every queue's cycle", DEADLINE)
-        records = [q.records[0] for q in factory.queues.values()]
-    finally:
-        factory.stop()
+    with log_to(root / "factory.log"):
+        factory, _ = make_factory(conf)
+        factory.start(cycles=1)
+        try:
+            wait_until(lambda: not any(q.alive for q in factory.queues.values()), "every queue's cycle", DEADLINE)
+            records = [q.records[0] for q in factory.queues.values()]
+        finally:
+            factory.stop()
     problems = [f"{r.queue}: {r.message}" for r in records if r.submitted != per_queue]
     ids = sorted({pilot.split("_")[0] for r in records for pilot in r.ids})
     if problems:

@@ -8,6 +8,7 @@ every queue's first cycle, a pilot reaches Slurm once work appears.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 
 from autopyfactory.plugins.batchstatus.slurm import Slurm
@@ -42,7 +43,9 @@ def test_submit_benchmark_smoke(slurm, monkeypatch):
         real_cancel(ids)
 
     monkeypatch.setattr(submit, "cancel", cancel)
+    handlers = logging.getLogger().handlers[:]
     result = submit.run(reps=1, pilots=20, queues=2, inner=1)
+    assert logging.getLogger().handlers == handlers  # the factory's log file is not left behind
     assert result["one_queue"]["ratios"] and result["many_queues"]["ratios"]
     assert all(r > 0 for r in result["one_queue"]["ratios"] + result["many_queues"]["ratios"])
     # four rounds (factory and baseline, one queue and two queues), every job cancelled
