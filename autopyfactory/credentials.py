@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from autopyfactory.context import FactoryContext
 from autopyfactory.info import CredentialStatus
@@ -23,6 +24,8 @@ class CredentialService:
         self.profiles: dict[str, AuthPlugin] = {}
         self._status: dict[str, CredentialStatus] = {}
         self._next: dict[str, float] = {}
+        # called after every check with its result (e.g. the persistence store)
+        self.listeners: list[Callable[[CredentialStatus], None]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="credentials", daemon=True)
         for name, section in context.config.auth.items():
@@ -39,6 +42,11 @@ class CredentialService:
             log.warning("credential %s: %s", name, state.message)
         self._status[name] = state
         self._next[name] = time.time() + plugin.check_interval
+        for listener in self.listeners:
+            try:
+                listener(state)
+            except Exception:
+                log.exception("credential %s: check listener failed", name)
         return state
 
     def check_all(self) -> None:
