@@ -21,6 +21,7 @@ from autopyfactory.config import QueueConfig
 from autopyfactory.context import FactoryContext
 from autopyfactory.info import BatchQueueInfo, FinishedPilot
 from autopyfactory.interfaces import BatchSubmitPlugin, SchedInfo, SchedulerPlugin, SubmitResult
+from autopyfactory.peers import alive_peers, alive_window
 from autopyfactory.records import CycleRecord, SchedStep
 
 if TYPE_CHECKING:
@@ -230,7 +231,7 @@ class APFQueue:
             factory_pilots=self.pilots.count(),
             now=record.started,
             finished=self._finished(batch, record.started),
-            alive_peers=len(batch.peers) if batch is not None else 0,
+            alive_peers=self._alive_peers(batch, record.started),
         )
         n = 0
         for plugin in self.schedulers:
@@ -262,6 +263,13 @@ class APFQueue:
                 self.last_submission = time.time()
                 self._stored_submission("remove", result)
                 self.batch_poller.wake()
+
+    def _alive_peers(self, batch: BatchQueueInfo | None, now: float) -> int:
+        """Other factories serving this WMS queue that submitted within their last peers.alivecycles cycles."""
+        if batch is None or not batch.peers:
+            return 0
+        window = alive_window(self.context.config.get("peers.alivecycles"), self.sleep)
+        return len(alive_peers(batch.peers, self.context.factory_id, now, window))
 
     def _stored_submission(self, kind: str, result: SubmitResult) -> None:
         # written at once, not at the end of the cycle: a kill -9 right now must not forget it
