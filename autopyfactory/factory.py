@@ -49,7 +49,7 @@ class Factory:
             monitor.start()
         for service in self.services:
             service.start()
-        for name, qconfig in self.config.enabled_queues.items():
+        for qconfig in self.config.enabled_queues.values():
             self.start_queue(qconfig, cycles)
         if not self.queues:
             log.warning("no enabled queues (enablequeues=%s)", self.config.get("enablequeues"))

@@ -37,14 +37,17 @@ class FactoryPilots:
     """Factory-wide pilot count for MaxPerFactory, with submissions not yet seen by status.
 
     A queue reserves its pilots before submitting, under one lock, so two
-    queues deciding at the same moment cannot both take the last headroom.
+    queues deciding at the same moment cannot both take the last headroom. A
+    reservation counts until a batch status taken after the submission
+    returned shows the pilots themselves.
     """
 
     def __init__(self, maximum: int | None):
         self.maximum = maximum
         self._lock = threading.Lock()
         self._queues: dict[str, APFQueue] = {}
-        self._in_flight: dict[str, int] = {}
+        # queue -> (pilots reserved or submitted, when the submission returned; None = under way)
+        self._in_flight: dict[str, tuple[int, float | None]] = {}
 
     def add(self, queue: APFQueue) -> None:
         with self._lock:
@@ -58,12 +61,13 @@ class FactoryPilots:
     def _count(self) -> int | None:
         total = 0
         for name, queue in self._queues.items():
-            batch, _, _ = queue.batch_status()
+            batch, taken, _ = queue.batch_status()
             if batch is None:
                 return None
             total += batch.pending + batch.running
-            if queue.submission_unseen():
-                total += self._in_flight.get(name, 0)
+            count, returned = self._in_flight.get(name, (0, None))
+            if count and (returned is None or taken is None or taken <= returned):
+                total += count
         return total
 
     def count(self) -> int | None:
@@ -74,15 +78,14 @@ class FactoryPilots:
     def reserve(self, name: str, n: int) -> tuple[int, str]:
         """How many of n pilots this queue may submit under maxperfactory.maximum."""
         with self._lock:
-            if self.maximum is None or n <= 0:
-                self._in_flight[name] = max(n, 0)
+            if self.maximum is None:
+                self._in_flight[name] = (n, None)
                 return n, ""
             total = self._count()
             if total is None:
-                self._in_flight[name] = 0
                 return 0, "MaxPerFactory: factory-wide pilot count unknown, submitting 0"
             allowed = max(0, min(n, self.maximum - total))
-            self._in_flight[name] = allowed
+            self._in_flight[name] = (allowed, None)
             if allowed < n:
                 return allowed, (
                     f"MaxPerFactory ceiling: {n} capped to {allowed} "
@@ -91,8 +94,9 @@ class FactoryPilots:
             return n, ""
 
     def settle(self, name: str, submitted: int) -> None:
+        """The submission returned with ``submitted`` pilots."""
         with self._lock:
-            self._in_flight[name] = submitted
+            self._in_flight[name] = (submitted, time.time())
 
 
 class APFQueue:
@@ -189,13 +193,6 @@ class APFQueue:
     def batch_status(self) -> tuple[BatchQueueInfo | None, float | None, str]:
         return self.batch_poller.get(self.name)
 
-    def submission_unseen(self) -> bool:
-        """True while the batch status predates this queue's last submission."""
-        if self.last_submission is None:
-            return False
-        _, taken, _ = self.batch_status()
-        return taken is None or taken <= self.last_submission
-
     # ------------------------------------------------------------ the cycle
     def run_cycle(self) -> CycleRecord:
         record = CycleRecord(queue=self.name, number=self.cycles + 1)
@@ -225,6 +222,7 @@ class APFQueue:
         batch, batch_taken, batch_why = self.batch_status()
         record.wms = wms.to_dict() if wms is not None else None
         record.batch = batch.to_dict() if batch is not None else None
+        record.batch_time = batch_taken
         info = SchedInfo(
             wms=wms,
             batch=batch,
@@ -252,7 +250,7 @@ class APFQueue:
             record.submitted = result.count
             self.pilots.settle(self.name, result.count)
             if result.count > 0:
-                self.last_submission = time.time()
+                self.last_submission = record.submitted_at = time.time()
                 self._stored_submission("submit", result)
                 self.batch_poller.wake()
         elif n < 0:
@@ -260,7 +258,7 @@ class APFQueue:
             self._take(result, record)
             record.removed = result.count
             if result.count > 0:
-                self.last_submission = time.time()
+                self.last_submission = record.submitted_at = time.time()
                 self._stored_submission("remove", result)
                 self.batch_poller.wake()
 

@@ -21,11 +21,13 @@ class CycleRecord:
     duration: float = 0.0
     wms: dict | None = None  # WMSQueueInfo as a dict; None = unknown
     batch: dict | None = None  # BatchQueueInfo as a dict; None = unknown
+    batch_time: float | None = None  # when the batch status planned from was taken
     steps: list[SchedStep] = field(default_factory=list)
     decided: int = 0  # what the scheduler chain said
     submitted: int = 0
     removed: int = 0
     ids: list[str] = field(default_factory=list)
+    submitted_at: float | None = None  # when the submit call returned
     holds: list[str] = field(default_factory=list)  # safety rules that lowered the number
     errors: list[str] = field(default_factory=list)
 

@@ -64,18 +64,17 @@ def confdir(tmp_path: Path) -> ConfDir:
     return ConfDir(tmp_path)
 
 
-LOCAL_QUEUE = """\
-    [{name}]
-    wmsqueue = {name}
-    wmsstatusplugin = Local
-    wmsstatus.local.spooldir = {spool}
-    batchstatusplugin = Local
-    batchsubmitplugin = Local
-    apfqueue.sleep = 0.3
-    schedplugin = Ready
-    """
-
-
 def local_queue(name: str, spool: Path, **extra: str) -> str:
-    text = textwrap.dedent(LOCAL_QUEUE).format(name=name, spool=spool)
-    return text + "".join(f"{k} = {v}\n" for k, v in extra.items()) + "\n"
+    """A queue section on the Local plugins; ``extra`` keys add to or replace the defaults."""
+    keys = {
+        "wmsqueue": name,
+        "wmsstatusplugin": "Local",
+        "wmsstatus.local.spooldir": str(spool),
+        "batchstatusplugin": "Local",
+        "batchsubmitplugin": "Local",
+        "apfqueue.sleep": "0.3",
+        "schedplugin": "Ready",
+        "executable.arguments": "--wrapperwmsqueue=%(wmsqueue)s --wrapperplugin=local",
+        **extra,
+    }
+    return f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()) + "\n"

@@ -1,0 +1,54 @@
+"""The daemon in the foreground: --cycles, refusing bad config, clean stop on signals."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import local_queue
+
+
+def daemon(conf, *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "autopyfactory.cli.daemon", "--conf", str(conf),
+                             "--foreground", "--log", "stdout", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_cycles_then_exit_zero(confdir):
+    conf = confdir.write(local_queue("Q", confdir.spool))
+    confdir.work("Q", 2)
+    proc = daemon(conf, "--cycles", "3")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "queue Q cycle 3:" in out
+    assert "queue Q cycle 4:" not in out
+
+
+def test_refuses_to_start_on_invalid_config(confdir):
+    conf = confdir.write(local_queue("Q", confdir.spool, schedplugin="Nope"))
+    proc = daemon(conf)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "refusing to start" in out
+    assert "[Q] schedplugin: unknown scheduler plugin" in out
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_every_thread_quickly(confdir, signum):
+    conf = confdir.write(local_queue("A", confdir.spool) + local_queue("B", confdir.spool))
+    proc = daemon(conf)
+    deadline = time.time() + 60
+    seen = ""
+    while time.time() < deadline and "queue B cycle 2:" not in seen:
+        seen += proc.stdout.readline()
+    assert "queue B cycle 2:" in seen
+    sent = time.time()
+    proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert time.time() - sent < 5
+    assert "factory test-factory stopped" in out
