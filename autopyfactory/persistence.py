@@ -204,6 +204,10 @@ class Store:
     def _move_aside(self) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         target = f"{self.path}.corrupt-{stamp}"
+        number = 1
+        while os.path.exists(target):
+            number += 1
+            target = f"{self.path}.corrupt-{stamp}-{number}"
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(self.path + suffix):
                 os.replace(self.path + suffix, target + suffix)
@@ -266,11 +270,21 @@ class Store:
         return self._conn is not None
 
     # ------------------------------------------------------------ writing
-    def record_cycle(self, record: CycleRecord) -> None:
-        """One finished cycle; also moves the queue's cycle and error counters."""
+    def record_cycle(self, record: CycleRecord, state: QueueState | None = None) -> None:
+        """One finished cycle; also moves the queue's counters.
+
+        ``state``: the queue's own counters after the cycle; written as they are
+        (so a fresh file after a corrupt one starts from the right totals).
+        """
         batch = record.batch or {}
         data = json.dumps(record.to_dict(), default=str)
         now = time.time()
+        absolute = []
+        if state is not None:
+            absolute = [("UPDATE queue_state SET cycles = ?, submitted_total = ?, errors_total = ?,"
+                         " last_submission = ? WHERE queue = ?",
+                         (state.cycles, state.submitted_total, state.errors_total, state.last_submission,
+                          record.queue))]
         self._run("record cycle", lambda conn: self._write(conn, [
             ("INSERT INTO cycles (queue, number, started, duration, pending, running, decided, submitted,"
              " removed, errors, message, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -281,6 +295,7 @@ class Store:
              " ON CONFLICT(queue) DO UPDATE SET cycles = max(cycles, excluded.cycles),"
              " errors_total = errors_total + excluded.errors_total, updated = excluded.updated",
              (record.queue, record.number, 1 if record.errors else 0, now)),
+            *absolute,
         ]))
 
     def record_submission(self, queue: str, when: float, kind: str, count: int, ids: list[str]) -> None:
@@ -500,7 +515,8 @@ class PersistenceService:
         self.store = store
 
     def cycle_done(self, queue: APFQueue, record: CycleRecord) -> None:
-        self.store.record_cycle(record)
+        self.store.record_cycle(record, QueueState(queue.cycles, queue.submitted_total, queue.errors_total,
+                                                   queue.last_submission))
 
     def credential_checked(self, state: CredentialStatus) -> None:
         self.store.record_credential(state)

@@ -12,7 +12,14 @@ import pytest
 
 from autopyfactory.factory import Factory
 from autopyfactory.info import CredentialStatus, FinishedPilot
-from autopyfactory.persistence import MIGRATIONS, SCHEMA_VERSION, Store, pilot_series, thin
+from autopyfactory.persistence import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    QueueState,
+    Store,
+    pilot_series,
+    thin,
+)
 from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.records import CycleRecord, SchedStep
 from tests.conftest import local_queue
@@ -113,6 +120,27 @@ def test_database_going_bad_while_running_is_replaced(tmp_path: Path):
     store = Store(str(path))
     assert store.usable and store.moved_aside
     assert store.queue_state("Q").cycles == 0
+    store.close()
+
+
+def test_database_going_bad_under_a_running_store_is_replaced_with_the_counters(tmp_path: Path):
+    path = tmp_path / "apf.sqlite"
+    store = Store(str(path))
+    now = time.time()
+    for number in range(1, 201):
+        store.record_cycle(record("Q", number, now), QueueState(number, 10, 1, now - 5))
+    store.prune()  # checkpoint: the pages are in the main file now
+    with store._lock:  # read pages from disk again instead of from this connection's cache
+        store._conn.execute("PRAGMA cache_size = 1")
+    with open(path, "r+b") as f:
+        f.seek(4096)
+        f.write(os.urandom(20 * 4096))
+    store.record_cycle(record("Q", 201, now), QueueState(201, 12, 1, now))  # fails: malformed
+    assert store.errors == 1 and len(store.moved_aside) == 1 and store.usable
+    store.record_cycle(record("Q", 202, now), QueueState(202, 12, 1, now))
+    state = store.queue_state("Q")
+    assert (state.cycles, state.submitted_total, state.errors_total) == (202, 12, 1)
+    assert [c.number for c in store.recent_cycles("Q", 10)] == [202]
     store.close()
 
 
