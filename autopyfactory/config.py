@@ -14,6 +14,7 @@ from __future__ import annotations
 import configparser
 import difflib
 import glob
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -79,6 +80,8 @@ class Key:
                 value = float(text)
             except ValueError:
                 raise ValueError(f"not a number (expected a number, got {raw!r})") from None
+            if not math.isfinite(value):
+                raise ValueError(f"not a finite number (expected a number, got {raw!r})")
         elif self.kind == "bool":
             if text.lower() not in _BOOLEANS:
                 raise ValueError(f"not a boolean (expected true or false, got {raw!r})")
@@ -245,7 +248,7 @@ class QueueConfig(Section):
     def plugin_options(self, plugin: type) -> dict[str, Any]:
         """{param: value} for ``<kind>.<plugin name>.<param>``, defaults filled in."""
         prefix = f"{plugin.kind}.{plugin.name.lower()}"
-        values = {param.lower(): key.default for param, key in plugin.keys.items()}
+        values = {param.lower(): key.default for param, key in plugin.keys.items() if not param.endswith("*")}
         values.update(self.options(prefix))
         return values
 
@@ -475,7 +478,7 @@ def _factory_section(reader: _Reader, parser: configparser.ConfigParser, path: s
             reader.error(path, FACTORY_SECTION, name, "required key missing")
         else:
             section.values[lower] = key.default
-    for lower, text in raw.items():
+    for lower, text in list(raw.items()):
         if lower in known:
             continue
         parts = lower.split(".")
@@ -579,9 +582,15 @@ def _queue_section(
         queue.values[selector] = resolved if isinstance(chosen, list) else (resolved[0] if resolved else chosen)
 
     # plugin keys: typed when known, defaults for the plugins this queue uses
-    for lower, text in raw.items():
+    for lower, text in list(raw.items()):
         if lower in core:
             continue
+        if lower not in plugin_keys:
+            # a key family declared as "<param>.*" (e.g. condor_attributes.<name>)
+            for full in plugin_keys:
+                if full.endswith(".*") and lower.startswith(full[:-1]) and len(lower) > len(full) - 1:
+                    plugin_keys[lower] = (lower, plugin_keys[full][1])
+                    break
         if lower in plugin_keys:
             canonical, key = plugin_keys[lower]
             value = _typed(reader, source, where(lower), canonical, key, text, basedir)
@@ -611,6 +620,8 @@ def _queue_section(
                 continue
             for param, key in plugin.keys.items():
                 full = f"{kind}.{plugin.name.lower()}.{param}".lower()
+                if param.endswith("*"):
+                    continue
                 if full not in queue.values and full not in raw:
                     if key.required and queue.values.get("enabled", True):
                         reader.error(source, name, full, f"required by the {plugin.name} plugin, missing")

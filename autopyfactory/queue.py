@@ -84,14 +84,9 @@ class FactoryPilots:
             total = self._count()
             if total is None:
                 return 0, "MaxPerFactory: factory-wide pilot count unknown, submitting 0"
-            allowed = max(0, min(n, self.maximum - total))
+            allowed, why = factory_ceiling(n, self.maximum, total)
             self._in_flight[name] = (allowed, None)
-            if allowed < n:
-                return allowed, (
-                    f"MaxPerFactory ceiling: {n} capped to {allowed} "
-                    f"({self.maximum} max - {total} in the factory)"
-                )
-            return n, ""
+            return allowed, why
 
     def settle(self, name: str, submitted: int) -> None:
         """The submission returned with ``submitted`` pilots."""
@@ -231,12 +226,7 @@ class APFQueue:
             finished=self._finished(batch, record.started),
             alive_peers=self._alive_peers(batch, record.started),
         )
-        n = 0
-        for plugin in self.schedulers:
-            n, message = plugin.calc(n, info)
-            if not isinstance(n, int):
-                raise TypeError(f"scheduler plugin {plugin.name} returned {n!r}, not an integer")
-            record.steps.append(SchedStep(plugin.name, n, message))
+        n = run_chain(self.schedulers, info, record.steps)
         record.decided = n
         n = self._apply_safety(n, record, wms is None and wms_why, batch is None and batch_why, batch_taken)
 
@@ -309,12 +299,13 @@ class APFQueue:
             record.holds.append(reason)
             return 0
 
-        if n == 0:
-            return 0
+        # unknown status is always said, with the reason, even when the chain said 0
         if wms_unknown:
             return hold(f"WMS status unknown ({wms_unknown}): submitting 0")
         if batch_unknown:
             return hold(f"batch status unknown ({batch_unknown}): submitting 0")
+        if n == 0:
+            return 0
         if self.last_submission is not None and (batch_taken is None or batch_taken <= self.last_submission):
             self.batch_poller.wake()
             return hold("waiting for batch status newer than the last submission: submitting 0")
@@ -328,10 +319,9 @@ class APFQueue:
                 if state is None or not state.ok:
                     why = state.message if state is not None else "not checked yet"
                     return hold(f"credential {profile} not usable ({why}): submitting 0")
-            maximum = self.config.values.get("sched.maxpercycle.maximum")
-            if maximum is not None and n > maximum:
-                record.holds.append(f"MaxPerCycle ceiling: {n} capped to {maximum}")
-                n = maximum
+            n, why = cycle_ceiling(n, self.config)
+            if why:
+                record.holds.append(why)
         return n
 
     # ------------------------------------------------------------ views
@@ -357,6 +347,38 @@ class APFQueue:
             "last_message": last.message if last else "",
             "last_cycle": last.to_dict()["started_iso"] if last else None,
         }
+
+
+def run_chain(schedulers: list[SchedulerPlugin], info: SchedInfo, steps: list[SchedStep]) -> int:
+    """The scheduler chain: starts at 0, each plugin gets the number the previous one returned.
+
+    Appends one step per plugin to ``steps`` (also when a later plugin raises).
+    """
+    n = 0
+    for plugin in schedulers:
+        n, message = plugin.calc(n, info)
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise TypeError(f"scheduler plugin {plugin.name} returned {n!r}, not an integer")
+        steps.append(SchedStep(plugin.name, n, message))
+    return n
+
+
+def cycle_ceiling(n: int, config: QueueConfig) -> tuple[int, str]:
+    """Hard ceiling ``sched.maxpercycle.maximum`` on a submission, whatever the chain said."""
+    maximum = config.values.get("sched.maxpercycle.maximum")
+    if n > 0 and maximum is not None and n > maximum:
+        return maximum, f"MaxPerCycle ceiling: {n} capped to {maximum}"
+    return n, ""
+
+
+def factory_ceiling(n: int, maximum: int | None, total: int) -> tuple[int, str]:
+    """Hard ceiling ``[Factory] maxperfactory.maximum`` on a submission, given the factory-wide count."""
+    if maximum is None or n <= 0:
+        return n, ""
+    allowed = max(0, min(n, maximum - total))
+    if allowed < n:
+        return allowed, f"MaxPerFactory ceiling: {n} capped to {allowed} ({maximum} max - {total} in the factory)"
+    return n, ""
 
 
 def describe_inputs(record: CycleRecord) -> str:

@@ -78,3 +78,7 @@ def local_queue(name: str, spool: Path, **extra: str) -> str:
         **extra,
     }
     return f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()) + "\n"
+
+
+# the real Slurm cluster (session fixture ``slurm``), see tests/slurmcluster.py
+from tests.slurmcluster import slurm  # noqa: E402,F401

@@ -75,7 +75,7 @@ def test_unknown_plugin_lists_the_available_ones(confdir):
     confdir.write(local_queue("Q", confdir.spool, batchsubmitplugin="CondorGT2"))
     [line] = problems(confdir)
     assert "[Q] batchsubmitplugin: unknown batch submit plugin" in line
-    assert "expected one of Local" in line and "got 'CondorGT2'" in line
+    assert "expected one of CondorARC, CondorCE, CondorLocal, CondorSSH, Local, Slurm, got 'CondorGT2'" in line
 
 
 def test_missing_required_key(confdir):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from autopyfactory.cli import simulate
 from autopyfactory.cli.daemon import DEFAULT_CONF
 from autopyfactory.config import ConfigError, FactoryConfig, load
 
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate the configuration and print it")
     check.add_argument("--conf", default=DEFAULT_CONF)
     check.set_defaults(func=check_config)
+    simulate.add_parser(sub)
     return p
 
 

@@ -1,56 +1,73 @@
-"""Built-in scheduler plugins (APF 2.4 semantics, see docs/schedulers.md)."""
+"""Built-in scheduler plugins that set the number: Ready, Fixed, Scale, Null.
+
+The caps and floors are in ``limits.py``, the WMS queue status overrides in
+``queuestatus.py``, the black-hole guard in ``throttle.py``. Semantics and
+examples: docs/schedulers.md.
+"""
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
+
 from autopyfactory.config import Key
+from autopyfactory.info import BatchQueueInfo, WMSQueueInfo
 from autopyfactory.interfaces import SchedInfo, SchedulerPlugin
+from autopyfactory.plugins.sched._common import StatusStep
 
 
-class Ready(SchedulerPlugin):
+class Ready(StatusStep):
     """Pilots for the work that is ready and not yet covered by pending pilots.
 
-    Keys: ``sched.ready.offset`` (0). Output: ``max(0, (ready - offset) - pending)``;
+    Keys: ``sched.ready.offset`` (0, at least 0): ready jobs to leave alone.
+    Output: ``max(0, (ready - offset) - pending)``, whatever it is handed;
     0 when WMS or batch status is unknown.
     """
 
     name = "Ready"
-    keys = {"offset": Key("int", 0, help="ready jobs to leave alone")}
+    keys = {"offset": Key("int", 0, min=0, help="ready jobs to leave alone")}
 
-    def calc(self, n: int, info: SchedInfo) -> tuple[int, str]:
-        if info.wms is None or info.batch is None:
-            which = "WMS" if info.wms is None else "batch"
-            return 0, f"Ready: {which} status unknown, 0"
-        ready, pending = info.wms.ready, info.batch.pending
-        out = max(0, ready - self.options["offset"] - pending)
-        return out, f"Ready: {out} ({ready} ready - {self.options['offset']} offset - {pending} pending)"
+    def compute(self, n: int, wms: WMSQueueInfo, batch: BatchQueueInfo, info: SchedInfo) -> tuple[int, str]:
+        offset = self.options["offset"]
+        ready, pending = wms.ready, batch.pending
+        out = max(0, ready - offset - pending)
+        return out, f"Ready: {out} ({ready} ready - {offset} offset - {pending} pending)"
 
 
 class Fixed(SchedulerPlugin):
-    """A constant. Keys: ``sched.fixed.pilotspercycle`` (0)."""
+    """A constant number of pilots every cycle, whatever it is handed.
+
+    Keys: ``sched.fixed.pilotspercycle`` (0, at least 0). Output: the constant
+    (reads no status; the queue submits nothing while status is unknown).
+    """
 
     name = "Fixed"
-    keys = {"pilotspercycle": Key("int", 0, min=0)}
+    keys = {"pilotspercycle": Key("int", 0, min=0, help="pilots to submit every cycle")}
 
     def calc(self, n: int, info: SchedInfo) -> tuple[int, str]:
         out = self.options["pilotspercycle"]
-        return out, f"Fixed: {out}"
+        return out, f"Fixed: {out} (pilotspercycle)"
 
 
-class MaxPerCycle(SchedulerPlugin):
-    """Cap per cycle. Keys: ``sched.maxpercycle.maximum``. Output: ``min(n, maximum)``."""
+class Scale(SchedulerPlugin):
+    """Scale the number handed on by a factor.
 
-    name = "MaxPerCycle"
-    keys = {"maximum": Key("int", None, min=0)}
+    Keys: ``sched.scale.factor`` (1.0, at least 0). Output: ``ceil(n * factor)``;
+    a removal (negative n) shrinks towards 0 the same way.
+    """
+
+    name = "Scale"
+    keys = {"factor": Key("float", 1.0, min=0, help="multiply the number handed on by this")}
 
     def calc(self, n: int, info: SchedInfo) -> tuple[int, str]:
-        maximum = self.options["maximum"]
-        if maximum is None or n <= maximum:
-            return n, ""
-        return maximum, f"MaxPerCycle: {n} capped to {maximum}"
+        factor = self.options["factor"]
+        # Decimal of the written factor: 10 * 0.3 is 3, not ceil(3.0000000000000004) = 4
+        out = math.ceil(n * Decimal(repr(factor)))
+        return out, f"Scale: {out} (ceil({n} * {factor:g}))"
 
 
 class Null(SchedulerPlugin):
-    """Always 0."""
+    """Always 0: a queue that is configured but must not submit. No keys."""
 
     name = "Null"
 

@@ -1,0 +1,243 @@
+"""Status of the pilots in an HTCondor schedd, through the htcondor2 bindings.
+
+One ``Schedd.query`` per interval per schedd (constrained to this factory's
+pilots and other factories' pilots of the same WMS queues, projection limited
+to the attributes below), plus the schedd's history bounded to the last hour
+for the pilots that have left the queue. Every bindings call has a timeout.
+
+Pilot attributes (set by the Condor submit plugins): ``APF_FACTORY``,
+``APF_QUEUE`` / ``MATCH_APF_QUEUE`` (factory queue), ``APF_WMSQUEUE``,
+``FACTORY_JOBID`` (``<factoryId>#<cluster>.<proc>``). Pilots of APF 2.4
+factories, which carry only FACTORY_JOBID and MATCH_APF_QUEUE, are
+attributed from those.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from autopyfactory import commands
+from autopyfactory.config import Key
+from autopyfactory.info import BatchQueueInfo, FinishedPilot
+from autopyfactory.interfaces import BatchStatusPlugin
+
+log = logging.getLogger(__name__)
+
+HISTORY_WINDOW = 3600.0
+HISTORY_LIMIT = 100_000
+PROJECTION = [
+    "ClusterId", "ProcId", "JobStatus", "APF_FACTORY", "APF_QUEUE", "MATCH_APF_QUEUE", "APF_WMSQUEUE",
+    "FACTORY_JOBID", "QDate", "JobStartDate", "EnteredCurrentStatus", "CompletionDate", "ExitCode",
+    "ExitBySignal", "ExitSignal",
+]
+
+# HTCondor JobStatus -> pilot state. Source: HTCondor manual, "Job ClassAd
+# Attributes", JobStatus; mapping as in reference/apf-semantics.md (held is
+# pending and shown apart; completed is told apart by exit code).
+CONDOR_STATES: dict[int, str] = {
+    1: "pending",  # Idle
+    2: "running",  # Running
+    3: "done",  # Removed ("removed" when it never started)
+    4: "done",  # Completed (fault when the exit code is not 0)
+    5: "pending",  # Held
+    6: "running",  # Transferring output
+    7: "running",  # Suspended
+}
+HELD = 5
+
+STATUS_KEYS = {
+    "scheddhost": Key("str", "", help="schedd host (default: the local schedd, or the collector's)"),
+    "scheddport": Key("int", None, min=1, max=65535, help="schedd port (with scheddhost: no collector needed)"),
+    "collectorhost": Key("str", "", help="collector that locates the schedd"),
+    "collectorport": Key("int", 9618, min=1, max=65535),
+    "timeout": Key("float", 60.0, min=1, help="seconds before a bindings call is given up"),
+}
+
+
+def quote(text: str) -> str:
+    """A ClassAd string literal."""
+    import classad2
+
+    return classad2.quote(text)
+
+
+def connect_schedd(options: dict[str, Any]) -> Any:
+    """The htcondor2.Schedd of ``batchstatus.condor.scheddhost/scheddport/collectorhost/collectorport``."""
+    import classad2
+    import htcondor2
+
+    host, port = options.get("scheddhost") or "", options.get("scheddport")
+    collector = options.get("collectorhost") or ""
+    timeout = float(options.get("timeout") or 60.0)
+    if host and port:
+        address = f"<{host}:{port}>"
+        return htcondor2.Schedd(classad2.ClassAd({"MyAddress": address, "Name": host, "MyType": "Scheduler"}))
+    if collector:
+        where = f"{collector}:{options.get('collectorport') or 9618}"
+        coll = htcondor2.Collector(where)
+        ad = commands.call(coll.locate, htcondor2.DaemonType.Schedd, host or None, timeout=timeout,
+                           what=f"locate schedd {host or '(default)'} at {where}")
+        return htcondor2.Schedd(ad)
+    return htcondor2.Schedd()
+
+
+def pilot_identity(ad: Any) -> tuple[str, str, str]:
+    """(factory, queue, wmsqueue) of a pilot's ClassAd; empty strings when absent."""
+    factory = ad.get("APF_FACTORY") or ""
+    jobid = ad.get("FACTORY_JOBID") or ""
+    if not factory and "#" in str(jobid):
+        factory = str(jobid).split("#", 1)[0]
+    queue = ad.get("APF_QUEUE") or ad.get("MATCH_APF_QUEUE") or ""
+    wmsqueue = ad.get("APF_WMSQUEUE") or queue
+    return str(factory), str(queue), str(wmsqueue)
+
+
+def pilot_state(ad: Any) -> str:
+    status = int(ad.get("JobStatus") or 0)
+    state = CONDOR_STATES.get(status, "unknown")
+    if status == 3 and not ad.get("JobStartDate"):
+        return "removed"
+    if status == 4:
+        signalled = bool(ad.get("ExitBySignal"))
+        code = ad.get("ExitCode")
+        return "done" if not signalled and code in (0, None) else "fault"
+    return state
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def finished_pilot(ad: Any, factory: str) -> FinishedPilot:
+    exitcode = ad.get("ExitCode")
+    if ad.get("ExitBySignal") and ad.get("ExitSignal") is not None:
+        exitcode = 128 + int(ad.get("ExitSignal"))
+    end = _number(ad.get("CompletionDate")) or _number(ad.get("EnteredCurrentStatus")) or time.time()
+    return FinishedPilot(f"{ad.get('ClusterId')}.{ad.get('ProcId')}", _number(ad.get("JobStartDate")), end,
+                         int(exitcode) if exitcode is not None else None, pilot_state(ad), factory)
+
+
+class Condor(BatchStatusPlugin):
+    """Pilots per queue in one HTCondor schedd (one query + bounded history per interval).
+
+    Keys (per queue, the same for every queue of one schedd):
+    ``batchstatus.condor.scheddhost``, ``.scheddport`` (both set: talk to that
+    schedd directly), ``.collectorhost``, ``.collectorport`` (9618: locate the
+    schedd there), none of them: the local schedd; ``.timeout`` (60 s per
+    bindings call). Interval: ``[Factory] batchstatus.condor.sleep``.
+
+    Returns {queue: BatchQueueInfo}: pending (held included and shown apart),
+    running, done/fault of the last hour (queue + history), ``finished``
+    pilots for Throttle, and ``peers`` (other factories' pilots of the same
+    WMS queue). A failed or timed out call raises (status unknown).
+    """
+
+    name = "Condor"
+    keys = STATUS_KEYS
+    endpoint_keys = ("scheddhost", "scheddport", "collectorhost", "collectorport")
+    default_sleep = 60.0
+    default_maxage = 600.0
+    connect = staticmethod(connect_schedd)
+
+    def __init__(self, options: dict[str, Any], context: Any):
+        super().__init__(options, context)
+        self._schedd: Any = None
+
+    @property
+    def timeout(self) -> float:
+        return float(self.options.get("timeout") or 60.0)
+
+    def _wmsqueue(self, queue: str) -> str:
+        config = getattr(self.context, "config", None)
+        qconfig = config.queues.get(queue) if config is not None else None
+        return qconfig.wmsqueue if qconfig is not None else queue
+
+    def constraint(self, wmsqueues: Iterable[str]) -> str:
+        """This factory's pilots and other factories' pilots of our WMS queues."""
+        fid = self.context.factory_id
+        mine = f"(APF_FACTORY =?= {quote(fid)} || regexp({quote('^' + _regex_escape(fid) + '#')}, "\
+               f"FACTORY_JOBID ?: \"\"))"
+        peers = " || ".join(f"APF_WMSQUEUE =?= {quote(w)} || MATCH_APF_QUEUE =?= {quote(w)}"
+                            for w in sorted(set(wmsqueues)))
+        return f"{mine} || {peers}" if peers else mine
+
+    def _schedd_handle(self) -> Any:
+        if self._schedd is None:
+            self._schedd = commands.call(self.connect, self.options, timeout=self.timeout, what="connect to schedd")
+        return self._schedd
+
+    def poll(self, queues: Collection[str]) -> dict[str, BatchQueueInfo]:
+        wanted = list(queues)
+        wms_of = {q: self._wmsqueue(q) for q in wanted}
+        constraint = self.constraint(wms_of.values())
+        now = time.time()
+        try:
+            schedd = self._schedd_handle()
+            ads = commands.call(schedd.query, constraint=constraint, projection=PROJECTION,
+                                timeout=self.timeout, what="schedd query")
+            history = commands.call(
+                schedd.history, constraint=f"({constraint}) && EnteredCurrentStatus >= {int(now - HISTORY_WINDOW)}",
+                projection=PROJECTION, match=HISTORY_LIMIT,
+                since=f"EnteredCurrentStatus < {int(now - HISTORY_WINDOW)}",
+                timeout=self.timeout, what="schedd history")
+        except Exception:
+            self._schedd = None  # reconnect next time (address may have changed)
+            raise
+        return self.summarize(ads, history, wanted, wms_of, now)
+
+    def summarize(self, ads: Iterable[Any], history: Iterable[Any], queues: Collection[str],
+                  wms_of: dict[str, str], now: float) -> dict[str, BatchQueueInfo]:
+        fid = self.context.factory_id
+        wanted = set(queues)
+        wms_wanted = set(wms_of.values())
+        counts = {q: {"pending": 0, "running": 0, "held": 0} for q in wanted}
+        finished: dict[str, dict[str, FinishedPilot]] = {q: {} for q in wanted}
+        peers: dict[str, dict[str, dict[str, float]]] = {}
+        for source, ad_list in (("queue", ads), ("history", history)):
+            for ad in ad_list:
+                factory, queue, wmsqueue = pilot_identity(ad)
+                state = pilot_state(ad)
+                if state == "unknown":
+                    log.warning("HTCondor JobStatus %r not in the state table; counted as pending",
+                                ad.get("JobStatus"))
+                    state = "pending"
+                if factory == fid:
+                    if queue not in wanted:
+                        continue
+                    if state in ("pending", "running"):
+                        if source == "queue":
+                            counts[queue][state] += 1
+                            if int(ad.get("JobStatus") or 0) == HELD:
+                                counts[queue]["held"] += 1
+                        continue
+                    pilot = finished_pilot(ad, fid)
+                    if now - pilot.end <= HISTORY_WINDOW:
+                        finished[queue][pilot.jobid] = pilot
+                elif source == "queue" and wmsqueue in wms_wanted and state in ("pending", "running"):
+                    peer = peers.setdefault(wmsqueue, {}).setdefault(
+                        factory or "unknown", {"pending": 0, "running": 0, "submitted_last": 0.0})
+                    peer[state] += 1
+                    qdate = _number(ad.get("QDate")) or 0.0
+                    peer["submitted_last"] = max(peer["submitted_last"], qdate)
+        answer = {}
+        for queue in wanted:
+            ended = tuple(sorted(finished[queue].values(), key=lambda p: -p.end))
+            c = counts[queue]
+            answer[queue] = BatchQueueInfo(
+                pending=c["pending"], running=c["running"], held=c["held"],
+                done=sum(1 for p in ended if p.state == "done"),
+                fault=sum(1 for p in ended if p.state == "fault"),
+                finished=ended, peers={f: dict(v) for f, v in peers.get(wms_of[queue], {}).items()},
+            )
+        return answer
+
+
+def _regex_escape(text: str) -> str:
+    """Escape PCRE metacharacters (ClassAd regexp is PCRE)."""
+    return "".join("\\" + ch if ch in ".^$*+?()[]{}|\\" else ch for ch in text)

@@ -1,0 +1,322 @@
+"""Status of the pilots in a Slurm cluster: one squeue call for every queue.
+
+The submit plugin tags each pilot with ``--comment apf:<factoryId>:<wmsqueue>:<queue>``
+(each part percent-encoded, see ``pilot_tag``); this module reads that tag
+back from squeue's output to attribute a pilot to a queue and a factory.
+
+squeue is called as::
+
+    squeue -h -r -t all -O JobID:|,ArrayJobID:|,ArrayTaskID:|,State:|,SubmitTime:|,StartTime:|,EndTime:|,exit_code:|,Reason:|,Comment:|
+
+one line per job or array task, ten fields each ended by ``|`` (the comment,
+free text for other users' jobs, comes last so a ``|`` inside it is harmless).
+``-O`` rather than ``-o`` because only ``-O`` knows the exit code. A stand-in
+squeue (benchmarks) prints exactly that.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection, Iterable
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, unquote
+
+from autopyfactory import commands
+from autopyfactory.config import Key
+from autopyfactory.info import BatchQueueInfo, FinishedPilot
+from autopyfactory.interfaces import BatchStatusPlugin
+
+log = logging.getLogger(__name__)
+
+TAG_PREFIX = "apf:"
+SQUEUE_FIELDS = ("JobID", "ArrayJobID", "ArrayTaskID", "State", "SubmitTime", "StartTime", "EndTime",
+                 "exit_code", "Reason", "Comment")
+SQUEUE_FORMAT = ",".join(f"{name}:|" for name in SQUEUE_FIELDS)
+REMEMBER_FINISHED = 3600.0  # done/fault cover the last hour; squeue forgets after MinJobAge
+
+# Slurm job state (squeue %T / State) -> pilot state. Source: squeue(1), section
+# "JOB STATE CODES", Slurm 22.05; mapping as in reference/apf-semantics.md.
+SLURM_STATES: dict[str, str] = {
+    "PENDING": "pending",
+    "CONFIGURING": "pending",
+    "REQUEUED": "pending",
+    "REQUEUE_HOLD": "pending",
+    "REQUEUE_FED": "pending",
+    "RESV_DEL_HOLD": "pending",
+    "RUNNING": "running",
+    "COMPLETING": "running",
+    "SUSPENDED": "running",
+    "STOPPED": "running",
+    "RESIZING": "running",
+    "SIGNALING": "running",
+    "STAGE_OUT": "running",
+    "COMPLETED": "done",
+    "FAILED": "fault",
+    "TIMEOUT": "fault",
+    "NODE_FAIL": "fault",
+    "OUT_OF_MEMORY": "fault",
+    "BOOT_FAIL": "fault",
+    "DEADLINE": "fault",
+    "PREEMPTED": "fault",
+    "SPECIAL_EXIT": "fault",
+    "CANCELLED": "fault",  # "removed" when it never started (the factory took back an idle pilot)
+    "REVOKED": "removed",  # federation: the job runs in a sibling cluster
+}
+HELD_STATES = frozenset({"REQUEUE_HOLD", "RESV_DEL_HOLD"})
+HELD_REASONS = frozenset({"JobHeldUser", "JobHeldAdmin"})
+
+
+def pilot_tag(factory: str, wmsqueue: str, queue: str) -> str:
+    """The ``--comment`` that attributes a pilot: ``apf:<factory>:<wmsqueue>:<queue>``."""
+    return TAG_PREFIX + ":".join(quote(part, safe="-_.~@+=/") for part in (factory, wmsqueue, queue))
+
+
+def parse_tag(comment: str) -> tuple[str, str, str] | None:
+    """(factory, wmsqueue, queue) of a pilot tag; None for anything else."""
+    if not comment.startswith(TAG_PREFIX):
+        return None
+    parts = comment[len(TAG_PREFIX):].split(":")
+    if len(parts) != 3:
+        return None
+    return unquote(parts[0]), unquote(parts[1]), unquote(parts[2])
+
+
+def task_ids(field: str) -> list[str] | None:
+    """Tasks named by an ArrayTaskID field: ``5`` -> [5]; ``[0-3,7%2]`` -> [0..3, 7]; N/A -> None."""
+    text = field.strip().strip("[]")
+    if not text or text in ("N/A", "(null)"):
+        return None
+    text = text.split("%", 1)[0]
+    tasks: list[str] = []
+    for part in text.split(","):
+        first, dash, last = part.partition("-")
+        if dash:
+            step = 1
+            if ":" in last:
+                last, _, stride = last.partition(":")
+                step = int(stride)
+            tasks.extend(str(i) for i in range(int(first), int(last) + 1, step))
+        else:
+            tasks.append(str(int(first)))
+    return tasks
+
+
+class _Times:
+    """Slurm timestamps (local time, ISO without zone) -> epoch seconds, cached:
+    a 200-task array shares one submit time, so most lines are a dict hit."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, float | None] = {}
+
+    def __call__(self, text: str) -> float | None:
+        try:
+            return self._cache[text]
+        except KeyError:
+            pass
+        try:
+            value: float | None = datetime.fromisoformat(text).timestamp()
+        except ValueError:
+            value = None  # N/A, NONE, Unknown
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[text] = value
+        return value
+
+
+class SqueueLine:
+    """One parsed line of squeue: a job, an array task, or a collapsed range of pending tasks."""
+
+    __slots__ = ("jobid", "array_job", "tasks", "state", "submit", "start", "end", "exitcode", "reason",
+                 "factory", "wmsqueue", "queue")
+
+    def __init__(self, fields: list[str], tag: tuple[str, str, str], times: _Times):
+        self.jobid = fields[0]
+        self.array_job = fields[1]
+        self.tasks = task_ids(fields[2])
+        self.state = fields[3].split(" ", 1)[0]  # "CANCELLED by 0" -> CANCELLED
+        self.submit = times(fields[4])
+        self.start = times(fields[5])
+        self.end = times(fields[6])
+        self.exitcode = _exitcode(fields[7])
+        self.reason = fields[8]
+        self.factory, self.wmsqueue, self.queue = tag
+
+    @property
+    def ids(self) -> list[str]:
+        """Slurm ids of the pilots on this line (``<arrayjob>_<task>`` or ``<job>``)."""
+        if self.tasks is None:
+            return [self.jobid]
+        return [f"{self.array_job}_{task}" for task in self.tasks]
+
+    @property
+    def count(self) -> int:
+        return 1 if self.tasks is None else len(self.tasks)
+
+
+def _exitcode(text: str) -> int | None:
+    """squeue's exit_code is a wait status (768 = exit 3); ``3:0`` (sacct style) also accepted."""
+    text = text.strip()
+    if not text or text in ("N/A", "(null)"):
+        return None
+    try:
+        if ":" in text:
+            code, _, signal = text.partition(":")
+            return int(code) if int(signal) == 0 else 128 + int(signal)
+        status = int(text)
+    except ValueError:
+        return None
+    if status & 0x7F:
+        return 128 + (status & 0x7F)
+    return (status >> 8) & 0xFF
+
+
+def parse_squeue(output: str) -> Iterable[SqueueLine]:
+    """The factory pilots in squeue output (lines without an apf tag are skipped).
+
+    Linear and regex-free: 200,000 lines take well under a second. A line
+    that does not have the fixed fields raises ValueError: output we do not
+    understand is unknown, never zero.
+    """
+    times = _Times()
+    tags: dict[str, tuple[str, str, str] | None] = {}
+    nfields = len(SQUEUE_FIELDS)
+    for number, line in enumerate(output.splitlines(), 1):
+        if not line:
+            continue
+        fields = line.split("|", nfields - 1)
+        if len(fields) != nfields:
+            raise ValueError(f"squeue output line {number} has {len(fields)} fields, expected {nfields}: "
+                             f"{line[:200]!r}")
+        comment = fields[-1]
+        if comment.endswith("|"):
+            comment = comment[:-1]
+        if not comment.startswith(TAG_PREFIX):
+            continue
+        tag = tags.get(comment, False)
+        if tag is False:
+            tag = tags[comment] = parse_tag(comment)
+        if tag is None:
+            continue
+        try:
+            yield SqueueLine(fields, tag, times)
+        except ValueError as exc:
+            raise ValueError(f"squeue output line {number}: {exc}: {line[:200]!r}") from None
+
+
+def pilot_state(line: SqueueLine) -> str:
+    state = SLURM_STATES.get(line.state)
+    if state is None:
+        return "unknown"
+    if line.state == "CANCELLED" and (line.start is None or line.end is None or line.end <= line.start):
+        return "removed"
+    return state
+
+
+def squeue_env(options: dict[str, Any]) -> dict[str, str]:
+    """Environment of our Slurm commands: the cluster's config, a time format we parse."""
+    env = {"SLURM_TIME_FORMAT": "standard"}
+    if options.get("slurmconf"):
+        env["SLURM_CONF"] = options["slurmconf"]
+    return env
+
+
+class Slurm(BatchStatusPlugin):
+    """Pilots per queue in one Slurm cluster, from one ``squeue`` call per interval.
+
+    Keys (per queue, same for every queue of one cluster):
+    ``batchstatus.slurm.squeue`` (``squeue``: command name or path, e.g. a stand-in),
+    ``batchstatus.slurm.slurmconf`` (the cluster's slurm.conf; default: $SLURM_CONF / Slurm's own),
+    ``batchstatus.slurm.timeout`` (60 s). Interval: ``[Factory] batchstatus.slurm.sleep``.
+
+    Returns {queue: BatchQueueInfo} for every queue asked: pending (held
+    included and shown apart), running, done and fault over the last hour
+    (pilots squeue has forgotten are remembered here), ``finished`` pilots
+    with start/end/exit code for Throttle, and ``peers``: other factories'
+    pilots of the same WMS queue, {factoryId: {pending, running, submitted_last}}.
+    A failed, timed out or unparsable squeue raises (status unknown).
+    """
+
+    name = "Slurm"
+    keys = {
+        "squeue": Key("str", "squeue", help="squeue command (name on PATH or path)"),
+        "slurmconf": Key("path", "", help="slurm.conf of the cluster (sets SLURM_CONF)"),
+        "timeout": Key("float", 60.0, min=1, help="seconds before squeue is given up"),
+    }
+    endpoint_keys = ("squeue", "slurmconf")
+    default_sleep = 60.0
+    default_maxage = 600.0
+    runner: commands.Runner = staticmethod(commands.run)
+
+    def __init__(self, options: dict[str, Any], context: Any):
+        super().__init__(options, context)
+        self.calls = 0
+        self._finished: dict[str, dict[str, FinishedPilot]] = {}  # queue -> {pilot id: finished}
+        self._warned: set[str] = set()
+
+    def argv(self) -> list[str]:
+        return [self.options.get("squeue") or "squeue", "-h", "-r", "-t", "all", "-O", SQUEUE_FORMAT]
+
+    def _wmsqueue(self, queue: str) -> str:
+        config = getattr(self.context, "config", None)
+        qconfig = config.queues.get(queue) if config is not None else None
+        return qconfig.wmsqueue if qconfig is not None else queue
+
+    def poll(self, queues: Collection[str]) -> dict[str, BatchQueueInfo]:
+        self.calls += 1
+        result = self.runner(self.argv(), timeout=float(self.options.get("timeout") or 60.0),
+                             env=squeue_env(self.options))
+        if not result.ok:
+            raise RuntimeError(result.describe())
+        return self.summarize(result.stdout, queues, time.time())
+
+    def summarize(self, output: str, queues: Collection[str], now: float) -> dict[str, BatchQueueInfo]:
+        """Counts per queue from squeue output (see the module docstring for its format)."""
+        factory = self.context.factory_id
+        wanted = set(queues)
+        wms_of = {q: self._wmsqueue(q) for q in wanted}
+        wms_wanted = set(wms_of.values())
+        counts = {q: {"pending": 0, "running": 0, "held": 0} for q in wanted}
+        peers: dict[str, dict[str, dict[str, float]]] = {}  # wmsqueue -> factory -> counts
+        seen: dict[str, dict[str, FinishedPilot]] = {q: {} for q in wanted}
+        for line in parse_squeue(output):
+            state = pilot_state(line)
+            if state == "unknown":
+                if line.state not in self._warned:
+                    self._warned.add(line.state)
+                    log.warning("Slurm state %r not in the state table; counted as pending", line.state)
+                state = "pending"
+            if line.factory == factory:
+                if line.queue not in wanted:
+                    continue
+                if state in ("pending", "running"):
+                    bucket = counts[line.queue]
+                    bucket[state] += line.count
+                    if state == "pending" and (line.reason in HELD_REASONS or line.state in HELD_STATES):
+                        bucket["held"] += line.count
+                elif line.end is not None:
+                    for jobid in line.ids:
+                        seen[line.queue][jobid] = FinishedPilot(jobid, line.start, line.end, line.exitcode,
+                                                                state, factory)
+            elif line.wmsqueue in wms_wanted and state in ("pending", "running"):
+                peer = peers.setdefault(line.wmsqueue, {}).setdefault(
+                    line.factory, {"pending": 0, "running": 0, "submitted_last": 0.0})
+                peer[state] += line.count
+                if line.submit is not None and line.submit > peer["submitted_last"]:
+                    peer["submitted_last"] = line.submit
+        answer = {}
+        for queue in wanted:
+            memory = self._finished.setdefault(queue, {})
+            memory.update(seen[queue])
+            for jobid in [j for j, p in memory.items() if now - p.end > REMEMBER_FINISHED]:
+                del memory[jobid]
+            finished = tuple(sorted(memory.values(), key=lambda p: -p.end))
+            done = sum(1 for p in finished if p.state == "done")
+            fault = sum(1 for p in finished if p.state == "fault")
+            c = counts[queue]
+            answer[queue] = BatchQueueInfo(
+                pending=c["pending"], running=c["running"], held=c["held"], done=done, fault=fault,
+                finished=finished, peers={f: dict(v) for f, v in peers.get(wms_of[queue], {}).items()},
+            )
+        return answer

@@ -1,0 +1,259 @@
+"""Submit pilots to Slurm: one ``sbatch --array=0-(n-1)`` per queue per cycle."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+
+from autopyfactory import commands
+from autopyfactory.config import Key
+from autopyfactory.interfaces import BatchSubmitPlugin, SubmitResult
+from autopyfactory.paths import default_executable, wrapper_dir
+from autopyfactory.plugins.batchstatus.slurm import (
+    SQUEUE_FORMAT,
+    parse_squeue,
+    pilot_tag,
+    squeue_env,
+)
+
+# The batch script of every Slurm pilot. Constant text: every value (the
+# executable, its arguments, the log URL) arrives through argv or the
+# environment, so nothing from the configuration is ever parsed by a shell.
+# Slurm copies this script away, hence APF_WRAPPER_DIR in the environment.
+LAUNCHER = """\
+#!/bin/sh
+# AutoPyFactory Slurm launcher: names this pilot, then runs the pilot wrapper.
+APFCID="${SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID}.${SLURM_ARRAY_TASK_ID:-0}"
+GTAG="${APF_GTAG_BASE}/${APFCID}.out"
+export APFCID GTAG
+exec "$APF_EXECUTABLE" "$@"
+"""
+
+
+class Slurm(BatchSubmitPlugin):
+    """Submits a queue's pilots as one Slurm job array per cycle.
+
+    Keys (``batchsubmit.slurm.<key>``): ``partition`` (default: the queue's
+    ``batchqueue``; neither set: the cluster's default partition), ``time`` (--time), ``mem`` (--mem), ``cpus``
+    (--cpus-per-task), ``account``, ``qos``, ``extraargs`` (more sbatch
+    options, split like a shell would, no shell involved), ``sbatch`` /
+    ``squeue`` / ``scontrol`` / ``scancel`` (command names or paths),
+    ``slurmconf`` (the cluster's slurm.conf), ``timeout`` (60 s per command),
+    ``maxarray`` (1000: larger n is capped, Slurm's MaxArraySize),
+    ``proxy`` (auth.conf profile that must be valid to submit; its file is
+    handed to the pilots as X509_USER_PROXY).
+
+    Each pilot runs ``executable`` (default: the shipped apf-wrapper.sh) with
+    ``executable.arguments``; job name ``apf.<factoryId>.<queue>`` and comment
+    ``apf:<factoryId>:<wmsqueue>:<queue>`` attribute it. Output:
+    ``<baseLogDir>/<date>/<queue>/<arrayjob>.<task>.out|err``; the submit
+    description used (argv, environment, batch script) is saved beside them as
+    ``<arrayjob>.sbatch``. Removal holds, re-checks and cancels only pending
+    array tasks of this queue, newest first; a running pilot is never touched.
+    """
+
+    name = "Slurm"
+    keys = {
+        "partition": Key("str", "", help="Slurm partition (default: batchqueue)"),
+        "time": Key("str", "", help="sbatch --time"),
+        "mem": Key("str", "", help="sbatch --mem"),
+        "cpus": Key("int", None, min=1, help="sbatch --cpus-per-task"),
+        "account": Key("str", "", help="sbatch --account"),
+        "qos": Key("str", "", help="sbatch --qos"),
+        "extraargs": Key("str", "", help="more sbatch options"),
+        "sbatch": Key("str", "sbatch"),
+        "squeue": Key("str", "squeue"),
+        "scontrol": Key("str", "scontrol"),
+        "scancel": Key("str", "scancel"),
+        "slurmconf": Key("path", "", help="slurm.conf of the cluster (sets SLURM_CONF)"),
+        "timeout": Key("float", 60.0, min=1),
+        "maxarray": Key("int", 1000, min=1, help="most pilots in one job array"),
+        "proxy": Key("str", "", help="auth.conf profile required to submit"),
+    }
+    runner: commands.Runner = staticmethod(commands.run)
+
+    # ------------------------------------------------------------ helpers
+    @property
+    def timeout(self) -> float:
+        return float(self.options.get("timeout") or 60.0)
+
+    @property
+    def partition(self) -> str:
+        """``partition`` key, else the queue's ``batchqueue``; empty: the cluster's default partition."""
+        return self.options.get("partition") or self.queue.values.get("batchqueue") or ""
+
+    @property
+    def job_name(self) -> str:
+        return f"apf.{self.context.factory_id}.{self.queue.name}"
+
+    @property
+    def tag(self) -> str:
+        return pilot_tag(self.context.factory_id, self.queue.wmsqueue, self.queue.name)
+
+    def _run(self, argv: list[str], env: dict[str, str] | None = None) -> commands.CommandResult:
+        return self.runner(argv, timeout=self.timeout, env={**(env or {}), **squeue_env(self.options)})
+
+    def sbatch_argv(self, n: int, logdir: str, launcher: str) -> list[str]:
+        """The sbatch command line of one cycle (raises ValueError on unsplittable arguments)."""
+        o = self.options
+        argv = [
+            o.get("sbatch") or "sbatch", "--parsable", f"--array=0-{n - 1}",
+            f"--job-name={self.job_name}", f"--comment={self.tag}",
+            f"--output={os.path.join(logdir, '%A.%a.out')}", f"--error={os.path.join(logdir, '%A.%a.err')}",
+            f"--chdir={logdir}", "--export=ALL", "--no-requeue",
+        ]
+        if self.partition:
+            argv.append(f"--partition={self.partition}")
+        for key, flag in (("time", "--time"), ("mem", "--mem"), ("account", "--account"), ("qos", "--qos")):
+            if o.get(key):
+                argv.append(f"{flag}={o[key]}")
+        if o.get("cpus"):
+            argv.append(f"--cpus-per-task={o['cpus']}")
+        argv.extend(shlex.split(o.get("extraargs") or ""))
+        argv.append(launcher)
+        argv.extend(shlex.split(self.queue.values.get("executable.arguments") or ""))
+        return argv
+
+    def environment(self, logdir: str) -> dict[str, str]:
+        """What every pilot of this queue gets (APFCID/GTAG are set per task by the launcher)."""
+        env = self.context.pilot_environment(self.queue, "", os.path.join(logdir, "%A.%a.out"))
+        env.pop("APFCID", None)
+        env.pop("GTAG", None)
+        env.update({
+            "APF_EXECUTABLE": self.queue.values.get("executable") or default_executable(),
+            "APF_WRAPPER_DIR": wrapper_dir(),
+            "APF_GTAG_BASE": self.context.logurl(logdir),
+        })
+        profile = self.credential_profile
+        credentials = self.context.credentials
+        state = credentials.status(profile) if profile and credentials is not None else None
+        if state is not None and state.path:
+            env["X509_USER_PROXY"] = state.path
+        if self.queue.values.get("wmsstatusplugin") == "Local":
+            from autopyfactory.plugins.wmsstatus.local import spooldir
+
+            env["APF_WMS_SPOOLDIR"] = spooldir(self.queue.options("wmsstatus.local"), self.context.config)
+        return env
+
+    @staticmethod
+    def _launcher(logdir: str) -> str:
+        path = os.path.join(logdir, "apf-slurm-launcher.sh")
+        try:
+            with open(path) as handle:
+                if handle.read() == LAUNCHER:
+                    return path
+        except OSError:
+            pass
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as handle:
+            handle.write(LAUNCHER)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, path)
+        return path
+
+    @staticmethod
+    def _describe(argv: list[str], env: dict[str, str], extra: str = "") -> str:
+        lines = ["# sbatch command line (argv, no shell)", shlex.join(argv), "",
+                 "# environment added for the pilots (exported with --export=ALL)"]
+        lines += [f"{k}={v}" for k, v in sorted(env.items())]
+        lines += ["", "# batch script (the launcher)", LAUNCHER]
+        if extra:
+            lines += ["# result", extra]
+        return "\n".join(lines) + "\n"
+
+    # ------------------------------------------------------------ submit
+    def submit(self, n: int) -> SubmitResult:
+        if n <= 0:
+            return SubmitResult(0)
+        note = ""
+        maximum = int(self.options.get("maxarray") or 1000)
+        if n > maximum:
+            note = f"Slurm: {n} capped to {maximum} (batchsubmit.slurm.maxarray)"
+            n = maximum
+        logdir = self.context.logdir(self.queue.name)
+        try:
+            argv = self.sbatch_argv(n, logdir, self._launcher(logdir))
+        except ValueError as exc:
+            return SubmitResult(0, message=note, error=f"cannot split extraargs/executable.arguments: {exc}")
+        env = self.environment(logdir)
+        stamp = time.strftime("%H%M%S", time.gmtime()) + f"-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+        pending_path = os.path.join(logdir, f"submit-{stamp}.sbatch")
+        with open(pending_path, "w") as handle:
+            handle.write(self._describe(argv, env))
+        result = self._run(argv, env)
+        jobid = result.stdout.strip().split(";", 1)[0] if result.ok else ""
+        if not result.ok or not jobid.isdigit():
+            why = result.describe() if not result.ok else (
+                f"sbatch: unexpected output {result.stdout.strip()[:200]!r} "
+                f"(expected a job id){': ' + result.stderr.strip()[:300] if result.stderr.strip() else ''}")
+            with open(pending_path, "a") as handle:
+                handle.write(f"# failed: {why}\n")
+            os.replace(pending_path, os.path.join(logdir, f"failed-{stamp}.sbatch"))
+            return SubmitResult(0, message=note, error=why)
+        with open(pending_path, "a") as handle:
+            handle.write(f"# submitted: job array {jobid}, tasks 0-{n - 1}\n")
+        os.replace(pending_path, os.path.join(logdir, f"{jobid}.sbatch"))
+        ids = [f"{jobid}_{task}" for task in range(n)]
+        return SubmitResult(n, ids, message=note)
+
+    # ------------------------------------------------------------ remove
+    def _pending_ids(self, jobs: list[str] | None = None) -> tuple[list[tuple[float, int, str]], str | None]:
+        """This queue's pending pilots as (submit time, task, id), or an error."""
+        argv = [self.options.get("squeue") or "squeue", "-h", "-r", "-t", "PENDING", "-O", SQUEUE_FORMAT]
+        if jobs:
+            argv += ["-j", ",".join(jobs)]
+        elif "," not in self.job_name:  # -n takes a comma list; the tag check below is what counts
+            argv += ["-n", self.job_name]
+        result = self._run(argv)
+        if not result.ok:
+            if jobs and "Invalid job id" in result.stderr:
+                return [], None  # all gone meanwhile
+            return [], result.describe()
+        found: list[tuple[float, int, str]] = []
+        try:
+            for line in parse_squeue(result.stdout):
+                mine = (line.factory, line.queue) == (self.context.factory_id, self.queue.name)
+                if not mine or line.state != "PENDING":
+                    continue
+                for jobid in line.ids:
+                    task = jobid.rpartition("_")[2]
+                    found.append((line.submit or 0.0, int(task) if task.isdigit() else 0, jobid))
+        except ValueError as exc:
+            return [], f"squeue: {exc}"
+        return found, None
+
+    def remove(self, n: int) -> SubmitResult:
+        """Cancel up to n pending pilots of this queue, newest first; never a running one.
+
+        Slurm can start a task between any two commands, so the chosen tasks
+        are first held (a held task cannot start; holding a running one does
+        not stop it), then checked again, and only those still pending are
+        cancelled. Any left held by a failure are released.
+        """
+        if n <= 0:
+            return SubmitResult(0)
+        pending, error = self._pending_ids()
+        if error:
+            return SubmitResult(0, error=error)
+        chosen = [jobid for _, _, jobid in sorted(pending, reverse=True)[:n]]
+        if not chosen:
+            return SubmitResult(0, message="Slurm: no pending pilots to remove")
+        scontrol = self.options.get("scontrol") or "scontrol"
+        hold = self._run([scontrol, "hold", *chosen])
+        if not hold.ok and "Invalid job id" not in hold.stderr:
+            return SubmitResult(0, error=hold.describe())
+        still, error = self._pending_ids(chosen)
+        ids = [jobid for _, _, jobid in still if jobid in set(chosen)]
+        if error:
+            self._run([scontrol, "release", *chosen])
+            return SubmitResult(0, error=error)
+        if ids:
+            cancel = self._run([self.options.get("scancel") or "scancel", *ids])
+            if not cancel.ok:
+                self._run([scontrol, "release", *chosen])
+                return SubmitResult(0, error=cancel.describe())
+        started = [j for j in chosen if j not in set(ids)]
+        if started:
+            self._run([scontrol, "release", *started])  # started meanwhile: undo the hold's priority 0
+        return SubmitResult(len(ids), ids)

@@ -1,0 +1,139 @@
+"""HTCondor batch status against a schedd double (tests/condordouble.py) returning real-shaped ClassAds."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import htcondor2
+import pytest
+
+from autopyfactory.commands import CallTimeout
+from autopyfactory.factory import Factory
+from autopyfactory.plugins.batchstatus.condor import PROJECTION, Condor
+from autopyfactory.plugins.batchsubmit.condor import CondorLocal
+from autopyfactory.plugins.registry import PluginRegistry
+from tests.condordouble import ScheddDouble, job_ad
+from tests.conftest import ConfDir
+
+FID = "fac-A"
+
+
+def mine(queue: str, wms: str, **extra):
+    return {"APF_FACTORY": FID, "APF_QUEUE": queue, "MATCH_APF_QUEUE": queue, "APF_WMSQUEUE": wms, **extra}
+
+
+def plugin(double: ScheddDouble, wms: dict[str, str], timeout: float = 5.0) -> Condor:
+    queues = {q: SimpleNamespace(wmsqueue=w) for q, w in wms.items()}
+    context = SimpleNamespace(factory_id=FID, config=SimpleNamespace(queues=queues))
+    p = Condor({"scheddhost": "", "scheddport": None, "collectorhost": "", "collectorport": 9618,
+                "timeout": timeout}, context)
+    p.connect = lambda options: double
+    return p
+
+
+def test_counts_states_peers_and_history():
+    now = int(time.time())
+    jobs = [
+        job_ad(1, 0, 1, **mine("q1", "W1")),  # idle
+        job_ad(1, 1, 5, HoldReason="proxy expired", **mine("q1", "W1")),  # held
+        job_ad(1, 2, 2, JobStartDate=now - 100, **mine("q1", "W1")),  # running
+        job_ad(1, 3, 6, JobStartDate=now - 100, **mine("q1", "W1")),  # transferring output
+        job_ad(1, 4, 4, JobStartDate=now - 100, CompletionDate=now - 10, ExitCode=0, ExitBySignal=False,
+               **mine("q1", "W1")),  # completed, still in the queue
+        job_ad(2, 0, 1, **mine("q2", "W2")),
+        job_ad(2, 1, 3, EnteredCurrentStatus=now - 5, **mine("q2", "W2")),  # removed while idle: not a fault
+        # another factory on W1: a peer of q1
+        job_ad(3, 0, 1, QDate=now - 30, **{**mine("theirs", "W1"), "APF_FACTORY": "fac-B"}),
+        job_ad(3, 1, 2, QDate=now - 300, JobStartDate=now - 60, **{**mine("theirs", "W1"), "APF_FACTORY": "fac-B"}),
+        # an APF 2.4 factory: only FACTORY_JOBID and MATCH_APF_QUEUE
+        job_ad(4, 0, 1, FACTORY_JOBID="old-apf#4.0", MATCH_APF_QUEUE="W2"),
+        # unrelated jobs on the schedd
+        job_ad(9, 0, 1, Cmd="/bin/other"),
+        job_ad(9, 1, 2, APF_FACTORY="fac-C", APF_WMSQUEUE="ELSEWHERE"),
+    ]
+    history = [
+        job_ad(0, 0, 4, JobStartDate=now - 900, CompletionDate=now - 600, EnteredCurrentStatus=now - 600,
+               ExitCode=3, ExitBySignal=False, **mine("q1", "W1")),
+        job_ad(0, 1, 4, JobStartDate=now - 900, CompletionDate=now - 700, EnteredCurrentStatus=now - 700,
+               ExitBySignal=True, ExitSignal=9, **mine("q2", "W2")),
+        job_ad(0, 2, 4, JobStartDate=now - 9000, CompletionDate=now - 7200, EnteredCurrentStatus=now - 7200,
+               ExitCode=0, ExitBySignal=False, **mine("q1", "W1")),  # more than an hour ago: left out
+    ]
+    double = ScheddDouble(jobs, history)
+    info = plugin(double, {"q1": "W1", "q2": "W2"}).poll(["q1", "q2", "q3"])
+    q1, q2, q3 = info["q1"], info["q2"], info["q3"]
+    assert (q1.pending, q1.held, q1.running, q1.done, q1.fault) == (2, 1, 2, 1, 1)
+    assert (q2.pending, q2.running, q2.done, q2.fault) == (1, 0, 0, 1)
+    assert (q3.pending, q3.running, q3.done, q3.fault) == (0, 0, 0, 0)
+    fault = next(p for p in q1.finished if p.state == "fault")
+    assert fault.jobid == "0.0" and fault.exitcode == 3 and fault.runtime == 300
+    assert next(p for p in q2.finished if p.state == "fault").exitcode == 137
+    assert {p.jobid: p.state for p in q2.finished}["2.1"] == "removed"
+    assert q1.peers == {"fac-B": {"pending": 1, "running": 1, "submitted_last": float(now - 30)}}
+    assert q2.peers["old-apf"]["pending"] == 1
+    # one query and one history call for every queue; projection limited; history bounded to the hour
+    assert double.count("query") == 1 and double.count("history") == 1
+    query = [kw for name, kw in double.calls if name == "query"][0]
+    assert query["projection"] == PROJECTION
+    history_call = [kw for name, kw in double.calls if name == "history"][0]
+    assert "EnteredCurrentStatus >=" in history_call["constraint"] and "EnteredCurrentStatus <" in history_call["since"]
+
+
+def test_constraint_keeps_out_other_jobs():
+    double = ScheddDouble([job_ad(9, 0, 1, Cmd="/bin/other"), job_ad(9, 1, 2, APF_FACTORY="fac-C",
+                                                                     APF_WMSQUEUE="ELSEWHERE")])
+    plugin(double, {"q1": "W1"}).poll(["q1"])
+    constraint = double.calls[0][1]["constraint"]
+    assert not any(double._matches(constraint, ad) for ad in double.jobs)
+    assert double._matches(constraint, job_ad(1, 0, 1, FACTORY_JOBID=f"{FID}#1.0"))
+    assert not double._matches(constraint, job_ad(1, 0, 1, FACTORY_JOBID="fac-AB#1.0"))
+
+
+def test_schedd_failure_is_unknown():
+    double = ScheddDouble()
+    double.fail = htcondor2.HTCondorException("Failed to fetch ads from schedd")
+    with pytest.raises(htcondor2.HTCondorException):
+        plugin(double, {"q": "q"}).poll(["q"])
+
+
+def test_hung_schedd_times_out():
+    double = ScheddDouble()
+    double.hanging = True
+    try:
+        with pytest.raises(CallTimeout):
+            plugin(double, {"q": "q"}, timeout=1.0).poll(["q"])
+    finally:
+        double.hang.set()
+
+
+def test_factory_loop_with_two_condor_queues_and_one_schedd(confdir: ConfDir, monkeypatch):
+    """Submit through CondorLocal, see the pilots through Condor status: one poller for both queues."""
+    double = ScheddDouble()
+    monkeypatch.setattr(Condor, "connect", staticmethod(lambda options: double))
+    monkeypatch.setattr(CondorLocal, "connect", staticmethod(lambda options: double))
+    queues = ""
+    for name in ("CA", "CB"):
+        queues += (f"[{name}]\nwmsstatusplugin = Local\nwmsstatus.local.spooldir = {confdir.spool}\n"
+                   "batchstatusplugin = Condor\nbatchsubmitplugin = CondorLocal\napfqueue.sleep = 0.3\n"
+                   "schedplugin = Ready\n\n")
+        confdir.work(name, 3)
+    confdir.write(queues, factory="batchstatus.condor.sleep = 0.2\n")
+    config = confdir.load()
+    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory.start()
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            infos = [factory.queues[q].batch_status()[0] for q in ("CA", "CB")]
+            if all(i is not None and i.pending == 3 for i in infos):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"pilots never showed as pending: {infos}")
+        time.sleep(1.0)  # a few more cycles: Ready sees 3 ready - 3 pending and submits nothing more
+        pollers = [p for (kind, _), p in factory.status.pollers.items() if kind == "batchstatus"]
+    finally:
+        factory.stop()
+    assert len(double.jobs) == 6 and double.count("submit") == 2
+    assert len(pollers) == 1 and double.count("query") == pollers[0].calls
