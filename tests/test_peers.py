@@ -116,3 +116,10 @@ def test_queue_counts_a_peer_alive_only_while_it_submits(confdir, age: float, al
         assert f"shared by {1 + alive} alive factories" in record.message
     finally:
         factory.stop()
+
+
+def test_the_documented_example_holds():
+    plugin = make(Ready, {"factoryid": "me"}, sharewithpeers=True)
+    n, message = plugin.calc(0, ready_info(40, 7, {"other": {"pending": 9, "submitted_last": NOW}}, 1))
+    assert (n, message) == (12, "Ready: 12 (40 ready - 0 offset - 7 pending - 9 peers' pending = 24,"
+                                " shared by 2 alive factories)")
