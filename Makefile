@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 DEMO_ITEMS ?= 12
 DEMO_CYCLES ?= 8
 
-.PHONY: run test install lint bench clean
+.PHONY: run test install lint bench clean rpm
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: install
 	@for script in tests/services/*.sh; do [ -f "$$script" ] && bash "$$script"; done; true
 	$(BIN)/ruff check autopyfactory tests wrappers bench
 	$(BIN)/pytest -q
+
+## make rpm: build the noarch RPM into build/rpm/RPMS/noarch/ (needs rpmbuild: tests/services/rpm.sh)
+rpm: install
+	APF_RPM_PYTHON=$(abspath $(BIN)/python) rpm/build-rpm.sh
 
 lint: install
 	$(BIN)/ruff check autopyfactory tests wrappers bench

@@ -152,13 +152,16 @@ FACTORY_KEYS: dict[str, Key] = {
     "persistence.keepdays": Key("int", 14, min=1),
     "peers.alivecycles": Key("int", 3, min=1),
     "admin.tokenfile": Key("path", ""),
+    "admin.allowremote": Key("bool", False, help="admin API also for clients not on the loopback interface"),
     "config.reconfig.interval": Key("int", 0, min=0),
 }
 
-# [Factory] wmsstatus.<plugin>.sleep / .maxage and batchstatus.<plugin>.sleep / .maxage
+# [Factory] wmsstatus.<plugin>.sleep / .maxage / .breakerfailures / .breakercooldown (batchstatus alike)
 STATUS_TIMING_PARAMS: dict[str, Key] = {
     "sleep": Key("float", None, min=0.1, help="seconds between two status queries"),
     "maxage": Key("float", None, min=0.1, help="status older than this is unknown"),
+    "breakerfailures": Key("int", None, min=1, help="consecutive failures that open the circuit breaker"),
+    "breakercooldown": Key("float", None, min=0.1, help="seconds the breaker stays open before a probe"),
 }
 
 QUEUE_KEYS: dict[str, Key] = {

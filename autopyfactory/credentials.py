@@ -1,16 +1,25 @@
 """Credential service: checks every auth.conf profile on its own schedule.
 
 Queues ask ``status(profile)`` before submitting; a profile that is expired,
-failing or not yet checked makes its queues submit nothing.
+failing or not yet checked makes its queues submit nothing. The profiles'
+plugins (``plugins/auth``: X509, Token, SSH) renew what they can; the
+helpers here run their external commands (argv lists, timeouts) and write
+credential files (0600, replaced atomically).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
+from autopyfactory.config import Section
 from autopyfactory.context import FactoryContext
 from autopyfactory.info import CredentialStatus
 from autopyfactory.interfaces import AuthPlugin
@@ -18,30 +27,127 @@ from autopyfactory.interfaces import AuthPlugin
 log = logging.getLogger(__name__)
 
 
+# ---------------------------------------------------------------- helpers for auth plugins
+
+
+@dataclass
+class CommandResult:
+    argv: list[str]
+    returncode: int | None  # None: did not run to the end (timeout, not found)
+    stdout: str
+    stderr: str
+    error: str = ""  # why it did not run / did not finish
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.error
+
+    def describe(self) -> str:
+        """One line for logs and status: what ran and how it ended."""
+        name = os.path.basename(self.argv[0]) if self.argv else "?"
+        if self.error:
+            return f"{name}: {self.error}"
+        tail = (self.stderr.strip() or self.stdout.strip()).splitlines()
+        detail = f": {tail[-1][:200]}" if tail else ""
+        return f"{name} exited with {self.returncode}{detail}"
+
+
+def run_command(argv: list[str], timeout: float, stdin: str | None = None,
+                env: Mapping[str, str] | None = None) -> CommandResult:
+    """Run ``argv`` (never through a shell) with a hard timeout.
+
+    The command gets its own process group, so on timeout everything it
+    started is killed too and nothing keeps our pipes open.
+    """
+    try:
+        process = subprocess.Popen(
+            argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            env=dict(env) if env is not None else None, close_fds=True,
+        )
+    except OSError as exc:
+        return CommandResult(list(argv), None, "", "", f"cannot run: {exc.strerror or exc}")
+    try:
+        out, err = process.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            out, err = process.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            out, err = "", ""
+        return CommandResult(list(argv), None, out or "", err or "", f"timed out after {timeout:g}s")
+    return CommandResult(list(argv), process.returncode, out, err)
+
+
+def write_private(path: str, data: bytes | str) -> None:
+    """Write a credential file readable by its owner only, replacing the old one atomically."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".apf-", dir=directory)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def private_tempfile(near: str) -> str:
+    """An empty 0600 file in the directory of ``near`` (renewal output before validation)."""
+    fd, tmp = tempfile.mkstemp(prefix=".apf-new-", dir=os.path.dirname(os.path.abspath(near)))
+    os.fchmod(fd, 0o600)
+    os.close(fd)
+    return tmp
+
+
+# ---------------------------------------------------------------- the service
+
+
 class CredentialService:
     def __init__(self, context: FactoryContext):
         self.context = context
         self.profiles: dict[str, AuthPlugin] = {}
         self._status: dict[str, CredentialStatus] = {}
+        self._checked: dict[str, float] = {}
         self._next: dict[str, float] = {}
+        self._lock = threading.RLock()
         # called after every check with its result (e.g. the persistence store)
         self.listeners: list[Callable[[CredentialStatus], None]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="credentials", daemon=True)
         for name, section in context.config.auth.items():
-            plugin_cls = context.registry.get("auth", section.get("plugin"))
-            self.profiles[name] = plugin_cls(section, context)
+            self.profiles[name] = self._make(section)
+
+    def _make(self, section: Section) -> AuthPlugin:
+        plugin_cls = self.context.registry.get("auth", section.get("plugin"))
+        return plugin_cls(section, self.context)
 
     def check(self, name: str) -> CredentialStatus:
-        plugin = self.profiles[name]
+        with self._lock:
+            plugin = self.profiles[name]
+        started = time.time()
         try:
             state = plugin.check()
         except Exception as exc:
+            log.exception("credential %s: check failed", name)
             state = CredentialStatus(name, False, None, f"check failed: {type(exc).__name__}: {exc}")
         if not state.ok:
             log.warning("credential %s: %s", name, state.message)
-        self._status[name] = state
-        self._next[name] = time.time() + plugin.check_interval
+        else:
+            left = "no expiry" if state.seconds_left is None else f"{state.seconds_left:.0f}s left"
+            log.info("credential %s: ok, %s%s", name, left, f" ({state.message})" if state.message else "")
+        with self._lock:
+            if self.profiles.get(name) is plugin:  # not replaced by a reload meanwhile
+                self._status[name] = state
+                self._checked[name] = started
+                self._next[name] = time.time() + plugin.check_interval
         for listener in self.listeners:
             try:
                 listener(state)
@@ -50,32 +156,64 @@ class CredentialService:
         return state
 
     def check_all(self) -> None:
-        for name in self.profiles:
+        for name in list(self.profiles):
             self.check(name)
 
     def status(self, name: str) -> CredentialStatus | None:
-        state = self._status.get(name)
-        if state is not None and state.ok and state.seconds_left is not None:
-            # time passes between checks: an expired credential is not ok
-            left = state.seconds_left - (time.time() - (self._next[name] - self.profiles[name].check_interval))
-            if left <= 0:
-                return CredentialStatus(name, False, 0, "expired")
-        return state
+        """Last check, with the time left counted down since; None if never checked."""
+        with self._lock:
+            state = self._status.get(name)
+            checked = self._checked.get(name)
+        if state is None or state.seconds_left is None or checked is None:
+            return state
+        left = state.seconds_left - (time.time() - checked)
+        if left <= 0:
+            return CredentialStatus(name, False, 0, "expired" + (f" ({state.message})" if state.message else ""),
+                                    state.path)
+        return CredentialStatus(name, state.ok, left, state.message, state.path)
 
     def all_status(self) -> dict[str, CredentialStatus | None]:
-        return {name: self.status(name) for name in self.profiles}
+        """Every profile's status (for the status page and apf_credential_seconds_left)."""
+        return {name: self.status(name) for name in list(self.profiles)}
+
+    def reconfigure(self, auth: dict[str, Section]) -> None:
+        """Profiles of a reloaded auth.conf: new or changed ones are checked now, removed ones dropped."""
+        fresh = []
+        with self._lock:
+            for name in list(self.profiles):
+                if name not in auth:
+                    del self.profiles[name]
+                    for table in (self._status, self._checked, self._next):
+                        table.pop(name, None)
+            for name, section in auth.items():
+                current = self.profiles.get(name)
+                if current is not None and current.section.raw == section.raw:
+                    continue
+                self.profiles[name] = self._make(section)
+                for table in (self._status, self._checked, self._next):
+                    table.pop(name, None)
+                fresh.append(name)
+        for name in fresh:
+            self.check(name)
+        if self.profiles and not self._thread.is_alive() and not self._stop.is_set():
+            self._thread.start()
 
     def start(self) -> None:
         if self.profiles:
             self.check_all()
             self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
             now = time.time()
-            for name in self.profiles:
-                if now >= self._next.get(name, 0):
-                    self.check(name)
+            with self._lock:
+                due = [name for name in self.profiles if now >= self._next.get(name, 0)]
+            for name in due:
+                if self._stop.is_set():
+                    return
+                self.check(name)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import configparser
 import logging
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 
 from autopyfactory import __version__, services
-from autopyfactory.config import FactoryConfig
+from autopyfactory.config import FACTORY_KEYS, ConfigError, FactoryConfig, Problem, load
 from autopyfactory.context import FactoryContext
 from autopyfactory.credentials import CredentialService
 from autopyfactory.interfaces import MonitorPlugin
@@ -41,6 +44,14 @@ class Factory:
         # services with start()/stop() running beside the queues (web server, log cleaner, ...)
         self.services: list = services.build(self)
         self._stopping = threading.Event()
+        # outcome of the last reload, for the status page and the admin API
+        self.last_reload: dict | None = None
+        self._reload_lock = threading.RLock()
+        self._reload_requested = threading.Event()
+        self._dump_requested = threading.Event()
+        self._next_reconfig: float | None = None
+        # run by the waiting thread before a requested reload (the daemon reopens its log files)
+        self.reload_hooks: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------ life cycle
     def start(self, cycles: int | None = None) -> None:
@@ -56,36 +67,75 @@ class Factory:
         log.info("factory %s %s started with %d queue(s): %s", self.config.factory_id,
                  self.version, len(self.queues), ", ".join(self.queues) or "-")
 
-    def start_queue(self, qconfig, cycles: int | None = None) -> APFQueue:
-        queue = APFQueue(qconfig, self.context, self.status, self.pilots, self.listeners)
-        self.queues[queue.name] = queue
-        queue.start(cycles)
-        return queue
+    def start_queue(self, qconfig, cycles: int | None = None, paused: bool = False) -> APFQueue:
+        with self._reload_lock:
+            queue = APFQueue(qconfig, self.context, self.status, self.pilots, self.listeners)
+            queue.paused = paused
+            self.queues[queue.name] = queue
+            queue.start(cycles)
+            return queue
 
     def stop_queue(self, name: str, timeout: float = 10.0) -> None:
-        queue = self.queues.pop(name)
-        queue.stop()
-        queue.join(timeout)
-        self.pilots.remove(name)
-        still = {q.config.wmsqueue for q in self.queues.values()}
-        self.status.release("wmsstatus", queue.config, still)
-        self.status.release("batchstatus", queue.config, set(self.queues))
+        with self._reload_lock:
+            queue = self.queues.pop(name)
+            queue.stop()
+            queue.join(timeout)
+            if queue.alive:
+                log.warning("queue %s: thread still busy after %.0fs", name, timeout)
+            self.pilots.remove(name)
+            still = {q.config.wmsqueue for q in self.queues.values()}
+            self.status.release("wmsstatus", queue.config, still)
+            self.status.release("batchstatus", queue.config, set(self.queues))
 
     def wait(self) -> None:
-        """Until stop() is called, or every queue has run its --cycles."""
+        """Until stop() is called, or every queue has run its --cycles.
+
+        The waiting thread (the daemon's main thread) also carries out what
+        signal handlers ask for: reloads, thread dumps, periodic re-reads.
+        """
+        interval = self.config.get("config.reconfig.interval")
+        self._next_reconfig = time.time() + interval if interval else None
         while not self._stopping.is_set():
-            if self.queues and not any(q.alive for q in self.queues.values()):
-                return
+            if self._dump_requested.is_set():
+                self._dump_requested.clear()
+                self.dump_threads()
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                for hook in self.reload_hooks:
+                    try:
+                        hook()
+                    except Exception:
+                        log.exception("reload hook %s failed", hook)
+                self.reload()
+            if self._next_reconfig is not None and time.time() >= self._next_reconfig:
+                log.info("config.reconfig.interval: re-reading the configuration")
+                self.reload()
+            with self._reload_lock:
+                if self.queues and not any(q.alive for q in self.queues.values()):
+                    return
             self._stopping.wait(0.2)
+
+    def request_reload(self) -> None:
+        """Ask the waiting thread to reload (safe to call from a signal handler)."""
+        self._reload_requested.set()
+
+    def request_dump(self) -> None:
+        """Ask the waiting thread to log every thread's stack (SIGUSR1)."""
+        self._dump_requested.set()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop every thread; a cycle under way finishes its submission first."""
         self._stopping.set()
-        for queue in self.queues.values():
+        with self._reload_lock:  # a reload under way (admin API) finishes first
+            queues = dict(self.queues)
+        for queue in queues.values():
             queue.stop()
         deadline = time.time() + timeout
-        for queue in self.queues.values():
+        for queue in queues.values():
             queue.join(max(0.1, deadline - time.time()))
+        late = [name for name, queue in queues.items() if queue.alive]
+        if late:
+            log.warning("queue thread(s) still busy after %.0fs, leaving them: %s", timeout, ", ".join(late))
         for service in reversed(self.services):
             try:
                 service.stop()
@@ -100,6 +150,149 @@ class Factory:
 
     def request_stop(self) -> None:
         self._stopping.set()
+
+    # ------------------------------------------------------------ reload
+    def reload(self, path: str | None = None) -> list[Problem]:
+        """Read the configuration again and apply it live; [] means it was applied.
+
+        Queues whose effective keys (``QueueConfig.raw``) are unchanged keep
+        running untouched (same thread, same counters); removed queues stop,
+        added ones start, changed ones restart. A new config with any error
+        is rejected whole: the old one stays in force. Plugins are discovered
+        again, so new drop-ins become usable. The outcome is kept in
+        ``last_reload``.
+        """
+        from autopyfactory.plugins.registry import PluginRegistry
+
+        path = path or self.config.path
+        if self._stopping.is_set():
+            return [Problem(path, "", "", "the factory is stopping: not reloading")]
+        with self._reload_lock:
+            started = time.time()
+            interval = self.config.get("config.reconfig.interval")
+            try:
+                registry = PluginRegistry.discover(_plugindirs(path))
+                new = load(path, registry)
+                problems = self._probe(new, registry)
+            except ConfigError as exc:
+                new, problems = None, list(exc.problems)
+            except Exception as exc:  # a reload must never take the running factory down
+                new, problems = None, [Problem(path, "", "", f"reload failed: {type(exc).__name__}: {exc}")]
+            if problems:
+                for problem in problems:
+                    log.error("reload rejected, old configuration stays in force: %s", problem)
+                self.last_reload = {"time": started, "ok": False, "path": path,
+                                    "problems": [str(p) for p in problems]}
+            else:
+                assert new is not None
+                self.last_reload = self._apply(new, registry, started)
+                interval = new.get("config.reconfig.interval")
+            self._next_reconfig = time.time() + interval if interval else None
+            return problems
+
+    def _probe(self, new: FactoryConfig, registry) -> list[Problem]:
+        """Build (without starting) what the new config needs, to reject it before touching anything."""
+        problems: list[Problem] = []
+        probe = FactoryContext(new, registry)
+        for name, qconfig in new.enabled_queues.items():
+            old = self.queues.get(name)
+            if old is not None and old.config.raw == qconfig.raw:
+                continue
+            try:
+                for sched in qconfig.values["schedplugin"]:
+                    registry.get("sched", sched)(qconfig, new.factory)
+                registry.get("batchsubmit", qconfig.values["batchsubmitplugin"])(qconfig, probe)
+                for kind in ("wmsstatus", "batchstatus"):
+                    plugin_cls = registry.get(kind, qconfig.values[f"{kind}plugin"])
+                    plugin_cls.endpoint(qconfig.plugin_options(plugin_cls))
+            except Exception as exc:
+                problems.append(Problem(qconfig.source, name, "", f"cannot set up the queue: {type(exc).__name__}: {exc}"))
+        for name, section in new.auth.items():
+            try:
+                registry.get("auth", section.get("plugin"))
+            except Exception as exc:
+                problems.append(Problem(section.source, name, "plugin", str(exc)))
+        for name, section in new.monitor.items():
+            try:
+                registry.get("monitor", section.get("monitorplugin"))
+            except Exception as exc:
+                problems.append(Problem(section.source, name, "monitorplugin", str(exc)))
+        return problems
+
+    def _apply(self, new: FactoryConfig, registry, started: float) -> dict:
+        old_config = self.config
+        wanted = new.enabled_queues
+        removed = [name for name in self.queues if name not in wanted]
+        added = [name for name in wanted if name not in self.queues]
+        changed = [name for name in wanted if name in self.queues and self.queues[name].config.raw != wanted[name].raw]
+        unchanged = [name for name in wanted if name in self.queues and name not in changed]
+
+        paused = {name for name in changed if self.queues[name].paused}
+        for name in removed + changed:
+            log.info("reload: stopping queue %s (%s)", name, "removed" if name in removed else "changed")
+            self.stop_queue(name)
+        self.config = new
+        self.registry = registry
+        self.context.config = new
+        self.context.registry = registry
+        self.pilots.maximum = new.get("maxperfactory.maximum")
+        self.credentials.reconfigure(new.auth)
+        self._reconfigure_monitors(new)
+        for name in added + changed:
+            log.info("reload: starting queue %s (%s)", name, "added" if name in added else "changed")
+            # an operator's pause outlives a config edit
+            self.start_queue(wanted[name], paused=name in paused)
+        notes = []
+        for key in ("logserver.enabled", "logserver.port", "logserver.bind", "persistence.dbpath"):
+            if old_config.get(key, None) != new.get(key, None):
+                notes.append(f"{key} changed: takes effect at the next restart")
+        for note in notes:
+            log.warning("reload: %s", note)
+        for warning in new.warnings:
+            log.warning("config: %s", warning)
+        log.info("reload applied: added %s, removed %s, changed %s, unchanged %s",
+                 added or "-", removed or "-", changed or "-", unchanged or "-")
+        return {"time": started, "ok": True, "path": new.path, "problems": [],
+                "warnings": [str(w) for w in new.warnings], "notes": notes,
+                "added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
+
+    def _reconfigure_monitors(self, new: FactoryConfig) -> None:
+        monitors = {}
+        for name, section in new.monitor.items():
+            current = self.monitors.get(name)
+            if current is not None and current.section.raw == section.raw:
+                monitors[name] = current
+                continue
+            monitor = self.registry.get("monitor", section.get("monitorplugin"))(section, self.context)
+            monitor.start()
+            monitors[name] = monitor
+        for name, monitor in self.monitors.items():
+            if monitors.get(name) is not monitor:
+                try:
+                    monitor.stop()
+                except Exception:
+                    log.exception("stopping monitor %s failed", name)
+        self.monitors = monitors
+
+    # ------------------------------------------------------------ diagnostics
+    def dump_threads(self) -> str:
+        """Log (and return) every thread's name and stack: what SIGUSR1 asks for."""
+        frames = sys._current_frames()
+        lines = [f"thread dump: {threading.active_count()} thread(s)"]
+        for thread in threading.enumerate():
+            lines.append(f"--- thread {thread.name} (ident {thread.ident}, daemon={thread.daemon})")
+            frame = frames.get(thread.ident or -1)
+            if frame is not None:
+                lines.extend(line.rstrip() for line in traceback.format_stack(frame))
+        for name, queue in sorted(self.queues.items()):
+            lines.append(f"queue {name}: alive={queue.alive} cycles={queue.cycles} "
+                         f"submitted={queue.submitted_total} errors={queue.errors_total} paused={queue.paused}")
+        for health in self.status.health():
+            lines.append(f"status {health['kind']} {health['endpoint']}: calls={health['calls']} "
+                         f"failures={health['consecutive_failures']} age={health['age']}")
+        text = "\n".join(lines)
+        log.warning("%s", text)
+        return text
 
     # ------------------------------------------------------------ hooks
     def _tell_monitors(self, queue: APFQueue, record: CycleRecord) -> None:
@@ -117,3 +310,14 @@ class Factory:
             "last_cycle": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)) if last else None,
             "queues": len(self.queues),
         }
+
+
+def _plugindirs(path: str) -> list[str]:
+    """``plugindirs`` of a factory.conf, read before the full load (it decides which plugins exist)."""
+    parser = configparser.ConfigParser(interpolation=configparser.BasicInterpolation())
+    key = FACTORY_KEYS["plugindirs"]
+    try:
+        parser.read(path, encoding="utf-8")
+        return key.parse(parser.get("Factory", "plugindirs"))
+    except (configparser.Error, OSError, ValueError):
+        return list(key.default)

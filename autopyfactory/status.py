@@ -5,7 +5,19 @@ every ``sleep`` seconds, and keeps the last good answer with the time the
 query *started* (so the answer is known to include everything submitted
 before that moment). A queue asking for its numbers gets ``None`` (unknown)
 when there is no answer yet, when the last good answer is older than
-``maxage``, or when the answer does not mention it.
+``maxage``, or when the answer does not mention it (or marks it ``Unknown``).
+
+Failures are handled here, once, for every status plugin (WMS and batch):
+
+- every call has a hard deadline (``maxage``: an answer slower than that
+  could never be fresh), on top of the plugin's own timeouts;
+- a failed call is retried from the poller thread (never from a queue's
+  cycle) after 1, 2, 4, ... seconds, at most ``sleep``;
+- a circuit breaker per endpoint: after ``breakerfailures`` consecutive
+  failures the endpoint is left alone for ``breakercooldown`` seconds, then
+  one probe call decides (success closes the breaker, failure opens it again);
+- ``health()`` shows all of it (breaker state, last error, last success,
+  consecutive failures) for the status page and the metrics.
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,25 +36,113 @@ from autopyfactory.interfaces import StatusPlugin
 log = logging.getLogger(__name__)
 
 
+BREAKER_CLOSED = "closed"  # calls go through
+BREAKER_OPEN = "open"  # cooling down: no calls until the cool-down ends
+BREAKER_HALF_OPEN = "half-open"  # one probe call decides
+
+DEFAULT_BREAKER_FAILURES = 3
+RETRY_FIRST = 1.0  # first retry after a failure (seconds); doubles up to ``sleep``
+WAKE_MIN_GAP = 1.0  # wake-ups never make two queries closer than this (or ``sleep``)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     data: dict[str, Any]
     taken: float  # when the query started (epoch seconds)
 
 
+@dataclass(frozen=True)
+class Unknown:
+    """What a status plugin puts in its answer for a key it could not determine.
+
+    The key is then unknown (never zero) and ``reason`` is shown in the cycle
+    message, e.g. ``Unknown("no entry for ANALY_X in the job statistics")``.
+    """
+
+    reason: str
+
+
+class TimedCaller:
+    """Runs a call in a helper thread and gives up waiting after a deadline.
+
+    Python cannot kill a thread: a call that overran keeps running in the
+    background, and until it returns every new call fails at once instead of
+    piling up more stuck threads.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self._stuck: threading.Thread | None = None
+        self._stuck_since = 0.0
+        self.in_call_since: float | None = None
+
+    def __call__(self, fn: Callable[[], Any], timeout: float) -> Any:
+        if self._stuck is not None:
+            if self._stuck.is_alive():
+                raise TimeoutError(
+                    f"the call started {time.time() - self._stuck_since:.0f}s ago has still not returned"
+                )
+            self._stuck = None
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def target() -> None:
+            try:
+                box["value"] = fn()
+            except BaseException as exc:  # handed to the caller
+                box["error"] = exc
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=target, name=f"call:{self.name}", daemon=True)
+        started = time.time()
+        self.in_call_since = started
+        thread.start()
+        try:
+            if not done.wait(timeout):
+                self._stuck, self._stuck_since = thread, started
+                raise TimeoutError(f"no answer within {timeout:g}s")
+        finally:
+            self.in_call_since = None
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+
 class StatusPoller:
     """Polls one status plugin instance (one endpoint) from its own thread."""
 
-    def __init__(self, kind: str, plugin: StatusPlugin, endpoint: str, sleep: float, maxage: float):
+    def __init__(
+        self,
+        kind: str,
+        plugin: StatusPlugin,
+        endpoint: str,
+        sleep: float,
+        maxage: float,
+        breaker_failures: int = DEFAULT_BREAKER_FAILURES,
+        breaker_cooldown: float | None = None,
+        call_timeout: float | None = None,
+    ):
         self.kind = kind
         self.plugin = plugin
         self.endpoint = endpoint
         self.sleep = sleep
         self.maxage = maxage
+        self.breaker_failures = max(1, int(breaker_failures))
+        self.breaker_cooldown = float(breaker_cooldown) if breaker_cooldown else 2.0 * sleep
+        self.call_timeout = float(call_timeout) if call_timeout else maxage
         self.calls = 0
         self.failures = 0  # consecutive
-        self.last_error: str | None = None
+        self.failures_total = 0
+        self.last_error: str | None = None  # kept after a success; see failures
+        self.last_error_time: float | None = None
         self.last_success: float | None = None
+        self.last_attempt: float | None = None
+        self.last_duration: float | None = None
+        self.breaker = BREAKER_CLOSED
+        self.breaker_until: float | None = None  # end of the cool-down while open
+        self.breaker_opened = 0  # how many times it opened
+        self._caller = TimedCaller(f"{kind}:{endpoint}")
         self._snapshot: Snapshot | None = None
         self._queues: set[str] = set()
         self._lock = threading.Lock()
@@ -79,77 +180,143 @@ class StatusPoller:
             self._thread.join(timeout)
 
     def wake(self) -> None:
-        """Ask for a query now (e.g. right after a submission)."""
+        """Ask for a query soon (e.g. right after a submission).
+
+        Wake-ups are merged: queries stay at least ``min(sleep, 1s)`` apart,
+        and an open circuit breaker is not shortened by them.
+        """
         self._wake.set()
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if self.breaker == BREAKER_OPEN:
+                left = (self.breaker_until or 0.0) - time.time()
+                if left > 0:
+                    self._stop.wait(left)
+                    continue
+                self.breaker = BREAKER_HALF_OPEN
             self._wake.clear()
             self.poll_once()
-            self._wake.wait(self._next_wait())
+            if self.breaker != BREAKER_OPEN:
+                self._pause()
 
     def _next_wait(self) -> float:
         if self.failures == 0:
             return self.sleep
         # retry sooner after a failure, backing off up to the normal interval
-        return min(self.sleep, 2.0 ** min(self.failures, 10))
+        return min(self.sleep, RETRY_FIRST * 2.0 ** min(self.failures - 1, 16))
+
+    def _pause(self) -> None:
+        """Wait until the next query is due (start to start), or an early wake-up."""
+        last = self.last_attempt or time.time()
+        due = last + self._next_wait()
+        while not self._stop.is_set():
+            left = due - time.time()
+            if left <= 0:
+                return
+            if self._wake.wait(left):
+                self._wake.clear()
+                due = min(due, last + min(self.sleep, WAKE_MIN_GAP))
 
     def poll_once(self) -> None:
+        """One query of the plugin (from the poller thread; tests may call it directly)."""
         queues = self.queues
+        started = time.time()
+        self.last_attempt = started
         if not queues:
             return
-        started = time.time()
         self.calls += 1
         try:
-            data = self.plugin.poll(queues)
+            data = self._caller(lambda: self.plugin.poll(queues), self.call_timeout)
             if not isinstance(data, dict):
                 raise TypeError(f"poll() returned {type(data).__name__}, not a dict")
         except Exception as exc:
-            self.failures += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("%s status from %s failed (%d in a row): %s",
-                        self.kind, self.endpoint, self.failures, self.last_error)
+            self._failed(started, exc)
             return
+        finally:
+            self.last_duration = time.time() - started
         with self._lock:
             self._snapshot = Snapshot(data, started)
+        if self.failures:
+            log.info("%s status from %s is back after %d failure(s)", self.kind, self.endpoint, self.failures)
         self.failures = 0
-        self.last_error = None
         self.last_success = started
+        self.breaker, self.breaker_until = BREAKER_CLOSED, None
+
+    def _failed(self, started: float, exc: Exception) -> None:
+        self.failures += 1
+        self.failures_total += 1
+        message = str(exc) or "(no message)"
+        self.last_error = f"{type(exc).__name__}: {message}"[:500]
+        self.last_error_time = started
+        if self.breaker == BREAKER_HALF_OPEN or self.failures >= self.breaker_failures:
+            self.breaker = BREAKER_OPEN
+            self.breaker_until = time.time() + self.breaker_cooldown
+            self.breaker_opened += 1
+            log.warning("%s status from %s failed (%d in a row): %s; circuit breaker open, next try in %gs",
+                        self.kind, self.endpoint, self.failures, self.last_error, self.breaker_cooldown)
+        else:
+            log.warning("%s status from %s failed (%d in a row): %s",
+                        self.kind, self.endpoint, self.failures, self.last_error)
 
     # -- reading
     @property
     def snapshot(self) -> Snapshot | None:
         return self._snapshot
 
+    def _failing(self, now: float) -> str:
+        if not self.failures:
+            return ""
+        text = f"; last error: {self.last_error}"
+        if self.breaker == BREAKER_OPEN and self.breaker_until is not None:
+            text += (f"; circuit breaker open after {self.failures} failures in a row,"
+                     f" next try in {max(0.0, self.breaker_until - now):.0f}s")
+        return text
+
     def get(self, key: str, now: float | None = None) -> tuple[Any, float | None, str]:
         """(info or None, time the answer was taken, why it is unknown)."""
         now = time.time() if now is None else now
         snapshot = self._snapshot
-        error = f"; last error: {self.last_error}" if self.last_error else ""
         if snapshot is None:
-            return None, None, f"no answer yet from {self.endpoint}{error}"
+            return None, None, f"no answer yet from {self.endpoint}{self._failing(now)}"
         age = now - snapshot.taken
         if age > self.maxage:
             return None, snapshot.taken, (
-                f"answer from {self.endpoint} is {age:.0f}s old (maxage {self.maxage:g}s){error}"
+                f"answer from {self.endpoint} is {age:.0f}s old (maxage {self.maxage:g}s){self._failing(now)}"
             )
         info = snapshot.data.get(key)
         if info is None:
             return None, snapshot.taken, f"{self.endpoint} reports nothing for {key}"
+        if isinstance(info, Unknown):
+            return None, snapshot.taken, f"{self.endpoint}: {info.reason}"
         return info, snapshot.taken, ""
 
     def health(self) -> dict[str, Any]:
+        """The endpoint's health for the status page and metrics (times are epoch seconds)."""
+        now = time.time()
         snapshot = self._snapshot
+        age = None if snapshot is None else now - snapshot.taken
         return {
             "kind": self.kind,
+            "plugin": getattr(self.plugin, "name", type(self.plugin).__name__),
             "endpoint": self.endpoint,
             "queues": sorted(self.queues),
             "calls": self.calls,
             "consecutive_failures": self.failures,
+            "failures_total": self.failures_total,
             "last_error": self.last_error,
+            "last_error_time": self.last_error_time,
             "last_success": self.last_success,
-            "age": None if snapshot is None else time.time() - snapshot.taken,
-            "healthy": snapshot is not None and time.time() - snapshot.taken <= self.maxage,
+            "last_attempt": self.last_attempt,
+            "last_duration": self.last_duration,
+            "in_call_since": self._caller.in_call_since,
+            "breaker": self.breaker,
+            "breaker_until": self.breaker_until,
+            "breaker_opened": self.breaker_opened,
+            "sleep": self.sleep,
+            "maxage": self.maxage,
+            "age": age,
+            "healthy": age is not None and age <= self.maxage,
         }
 
 
@@ -171,11 +338,19 @@ class StatusService:
             if poller is None:
                 plugin = plugin_cls(options, self.context)
                 sleep, maxage = self.context.config.status_timing(kind, plugin_cls)
-                poller = StatusPoller(kind, plugin, endpoint, sleep, maxage)
+                failures, cooldown = self.breaker_settings(kind, plugin_cls)
+                poller = StatusPoller(kind, plugin, endpoint, sleep, maxage, failures, cooldown)
                 self.pollers[(kind, endpoint)] = poller
                 poller.start()
         poller.add_queue(queue.wmsqueue if kind == "wmsstatus" else queue.name)
         return poller
+
+    def breaker_settings(self, kind: str, plugin_cls: type) -> tuple[int, float | None]:
+        """([Factory] <kind>.<plugin>.breakerfailures, .breakercooldown); None = twice ``sleep``."""
+        values = self.context.config.factory.values
+        prefix = f"{kind}.{plugin_cls.name.lower()}"
+        failures = values.get(f"{prefix}.breakerfailures") or DEFAULT_BREAKER_FAILURES
+        return int(failures), values.get(f"{prefix}.breakercooldown")
 
     def release(self, kind: str, queue: QueueConfig, still_used: set[str]) -> None:
         """A queue stops using its poller; a poller nobody uses stops."""

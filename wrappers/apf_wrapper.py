@@ -1,110 +1,202 @@
 """Python stage of the pilot wrapper: choose the pilot plugin, run it, report how it ended.
 
+Runs on worker nodes with whatever python3 they have (3.6 or newer): no newer
+syntax here or in the plugins.
+
 Options (APF 2.4 names): --wrappervo --wrapperwmsqueue --wrapperbatchqueue
 --wrappergrid --wrapperpurpose --wrapperserverurl --wrapperplugin
---wrapperpilottype --wrapperloglevel --wrappermode.
+--wrapperpilottype --wrapperloglevel --wrappermode; arguments after ``--``
+are handed to the plugin (the ``exec`` plugin runs them).
 
-Built-in pilot plugin ``local``: claims one work item of the Local WMS
-(``<spool>/<wmsqueue>/*.json``, spool from --wrapperserverurl file://... or
-$APF_WMS_SPOOLDIR) by renaming it into ``claimed/``, runs its ``command``
-(an argv list, no shell) and records the result in ``done/``.
+Pilot plugins are drop-in files: ``<wrapper dir>/plugins/*.py`` and every
+``*.py`` in the directories of ``$APF_WRAPPER_PLUGINS`` (colon separated,
+searched first, so a site can override a built-in). A plugin module has::
+
+    NAME = "myvo"                 # what --wrapperplugin names
+    VOS = ("myvo",)               # optional: chosen for these --wrappervo when no --wrapperplugin
+    def run(ctx):                 # ctx.options, ctx.args, ctx.log, ctx.run_payload(argv, timeout)
+        return "ok", 0            # (status word, exit code)
+
+Selection: --wrapperplugin if given; else the plugin whose VOS contains
+--wrappervo; else ``local``. --wrappermode=test chooses and reports, runs
+nothing.
+
+Exit codes: 0 ok; 66 bad options; 67 bad work item; 68 payload could not
+run; 70 unknown plugin; 71 plugin crashed; 72 broken plugin file; 143 killed
+by SIGTERM; otherwise the payload's own exit code. The last line is always
+``APF-WRAPPER-END status=<word> exit=<code>``.
 """
 
-from __future__ import annotations
-
 import argparse
-import json
+import glob
+import importlib.util
+import logging
 import os
-import socket
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 OPTIONS = ["vo", "wmsqueue", "batchqueue", "grid", "purpose", "serverurl", "plugin",
            "pilottype", "loglevel", "mode"]
+MODES = ("normal", "test")
+DEFAULT_PLUGIN = "local"
+KILL_GRACE = 30.0  # seconds a signalled payload gets before SIGKILL
+
+log = logging.getLogger("apf-wrapper")
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
+def parse(argv):
+    """The --wrapper* options, and what follows ``--`` (unknown options are ignored: old factories)."""
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, rest = argv[:cut], argv[cut + 1:]
+    else:
+        rest = []
     p = argparse.ArgumentParser(prog="apf-wrapper")
     for name in OPTIONS:
-        p.add_argument(f"--wrapper{name}", dest=name, default="")
-    args, _ = p.parse_known_args(argv)
-    return args
+        p.add_argument("--wrapper" + name, dest=name, default="")
+    options, unknown = p.parse_known_args(argv)
+    options.extra = rest
+    options.unknown = unknown
+    return options
 
 
-def end(status: str, code: int) -> int:
-    print(f"APF-WRAPPER-END status={status} exit={code}", flush=True)
+def end(status, code):
+    print(f"APF-WRAPPER-END status={status} exit={code:d}", flush=True)
     return code
 
 
-def claim(directory: str) -> tuple[str, str] | None:
-    """Take one item by renaming it; another pilot racing for it simply loses."""
-    claimed = os.path.join(directory, "claimed")
-    os.makedirs(claimed, exist_ok=True)
-    try:
-        names = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
-    except FileNotFoundError:
-        return None
-    for name in names:
-        target = os.path.join(claimed, f"{name}")
+class Killed(Exception):
+    """The batch system asked the pilot to stop (SIGTERM/SIGINT)."""
+
+
+class Context:
+    """What a pilot plugin gets: the options, a logger, and a way to run its payload."""
+
+    def __init__(self, options):
+        self.options = options
+        self.args = options.extra
+        self.log = log
+        self.child = None
+        self.killed = None
+
+    def run_payload(self, argv, timeout=None):
+        """Run ``argv`` (a list, no shell); SIGTERM to the wrapper is passed on to it. Returns its exit code."""
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+            raise ValueError(f"payload must be a non-empty list of strings, got {argv!r}")
+        if self.killed:
+            raise Killed()
+        self.child = subprocess.Popen(argv)
         try:
-            os.rename(os.path.join(directory, name), target)
-        except FileNotFoundError:
-            continue
-        return name, target
-    return None
+            code = self.child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.log.error("payload %s ran longer than %ss: killing it", argv[0], timeout)
+            self.child.kill()
+            self.child.wait()
+            raise
+        finally:
+            self.child = None
+        if self.killed:
+            raise Killed()
+        return code
+
+    def on_signal(self, signum, frame):
+        """Pass the signal on to the payload and let it end; kill it if it has not after a grace period."""
+        self.killed = signum
+        child = self.child
+        if child is None or child.poll() is not None:
+            raise Killed()
+        child.send_signal(signum)
+        timer = threading.Timer(KILL_GRACE, lambda: child.poll() is None and child.kill())
+        timer.daemon = True
+        timer.start()
 
 
-def run_local(args: argparse.Namespace) -> int:
-    spool = args.serverurl.removeprefix("file://") if args.serverurl.startswith("file://") else ""
-    spool = spool or os.environ.get("APF_WMS_SPOOLDIR", "")
-    if not spool or not args.wmsqueue:
-        print("local pilot needs --wrapperwmsqueue and a spool (--wrapperserverurl file://DIR)", file=sys.stderr)
+def plugin_dirs():
+    here = os.path.dirname(os.path.abspath(__file__))
+    dirs = [d for d in os.environ.get("APF_WRAPPER_PLUGINS", "").split(":") if d]
+    dirs.append(os.path.join(here, "plugins"))
+    return dirs
+
+
+def load_plugins():
+    """{name: module} of every plugin file; the first directory wins. Broken files are reported, not fatal."""
+    plugins, broken = {}, {}
+    for directory in plugin_dirs():
+        for path in sorted(glob.glob(os.path.join(directory, "*.py"))):
+            if os.path.basename(path).startswith("_"):
+                continue
+            stem = os.path.splitext(os.path.basename(path))[0]
+            module_name = f"apf_wrapper_plugin_{len(plugins) + len(broken)}_{stem}"
+            try:
+                spec = importlib.util.spec_from_file_location(module_name, path)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                name = str(module.NAME).lower()
+                if not callable(getattr(module, "run", None)):
+                    raise AttributeError("no run(ctx) function")
+            except Exception as exc:
+                broken[path] = f"{type(exc).__name__}: {exc}"
+                continue
+            plugins.setdefault(name, module)
+    return plugins, broken
+
+
+def choose(options, plugins):
+    """Name of the plugin to run, or None."""
+    if options.plugin:
+        name = options.plugin.lower()
+        return name if name in plugins else None
+    vo = options.vo.lower()
+    if vo:
+        for name, module in sorted(plugins.items()):
+            if vo in [v.lower() for v in getattr(module, "VOS", ())]:
+                return name
+    return DEFAULT_PLUGIN if DEFAULT_PLUGIN in plugins else None
+
+
+def main(argv):
+    options = parse(argv)
+    level = (options.loglevel or "info").upper()
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s apf-wrapper %(levelname)s: %(message)s")
+    mode = (options.mode or "normal").lower()
+    if mode not in MODES:
+        log.error("unknown --wrappermode %r (known: %s)", options.mode, ", ".join(MODES))
         return end("badoptions", 66)
-    directory = os.path.join(spool, args.wmsqueue)
-    item = claim(directory)
-    if item is None:
-        print(f"no work in {directory}", flush=True)
-        return end("nowork", 0)
-    name, path = item
-    try:
-        with open(path) as handle:
-            work = json.load(handle)
-        command = work["command"]
-        if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
-            raise ValueError("command must be a list of strings")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"bad work item {name}: {exc}", file=sys.stderr)
-        code, status = 67, "badwork"
-    else:
-        print(f"running work item {name}: {command}", flush=True)
-        started = time.time()
-        try:
-            code = subprocess.call(command, timeout=work.get("timeout"))
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            print(f"work item {name} failed: {exc}", file=sys.stderr)
-            code = 68
-        status = "ok" if code == 0 else "workfailed"
-        print(f"work item {name} ended with exit code {code} after {time.time() - started:.1f}s")
-    done = os.path.join(directory, "done")
-    os.makedirs(done, exist_ok=True)
-    with open(os.path.join(done, name), "w") as handle:
-        json.dump({"exitcode": code, "pilot": os.environ.get("APFCID", ""),
-                   "host": socket.gethostname(), "end": time.time()}, handle)
-    os.unlink(path)
-    return end(status, code)
-
-
-PILOTS = {"local": run_local}
-
-
-def main(argv: list[str]) -> int:
-    args = parse(argv)
-    plugin = (args.plugin or "local").lower()
-    if plugin not in PILOTS:
-        print(f"unknown pilot plugin {plugin!r} (known: {', '.join(PILOTS)})", file=sys.stderr)
+    if options.unknown:
+        log.warning("ignoring unknown options: %s", " ".join(options.unknown))
+    plugins, broken = load_plugins()
+    for path, why in sorted(broken.items()):
+        log.warning("pilot plugin %s not usable: %s", path, why)
+    name = choose(options, plugins)
+    if name is None:
+        wanted = options.plugin or f"for VO {options.vo!r}"
+        print("unknown pilot plugin {} (known: {})".format(wanted, ", ".join(sorted(plugins)) or "none"),
+              file=sys.stderr)
         return end("badplugin", 70)
-    return PILOTS[plugin](args)
+    module = plugins[name]
+    print(f"APF-WRAPPER-PLUGIN name={name} file={module.__file__} vo={options.vo} wmsqueue={options.wmsqueue} batchqueue={options.batchqueue} mode={mode}", flush=True)
+    if mode == "test":
+        return end("test", 0)
+    ctx = Context(options)
+    previous = {s: signal.signal(s, ctx.on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    started = time.time()
+    try:
+        status, code = module.run(ctx)
+    except Killed:
+        status, code = "killed", 128 + int(ctx.killed or signal.SIGTERM)
+    except Exception as exc:
+        log.exception("pilot plugin %s crashed", name)
+        status, code = "plugincrash", 71
+        print(f"pilot plugin {name} crashed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    print(f"pilot plugin {name} ended after {time.time() - started:.1f}s", flush=True)
+    return end(status, int(code))
 
 
 if __name__ == "__main__":

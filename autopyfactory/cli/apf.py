@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from autopyfactory.cli import simulate
+from autopyfactory.cli import control, simulate
 from autopyfactory.cli.daemon import DEFAULT_CONF
 from autopyfactory.config import ConfigError, FactoryConfig, load
 
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--conf", default=DEFAULT_CONF)
     check.set_defaults(func=check_config)
     simulate.add_parser(sub)
+    control.add_parsers(sub, DEFAULT_CONF)
     return p
 
 

@@ -16,7 +16,15 @@ log = logging.getLogger(__name__)
 
 
 def build(factory: Factory) -> list:
+    from autopyfactory.services.cleaner import LogCleaner
+
     services: list = []
+    if factory.config.get("logserver.enabled"):
+        from autopyfactory.web import web_service
+
+        services.append(web_service(factory))
+    services.append(LogCleaner(factory))
+    # opened here, before any queue starts, so the queues restore from it
     persistence = build_persistence(factory)
     if persistence is not None:
         services.append(persistence)

@@ -8,6 +8,7 @@ from collections.abc import Collection
 from autopyfactory.config import FactoryConfig, Key
 from autopyfactory.info import WMSQueueInfo
 from autopyfactory.interfaces import WMSStatusPlugin
+from autopyfactory.status import Unknown
 
 
 def spooldir(options: dict, config: FactoryConfig) -> str:
@@ -15,12 +16,15 @@ def spooldir(options: dict, config: FactoryConfig) -> str:
     return options.get("spooldir") or config.spool_default
 
 
-def count_items(directory: str) -> int:
+def count_items(directory: str, missing_ok: bool = True) -> int:
+    """``*.json`` files directly in ``directory``; a directory that cannot be read raises OSError."""
     try:
         with os.scandir(directory) as entries:
             return sum(1 for e in entries if e.name.endswith(".json") and e.is_file())
     except FileNotFoundError:
-        return 0
+        if missing_ok:
+            return 0
+        raise
 
 
 class Local(WMSStatusPlugin):
@@ -30,7 +34,9 @@ class Local(WMSStatusPlugin):
     Returns per WMS queue: ready = files directly in the directory; running =
     items claimed by pilots (``claimed/``); done = items finished (``done/``).
     A missing directory is created and holds zero items. A pilot claims an
-    item by renaming it out of the directory.
+    item by renaming it out of the directory. A directory that cannot be
+    created or read makes its queue *unknown* (``Unknown`` in the answer);
+    when no queue's directory can be read the whole poll fails.
     """
 
     name = "Local"
@@ -39,15 +45,24 @@ class Local(WMSStatusPlugin):
     default_sleep = 10.0
     default_maxage = 120.0
 
-    def poll(self, queues: Collection[str]) -> dict[str, WMSQueueInfo]:
+    def poll(self, queues: Collection[str]) -> dict[str, WMSQueueInfo | Unknown]:
         root = spooldir(self.options, self.context.config)
-        result = {}
+        result: dict[str, WMSQueueInfo | Unknown] = {}
+        errors = []
         for wmsqueue in queues:
             directory = os.path.join(root, wmsqueue)
-            os.makedirs(directory, exist_ok=True)
-            result[wmsqueue] = WMSQueueInfo(
-                ready=count_items(directory),
-                running=count_items(os.path.join(directory, "claimed")),
-                done=count_items(os.path.join(directory, "done")),
-            )
+            try:
+                os.makedirs(directory, exist_ok=True)
+                result[wmsqueue] = WMSQueueInfo(
+                    ready=count_items(directory, missing_ok=False),
+                    running=count_items(os.path.join(directory, "claimed")),
+                    done=count_items(os.path.join(directory, "done")),
+                )
+            except OSError as exc:
+                # an unreadable spool is unknown, never zero
+                reason = f"cannot read spool directory {exc.filename or directory}: {exc.strerror or exc}"
+                result[wmsqueue] = Unknown(reason)
+                errors.append(reason)
+        if queues and len(errors) == len(queues):
+            raise OSError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
         return result

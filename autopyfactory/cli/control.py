@@ -1,0 +1,223 @@
+"""``apf status | reload | pause QUEUE | resume QUEUE | loglevel LEVEL``: talk to a running factory.
+
+The factory's URL and admin token file come from ``[Factory]`` of the
+factory.conf given with ``--conf`` (``logserver.bind``, ``logserver.port``,
+``admin.tokenfile``), or from ``--url`` and ``--token-file``. Only those keys
+are read, so a factory whose queue files are broken can still be asked to
+reload and show its problems.
+
+Exit codes: 0 done, 1 the factory refused (bad token, unknown queue, bad
+config on reload), 2 usage or local config problem, 3 factory unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import os
+import sys
+from typing import Any
+
+import requests
+
+from autopyfactory.config import FACTORY_KEYS, FACTORY_SECTION
+
+TIMEOUT = (5.0, 60.0)  # connect, read (a reload may take a while)
+
+
+class ControlError(Exception):
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def factory_endpoint(conf: str) -> tuple[str, str]:
+    """(base URL, token file) from ``[Factory]`` of ``conf``."""
+    parser = configparser.ConfigParser(interpolation=configparser.BasicInterpolation())
+    try:
+        with open(conf, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except (OSError, configparser.Error) as exc:
+        raise ControlError(f"cannot read {conf}: {exc}", 2) from None
+    if not parser.has_section(FACTORY_SECTION):
+        raise ControlError(f"{conf}: no [{FACTORY_SECTION}] section", 2)
+    section = parser[FACTORY_SECTION]
+    basedir = os.path.dirname(os.path.abspath(conf))
+
+    def value(key: str):
+        raw = section.get(key)
+        spec = FACTORY_KEYS[key]
+        if raw is None:
+            return spec.default
+        try:
+            return spec.parse(raw, basedir)
+        except ValueError as exc:
+            raise ControlError(f"{conf}: [{FACTORY_SECTION}] {key}: {exc}", 2) from None
+
+    bind = value("logserver.bind") or "127.0.0.1"
+    host = "127.0.0.1" if bind in ("0.0.0.0", "*") else ("::1" if bind == "::" else bind)
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{value('logserver.port')}", value("admin.tokenfile") or ""
+
+
+def read_token(path: str) -> str:
+    if not path:
+        raise ControlError("no admin token file (set admin.tokenfile in [Factory] or give --token-file)", 2)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read(4096).strip()
+    except OSError as exc:
+        raise ControlError(f"cannot read the admin token file {path}: {exc.strerror or exc}", 2) from None
+
+
+class Client:
+    def __init__(self, url: str, token_file: str = ""):
+        self.url = url.rstrip("/")
+        self.token_file = token_file
+        self.session = requests.Session()
+
+    def call(self, method: str, path: str, admin: bool = False, **kwargs) -> Any:
+        headers = {"Accept": "application/json"}
+        if admin:
+            headers["Authorization"] = f"Bearer {read_token(self.token_file)}"
+        try:
+            answer = self.session.request(method, self.url + path, headers=headers, timeout=TIMEOUT, **kwargs)
+        except requests.RequestException as exc:
+            raise ControlError(f"cannot reach the factory at {self.url}: {exc}", 3) from None
+        try:
+            data = answer.json()
+        except ValueError:
+            data = {"error": answer.text.strip()[:500]}
+        if answer.status_code >= 400:
+            message = data.get("error", "") if isinstance(data, dict) else str(data)
+            problems = data.get("problems", []) if isinstance(data, dict) else []
+            raise ControlError("\n".join([f"factory answered {answer.status_code}: {message}", *problems]), 1)
+        return data
+
+
+# ---------------------------------------------------------------- output
+
+
+def show(value: Any) -> str:
+    return "?" if value is None else str(value)
+
+
+def left(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min"
+
+
+def table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        out = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        return "  ".join(out).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def format_status(factory: dict, queues: list[dict]) -> str:
+    lines = [
+        f"factory {factory.get('factoryId')}  version {factory.get('version')}  host {factory.get('host', '?')}",
+        f"started {factory.get('started')}  last cycle {factory.get('last_cycle') or 'none yet'}",
+        "",
+    ]
+    rows = []
+    for q in queues:
+        rows.append([
+            q["name"], show(q.get("pending")), show(q.get("running")), show(q.get("exiting")),
+            show(q.get("done_1h")), show(q.get("fault_1h")), "paused" if q.get("paused") else "active",
+            q.get("last_cycle") or "-", (q.get("last_message") or "")[:70],
+        ])
+    lines.append(table(["QUEUE", "PENDING", "RUNNING", "EXITING", "DONE1H", "FAULT1H", "STATE",
+                        "LAST CYCLE", "LAST MESSAGE"], rows, right={1, 2, 3, 4, 5}))
+    credentials = factory.get("credentials") or []
+    if credentials:
+        lines += ["", table(["CREDENTIAL", "STATE", "LEFT", "MESSAGE"], [
+            [c["profile"], "ok" if c["ok"] else "NOT USABLE", left(c.get("seconds_left")), c.get("message") or ""]
+            for c in credentials], right={2})]
+    endpoints = factory.get("endpoints") or []
+    if endpoints:
+        lines += ["", table(["ENDPOINT", "KIND", "STATE", "LAST ERROR"], [
+            [e["endpoint"], e["kind"], "healthy" if e["healthy"] else "STALE", e.get("last_error") or ""]
+            for e in endpoints])]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def client_for(args: argparse.Namespace) -> Client:
+    url, token_file = (args.url, "") if args.url else factory_endpoint(args.conf)
+    return Client(url, args.token_file or token_file)
+
+
+def cmd_status(args: argparse.Namespace, client: Client) -> None:
+    factory = client.call("GET", "/api/v1/factory")
+    queues = client.call("GET", "/api/v1/queues")["queues"]
+    if args.json:
+        import json
+
+        print(json.dumps({"factory": factory, "queues": queues}, indent=1))
+    else:
+        print(format_status(factory, queues))
+
+
+def cmd_reload(args: argparse.Namespace, client: Client) -> None:
+    answer = client.call("POST", "/api/v1/admin/reload", admin=True)
+    print(answer.get("message", "reloaded"))
+    for warning in answer.get("warnings", []):
+        print(f"warning: {warning}")
+    changes = answer.get("changes")
+    if isinstance(changes, dict):
+        for key, value in changes.items():
+            print(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
+
+
+def cmd_pause(args: argparse.Namespace, client: Client) -> None:
+    action = "pause" if args.command == "pause" else "resume"
+    from urllib.parse import quote
+
+    answer = client.call("POST", f"/api/v1/admin/queues/{quote(args.queue, safe='')}/{action}", admin=True)
+    state = "paused: it keeps reporting, submits nothing" if answer.get("paused") else "active"
+    print(f"queue {answer.get('name', args.queue)} {state}")
+
+
+def cmd_loglevel(args: argparse.Namespace, client: Client) -> None:
+    answer = client.call("POST", "/api/v1/admin/loglevel", admin=True, json={"level": args.level})
+    print(f"log level now {answer.get('loglevel')}")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        args.action(args, client_for(args))
+    except ControlError as exc:
+        print(f"apf {args.command}: {exc}", file=sys.stderr)
+        return exc.code
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction, default_conf: str) -> None:
+    """Register the control commands on ``apf``'s sub-command parser."""
+
+    def command(name: str, action, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--conf", default=default_conf, help=f"factory.conf to find the factory (default {default_conf})")
+        p.add_argument("--url", default=None, help="the factory's web server, e.g. http://127.0.0.1:25880")
+        p.add_argument("--token-file", default=None, help="admin token file (default: admin.tokenfile)")
+        p.set_defaults(func=run, action=action)
+        return p
+
+    command("status", cmd_status, "show the queues of a running factory").add_argument(
+        "--json", action="store_true", help="print the raw JSON")
+    command("reload", cmd_reload, "re-read the configuration of a running factory")
+    command("pause", cmd_pause, "stop a queue submitting (it keeps reporting)").add_argument("queue")
+    command("resume", cmd_pause, "let a paused queue submit again").add_argument("queue")
+    command("loglevel", cmd_loglevel, "change the factory's log level").add_argument(
+        "level", choices=["debug", "info", "warning", "error"])

@@ -1,0 +1,80 @@
+"""Recent pilot counts per queue, for the status page's plots.
+
+A cycle listener appends ``(time, pending, running)`` after every cycle to a
+small ring per queue (unknown batch status is kept as ``None``, a gap in the
+plot, never a zero). The web pages read history and the one-hour done/fault
+counts only through ``pilot_history`` and ``finished_last_hour`` below, so a
+persistent store can replace this ring by changing those two functions.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from autopyfactory.factory import Factory
+    from autopyfactory.queue import APFQueue
+    from autopyfactory.records import CycleRecord
+
+Point = tuple[float, "int | None", "int | None"]  # (epoch seconds, pending, running)
+
+# 720 points: six hours of 30 s cycles, two days of the usual 240 s ones
+RING_POINTS = 720
+PLOT_SECONDS = 6 * 3600.0
+
+
+class PilotHistory:
+    """Bounded in-memory ring of (time, pending, running) per queue."""
+
+    def __init__(self, points: int = RING_POINTS):
+        self.points = points
+        self._rings: dict[str, deque[Point]] = {}
+        self._lock = threading.Lock()
+
+    def cycle_done(self, queue: APFQueue, record: CycleRecord) -> None:
+        """Factory cycle listener."""
+        batch = record.batch
+        pending = batch.get("pending") if batch else None
+        running = batch.get("running") if batch else None
+        self.add(queue.name, record.started, pending, running)
+
+    def add(self, queue: str, when: float, pending: int | None, running: int | None) -> None:
+        with self._lock:
+            ring = self._rings.get(queue)
+            if ring is None:
+                ring = self._rings[queue] = deque(maxlen=self.points)
+            ring.append((when, pending, running))
+
+    def get(self, queue: str, since: float) -> list[Point]:
+        with self._lock:
+            return [p for p in self._rings.get(queue, ()) if p[0] >= since]
+
+
+def pilot_history(factory: Factory, queue: str, seconds: float = PLOT_SECONDS) -> list[Point]:
+    """(time, pending, running) of ``queue`` over the last ``seconds``, oldest first.
+
+    From the persistence store when the factory has one (the plot survives
+    restarts), otherwise from the in-memory ring.
+    """
+    apfqueue = factory.queues.get(queue)
+    store = getattr(apfqueue, "store", None)
+    if store is not None and store.usable:
+        from autopyfactory.persistence import pilot_series
+
+        return pilot_series(apfqueue, time.time() - seconds, max_points=RING_POINTS)
+    history: PilotHistory | None = getattr(factory, "pilot_history", None)
+    if history is None:
+        return []
+    return history.get(queue, time.time() - seconds)
+
+
+def finished_last_hour(factory: Factory, summary: dict) -> tuple[int | None, int | None]:
+    """(done, fault) pilots of one queue over the last hour; ``None`` when unknown.
+
+    Today the batch status's own memory of finished pilots (``summary`` is
+    ``APFQueue.summary()``).
+    """
+    return summary.get("done_1h"), summary.get("fault_1h")

@@ -1,0 +1,126 @@
+"""``apf status | reload | pause | resume | loglevel`` against a running factory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+from autopyfactory.cli import apf
+from autopyfactory.cli.control import factory_endpoint, format_status
+from tests.web_support import free_port, start_factory, wait_for
+
+
+@pytest.fixture
+def running(confdir):
+    run = start_factory(confdir, {"ALPHA": 3, "BETA": 0})
+    yield run
+    run.stop()
+
+
+def conf(run) -> list[str]:
+    return ["--conf", str(run.confdir.root / "factory.conf")]
+
+
+def apf_run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = apf.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_status_prints_a_table_of_queues(running, capsys):
+    wait_for(lambda: running.batch.status(["ALPHA"], "test-factory")["ALPHA"].running == 2
+             and running.factory.queues["ALPHA"].batch_status()[0].running == 2, what="2 running pilots")
+    code, out, err = apf_run(capsys, "status", *conf(running))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("factory test-factory  version ")
+    header = next(i for i, line in enumerate(lines) if line.startswith("QUEUE"))
+    columns = lines[header].split()
+    assert columns[:7] == ["QUEUE", "PENDING", "RUNNING", "EXITING", "DONE1H", "FAULT1H", "STATE"]
+    rows = {}
+    for line in lines[header + 2:]:
+        if not line:
+            break
+        rows[line.split()[0]] = line.split()
+    assert rows["ALPHA"][2] == "2" and rows["ALPHA"][6] == "active"
+    assert rows["BETA"][1:3] == ["0", "0"]
+    assert any(line.startswith("ENDPOINT") for line in lines)
+
+
+def test_pause_resume_and_loglevel(running, capsys):
+    queue = running.factory.queues["BETA"]
+    code, out, _ = apf_run(capsys, "pause", "BETA", *conf(running))
+    assert code == 0 and out.strip() == "queue BETA paused: it keeps reporting, submits nothing"
+    assert queue.paused
+    code, out, _ = apf_run(capsys, "status", *conf(running))
+    assert "paused" in next(line for line in out.splitlines() if line.startswith("BETA"))
+    code, out, _ = apf_run(capsys, "resume", "BETA", *conf(running))
+    assert code == 0 and out.strip() == "queue BETA active" and not queue.paused
+    code, _, err = apf_run(capsys, "pause", "NOPE", *conf(running))
+    assert code == 1 and "404" in err and "NOPE" in err
+
+    root = logging.getLogger()
+    before = root.level
+    try:
+        code, out, _ = apf_run(capsys, "loglevel", "error", *conf(running))
+        assert code == 0 and out.strip() == "log level now error" and root.level == logging.ERROR
+    finally:
+        root.setLevel(before)
+
+
+def test_wrong_token_is_refused(running, capsys, tmp_path):
+    wrong = tmp_path / "wrong.token"
+    wrong.write_text("not-the-token-at-all-xxxxxxxx")
+    code, _, err = apf_run(capsys, "pause", "ALPHA", *conf(running), "--token-file", str(wrong))
+    assert code == 1 and "401" in err
+    assert not running.factory.queues["ALPHA"].paused
+    code, _, err = apf_run(capsys, "pause", "ALPHA", "--url", running.url)
+    assert code == 2 and "admin token file" in err
+
+
+def test_reload_shows_the_problems(running, capsys):
+    code, out, err = apf_run(capsys, "reload", *conf(running))
+    assert code == 0, err
+    queues = running.confdir.root / "queues.conf"
+    text = queues.read_text()
+    queues.write_text(text + "\n[BROKEN]\nwmsstatusplugin = Nowhere\n")
+    try:
+        code, out, err = apf_run(capsys, "reload", *conf(running))
+        assert code == 1
+        assert "400" in err and "[BROKEN] wmsstatusplugin: unknown WMS status plugin" in err
+    finally:
+        queues.write_text(text)
+
+
+def test_unreachable_factory(capsys):
+    code, _, err = apf_run(capsys, "status", "--url", f"http://127.0.0.1:{free_port()}")
+    assert code == 3 and "cannot reach the factory" in err
+
+
+def test_endpoint_from_factory_conf(tmp_path):
+    path = tmp_path / "factory.conf"
+    path.write_text("[Factory]\nfactoryId = x\nlogserver.bind = 0.0.0.0\nlogserver.port = 8123\n"
+                    "admin.tokenfile = secrets/admin.token\nqueueConf = missing.conf\n")
+    assert factory_endpoint(str(path)) == ("http://127.0.0.1:8123", str(tmp_path / "secrets/admin.token"))
+    path.write_text("[Factory]\nlogserver.port = many\n")
+    with pytest.raises(Exception, match="logserver.port: not an integer"):
+        factory_endpoint(str(path))
+
+
+def test_format_status_with_unknown_counts():
+    text = format_status({"factoryId": "f", "version": "3", "started": "s", "last_cycle": None},
+                         [{"name": "Q", "pending": None, "running": None, "paused": True}])
+    row = text.splitlines()[-1].split()
+    assert row[:3] == ["Q", "?", "?"] and "paused" in row
+
+
+def test_apf_command_line(running):
+    """The installed entry point, as an operator runs it."""
+    apf_bin = os.path.join(os.path.dirname(sys.executable), "apf")
+    answer = subprocess.run([apf_bin, "status", *conf(running)], capture_output=True, text=True, timeout=60)
+    assert answer.returncode == 0, answer.stderr
+    assert "ALPHA" in answer.stdout and "BETA" in answer.stdout

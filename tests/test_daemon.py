@@ -1,0 +1,272 @@
+"""The daemon as an operator runs it: detach, pidfile, signals, privileges (real processes)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import local_queue
+
+DAEMON = [sys.executable, "-m", "autopyfactory.cli.daemon"]
+REPO = Path(__file__).resolve().parent.parent
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Daemon:
+    def __init__(self, confdir, root: Path):
+        self.confdir = confdir
+        self.pidfile = root / "run" / "apf.pid"
+        self.log = root / "apf.log"
+        self.started: list[int] = []
+
+    def run(self, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        argv = [*DAEMON, "--conf", str(self.confdir.root / "factory.conf"), "--pidfile", str(self.pidfile),
+                "--log", str(self.log), "--loglevel", "debug", *extra]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+        if result.returncode == 0 and "--foreground" not in extra:
+            self.started.append(self.pid)
+        return result
+
+    @property
+    def pid(self) -> int:
+        return int(self.pidfile.read_text().strip())
+
+    def logged(self, text: str) -> bool:
+        return self.log.exists() and text in self.log.read_text()
+
+    def stop_all(self) -> None:
+        for pid in self.started:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def daemon(confdir, tmp_path):
+    d = Daemon(confdir, tmp_path)
+    yield d
+    d.stop_all()
+
+
+def two_queues(confdir, *names: str) -> str:
+    return "".join(local_queue(n, confdir.spool) for n in names)
+
+
+def test_start_detached_second_instance_refused_sigterm_stops(daemon, confdir):
+    confdir.write(two_queues(confdir, "Q1"))
+    first = daemon.run()
+    assert first.returncode == 0, first.stderr
+    assert "started" in first.stdout
+    pid = daemon.pid
+    assert alive(pid)
+    assert os.getsid(pid) != os.getsid(0)  # a session of its own: detached from our terminal
+    with open(f"/proc/{pid}/status") as handle:
+        assert "Umask:\t0022" in handle.read()
+    wait_for(lambda: daemon.logged("queue Q1 cycle 1"), what="the first cycle in the log")
+
+    second = daemon.run()
+    assert second.returncode == 1
+    assert f"pid {pid}" in second.stderr and "not starting" in second.stderr
+    assert daemon.pid == pid and alive(pid)
+
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not alive(pid), what="the daemon to exit")
+    assert daemon.logged("signal SIGTERM: stopping")
+    assert daemon.logged("factory test-factory stopped")
+    assert not daemon.pidfile.exists()
+
+
+def test_stale_pidfile_is_taken_over(daemon, confdir):
+    confdir.write(two_queues(confdir, "Q1"))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    daemon.pidfile.parent.mkdir(parents=True)
+    daemon.pidfile.write_text(f"{dead.pid}\n")
+    result = daemon.run()
+    assert result.returncode == 0, result.stderr
+    assert daemon.pid != dead.pid and alive(daemon.pid)
+    assert daemon.logged(f"named pid {dead.pid}, which is gone")
+
+
+def test_bad_config_refuses_to_start_and_says_why(daemon, confdir):
+    confdir.write(local_queue("Q1", confdir.spool, **{"sched.maxpercycle.maximum": "lots"}).replace(
+        "schedplugin = Ready", "schedplugin = Ready, MaxPerCycle"))
+    result = daemon.run()
+    assert result.returncode == 2
+    assert "sched.maxpercycle.maximum" in result.stderr and "lots" in result.stderr
+    assert not daemon.pidfile.exists() or not daemon.pidfile.read_text().strip()
+
+
+def test_sighup_reloads_reopens_logs_and_rejects_a_broken_config(daemon, confdir):
+    confdir.write(two_queues(confdir, "Q1"))
+    assert daemon.run().returncode == 0
+    pid = daemon.pid
+    wait_for(lambda: daemon.logged("queue Q1 cycle 2"), what="cycles of Q1")
+
+    # logrotate moves the file away and signals: the daemon writes a fresh file
+    rotated = daemon.log.with_suffix(".log.1")
+    daemon.log.rename(rotated)
+    confdir.write(two_queues(confdir, "Q1", "Q2"))
+    os.kill(pid, signal.SIGHUP)
+    wait_for(lambda: daemon.logged("reload applied: added ['Q2']"), what="the reload")
+    assert daemon.logged("log files reopened")
+    wait_for(lambda: daemon.logged("queue Q2 cycle 1"), what="Q2's first cycle")
+    assert "reload applied" not in rotated.read_text()
+
+    # a broken file: rejected whole, the old queues keep running
+    (confdir.root / "queues.conf").write_text(two_queues(confdir, "Q1", "Q3") + "[Q4]\nwmsstatusplugin = Nope\n")
+    os.kill(pid, signal.SIGHUP)
+    wait_for(lambda: daemon.logged("reload rejected, old configuration stays in force"), what="the rejection")
+    assert daemon.logged("unknown WMS status plugin")
+    size = len(daemon.log.read_text())
+    wait_for(lambda: "queue Q2 cycle" in daemon.log.read_text()[size:], what="Q2 to keep cycling")
+    assert not daemon.logged("queue Q3 cycle")
+
+    os.kill(pid, signal.SIGUSR1)
+    wait_for(lambda: daemon.logged("thread dump:"), what="the thread dump")
+    assert daemon.logged("--- thread queue:Q1") and daemon.logged("--- thread queue:Q2")
+
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not alive(pid), what="the daemon to exit")
+
+
+SLOW_SUBMIT = """
+    import os, time
+    from autopyfactory.config import Key
+    from autopyfactory.interfaces import SubmitResult
+    from autopyfactory.plugins.batchsubmit.local import Local
+
+    class SlowLocal(Local):
+        '''Local submission that takes a while (marks when it starts and ends).'''
+        name = "SlowLocal"
+        keys = {**Local.keys, "marker": Key("str", "")}
+
+        def submit(self, n):
+            marker = self.options["marker"]
+            open(marker + ".started", "w").close()
+            time.sleep(3)
+            result = super().submit(n)
+            open(marker + ".finished", "w").write(str(result.count))
+            return result
+    """
+
+
+def test_sigterm_lets_a_submission_under_way_finish(daemon, confdir, tmp_path):
+    confdir.dropin("slowlocal.py", SLOW_SUBMIT)
+    marker = tmp_path / "submit"
+    queue = local_queue("SLOW", confdir.spool, **{"batchsubmit.slowlocal.marker": str(marker),
+                                                   "executable": "/bin/true"})
+    confdir.write(queue.replace("batchsubmitplugin = Local", "batchsubmitplugin = SlowLocal"))
+    confdir.work("SLOW", 2)
+    assert daemon.run().returncode == 0
+    pid = daemon.pid
+    wait_for(lambda: Path(str(marker) + ".started").exists(), what="the submission to start")
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not alive(pid), what="the daemon to exit")
+    assert Path(str(marker) + ".finished").read_text() == "2"
+    assert daemon.logged("submitted 2")
+
+
+def test_foreground_cycles_exit_zero(daemon, confdir):
+    confdir.write(two_queues(confdir, "Q1"))
+    result = daemon.run("--foreground", "--cycles", "2")
+    assert result.returncode == 0, result.stderr
+    assert daemon.logged("queue Q1 cycle 2")
+    assert not daemon.pidfile.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing user needs root")
+def test_runas_drops_privileges_with_supplementary_groups(confdir):
+    user = pwd.getpwnam("nobody")
+    root = Path(tempfile.mkdtemp(prefix="apf-runas-", dir="/tmp"))
+    try:
+        root.chmod(0o755)
+        from tests.conftest import ConfDir
+
+        conf = ConfDir(root)
+        conf.write(local_queue("Q1", conf.spool))
+        conf.spool.mkdir()
+        os.chown(conf.spool, user.pw_uid, user.pw_gid)
+        # baseLogDir does not exist: created for nobody before privileges are dropped
+        d = Daemon(conf, root)
+        try:
+            result = d.run("--runas", "nobody")
+            assert result.returncode == 0, result.stderr
+            pid = d.pid
+            with open(f"/proc/{pid}/status") as handle:
+                status = dict(line.split(":", 1) for line in handle.read().splitlines())
+            assert status["Uid"].split()[:2] == [str(user.pw_uid)] * 2
+            assert status["Gid"].split()[:2] == [str(user.pw_gid)] * 2
+            groups = {int(g) for g in status["Groups"].split()}
+            assert groups == set(os.getgrouplist("nobody", user.pw_gid))
+            assert 0 not in groups
+            wait_for(lambda: d.logged("queue Q1 cycle 1"), what="a cycle as nobody")
+            assert d.logged("user nobody")
+            assert conf.logs.stat().st_uid == user.pw_uid
+            os.kill(pid, signal.SIGTERM)
+            wait_for(lambda: not alive(pid), what="the daemon to exit")
+        finally:
+            d.stop_all()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_runas_unknown_user_refused(daemon, confdir):
+    confdir.write(two_queues(confdir, "Q1"))
+    result = daemon.run("--runas", "no-such-user-apf")
+    assert result.returncode == 2 and "no such user" in result.stderr
+
+
+def test_log_to_syslog(daemon, confdir, tmp_path):
+    import socket
+
+    confdir.write(two_queues(confdir, "Q1"))
+    path = str(tmp_path / "log.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    server.settimeout(30)
+    try:
+        argv = [*DAEMON, "--conf", str(confdir.root / "factory.conf"), "--foreground", "--cycles", "1",
+                "--log", "syslog"]
+        env = {**os.environ, "PYTHONPATH": str(REPO), "APF_SYSLOG_SOCKET": path}
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+        assert result.returncode == 0, result.stderr
+        messages = []
+        server.settimeout(1)
+        try:
+            while True:
+                messages.append(server.recv(65536).decode())
+        except TimeoutError:
+            pass
+        assert any("autopyfactory[" in m and "queue Q1 cycle 1" in m for m in messages), messages[:5]
+    finally:
+        server.close()
+
+    missing = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                             env={**env, "APF_SYSLOG_SOCKET": str(tmp_path / "nothing")})
+    assert missing.returncode == 1 and "cannot log to syslog" in missing.stderr

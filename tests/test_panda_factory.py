@@ -1,0 +1,206 @@
+"""A real Factory with a Panda WMS queue (PanDA double on 127.0.0.1) and Local batch plugins.
+
+For every way PanDA can fail: the factory keeps running (a Local WMS queue
+beside it goes on), the Panda queue submits 0 while its status is unknown and
+says why (endpoint and error), and it submits again once answers are good.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from autopyfactory.factory import Factory
+from autopyfactory.plugins.registry import PluginRegistry
+from tests.conftest import local_queue
+from tests.panda_double import PandaDouble
+
+FAST = """\
+wmsstatus.panda.sleep = 0.2
+wmsstatus.panda.maxage = 1.5
+wmsstatus.panda.breakerfailures = 3
+wmsstatus.panda.breakercooldown = 0.5
+"""
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+class Running:
+    """A started factory and every cycle record of its queues."""
+
+    def __init__(self, factory: Factory):
+        self.factory = factory
+        self.records: list[tuple[str, object]] = []
+        self.lock = threading.Lock()
+        factory.listeners.append(self._collect)
+
+    def _collect(self, queue, record) -> None:
+        with self.lock:
+            self.records.append((queue.name, record))
+
+    def cycles(self, queue: str, since: float = 0.0) -> list:
+        with self.lock:
+            return [r for name, r in self.records if name == queue and r.started >= since]
+
+
+@pytest.fixture
+def panda():
+    double = PandaDouble()
+    double.up()
+    yield double
+    double.close()
+
+
+def panda_queue(name: str, url: str, wmsqueue: str = "TEST_SITE_A", timeout: float = 0.5, **extra) -> str:
+    keys = {
+        "wmsqueue": wmsqueue,
+        "wmsstatusplugin": "Panda",
+        "wmsstatus.panda.url": url,
+        "wmsstatus.panda.timeout": timeout,
+        "batchstatusplugin": "Local",
+        "batchsubmitplugin": "Local",
+        "executable": "/bin/true",
+        "apfqueue.sleep": 0.2,
+        "schedplugin": "Ready",
+    } | extra
+    return f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()) + "\n"
+
+
+@pytest.fixture
+def start_factory(confdir):
+    started: list[Factory] = []
+
+    def start(queues: str, factory_extra: str = FAST) -> Running:
+        confdir.write(queues, factory=factory_extra)
+        config = confdir.load()
+        factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+        running = Running(factory)
+        factory.start()
+        started.append(factory)
+        return running
+
+    yield start
+    for factory in started:
+        factory.stop(timeout=10)
+
+
+SCENARIOS = {
+    # mode: fragment of the reason the Panda queue gives while it submits 0
+    "http500": "HTTP 500",
+    "hang": "Read timed out",
+    "truncated": "not valid JSON",
+    "cut": "ChunkedEncodingError",
+    "false": "success is False: database connection lost",
+    "emptydata": "'data' is empty",
+    "nosite": "no entry for TEST_SITE_A in the job statistics",
+    "huge": "larger than maxbytes",
+    "pickle": "never unpickled",
+    "down": "Connection refused",
+}
+
+
+@pytest.mark.parametrize("mode", list(SCENARIOS))
+def test_factory_survives_bad_panda_and_resumes(mode, panda, start_factory, confdir):
+    run = start_factory(panda_queue("PANDAQ", panda.url) + local_queue("LOCALQ", confdir.spool))
+    factory = run.factory
+
+    # good answers: the Panda queue submits for its 3 activated jobs
+    wait_for(lambda: any(r.submitted > 0 for r in run.cycles("PANDAQ")), what="a first submission")
+
+    went_bad = time.time()
+    if mode == "down":
+        panda.down()
+    else:
+        panda.mode = mode
+
+    def unknown_cycles():
+        return [r for r in run.cycles("PANDAQ", went_bad) if r.wms is None]
+
+    wait_for(lambda: len(unknown_cycles()) >= 5, what="five cycles with unknown WMS status")
+    unknown = unknown_cycles()
+    assert all(r.submitted == 0 for r in unknown), [r.message for r in unknown]
+    for record in unknown[2:]:  # the first ones may still say only "stale"
+        assert "WMS status unknown" in record.message and "submitting 0" in record.message
+        assert f"url={panda.url}" in record.message, record.message
+    assert any(SCENARIOS[mode] in r.message for r in unknown), [r.message for r in unknown]
+
+    # nothing else stopped: the daemon's queues live, the Local WMS queue keeps cycling with known status
+    assert all(q.alive for q in factory.queues.values())
+    wait_for(lambda: sum(r.wms is not None for r in run.cycles("LOCALQ", went_bad)) >= 3,
+             what="Local queue cycles during the PanDA trouble")
+
+    poller = factory.queues["PANDAQ"].wms_poller
+    health = poller.health()
+    if mode == "nosite":
+        assert health["consecutive_failures"] == 0  # the endpoint answers; only the site is unknown
+    else:
+        wait_for(lambda: poller.health()["consecutive_failures"] >= 3, what="failures counted")
+        health = poller.health()
+        assert SCENARIOS[mode] in health["last_error"]
+        assert health["breaker"] in ("open", "half-open")
+
+    # good again: the queue submits again
+    came_back = time.time()
+    panda.mode = "good"
+    panda.release.set()
+    if mode == "down":
+        panda.up()
+    wait_for(lambda: any(r.submitted > 0 for r in run.cycles("PANDAQ", came_back)), what="submissions resumed")
+    wait_for(lambda: poller.health()["breaker"] == "closed", what="breaker closed")
+    assert poller.health()["healthy"]
+
+
+def test_breaker_limits_requests_while_panda_fails(panda, start_factory):
+    factory_extra = FAST.replace("breakercooldown = 0.5", "breakercooldown = 2.0")
+    run = start_factory(panda_queue("PANDAQ", panda.url), factory_extra)
+    wait_for(lambda: any(r.wms is not None for r in run.cycles("PANDAQ")), what="first status")
+    panda.mode = "http500"
+    poller = run.factory.queues["PANDAQ"].wms_poller
+    wait_for(lambda: poller.breaker == "open", what="breaker open")
+    before = panda.count()
+    time.sleep(3.0)
+    # a cool-down of 2 s: at most two probes in 3 s instead of ~15 retries at sleep 0.2
+    assert panda.count() - before <= 2
+    assert run.factory.queues["PANDAQ"].alive
+
+
+def test_300_queues_one_endpoint_one_request_per_interval(panda, start_factory):
+    sites = {f"SITE_{i:03d}": {"activated": 0, "running": i} for i in range(300)}
+    panda.stats = {"success": True, "message": "", "data": sites}
+    queues = "".join(
+        panda_queue(f"Q{i:03d}", panda.url, wmsqueue=f"SITE_{i:03d}", timeout=5,
+                    **{"apfqueue.sleep": "1.0", "schedplugin": "Null"})
+        for i in range(300)
+    )
+    factory_extra = "wmsstatus.panda.sleep = 2.0\nwmsstatus.panda.maxage = 60\n"
+    run = start_factory(queues, factory_extra)
+    factory = run.factory
+    assert len(factory.queues) == 300
+    pollers = [p for (kind, _), p in factory.status.pollers.items() if kind == "wmsstatus"]
+    assert len(pollers) == 1 and len(pollers[0].queues) == 300
+
+    def all_known():
+        seen = {name for name, r in list(run.records) if r.wms is not None}
+        return len(seen) == 300
+
+    wait_for(all_known, timeout=120, what="every queue to see its WMS status")
+    assert run.cycles("Q123")[-1].wms["running"] == 123
+
+    start_count, started = panda.count(), time.time()
+    time.sleep(8.0)
+    requests = panda.count() - start_count
+    elapsed = time.time() - started
+    print(f"300 queues: {panda.count()} requests in total, {requests} in {elapsed:.1f}s at sleep 2s")
+    # one request per 2 s interval, whatever the number of queues (never one per queue)
+    assert 1 <= requests <= elapsed / 2.0 + 1, f"{requests} requests in {elapsed:.1f}s"
+    assert pollers[0].calls >= requests

@@ -1,0 +1,186 @@
+"""Live reload: added queues start, removed stop, changed restart, unchanged keep running untouched."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from autopyfactory.config import Problem
+from autopyfactory.factory import Factory
+from autopyfactory.plugins.registry import PluginRegistry
+from tests.conftest import local_queue
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def running():
+    factories: list[Factory] = []
+
+    def start(confdir) -> Factory:
+        config = confdir.load()
+        factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+        factory.start()
+        factories.append(factory)
+        return factory
+
+    yield start
+    for factory in factories:
+        factory.stop(10)
+
+
+def queues(confdir, *names, **extra_by_queue) -> str:
+    """Local queue sections; ``NAME={"key": "value"}`` sets (or overrides) keys of one queue."""
+    text = ""
+    for name in names:
+        lines = local_queue(name, confdir.spool).splitlines()
+        extra = extra_by_queue.get(name, {})
+        lines = [line for line in lines if line.split("=")[0].strip() not in extra]
+        text += "\n".join(lines) + "\n" + "".join(f"{k} = {v}\n" for k, v in extra.items()) + "\n"
+    return text
+
+
+def test_reload_added_removed_changed_unchanged(confdir, running):
+    confdir.write(queues(confdir, "KEEP", "GONE", "EDIT"))
+    factory = running(confdir)
+    wait_for(lambda: all(q.cycles >= 2 for q in factory.queues.values()), what="two cycles of every queue")
+    keep, gone, edit = (factory.queues[n] for n in ("KEEP", "GONE", "EDIT"))
+    keep_thread = keep._thread
+    keep.submitted_total = 7  # a counter that must survive the reload
+    old_config = factory.config
+
+    confdir.write(queues(confdir, "KEEP", "EDIT", "NEW", EDIT={"apfqueue.sleep": "0.4"}))
+    problems = factory.reload()
+
+    assert problems == []
+    assert set(factory.queues) == {"KEEP", "EDIT", "NEW"}
+    # unchanged: the very same object, thread and counters
+    assert factory.queues["KEEP"] is keep
+    assert keep._thread is keep_thread and keep.alive
+    assert keep.submitted_total == 7
+    cycles_before = keep.cycles
+    wait_for(lambda: keep.cycles > cycles_before, what="KEEP to go on cycling")
+    # removed: its thread ended
+    assert not gone.alive
+    # changed: a new queue with the new keys
+    assert factory.queues["EDIT"] is not edit and not edit.alive
+    assert factory.queues["EDIT"].sleep == 0.4
+    # added: running
+    wait_for(lambda: factory.queues["NEW"].cycles >= 1, what="NEW's first cycle")
+    # the factory and its context run from the new config
+    assert factory.config is not old_config
+    assert factory.context.config is factory.config
+    assert factory.last_reload["ok"] is True
+    assert factory.last_reload["added"] == ["NEW"]
+    assert factory.last_reload["removed"] == ["GONE"]
+    assert factory.last_reload["changed"] == ["EDIT"]
+    assert factory.last_reload["unchanged"] == ["KEEP"]
+    # the removed queue no longer holds a status poller interest
+    for poller in factory.status.pollers.values():
+        assert "GONE" not in poller.queues
+
+
+def test_reload_with_a_broken_config_keeps_the_old_one(confdir, running):
+    confdir.write(queues(confdir, "A", "B"))
+    factory = running(confdir)
+    wait_for(lambda: all(q.cycles >= 1 for q in factory.queues.values()), what="first cycles")
+    before = dict(factory.queues)
+    old_config = factory.config
+
+    # one good new queue, one broken key: nothing of it may apply
+    confdir.write(queues(confdir, "A", "B", "C", B={"apfqueue.sleep": "soon"}))
+    problems = factory.reload()
+
+    assert problems and all(isinstance(p, Problem) for p in problems)
+    assert any("apfqueue.sleep" in str(p) and "soon" in str(p) for p in problems)
+    assert factory.queues == before
+    assert all(q.alive for q in factory.queues.values())
+    assert factory.config is old_config and factory.context.config is old_config
+    assert factory.last_reload["ok"] is False
+    assert any("apfqueue.sleep" in p for p in factory.last_reload["problems"])
+
+    # an unreadable factory.conf is rejected the same way
+    (confdir.root / "factory.conf").write_text("[Factory\nbroken")
+    assert factory.reload()
+    assert factory.queues == before and factory.last_reload["ok"] is False
+
+
+def test_reload_discovers_new_dropin_plugins(confdir, running):
+    confdir.write(queues(confdir, "A"))
+    factory = running(confdir)
+    confdir.dropin("half.py", """
+        from autopyfactory.interfaces import SchedulerPlugin
+
+        class Half(SchedulerPlugin):
+            '''Halve the number handed on.'''
+            name = "Half"
+
+            def calc(self, n, info):
+                return n // 2, f"Half: {n} -> {n // 2}"
+        """)
+    confdir.write(queues(confdir, "A", "H", H={"schedplugin": "Ready, Half"}))
+    assert factory.reload() == []
+    queue = factory.queues["H"]
+    assert [s.name for s in queue.schedulers] == ["Ready", "Half"]
+    wait_for(lambda: queue.records and any(s.plugin == "Half" for s in queue.records[0].steps),
+             what="a cycle through the drop-in")
+
+
+def test_reload_keeps_an_operator_pause_on_a_changed_queue(confdir, running):
+    confdir.write(queues(confdir, "A"))
+    factory = running(confdir)
+    factory.queues["A"].paused = True
+    confdir.write(queues(confdir, "A", A={"apfqueue.sleep": "0.5"}))
+    assert factory.reload() == []
+    assert factory.queues["A"].paused is True
+
+
+def test_reload_disabling_every_queue_stops_them_and_the_factory_keeps_waiting(confdir, running):
+    confdir.write(queues(confdir, "A"))
+    factory = running(confdir)
+    thread = factory.queues["A"]
+    confdir.write(queues(confdir, "A", A={"enabled": "False"}))
+    assert factory.reload() == []
+    assert factory.queues == {} and not thread.alive
+    assert factory.last_reload["removed"] == ["A"]
+
+
+def test_request_reload_is_carried_out_by_the_waiting_thread(confdir, running):
+    import threading
+
+    confdir.write(queues(confdir, "A"))
+    factory = running(confdir)
+    waiter = threading.Thread(target=factory.wait, daemon=True)
+    waiter.start()
+    confdir.write(queues(confdir, "A", "B"))
+    factory.request_reload()
+    wait_for(lambda: "B" in factory.queues, what="the requested reload")
+    assert waiter.is_alive()  # the factory keeps running across the reload
+    factory.request_dump()
+    factory.request_stop()
+    waiter.join(10)
+    assert not waiter.is_alive()
+
+
+def test_config_reconfig_interval_rereads_the_queue_files(confdir, running):
+    import threading
+
+    confdir.write(queues(confdir, "A"), factory="config.reconfig.interval = 1\n")
+    factory = running(confdir)
+    waiter = threading.Thread(target=factory.wait, daemon=True)
+    waiter.start()
+    keep = factory.queues["A"]
+    confdir.write(queues(confdir, "A", "B"), factory="config.reconfig.interval = 1\n")
+    wait_for(lambda: "B" in factory.queues, what="the periodic re-read to add B")
+    assert factory.queues["A"] is keep
+    factory.request_stop()
+    waiter.join(10)
+    assert factory.reload() and "stopping" in str(factory.reload()[0])

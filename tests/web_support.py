@@ -1,0 +1,102 @@
+"""A real factory (Local plugins) with its web server on a free port, for the web, control and browser tests."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from autopyfactory.factory import Factory
+from autopyfactory.localbatch import LocalBatch
+from autopyfactory.plugins.registry import PluginRegistry
+from tests.conftest import ConfDir, local_queue
+
+TOKEN = "t0ken-for-tests-" + "a" * 24
+
+# A pilot that claims one work item of its queue's spool, then stays running
+# until the test touches its stop file.
+PILOT = """#!/bin/sh
+d="$APF_WMS_SPOOLDIR/$FACTORYQUEUE"
+mkdir -p "$d/claimed"
+for f in "$d"/*.json; do mv "$f" "$d/claimed/" 2>/dev/null && break; done
+echo "pilot $APFCID of $FACTORYQUEUE started"
+echo "pilot $APFCID stderr" >&2
+n=0
+while [ ! -e "{stop}" ] && [ $n -lt 1200 ]; do sleep 0.2; n=$((n+1)); done
+echo "pilot $APFCID done"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check: Callable[[], object], timeout: float = 60.0, what: str = "condition", every: float = 0.2):
+    """Poll ``check`` until it returns something true; fail with ``what`` after ``timeout``."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = check()
+        except AssertionError as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class RunningFactory:
+    factory: Factory
+    confdir: ConfDir
+    url: str
+    port: int
+    token_file: Path
+    stop_file: Path
+
+    @property
+    def batch(self) -> LocalBatch:
+        return self.factory.context.shared("localbatch", LocalBatch)
+
+    def admin_headers(self, token: str = TOKEN) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    def stop(self) -> None:
+        self.stop_file.touch()
+        self.factory.stop()
+
+
+def start_factory(confdir: ConfDir, queues: dict[str, int], *, maxrunning: int = 2,
+                  factory_extra: str = "", monitor: str = "", queue_extra: dict | None = None,
+                  port: int | None = None, auth: str = "") -> RunningFactory:
+    """A factory with one Local queue per name in ``queues`` (value: work items to seed)."""
+    root = confdir.root
+    stop_file = root / "pilots.stop"
+    pilot = root / "pilot.sh"
+    pilot.write_text(PILOT.format(stop=stop_file))
+    pilot.chmod(0o755)
+    token_file = root / "admin.token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    port = port or free_port()
+    text = "".join(
+        local_queue(name, confdir.spool, executable=str(pilot), **{"batchsubmit.local.maxrunning": str(maxrunning)},
+                    **(queue_extra or {}))
+        for name in queues
+    )
+    confdir.write(text, factory=(
+        f"logserver.enabled = True\nlogserver.port = {port}\nadmin.tokenfile = {token_file}\n"
+        f"factoryAdminEmail = ops@example.org\n{factory_extra}"
+    ), monitor=monitor, auth=auth)
+    for name, items in queues.items():
+        confdir.work(name, items)
+    config = confdir.load()
+    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory.start()
+    return RunningFactory(factory, confdir, f"http://127.0.0.1:{port}", port, token_file, stop_file)
