@@ -9,6 +9,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+# imported with the factory, not when build() runs: a daemon started with --runas has
+# dropped privileges by then and may no longer read the Python installation
+from autopyfactory.persistence import PersistenceService, Store
+
 if TYPE_CHECKING:
     from autopyfactory.factory import Factory
 
@@ -33,8 +37,6 @@ def build(factory: Factory) -> list:
 
 def build_persistence(factory: Factory):
     """Open the store (before any queue starts, so queues restore from it) and hook it in."""
-    from autopyfactory.persistence import PersistenceService, Store
-
     config = factory.config
     path = config.persistence_path
     try:
