@@ -267,7 +267,7 @@ class APFQueue:
     def _finished(self, batch: BatchQueueInfo | None, now: float) -> list[FinishedPilot]:
         """Finished pilots, latest first: the batch system's memory, and the store's when there is one."""
         current = list(batch.finished) if batch is not None else []
-        if self.store is None:
+        if self.store is None or not self.store.usable:
             return sorted(current, key=lambda p: -p.end)
         self.store.record_finished(self.name, current)
         window = max(FINISHED_WINDOW, float(self.config.values.get("sched.throttle.interval") or 0))
@@ -278,7 +278,7 @@ class APFQueue:
     def finished_counts(self, since: float) -> dict[str, int] | None:
         """done/fault of pilots that ended since ``since``; None if unknown."""
         batch, _, _ = self.batch_status()
-        if self.store is None:
+        if self.store is None or not self.store.usable:  # no history: the batch system's own memory
             return None if batch is None else {"done": batch.done, "fault": batch.fault}
         if batch is not None:
             self.store.record_finished(self.name, batch.finished)

@@ -345,3 +345,19 @@ def test_unusable_store_location_leaves_the_factory_running_without_history(conf
         assert factory.queues["Q1"].summary()["done_1h"] is not None
     finally:
         factory.stop()
+
+
+def test_a_store_that_became_unusable_falls_back_to_the_batch_status(confdir):
+    confdir.work("Q1", 1, ["true"])
+    confdir.write(local_queue("Q1", confdir.spool, **{
+        "executable.arguments": "--wrapperwmsqueue=Q1 --wrapperplugin=local"}))
+    factory = run_factory(confdir, 1)
+    queue = factory.queues["Q1"]
+    try:
+        wait_for(lambda: queue.summary()["done_1h"] == 1, what="the pilot done")
+        factory.context.store.close()  # as after a failed recovery: no history any more
+        assert not factory.context.store.usable
+        batch, _, _ = queue.batch_status()
+        assert queue.summary()["done_1h"] == batch.done == 1  # not a silent 0
+    finally:
+        factory.stop()
