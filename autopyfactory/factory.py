@@ -302,7 +302,7 @@ class Factory:
                 monitor.cycle_done(queue.config, record)
 
     def summary(self) -> dict:
-        last = max((q.records[0].started for q in self.queues.values() if q.records), default=None)
+        last = max((r.started for q in self.queues.values() if (r := q.last_record)), default=None)
         return {
             "factoryId": self.config.factory_id,
             "version": self.version,

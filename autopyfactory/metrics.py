@@ -61,7 +61,7 @@ class FactoryCollector(Collector):
             cycles.add_metric([queue.name], queue.cycles)
             errors.add_metric([queue.name], queue.errors_total)
             paused.add_metric([queue.name], 1 if queue.paused else 0)
-            record = queue.records[0] if queue.records else None
+            record = queue.last_record
             if record is not None:
                 duration.add_metric([queue.name], record.duration)
                 last.add_metric([queue.name], record.started)

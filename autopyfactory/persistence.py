@@ -504,7 +504,7 @@ def pilot_series(queue: APFQueue, since: float, max_points: int | None = 500
     if store is not None and store.usable:
         return store.pilot_series(queue.name, since, max_points)
     rows = [(r.started, (r.batch or {}).get("pending"), (r.batch or {}).get("running"))
-            for r in reversed(queue.records) if r.started >= since]
+            for r in reversed(queue.recent_records()) if r.started >= since]
     return thin(rows, max_points)
 
 

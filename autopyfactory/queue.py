@@ -121,6 +121,7 @@ class APFQueue:
         self.wms_poller: StatusPoller = status.poller_for("wmsstatus", config)
         self.batch_poller: StatusPoller = status.poller_for("batchstatus", config)
         self.records: deque[CycleRecord] = deque(maxlen=KEEP_RECORDS)
+        self._records_lock = threading.Lock()
         self.cycles = 0
         self.submitted_total = 0
         self.errors_total = 0
@@ -202,7 +203,8 @@ class APFQueue:
                 self.errors_total += 1
             self.submitted_total += record.submitted
             self.cycles += 1
-            self.records.appendleft(record)
+            with self._records_lock:
+                self.records.appendleft(record)
             log.info("queue %s cycle %d: %s | %s", self.name, record.number, describe_inputs(record),
                      record.message or "nothing to do")
             for listener in self.listeners:
@@ -325,10 +327,22 @@ class APFQueue:
         return n
 
     # ------------------------------------------------------------ views
-    def summary(self) -> dict:
-        """The queue as the status page and the API show it."""
+    def recent_records(self, count: int | None = None) -> list[CycleRecord]:
+        """A copy of the latest cycle records, newest first (safe while the queue cycles)."""
+        with self._records_lock:
+            records = list(self.records)
+        return records if count is None else records[:count]
+
+    @property
+    def last_record(self) -> CycleRecord | None:
+        records = self.recent_records(1)
+        return records[0] if records else None
+
+    def summary(self, records: list[CycleRecord] | None = None) -> dict:
+        """The queue as the status page and the API show it (``records``: a copy to describe)."""
         batch, _, _ = self.batch_status()
-        last = self.records[0] if self.records else None
+        records = self.recent_records(1) if records is None else records
+        last = records[0] if records else None
         finished = self.finished_counts(time.time() - 3600)
         return {
             "name": self.name,

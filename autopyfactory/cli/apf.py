@@ -5,20 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from autopyfactory.cli import control, simulate
+from autopyfactory.cli import control, load_or_report, simulate
 from autopyfactory.cli.daemon import DEFAULT_CONF
-from autopyfactory.config import ConfigError, FactoryConfig, load
+from autopyfactory.config import FactoryConfig
 
 
 def check_config(args: argparse.Namespace) -> int:
-    try:
-        config = load(args.conf)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem)
+    config = load_or_report(args.conf)
+    if config is None:
         return 2
-    for warning in config.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
     print_config(config)
     return 0
 

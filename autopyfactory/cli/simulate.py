@@ -22,7 +22,8 @@ import argparse
 import sys
 import time
 
-from autopyfactory.config import ConfigError, FactoryConfig, QueueConfig, load
+from autopyfactory.cli import load_or_report
+from autopyfactory.config import FactoryConfig, QueueConfig
 from autopyfactory.info import BatchQueueInfo, WMSQueueInfo
 from autopyfactory.interfaces import SchedInfo
 from autopyfactory.plugins.registry import PluginRegistry
@@ -107,14 +108,9 @@ def simulate(
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        config = load(args.conf)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem)
+    config = load_or_report(args.conf)
+    if config is None:
         return 2
-    for warning in config.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
     try:
         queue = pick_queue(config, args.queue)
     except LookupError as exc:

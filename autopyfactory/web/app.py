@@ -193,20 +193,14 @@ class WebApp:
         return None
 
     def queue_view(self, queue: APFQueue, cycles: int | None = None) -> dict:
-        view = queue.summary()
+        records = queue.recent_records()  # one copy, so last_message and cycles agree
+        view = queue.summary(records)
         # "cycles" of the API is the list of cycle records; the count keeps its own name
         view["cycle_count"] = view.pop("cycles", queue.cycles)
         view["done_1h"], view["fault_1h"] = finished_last_hour(self.factory, view)
         view["logs"] = self.today_logs(queue.name)
         if cycles is not None:
-            records = []
-            for _ in range(3):  # the queue thread may add a record while we copy
-                try:
-                    records = list(queue.records)[:cycles]
-                    break
-                except RuntimeError:
-                    continue
-            view["cycles"] = [r.to_dict() for r in records]
+            view["cycles"] = [r.to_dict() for r in records[:cycles]]
         return view
 
     def factory_view(self) -> dict:
@@ -239,7 +233,7 @@ class WebApp:
         now = time.time()
         for queue in self.queue_list():
             view = self.queue_view(queue)
-            record = queue.records[0] if queue.records else None
+            record = queue.last_record
             view["age"] = None if record is None else now - record.started
             view["plot"] = pilots_svg(pilot_history(self.factory, queue.name), title=queue.name)
             rows.append(view)
