@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from autopyfactory.config import Section
@@ -118,6 +118,8 @@ class CredentialService:
         self._checked: dict[str, float] = {}
         self._next: dict[str, float] = {}
         self._lock = threading.RLock()
+        # called after every check with its result (e.g. the persistence store)
+        self.listeners: list[Callable[[CredentialStatus], None]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="credentials", daemon=True)
         for name, section in context.config.auth.items():
@@ -146,6 +148,11 @@ class CredentialService:
                 self._status[name] = state
                 self._checked[name] = started
                 self._next[name] = time.time() + plugin.check_interval
+        for listener in self.listeners:
+            try:
+                listener(state)
+            except Exception:
+                log.exception("credential %s: check listener failed", name)
         return state
 
     def check_all(self) -> None:

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 
 from autopyfactory.config import QueueConfig
 from autopyfactory.context import FactoryContext
-from autopyfactory.info import BatchQueueInfo
+from autopyfactory.info import BatchQueueInfo, FinishedPilot
 from autopyfactory.interfaces import BatchSubmitPlugin, SchedInfo, SchedulerPlugin, SubmitResult
+from autopyfactory.peers import alive_peers, alive_window
 from autopyfactory.records import CycleRecord, SchedStep
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEEP_RECORDS = 100
+FINISHED_WINDOW = 3600.0  # finished pilots handed to the scheduler chain: at least the last hour
 
 
 class FactoryPilots:
@@ -158,7 +160,24 @@ class APFQueue:
         self.paused = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.store = context.store  # persistence store (autopyfactory/persistence.py) or None
+        if self.store is not None:
+            self._restore()
         pilots.add(self)
+
+    def _restore(self) -> None:
+        """Go on from the stored state: counters, last submission, latest cycle records."""
+        state = self.store.queue_state(self.name)
+        self.cycles = state.cycles
+        self.submitted_total = state.submitted_total
+        self.errors_total = state.errors_total
+        self.last_submission = state.last_submission
+        self.records.extend(self.store.recent_cycles(self.name, KEEP_RECORDS))
+        if state.cycles:
+            log.info("queue %s: restored %d cycles, %d submitted, %d errors, last submission %s",
+                     self.name, state.cycles, state.submitted_total, state.errors_total,
+                     time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.last_submission))
+                     if state.last_submission else "never")
 
     # ------------------------------------------------------------ thread
     def start(self, cycles: int | None = None) -> None:
@@ -185,9 +204,10 @@ class APFQueue:
     def run(self, cycles: int | None = None) -> None:
         self._wait_for_first_status()
         wait = self.sleep * spread(self.name)
+        first = self.cycles  # restored from the store: --cycles counts this process's cycles
         while not self._stop.is_set():
             self.run_cycle()
-            if cycles is not None and self.cycles >= cycles:
+            if cycles is not None and self.cycles - first >= cycles:
                 break
             self._stop.wait(wait)
             wait = self.sleep
@@ -252,8 +272,8 @@ class APFQueue:
             batch=batch,
             factory_pilots=self.pilots.count(),
             now=record.started,
-            finished=sorted(batch.finished, key=lambda p: -p.end) if batch is not None else [],
-            alive_peers=len(batch.peers) if batch is not None else 0,
+            finished=self._finished(batch, record.started),
+            alive_peers=self._alive_peers(batch, record.started),
         )
         n = run_chain(self.schedulers, info, record.steps)
         record.decided = n
@@ -270,6 +290,7 @@ class APFQueue:
             self.pilots.settle(self.name, result.count)
             if result.count > 0:
                 self.last_submission = record.submitted_at = time.time()
+                self._stored_submission("submit", result)
                 self.batch_poller.wake()
         elif n < 0:
             result = self.submitter.remove(-n)
@@ -277,7 +298,40 @@ class APFQueue:
             record.removed = result.count
             if result.count > 0:
                 self.last_submission = record.submitted_at = time.time()
+                self._stored_submission("remove", result)
                 self.batch_poller.wake()
+
+    def _alive_peers(self, batch: BatchQueueInfo | None, now: float) -> int:
+        """Other factories serving this WMS queue that submitted within their last peers.alivecycles cycles."""
+        if batch is None or not batch.peers:
+            return 0
+        window = alive_window(self.context.config.get("peers.alivecycles"), self.sleep)
+        return len(alive_peers(batch.peers, self.context.factory_id, now, window))
+
+    def _stored_submission(self, kind: str, result: SubmitResult) -> None:
+        # written at once, not at the end of the cycle: a kill -9 right now must not forget it
+        if self.store is not None and self.last_submission is not None:
+            self.store.record_submission(self.name, self.last_submission, kind, result.count, list(result.ids))
+
+    def _finished(self, batch: BatchQueueInfo | None, now: float) -> list[FinishedPilot]:
+        """Finished pilots, latest first: the batch system's memory, and the store's when there is one."""
+        current = list(batch.finished) if batch is not None else []
+        if self.store is None or not self.store.usable:
+            return sorted(current, key=lambda p: -p.end)
+        self.store.record_finished(self.name, current)
+        window = max(FINISHED_WINDOW, float(self.config.values.get("sched.throttle.interval") or 0))
+        stored = self.store.finished(self.name, now - window)
+        known = {p.jobid for p in stored}
+        return sorted(stored + [p for p in current if p.jobid not in known], key=lambda p: -p.end)
+
+    def finished_counts(self, since: float) -> dict[str, int] | None:
+        """done/fault of pilots that ended since ``since``; None if unknown."""
+        batch, _, _ = self.batch_status()
+        if self.store is None or not self.store.usable:  # no history: the batch system's own memory
+            return None if batch is None else {"done": batch.done, "fault": batch.fault}
+        if batch is not None:
+            self.store.record_finished(self.name, batch.finished)
+        return self.store.finished_counts(self.name, since)
 
     def _take(self, result: SubmitResult, record: CycleRecord) -> None:
         record.ids.extend(result.ids)
@@ -336,6 +390,7 @@ class APFQueue:
         batch, _, _ = self.batch_status()
         records = self.recent_records(1) if records is None else records
         last = records[0] if records else None
+        finished = self.finished_counts(time.time() - 3600)
         return {
             "name": self.name,
             "wmsqueue": self.config.wmsqueue,
@@ -344,8 +399,8 @@ class APFQueue:
             "running": batch.running if batch else None,
             "exiting": batch.exiting if batch else None,
             "held": batch.held if batch else None,
-            "done_1h": batch.done if batch else None,
-            "fault_1h": batch.fault if batch else None,
+            "done_1h": finished["done"] if finished else None,
+            "fault_1h": finished["fault"] if finished else None,
             "paused": self.paused,
             "cycles": self.cycles,
             "submitted_total": self.submitted_total,

@@ -27,7 +27,7 @@ def test_every_plugin_of_the_design_is_registered_with_its_keys():
     assert names == {cls.name for cls in ALL}
     keys = {f"sched.{cls.name.lower()}.{param}" for cls in ALL for param in cls.keys}
     assert keys == {
-        "sched.ready.offset", "sched.fixed.pilotspercycle", "sched.scale.factor",
+        "sched.ready.offset", "sched.ready.sharewithpeers", "sched.fixed.pilotspercycle", "sched.scale.factor",
         "sched.minpercycle.minimum", "sched.maxpercycle.maximum", "sched.maxpending.maximum",
         "sched.minpending.minimum", "sched.maxtorun.maximum", "sched.keepnrunning.keep_running",
         "sched.statustest.pilots", "sched.statusoffline.pilots", "sched.throttle.interval",

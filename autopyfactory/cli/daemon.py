@@ -23,6 +23,7 @@ import os
 import pwd
 import select
 import signal
+import sqlite3  # noqa: F401  loaded before --runas drops privileges (persistence store; see run())
 import sys
 import threading
 import time

@@ -3,8 +3,9 @@
 A cycle listener appends ``(time, pending, running)`` after every cycle to a
 small ring per queue (unknown batch status is kept as ``None``, a gap in the
 plot, never a zero). The web pages read history and the one-hour done/fault
-counts only through ``pilot_history`` and ``finished_last_hour`` below, so a
-persistent store can replace this ring by changing those two functions.
+counts only through ``pilot_history`` and ``finished_last_hour`` below; when
+the factory has a persistence store, those read it (history across restarts)
+and the ring is the fallback.
 """
 
 from __future__ import annotations
@@ -54,7 +55,17 @@ class PilotHistory:
 
 
 def pilot_history(factory: Factory, queue: str, seconds: float = PLOT_SECONDS) -> list[Point]:
-    """(time, pending, running) of ``queue`` over the last ``seconds``, oldest first."""
+    """(time, pending, running) of ``queue`` over the last ``seconds``, oldest first.
+
+    From the persistence store when the factory has one (the plot survives
+    restarts), otherwise from the in-memory ring.
+    """
+    apfqueue = factory.queues.get(queue)
+    store = getattr(apfqueue, "store", None)
+    if store is not None and store.usable:
+        from autopyfactory.persistence import pilot_series
+
+        return pilot_series(apfqueue, time.time() - seconds, max_points=RING_POINTS)
     history: PilotHistory | None = getattr(factory, "pilot_history", None)
     if history is None:
         return []
@@ -64,7 +75,7 @@ def pilot_history(factory: Factory, queue: str, seconds: float = PLOT_SECONDS) -
 def finished_last_hour(factory: Factory, summary: dict) -> tuple[int | None, int | None]:
     """(done, fault) pilots of one queue over the last hour; ``None`` when unknown.
 
-    Today the batch status's own memory of finished pilots (``summary`` is
-    ``APFQueue.summary()``).
+    From ``APFQueue.summary()`` (``summary``): the persistence store when the
+    factory has one, else the batch status's own memory of finished pilots.
     """
     return summary.get("done_1h"), summary.get("fault_1h")

@@ -13,25 +13,38 @@ from decimal import Decimal
 from autopyfactory.config import Key
 from autopyfactory.info import BatchQueueInfo, WMSQueueInfo
 from autopyfactory.interfaces import SchedInfo, SchedulerPlugin
+from autopyfactory.peers import peers_pending, share
 from autopyfactory.plugins.sched._common import StatusStep
 
 
 class Ready(StatusStep):
     """Pilots for the work that is ready and not yet covered by pending pilots.
 
-    Keys: ``sched.ready.offset`` (0, at least 0): ready jobs to leave alone.
+    Keys: ``sched.ready.offset`` (0, at least 0): ready jobs to leave alone;
+    ``sched.ready.sharewithpeers`` (false): other factories serve the same WMS
+    queue (``BatchQueueInfo.peers``): subtract their pending pilots too and take
+    this factory's share, ``ceil(need / (1 + alive peers))``.
     Output: ``max(0, (ready - offset) - pending)``, whatever it is handed;
     0 when WMS or batch status is unknown.
     """
 
     name = "Ready"
-    keys = {"offset": Key("int", 0, min=0, help="ready jobs to leave alone")}
+    keys = {
+        "offset": Key("int", 0, min=0, help="ready jobs to leave alone"),
+        "sharewithpeers": Key("bool", False, help="share the work with other factories serving this WMS queue"),
+    }
 
     def compute(self, n: int, wms: WMSQueueInfo, batch: BatchQueueInfo, info: SchedInfo) -> tuple[int, str]:
         offset = self.options["offset"]
         ready, pending = wms.ready, batch.pending
         out = max(0, ready - offset - pending)
-        return out, f"Ready: {out} ({ready} ready - {offset} offset - {pending} pending)"
+        if not self.options.get("sharewithpeers"):
+            return out, f"Ready: {out} ({ready} ready - {offset} offset - {pending} pending)"
+        others = peers_pending(batch.peers, self.factory.get("factoryId", ""))
+        need = max(0, ready - offset - pending - others)
+        out = share(need, info.alive_peers)
+        return out, (f"Ready: {out} ({ready} ready - {offset} offset - {pending} pending - {others} peers' pending"
+                     f" = {need}, shared by {1 + info.alive_peers} alive factories)")
 
 
 class Fixed(SchedulerPlugin):

@@ -1,0 +1,531 @@
+"""The factory's memory across restarts: an embedded SQLite store.
+
+What it keeps (``[Factory] persistence.dbpath``, default ``apf.sqlite`` beside
+``baseLogDir``; rows older than ``persistence.keepdays`` are pruned in the
+background):
+
+- every cycle record of every queue (inputs, scheduler steps, messages,
+  submitted count, errors, duration), with the batch pending/running numbers
+  the status page plots (:func:`pilot_series`);
+- every submission and removal (queue, batch ids, time, count);
+- every pilot's terminal state as the batch status reported it (done/fault,
+  start, end, exit code): done/fault over the last hour and Throttle's
+  run times come from here, so they survive a restart;
+- credential checks;
+- per queue counters (cycles, submitted, errors, last submission), restored
+  when a queue starts so the no-double-submission rule and the counters go
+  on from where the previous process stopped, even after ``kill -9``.
+
+One connection, serialised by one lock; WAL mode so a reader never waits for
+a checkpoint. The schema version is SQLite's ``user_version``; start-up
+applies the missing steps of :data:`MIGRATIONS`. A file that is not a
+readable database (corrupt, truncated, from a newer version) is logged, moved
+aside as ``<path>.corrupt-<time>`` and replaced by a fresh one: the factory
+keeps running without its history rather than not at all. The store never
+raises into the caller: a failed write is logged and counted (``errors``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from autopyfactory.info import CredentialStatus, FinishedPilot
+from autopyfactory.records import CycleRecord, SchedStep
+
+if TYPE_CHECKING:
+    from autopyfactory.queue import APFQueue
+
+log = logging.getLogger(__name__)
+
+DAY = 86400.0
+
+# Each step brings a database from version i to i + 1; never edit a released step, add one.
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE cycles (
+        id INTEGER PRIMARY KEY,
+        queue TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        started REAL NOT NULL,
+        duration REAL NOT NULL,
+        pending INTEGER,            -- batch status the cycle saw; NULL = unknown
+        running INTEGER,
+        decided INTEGER NOT NULL,
+        submitted INTEGER NOT NULL,
+        removed INTEGER NOT NULL,
+        errors INTEGER NOT NULL,    -- number of error messages
+        message TEXT NOT NULL,
+        record TEXT NOT NULL        -- the whole CycleRecord as JSON
+    );
+    CREATE INDEX cycles_queue_started ON cycles (queue, started);
+    CREATE INDEX cycles_started ON cycles (started);
+    CREATE TABLE submissions (
+        id INTEGER PRIMARY KEY,
+        queue TEXT NOT NULL,
+        time REAL NOT NULL,
+        kind TEXT NOT NULL,         -- submit | remove
+        count INTEGER NOT NULL,
+        ids TEXT NOT NULL           -- JSON list of batch system ids
+    );
+    CREATE INDEX submissions_queue_time ON submissions (queue, time);
+    CREATE TABLE pilots (
+        queue TEXT NOT NULL,
+        jobid TEXT NOT NULL,
+        factory TEXT NOT NULL,
+        state TEXT NOT NULL,        -- done | fault | removed
+        start REAL,
+        end REAL NOT NULL,
+        exitcode INTEGER,
+        PRIMARY KEY (queue, jobid)
+    );
+    CREATE INDEX pilots_queue_end ON pilots (queue, end);
+    CREATE TABLE credentials (
+        id INTEGER PRIMARY KEY,
+        profile TEXT NOT NULL,
+        time REAL NOT NULL,
+        ok INTEGER NOT NULL,
+        seconds_left REAL,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX credentials_time ON credentials (time);
+    CREATE TABLE queue_state (
+        queue TEXT PRIMARY KEY,
+        cycles INTEGER NOT NULL DEFAULT 0,
+        submitted_total INTEGER NOT NULL DEFAULT 0,
+        errors_total INTEGER NOT NULL DEFAULT 0,
+        last_submission REAL,
+        updated REAL NOT NULL
+    );
+    """,
+    # 2: pruning pilots by end time alone, whatever the queue
+    """
+    CREATE INDEX pilots_end ON pilots (end);
+    CREATE INDEX submissions_time ON submissions (time);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# tables pruned by age: (table, time column, key column)
+PRUNED = [("cycles", "started", "id"), ("submissions", "time", "id"),
+          ("pilots", "end", "rowid"), ("credentials", "time", "id")]
+PRUNE_CHUNK = 5000  # rows per transaction, so cycles are never blocked for long
+REMEMBER_PILOTS = 20000  # ids of finished pilots already written, to skip re-inserts
+
+
+class StoreUnusable(Exception):
+    """The database file cannot be used as it is."""
+
+
+@dataclass(frozen=True)
+class QueueState:
+    cycles: int = 0
+    submitted_total: int = 0
+    errors_total: int = 0
+    last_submission: float | None = None
+
+
+class Store:
+    """The SQLite file and everything read from or written to it."""
+
+    def __init__(self, path: str, keepdays: float = 14, prune_interval: float = 3600.0):
+        self.path = path
+        self.keepdays = keepdays
+        self.prune_interval = prune_interval
+        self.errors = 0  # failed operations since start
+        self.last_error: str | None = None
+        self.moved_aside: list[str] = []  # corrupt files set aside since start
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._seen: dict[str, OrderedDict[str, None]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._open()
+
+    # ------------------------------------------------------------ opening
+    def _open(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        try:
+            self._conn = self._connect()
+        except (sqlite3.DatabaseError, StoreUnusable) as exc:
+            log.error("persistence: %s is not usable (%s): moving it aside and starting a fresh one",
+                      self.path, exc)
+            self._move_aside()
+            self._conn = self._connect()
+        log.info("persistence: %s (schema %d, keep %g days)", self.path, SCHEMA_VERSION, self.keepdays)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False, isolation_level=None)
+        try:
+            fresh = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+            if fresh:
+                # must precede the first table: lets pruning give pages back to the file system
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                log.warning("persistence: %s: journal mode %s, not WAL", self.path, mode)
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a killed process loses nothing
+            if not fresh:
+                check = conn.execute("PRAGMA quick_check").fetchone()[0]
+                if check != "ok":
+                    raise StoreUnusable(f"integrity check: {check}")
+            self._migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreUnusable(f"schema version {version} is newer than this APF's {SCHEMA_VERSION}")
+        for number in range(version, SCHEMA_VERSION):
+            try:
+                conn.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1};"
+                                   " COMMIT;")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            log.info("persistence: %s migrated to schema %d", self.path, number + 1)
+
+    def _move_aside(self) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = f"{self.path}.corrupt-{stamp}"
+        number = 1
+        while os.path.exists(target):
+            number += 1
+            target = f"{self.path}.corrupt-{stamp}-{number}"
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(self.path + suffix):
+                os.replace(self.path + suffix, target + suffix)
+        self.moved_aside.append(target)
+        log.error("persistence: unusable database moved to %s", target)
+
+    def _recover(self, exc: Exception) -> None:
+        """The file went bad while running: set it aside and carry on with a fresh one."""
+        log.error("persistence: %s failed while running (%s): moving it aside", self.path, exc)
+        try:
+            if self._conn is not None:
+                self._conn.close()
+        except sqlite3.Error:
+            pass
+        self._conn = None
+        self._seen.clear()
+        try:
+            self._move_aside()
+            self._conn = self._connect()
+        except Exception as again:
+            log.error("persistence: cannot start a fresh %s (%s): running without history", self.path, again)
+            self._conn = None
+
+    # ------------------------------------------------------------ plumbing
+    def _run(self, what: str, work, default: Any = None) -> Any:
+        """Run ``work(conn)`` under the lock; failures are logged, never raised."""
+        with self._lock:
+            if self._conn is None:
+                return default
+            try:
+                return work(self._conn)
+            except sqlite3.OperationalError as exc:  # busy, disk full, I/O: keep the file
+                self._failed(what, exc)
+            except sqlite3.DatabaseError as exc:  # malformed, not a database
+                self._failed(what, exc)
+                self._recover(exc)
+            except Exception as exc:
+                self._failed(what, exc)
+            return default
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self.errors += 1
+        self.last_error = f"{what}: {type(exc).__name__}: {exc}"
+        log.warning("persistence: %s", self.last_error)
+
+    @staticmethod
+    def _write(conn: sqlite3.Connection, statements: Iterable[tuple[str, tuple]]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, args in statements:
+                conn.execute(sql, args)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @property
+    def usable(self) -> bool:
+        return self._conn is not None
+
+    # ------------------------------------------------------------ writing
+    def record_cycle(self, record: CycleRecord, state: QueueState | None = None) -> None:
+        """One finished cycle; also moves the queue's counters.
+
+        ``state``: the queue's own counters after the cycle; written as they are
+        (so a fresh file after a corrupt one starts from the right totals).
+        """
+        batch = record.batch or {}
+        data = json.dumps(record.to_dict(), default=str)
+        now = time.time()
+        absolute = []
+        if state is not None:
+            absolute = [("UPDATE queue_state SET cycles = ?, submitted_total = ?, errors_total = ?,"
+                         " last_submission = ? WHERE queue = ?",
+                         (state.cycles, state.submitted_total, state.errors_total, state.last_submission,
+                          record.queue))]
+        self._run("record cycle", lambda conn: self._write(conn, [
+            ("INSERT INTO cycles (queue, number, started, duration, pending, running, decided, submitted,"
+             " removed, errors, message, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+             (record.queue, record.number, record.started, record.duration, batch.get("pending"),
+              batch.get("running"), record.decided, record.submitted, record.removed, len(record.errors),
+              record.message, data)),
+            ("INSERT INTO queue_state (queue, cycles, errors_total, updated) VALUES (?,?,?,?)"
+             " ON CONFLICT(queue) DO UPDATE SET cycles = max(cycles, excluded.cycles),"
+             " errors_total = errors_total + excluded.errors_total, updated = excluded.updated",
+             (record.queue, record.number, 1 if record.errors else 0, now)),
+            *absolute,
+        ]))
+
+    def record_submission(self, queue: str, when: float, kind: str, count: int, ids: list[str]) -> None:
+        """Pilots submitted (``kind`` submit) or removed; written at once, before the cycle ends."""
+        added = count if kind == "submit" else 0
+        self._run("record submission", lambda conn: self._write(conn, [
+            ("INSERT INTO submissions (queue, time, kind, count, ids) VALUES (?,?,?,?,?)",
+             (queue, when, kind, count, json.dumps(list(ids)))),
+            ("INSERT INTO queue_state (queue, submitted_total, last_submission, updated) VALUES (?,?,?,?)"
+             " ON CONFLICT(queue) DO UPDATE SET submitted_total = submitted_total + excluded.submitted_total,"
+             " last_submission = max(coalesce(last_submission, 0), excluded.last_submission),"
+             " updated = excluded.updated",
+             (queue, added, when, time.time())),
+        ]))
+
+    def record_finished(self, queue: str, pilots: Iterable[FinishedPilot]) -> int:
+        """Terminal states seen in a batch status answer; a pilot already written is skipped."""
+        pilots = list(pilots)
+
+        def work(conn: sqlite3.Connection) -> int:
+            seen = self._seen.setdefault(queue, OrderedDict())
+            new = [p for p in pilots if p.jobid not in seen]
+            if not new:
+                return 0
+            self._write(conn, [
+                ("INSERT OR IGNORE INTO pilots (queue, jobid, factory, state, start, end, exitcode)"
+                 " VALUES (?,?,?,?,?,?,?)",
+                 (queue, p.jobid, p.factory, p.state, p.start, p.end, p.exitcode)) for p in new
+            ])
+            for p in new:
+                seen[p.jobid] = None
+            while len(seen) > REMEMBER_PILOTS:
+                seen.popitem(last=False)
+            return len(new)
+
+        return self._run("record finished pilots", work, 0)
+
+    def record_credential(self, state: CredentialStatus, when: float | None = None) -> None:
+        self._run("record credential", lambda conn: self._write(conn, [
+            ("INSERT INTO credentials (profile, time, ok, seconds_left, message) VALUES (?,?,?,?,?)",
+             (state.profile, time.time() if when is None else when, int(state.ok), state.seconds_left,
+              state.message)),
+        ]))
+
+    # ------------------------------------------------------------ reading
+    def queue_state(self, queue: str) -> QueueState:
+        def work(conn: sqlite3.Connection) -> QueueState:
+            row = conn.execute("SELECT cycles, submitted_total, errors_total, last_submission"
+                               " FROM queue_state WHERE queue = ?", (queue,)).fetchone()
+            return QueueState(*row) if row else QueueState()
+
+        return self._run("read queue state", work, QueueState())
+
+    def recent_cycles(self, queue: str, limit: int) -> list[CycleRecord]:
+        """The queue's latest cycle records, newest first."""
+        def work(conn: sqlite3.Connection) -> list[CycleRecord]:
+            rows = conn.execute("SELECT record FROM cycles WHERE queue = ? ORDER BY started DESC, id DESC"
+                                " LIMIT ?", (queue, limit)).fetchall()
+            return [record_from_dict(json.loads(row[0])) for row in rows]
+
+        return self._run("read cycles", work, [])
+
+    def finished(self, queue: str, since: float, limit: int = 10000) -> list[FinishedPilot]:
+        """Pilots of the queue that ended at or after ``since``, latest end first."""
+        def work(conn: sqlite3.Connection) -> list[FinishedPilot]:
+            rows = conn.execute("SELECT jobid, start, end, exitcode, state, factory FROM pilots"
+                                " WHERE queue = ? AND end >= ? ORDER BY end DESC LIMIT ?",
+                                (queue, since, limit)).fetchall()
+            return [FinishedPilot(*row) for row in rows]
+
+        return self._run("read finished pilots", work, [])
+
+    def finished_counts(self, queue: str, since: float) -> dict[str, int]:
+        """{"done": n, "fault": n} of the queue's pilots that ended at or after ``since``."""
+        def work(conn: sqlite3.Connection) -> dict[str, int]:
+            counts = {"done": 0, "fault": 0}
+            for state, count in conn.execute("SELECT state, count(*) FROM pilots WHERE queue = ? AND end >= ?"
+                                             " GROUP BY state", (queue, since)):
+                counts[state] = count
+            return counts
+
+        return self._run("count finished pilots", work, {"done": 0, "fault": 0})
+
+    def submissions(self, queue: str, since: float = 0.0) -> list[dict]:
+        def work(conn: sqlite3.Connection) -> list[dict]:
+            rows = conn.execute("SELECT time, kind, count, ids FROM submissions WHERE queue = ? AND time >= ?"
+                                " ORDER BY time", (queue, since)).fetchall()
+            return [{"time": t, "kind": k, "count": c, "ids": json.loads(i)} for t, k, c, i in rows]
+
+        return self._run("read submissions", work, [])
+
+    def credentials(self, profile: str, since: float = 0.0) -> list[CredentialStatus]:
+        def work(conn: sqlite3.Connection) -> list[CredentialStatus]:
+            rows = conn.execute("SELECT ok, seconds_left, message FROM credentials WHERE profile = ?"
+                                " AND time >= ? ORDER BY time", (profile, since)).fetchall()
+            return [CredentialStatus(profile, bool(ok), left, message) for ok, left, message in rows]
+
+        return self._run("read credentials", work, [])
+
+    def pilot_series(self, queue: str, since: float, max_points: int | None = 500
+                     ) -> list[tuple[float, int | None, int | None]]:
+        """(cycle start, pending, running) of every cycle since ``since``, oldest first.
+
+        ``None`` where the cycle did not know its batch status. With more than
+        ``max_points`` cycles, the last cycle of each of ``max_points`` equal
+        time slices is kept.
+        """
+        def work(conn: sqlite3.Connection) -> list[tuple[float, int | None, int | None]]:
+            rows = conn.execute("SELECT started, pending, running FROM cycles WHERE queue = ? AND started >= ?"
+                                " ORDER BY started", (queue, since)).fetchall()
+            return thin([tuple(row) for row in rows], max_points)
+
+        return self._run("read pilot series", work, [])
+
+    # ------------------------------------------------------------ retention
+    def prune(self, now: float | None = None) -> int:
+        """Delete rows older than keepdays, give the space back; returns rows deleted."""
+        cutoff = (time.time() if now is None else now) - self.keepdays * DAY
+        deleted = 0
+        for table, column, key in PRUNED:
+            while not self._stop.is_set() or self._thread is None:
+                def chunk(conn: sqlite3.Connection, table=table, column=column, key=key) -> int:
+                    cursor = conn.execute(
+                        f"DELETE FROM {table} WHERE {key} IN"
+                        f" (SELECT {key} FROM {table} WHERE {column} < ? LIMIT {PRUNE_CHUNK})", (cutoff,))
+                    return cursor.rowcount
+
+                count = self._run(f"prune {table}", chunk, 0)
+                deleted += count
+                if count < PRUNE_CHUNK:
+                    break
+        self._run("prune queue state",
+                  lambda conn: conn.execute("DELETE FROM queue_state WHERE updated < ?", (cutoff,)))
+        if deleted:
+            self._run("give space back", lambda conn: conn.execute("PRAGMA incremental_vacuum").fetchall())
+        self._run("checkpoint", lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+        if deleted:
+            log.info("persistence: pruned %d row(s) older than %g days", deleted, self.keepdays)
+        return deleted
+
+    def size(self) -> int:
+        """Bytes on disk: the database and its WAL."""
+        return sum(os.path.getsize(self.path + s) for s in ("", "-wal") if os.path.exists(self.path + s))
+
+    # ------------------------------------------------------------ service
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._prune_loop, name="persistence-prune", daemon=True)
+        self._thread.start()
+
+    def _prune_loop(self) -> None:
+        if self._stop.wait(min(60.0, self.prune_interval)):  # let the queues start first
+            return
+        while not self._stop.is_set():
+            try:
+                self.prune()
+            except Exception:
+                log.exception("persistence: pruning failed")
+            if self._stop.wait(self.prune_interval):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(10)
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    self._conn.close()
+                except sqlite3.Error as exc:
+                    log.warning("persistence: closing %s: %s", self.path, exc)
+                self._conn = None
+
+
+def record_from_dict(data: dict) -> CycleRecord:
+    """A CycleRecord back from its stored ``to_dict()`` form."""
+    fields = {k: v for k, v in data.items() if k in CycleRecord.__dataclass_fields__}
+    fields["steps"] = [SchedStep(**step) for step in fields.get("steps", [])]
+    return CycleRecord(**fields)
+
+
+def thin(rows: list, max_points: int | None) -> list:
+    """Keep the last row of each of ``max_points`` equal time slices."""
+    if not max_points or len(rows) <= max_points:
+        return rows
+    first, last = rows[0][0], rows[-1][0]
+    width = (last - first) / max_points or 1.0
+    kept: dict[int, Any] = {}
+    for row in rows:
+        kept[min(max_points - 1, math.floor((row[0] - first) / width))] = row
+    return [kept[k] for k in sorted(kept)]
+
+
+def pilot_series(queue: APFQueue, since: float, max_points: int | None = 500
+                 ) -> list[tuple[float, int | None, int | None]]:
+    """(time, pending, running) of a queue since ``since`` (epoch), oldest first, for the status page plot.
+
+    From the store when the factory has one (history survives restarts);
+    otherwise from the cycle records the queue keeps in memory. ``pending`` and
+    ``running`` are ``None`` for cycles whose batch status was unknown.
+    """
+    store = getattr(queue, "store", None)
+    if store is not None and store.usable:
+        return store.pilot_series(queue.name, since, max_points)
+    rows = [(r.started, (r.batch or {}).get("pending"), (r.batch or {}).get("running"))
+            for r in reversed(queue.recent_records()) if r.started >= since]
+    return thin(rows, max_points)
+
+
+class PersistenceService:
+    """Wires the store into the factory: cycle listener, credential listener, pruning thread."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def cycle_done(self, queue: APFQueue, record: CycleRecord) -> None:
+        self.store.record_cycle(record, QueueState(queue.cycles, queue.submitted_total, queue.errors_total,
+                                                   queue.last_submission))
+
+    def credential_checked(self, state: CredentialStatus) -> None:
+        self.store.record_credential(state)
+
+    def start(self) -> None:
+        self.store.start()
+
+    def stop(self) -> None:
+        self.store.stop()
+
+    def __repr__(self) -> str:
+        return f"PersistenceService({self.store.path})"
