@@ -33,6 +33,12 @@ test: install
 	$(BIN)/ruff check autopyfactory tests wrappers bench
 	$(BIN)/pytest -q
 
+## make bench: the benchmarks (bench/) against real Slurm, a PanDA double and a stand-in squeue;
+## prints the table and writes it into docs/performance.md. Not part of make test.
+bench: install
+	@bash tests/services/slurm.sh
+	$(BIN)/python -m bench.run
+
 ## make rpm: build the noarch RPM into build/rpm/RPMS/noarch/ (needs rpmbuild: tests/services/rpm.sh)
 rpm: install
 	APF_RPM_PYTHON=$(abspath $(BIN)/python) rpm/build-rpm.sh

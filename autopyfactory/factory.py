@@ -60,8 +60,9 @@ class Factory:
             monitor.start()
         for service in self.services:
             service.start()
-        for qconfig in self.config.enabled_queues.values():
-            self.start_queue(qconfig, cycles)
+        with self.status.deferred_start():  # every queue registered before the first status query
+            for qconfig in self.config.enabled_queues.values():
+                self.start_queue(qconfig, cycles)
         if not self.queues:
             log.warning("no enabled queues (enablequeues=%s)", self.config.get("enablequeues"))
         log.info("factory %s %s started with %d queue(s): %s", self.config.factory_id,

@@ -7,7 +7,7 @@ means *unknown*, which is never the same as zero.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,10 @@ class WMSQueueInfo:
     status: str = "online"  # online | offline | test | brokeroff
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a factory remembers an hour of them: 80,000 at 2,000 queues
 class FinishedPilot:
     """A pilot that has ended, as the batch system saw it."""
 
@@ -63,8 +63,10 @@ class BatchQueueInfo:
     peers: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        data.pop("finished")
+        """The counts and peers (not ``finished``). Every cycle record holds one: no deep copy of
+        the finished pilots only to drop them (that was 90 % of a cycle's CPU with 40 per queue)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("finished", "peers")}
+        data["peers"] = {name: dict(counts) for name, counts in self.peers.items()}
         return data
 
 

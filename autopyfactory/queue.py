@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -48,26 +49,53 @@ class FactoryPilots:
         self._queues: dict[str, APFQueue] = {}
         # queue -> (pilots reserved or submitted, when the submission returned; None = under way)
         self._in_flight: dict[str, tuple[int, float | None]] = {}
+        # The count is asked by every queue in every cycle; summing over every
+        # queue each time made a status interval cost O(queues²) (2,000 queues:
+        # 4 million lookups). It only changes with a batch answer, an in-flight
+        # change or an answer growing older than maxage, so it is kept until then.
+        self._pollers: dict[int, list] = {}  # id -> [batch poller, queues using it]
+        self._version = 0  # bumped by every change of queues or in-flight pilots
+        self._cache: tuple[int, tuple, int | None, float] | None = None  # version, snapshots, count, valid until
 
     def add(self, queue: APFQueue) -> None:
         with self._lock:
             self._queues[queue.name] = queue
+            users = self._pollers.setdefault(id(queue.batch_poller), [queue.batch_poller, 0])
+            users[1] += 1
+            self._version += 1
 
     def remove(self, name: str) -> None:
         with self._lock:
-            self._queues.pop(name, None)
+            queue = self._queues.pop(name, None)
             self._in_flight.pop(name, None)
+            self._version += 1
+            if queue is not None:
+                users = self._pollers.get(id(queue.batch_poller))
+                if users is not None:
+                    users[1] -= 1
+                    if users[1] <= 0:
+                        del self._pollers[id(queue.batch_poller)]
 
     def _count(self) -> int | None:
-        total = 0
+        snapshots = tuple(poller.snapshot for poller, _ in self._pollers.values())
+        now = time.time()
+        cache = self._cache
+        if (cache is not None and cache[0] == self._version and now < cache[3] and len(cache[1]) == len(snapshots)
+                and all(a is b for a, b in zip(cache[1], snapshots, strict=True))):
+            return cache[2]
+        total: int | None = 0
         for name, queue in self._queues.items():
             batch, taken, _ = queue.batch_status()
             if batch is None:
-                return None
+                total = None
+                break
             total += batch.pending + batch.running
             count, returned = self._in_flight.get(name, (0, None))
             if count and (returned is None or taken is None or taken <= returned):
                 total += count
+        valid_until = min((snapshot.taken + poller.maxage for (poller, _), snapshot
+                           in zip(self._pollers.values(), snapshots, strict=True) if snapshot is not None), default=now)
+        self._cache = (self._version, snapshots, total, valid_until)
         return total
 
     def count(self) -> int | None:
@@ -80,18 +108,21 @@ class FactoryPilots:
         with self._lock:
             if self.maximum is None:
                 self._in_flight[name] = (n, None)
+                self._version += 1
                 return n, ""
             total = self._count()
             if total is None:
                 return 0, "MaxPerFactory: factory-wide pilot count unknown, submitting 0"
             allowed, why = factory_ceiling(n, self.maximum, total)
             self._in_flight[name] = (allowed, None)
+            self._version += 1
             return allowed, why
 
     def settle(self, name: str, submitted: int) -> None:
         """The submission returned with ``submitted`` pilots."""
         with self._lock:
             self._in_flight[name] = (submitted, time.time())
+            self._version += 1
 
 
 class APFQueue:
@@ -155,6 +186,8 @@ class APFQueue:
 
     def stop(self) -> None:
         self._stop.set()
+        self.wms_poller.release_waiters()
+        self.batch_poller.release_waiters()
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -170,20 +203,34 @@ class APFQueue:
 
     def run(self, cycles: int | None = None) -> None:
         self._wait_for_first_status()
+        wait = self.sleep * spread(self.name)
         first = self.cycles  # restored from the store: --cycles counts this process's cycles
         while not self._stop.is_set():
             self.run_cycle()
             if cycles is not None and self.cycles - first >= cycles:
                 break
-            self._stop.wait(self.sleep)
+            self._stop.wait(wait)
+            wait = self.sleep
 
     def _wait_for_first_status(self) -> None:
-        """A queue plans from real numbers: wait (bounded) for the first answers."""
+        """A queue plans from real numbers: wait (bounded) for the first answers that include it.
+
+        An answer taken before this queue joined its poller does not mention it;
+        a first cycle on such an answer would only say "unknown" and the
+        queue's first pilots would wait a whole ``apfqueue.sleep``.
+        """
         deadline = time.time() + self.sleep
-        while not self._stop.is_set() and time.time() < deadline:
-            if self.wms_poller.snapshot is not None and self.batch_poller.snapshot is not None:
+        while not self._stop.is_set():
+            left = deadline - time.time()
+            if left <= 0:
                 return
-            self._stop.wait(0.1)
+            for poller, key in ((self.wms_poller, self.config.wmsqueue), (self.batch_poller, self.name)):
+                snapshot = poller.snapshot
+                if snapshot is None or key not in snapshot.data:
+                    poller.wait_for_answer(snapshot, left)
+                    break
+            else:
+                return
 
     # ------------------------------------------------------------ status
     def batch_status(self) -> tuple[BatchQueueInfo | None, float | None, str]:
@@ -361,6 +408,19 @@ class APFQueue:
             "last_message": last.message if last else "",
             "last_cycle": last.to_dict()["started_iso"] if last else None,
         }
+
+
+def spread(name: str) -> float:
+    """Fraction (0.5 to 1) of ``apfqueue.sleep`` a queue waits after its first cycle.
+
+    Queues started together with the same sleep would otherwise cycle in step
+    for ever: 2,000 threads waking at the same moment, every interval, fight
+    for the interpreter lock (thousands of context switches per interval).
+    The first wait is shortened, never lengthened, by a fraction fixed by the
+    queue's name, so the cycles spread over the interval and no queue waits
+    longer than ``apfqueue.sleep``.
+    """
+    return 0.5 + 0.5 * (zlib.crc32(name.encode()) / 2**32)
 
 
 def run_chain(schedulers: list[SchedulerPlugin], info: SchedInfo, steps: list[SchedStep]) -> int:

@@ -22,10 +22,11 @@ Failures are handled here, once, for every status plugin (WMS and batch):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +147,7 @@ class StatusPoller:
         self._snapshot: Snapshot | None = None
         self._queues: set[str] = set()
         self._lock = threading.Lock()
+        self._answered = threading.Condition()  # notified on every new answer
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{kind}:{endpoint}", daemon=True)
@@ -237,6 +239,8 @@ class StatusPoller:
             self.last_duration = time.time() - started
         with self._lock:
             self._snapshot = Snapshot(data, started)
+        with self._answered:
+            self._answered.notify_all()
         if self.failures:
             log.info("%s status from %s is back after %d failure(s)", self.kind, self.endpoint, self.failures)
         self.failures = 0
@@ -263,6 +267,22 @@ class StatusPoller:
     @property
     def snapshot(self) -> Snapshot | None:
         return self._snapshot
+
+    def wait_for_answer(self, since: Snapshot | None, timeout: float) -> None:
+        """Block until there is an answer other than ``since`` (or ``timeout``, or ``release_waiters``).
+
+        Queues waiting for their first status sleep here instead of polling:
+        2,000 queue threads checking ten times a second cost more CPU than
+        the status query they waited for.
+        """
+        with self._answered:
+            if self._snapshot is since:
+                self._answered.wait(timeout)
+
+    def release_waiters(self) -> None:
+        """Wake every ``wait_for_answer`` (a queue is stopping)."""
+        with self._answered:
+            self._answered.notify_all()
 
     def _failing(self, now: float) -> str:
         if not self.failures:
@@ -327,6 +347,26 @@ class StatusService:
         self.context = context
         self.pollers: dict[tuple[str, str], StatusPoller] = {}
         self._lock = threading.Lock()
+        self._deferred: list[StatusPoller] | None = None
+
+    @contextlib.contextmanager
+    def deferred_start(self) -> Iterator[None]:
+        """Pollers made inside the block start when it ends.
+
+        The factory registers all its queues first, so the first query of each
+        endpoint already covers every queue of it: one query at start, not one
+        more for each queue added while a query runs (with 2,000 queues, a
+        Slurm listing of 200,000 pilots was parsed again and again).
+        """
+        with self._lock:
+            self._deferred = []
+        try:
+            yield
+        finally:
+            with self._lock:
+                pending, self._deferred = self._deferred or [], None
+            for poller in pending:
+                poller.start()
 
     def poller_for(self, kind: str, queue: QueueConfig) -> StatusPoller:
         """The poller serving this queue for ``kind`` (wmsstatus or batchstatus)."""
@@ -341,7 +381,10 @@ class StatusService:
                 failures, cooldown = self.breaker_settings(kind, plugin_cls)
                 poller = StatusPoller(kind, plugin, endpoint, sleep, maxage, failures, cooldown)
                 self.pollers[(kind, endpoint)] = poller
-                poller.start()
+                if self._deferred is not None:
+                    self._deferred.append(poller)
+                else:
+                    poller.start()
         poller.add_queue(queue.wmsqueue if kind == "wmsstatus" else queue.name)
         return poller
 

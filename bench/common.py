@@ -1,0 +1,179 @@
+"""What every benchmark shares: the factory set-up, the machine description, results as JSON.
+
+Benchmarks run from the repository root (``python -m bench.<name>``, or ``make bench``
+for all of them). Each one prints its figures and, with ``--json FILE``, writes
+them for ``bench.run`` to put in the table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from autopyfactory.cli.daemon import setup_logging
+from autopyfactory.config import FactoryConfig, load
+from autopyfactory.factory import Factory
+from autopyfactory.plugins.registry import PluginRegistry
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def factory_id(prefix: str = "bench") -> str:
+    """A factory id of its own per run: pilots of other runs (or tests) are never counted as ours."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def write_config(root: Path, queues: str, factory_keys: dict[str, object], fid: str) -> Path:
+    """factory.conf + queues.conf (+ empty auth/monitor/plugins.d) under ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "plugins.d").mkdir(exist_ok=True)
+    (root / "queues.conf").write_text(queues)
+    (root / "monitor.conf").write_text("")
+    (root / "auth.conf").write_text("")
+    keys = {
+        "factoryId": fid,
+        "queueConf": "queues.conf",
+        "authConf": "auth.conf",
+        "monitorConf": "monitor.conf",
+        "baseLogDir": str(root / "logs"),
+        "plugindirs": str(root / "plugins.d"),
+        "logserver.enabled": "false",
+        **factory_keys,
+    }
+    path = root / "factory.conf"
+    path.write_text("[Factory]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()))
+    return path
+
+
+def section(name: str, keys: dict[str, object]) -> str:
+    return f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()) + "\n"
+
+
+def make_factory(conf: Path) -> tuple[Factory, FactoryConfig]:
+    config = load(str(conf))
+    return Factory(config, PluginRegistry.discover(config.get("plugindirs"))), config
+
+
+def wait_until(condition: Callable[[], object], what: str, deadline: float, every: float = 0.05) -> object:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise RuntimeError(f"timed out after {deadline:.0f}s waiting for {what}")
+
+
+@contextlib.contextmanager
+def log_to(path: Path) -> Iterator[None]:
+    """Log as the daemon does (a file, level info): the cost of a cycle includes its log line.
+
+    The logging set-up of the caller (e.g. pytest's) is put back afterwards.
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    handler = setup_logging(str(path), "info")
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        handler.close()
+
+
+def quiet() -> None:
+    logging.getLogger().handlers[:] = [logging.NullHandler()]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def peak_rss_mb() -> float:
+    """VmHWM of this process (peak resident set), MB."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of the children it has waited for (user + system)."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def rusage() -> dict[str, float]:
+    """User and system CPU, voluntary and involuntary context switches of this process so far."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return {"user": own.ru_utime, "sys": own.ru_stime, "vcsw": own.ru_nvcsw, "ivcsw": own.ru_nivcsw}
+
+
+def _command(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return (done.stdout or done.stderr).strip().splitlines()[0] if (done.stdout or done.stderr).strip() else "?"
+
+
+def machine() -> dict[str, str]:
+    """Date (UTC), CPUs, memory, Python and Slurm versions: the header of every table."""
+    memory = "?"
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    return {
+        "date": _command(["date", "-u"]),
+        "nproc": _command(["nproc"]),
+        "memory": memory,
+        "python": platform.python_version(),
+        "slurm": _command(["slurmd", "-V"]),
+        "kernel": platform.release(),
+    }
+
+
+def emit(results: dict, json_path: str | None) -> None:
+    """Print the results; write them to ``json_path`` for bench.run."""
+    text = json.dumps(results, indent=2, sort_keys=True)
+    print(text)
+    if json_path:
+        Path(json_path).write_text(text + "\n")
+
+
+def threads() -> int:
+    return threading.active_count()
+
+
+def dedent(text: str) -> str:
+    return textwrap.dedent(text)
+
+
+def python() -> str:
+    return sys.executable
+
+
+def env_with(**extra: str) -> dict[str, str]:
+    return {**os.environ, **extra}

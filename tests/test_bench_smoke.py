@@ -1,0 +1,71 @@
+"""Small versions of the benchmarks (bench/): they run end to end and measure what they claim.
+
+No timing is asserted (the figures come from ``make bench``); what is checked
+is the behaviour the benchmarks rely on: the factory submits every pilot in one
+cycle and they are cancelled afterwards, one status query per endpoint serves
+every queue's first cycle, a pilot reaches Slurm once work appears.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+
+from autopyfactory.plugins.batchstatus.slurm import Slurm
+from bench import reaction, scale, submit
+from bench.standin import squeue_listing
+
+
+def live_jobs(ids: list[str]) -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-r", "-t", "PENDING,RUNNING", "-o", "%F"], capture_output=True,
+                         text=True, timeout=60).stdout.split()
+    return [job for job in out if job in set(ids)]
+
+
+def test_standin_listing_is_what_the_slurm_plugin_reads():
+    class Context:
+        factory_id = "f"
+        config = None
+
+    listing = squeue_listing("f", 3, 300)
+    answer = Slurm({}, Context()).summarize(listing, ["BENCH_SITE_0000", "BENCH_SITE_0002"], now=__import__("time").time())
+    info = answer["BENCH_SITE_0002"]
+    assert (info.pending, info.running, info.done, info.fault) == (20, 40, 30, 10)
+    assert len(listing.splitlines()) == 300
+
+
+def test_submit_benchmark_smoke(slurm, monkeypatch):
+    seen: list[list[str]] = []
+    real_cancel = submit.cancel
+
+    def cancel(ids):
+        seen.append(list(ids))
+        real_cancel(ids)
+
+    monkeypatch.setattr(submit, "cancel", cancel)
+    handlers = logging.getLogger().handlers[:]
+    result = submit.run(reps=1, pilots=20, queues=2, inner=1)
+    assert logging.getLogger().handlers == handlers  # the factory's log file is not left behind
+    assert result["one_queue"]["ratios"] and result["many_queues"]["ratios"]
+    assert all(r > 0 for r in result["one_queue"]["ratios"] + result["many_queues"]["ratios"])
+    # four rounds (factory and baseline, one queue and two queues), every job cancelled
+    assert len(seen) == 4 and [len(ids) for ids in seen].count(2) == 2
+    assert live_jobs([job for ids in seen for job in ids]) == []
+
+
+def test_scale_benchmark_smoke():
+    result = scale.run(sizes=(5, 10), interval=600.0, sites=20, pilots=2000, steady=False)
+    for size in result["sizes"]:
+        # one query of each endpoint served the first cycle of every queue, and every queue knew its numbers
+        assert size["first_cycle_http"] == 1 and size["first_cycle_squeue"] == 1, size
+        assert size["server_requests"] == 1
+        assert size["first_cycle_unknown"] == 0 and size["errors"] == 0 and size["submitted"] == 0
+        assert size["peak_threads"] >= size["queues"]
+    assert result["baseline"]["cpu"] > 0
+
+
+def test_reaction_benchmark_smoke(slurm):
+    result = reaction.run(queues=2, sleep=2.0, status_sleep=2.0)
+    assert set(result["reaction_seconds"]) == set(result["first_pilot_state"])
+    assert all(value > 0 for value in result["reaction_seconds"].values())
+    assert all(state.startswith("PENDING") for state in result["first_pilot_state"].values()), result
