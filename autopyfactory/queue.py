@@ -406,7 +406,7 @@ class APFQueue:
             "submitted_total": self.submitted_total,
             "errors_total": self.errors_total,
             "last_message": last.message if last else "",
-            "last_cycle": last.to_dict()["started_iso"] if last else None,
+            "last_cycle": last.started_iso if last else None,
         }
 
 

@@ -65,7 +65,8 @@ def test_failing_pilot_is_counted_as_fault(confdir, running):
     confdir.work("Q", 1, command=["false"])
     factory = running(confdir)
     queue = factory.queues["Q"]
-    wait_for(lambda: queue.batch_status()[0] is not None and queue.batch_status()[0].fault == 1, what="fault")
+    wait_for(lambda: (b := queue.batch_status()[0]) is not None and b.fault == 1
+             and b.running == b.pending == 0, what="a fault and no pilot left")
     # the pilot that ran the failing item is the fault; any extra pilot found no work and is done
     outs = [p.read_text() for p in confdir.logs.glob("*/Q/*.out")]
     assert sum("APF-WRAPPER-END status=workfailed exit=1" in text for text in outs) == 1
