@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -272,8 +273,9 @@ PartitionName={self.partition} Nodes={self.nodename} Default=YES MaxTime=INFINIT
         directory = self.path("users")
         alive = []
         for name in os.listdir(directory) if os.path.isdir(directory) else []:
-            if name.isdigit() and _alive(int(name)):
-                alive.append(int(name))
+            pid = name.split(".")[0]
+            if pid.isdigit() and _alive(int(pid)):
+                alive.append(int(pid))
             else:
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(directory, name))
@@ -288,13 +290,16 @@ PartitionName={self.partition} Nodes={self.nodename} Default=YES MaxTime=INFINIT
                                        f"run tests/services/slurm.sh (apt-get install slurm-wlm munge)")
                 self.start()
             os.makedirs(self.path("users"), exist_ok=True)
-            with open(self.path("users", str(os.getpid())), "w"):
+            # one token per acquisition: a process may hold the cluster twice (the
+            # session fixture and a bench script's slurm_cluster() in one pytest run)
+            self._token = f"{os.getpid()}.{uuid.uuid4().hex[:12]}"
+            with open(self.path("users", self._token), "w"):
                 pass
 
     def release(self) -> None:
         with self._locked():
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path("users", str(os.getpid())))
+            with contextlib.suppress(FileNotFoundError, AttributeError):
+                os.unlink(self.path("users", self._token))
             if not self._users():
                 self.stop()
 

@@ -246,3 +246,13 @@ def test_controller_outage_makes_status_unknown_and_queue_resumes(slurm, confdir
     finally:
         factory.stop()
         cancel_factory_pilots(slurm, fid)
+
+
+def test_a_nested_user_leaving_keeps_the_cluster_up(slurm):
+    # a bench script's slurm_cluster() inside the pytest session used to stop the
+    # session's cluster on exit (users were counted per process, not per acquisition)
+    from tests.slurmcluster import slurm_cluster
+
+    with slurm_cluster():
+        pass
+    assert slurm.ping()
