@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,21 @@ class ConfDir:
         existing = len(list(directory.glob("*.json")))
         for i in range(count):
             (directory / f"item-{existing + i}.json").write_text(json.dumps({"command": command or ["true"]}))
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition", every: float = 0.05):
+    """Poll ``predicate`` until it returns something true (returned); fail after ``timeout``.
+
+    Tests wait on behaviour with generous deadlines instead of sleeping fixed amounts:
+    the machine may be loaded.
+    """
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
 @pytest.fixture

@@ -9,24 +9,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import local_queue
+from tests.conftest import local_queue, wait_for
 
 DAEMON = [sys.executable, "-m", "autopyfactory.cli.daemon"]
 REPO = Path(__file__).resolve().parent.parent
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def alive(pid: int) -> bool:

@@ -14,7 +14,7 @@ import pytest
 
 from autopyfactory.factory import Factory
 from autopyfactory.plugins.registry import PluginRegistry
-from tests.conftest import local_queue
+from tests.conftest import local_queue, wait_for
 from tests.panda_double import PandaDouble
 
 FAST = """\
@@ -23,16 +23,6 @@ wmsstatus.panda.maxage = 1.5
 wmsstatus.panda.breakerfailures = 3
 wmsstatus.panda.breakercooldown = 0.5
 """
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
 class Running:

@@ -22,17 +22,7 @@ from autopyfactory.persistence import (
 )
 from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.records import CycleRecord, SchedStep
-from tests.conftest import local_queue
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+from tests.conftest import local_queue, wait_for
 
 
 def record(queue: str, number: int, started: float, pending: int | None = 1, running: int | None = 2,

@@ -10,7 +10,7 @@ import pytest
 from autopyfactory.factory import Factory
 from autopyfactory.plugins.registry import PluginRegistry
 from tests import plugins_for_tests
-from tests.conftest import local_queue
+from tests.conftest import local_queue, wait_for
 
 
 def start(confdir, cycles=None) -> Factory:
@@ -18,15 +18,6 @@ def start(confdir, cycles=None) -> Factory:
     factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
     factory.start(cycles=cycles)
     return factory
-
-
-def wait_for(condition, timeout=30.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from autopyfactory.config import Problem
 from autopyfactory.factory import Factory
 from autopyfactory.plugins.registry import PluginRegistry
-from tests.conftest import local_queue
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.conftest import local_queue, wait_for
 
 
 @pytest.fixture

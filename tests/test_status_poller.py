@@ -15,16 +15,7 @@ from autopyfactory.status import (
     TimedCaller,
     Unknown,
 )
-
-
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.conftest import wait_for
 
 
 class ScriptedPlugin:
