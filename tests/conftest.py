@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import textwrap
 import time
 from pathlib import Path
@@ -73,6 +75,28 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "condition", every: f
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def stop_process(process) -> None:
+    """SIGTERM a factory subprocess, SIGKILL it if it does not stop within 30 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+@pytest.fixture
+def panda():
+    """A PanDA test server on 127.0.0.1 (tests/panda_double.py)."""
+    from tests.panda_double import PandaDouble
+
+    double = PandaDouble()
+    double.up()
+    yield double
+    double.close()
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import pytest
 from autopyfactory.factory import Factory
 from autopyfactory.plugins.registry import PluginRegistry
 from tests.conftest import local_queue, wait_for
-from tests.panda_double import PandaDouble
 
 FAST = """\
 wmsstatus.panda.sleep = 0.2
@@ -42,13 +41,6 @@ class Running:
         with self.lock:
             return [r for name, r in self.records if name == queue and r.started >= since]
 
-
-@pytest.fixture
-def panda():
-    double = PandaDouble()
-    double.up()
-    yield double
-    double.close()
 
 
 def panda_queue(name: str, url: str, wmsqueue: str = "TEST_SITE_A", timeout: float = 0.5, **extra) -> str:

@@ -13,17 +13,9 @@ from autopyfactory.info import WMSQueueInfo
 from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.plugins.wmsstatus.panda import Panda, PandaError
 from autopyfactory.status import StatusPoller, Unknown
-from tests.panda_double import PandaDouble
 
 QUEUES = ["CERN-PROD_UCORE", "BNL_PROD_UCORE", "ANALY_MWT2_UCORE", "TEST_SITE_A", "TEST_SITE_B"]
 
-
-@pytest.fixture
-def panda():
-    double = PandaDouble()
-    double.up()
-    yield double
-    double.close()
 
 
 def panda_queue(name: str, url: str, **extra: str) -> str:

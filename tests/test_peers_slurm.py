@@ -9,14 +9,13 @@ factories decided, and the target is the number of ready work items.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
-from tests.conftest import ConfDir
+from tests.conftest import ConfDir, stop_process
 from tests.slurmcluster import SlurmCluster
 
 DEADLINE = 240.0
@@ -108,16 +107,6 @@ def settle(pilots: Pilots, target: int, what: str, ceiling: int, quiet: float = 
     raise AssertionError(f"{what}: timed out with {last} pending, target {target}")
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
 def test_two_factories_share_a_queue_and_one_takes_over(slurm, tmp_path: Path):
     tag = uuid.uuid4().hex[:8]
     wmsqueue = f"SHARED-{tag}"
@@ -157,7 +146,7 @@ def test_two_factories_share_a_queue_and_one_takes_over(slurm, tmp_path: Path):
         assert "shared by 2 alive factories" in (a.root / "daemon.log").read_text()
 
         # A stops and its pilots go (as if they ran); B alone brings the queue back to the target
-        stop(processes[1])
+        stop_process(processes[1])
         pilots.cancel(fid_a)
         wait_for_zero = time.time() + 60
         while pilots.pending()[fid_a] and time.time() < wait_for_zero:
@@ -167,6 +156,6 @@ def test_two_factories_share_a_queue_and_one_takes_over(slurm, tmp_path: Path):
         assert counts[fid_a] == 0 and ready <= counts[fid_b] <= ready + 2
     finally:
         for process in processes:
-            stop(process)
+            stop_process(process)
         for fid in (fid_a, fid_b):
             pilots.cancel(fid)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import local_queue
+from tests.conftest import local_queue, stop_process
 from tests.test_persistence import wait_for
 
 CYCLE = re.compile(r"queue Q1 cycle (\d+):")
@@ -40,16 +40,6 @@ def db_read(path: Path, sql: str, args: tuple = ()) -> list:
 
 def cycles_in(log: Path) -> list[int]:
     return [int(n) for n in CYCLE.findall(log.read_text())] if log.exists() else []
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 def test_kill_9_restart_continues_counters_and_does_not_submit_again(confdir, tmp_path: Path):
@@ -82,7 +72,7 @@ def test_kill_9_restart_continues_counters_and_does_not_submit_again(confdir, tm
 
         second = daemon(confdir, second_log)
         wait_for(lambda: len(cycles_in(second_log)) >= 5, what="5 cycles after the restart")
-        stop(second)
+        stop_process(second)
         text = second_log.read_text()
         assert f"queue Q1: restored {cycles_at_kill} cycles, {submitted_at_kill} submitted" in text
         # the cycle numbers go on from the stored state, not from 1

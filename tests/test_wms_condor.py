@@ -21,7 +21,7 @@ from autopyfactory.factory import Factory
 from autopyfactory.info import WMSQueueInfo
 from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.plugins.wmsstatus.condor import Condor, HTCondorPool, pool_key
-from tests.conftest import local_queue
+from tests.conftest import local_queue, wait_for
 
 
 class ScheddDouble:
@@ -153,25 +153,18 @@ def test_factory_with_condor_wms_submits_stops_and_resumes(confdir):
     factory.listeners.append(lambda queue, record: records.append(record))
     factory.start()
     try:
-        def wait_for(predicate, what):
-            deadline = time.time() + 60
-            while time.time() < deadline:
-                if predicate():
-                    return
-                time.sleep(0.05)
-            raise AssertionError(f"timed out waiting for {what}")
 
-        wait_for(lambda: any(r.submitted > 0 for r in records), "a submission for idle jobs")
+        wait_for(lambda: any(r.submitted > 0 for r in records), what="a submission for idle jobs")
         assert records[-1].wms is None or records[-1].wms["ready"] == 2
         broke = time.time()
         schedd.error = htcondor2.HTCondorException("Failed to fetch ads from schedd")
         unknown = lambda: [r for r in list(records) if r.started >= broke and r.wms is None]  # noqa: E731
-        wait_for(lambda: len(unknown()) >= 3, "cycles with unknown status")
+        wait_for(lambda: len(unknown()) >= 3, what="cycles with unknown status")
         assert all(r.submitted == 0 for r in unknown())
         assert any("Failed to fetch ads from schedd" in r.message and "Condor" in r.message for r in unknown())
         fixed = time.time()
         schedd.error = None
-        wait_for(lambda: any(r.submitted > 0 for r in list(records) if r.started >= fixed), "submissions again")
+        wait_for(lambda: any(r.submitted > 0 for r in list(records) if r.started >= fixed), what="submissions again")
         assert factory.queues["CQ"].alive
     finally:
         factory.stop(timeout=10)

@@ -13,7 +13,7 @@ from autopyfactory.info import WMSQueueInfo
 from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.plugins.wmsstatus.local import Local
 from autopyfactory.status import Unknown
-from tests.conftest import local_queue
+from tests.conftest import local_queue, wait_for
 
 
 def make_plugin(confdir, spool) -> Local:
@@ -67,31 +67,24 @@ def test_factory_local_queue_with_broken_spool_submits_zero_then_resumes(confdir
     factory.listeners.append(lambda queue, record: records.append((queue.name, record)))
     factory.start()
 
-    def wait_for(predicate, what):
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if predicate():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}")
 
     def cycles(name, since):
         return [r for n, r in list(records) if n == name and r.started >= since]
 
     try:
-        wait_for(lambda: any(r.submitted > 0 for r in cycles("LQ", 0)), "a first submission")
+        wait_for(lambda: any(r.submitted > 0 for r in cycles("LQ", 0)), what="a first submission")
         broke = time.time()
         shutil.rmtree(confdir.spool / "LQ")
         (confdir.spool / "LQ").write_text("the spool directory became a file")
-        wait_for(lambda: len([r for r in cycles("LQ", broke) if r.wms is None]) >= 3, "unknown cycles")
+        wait_for(lambda: len([r for r in cycles("LQ", broke) if r.wms is None]) >= 3, what="unknown cycles")
         unknown = [r for r in cycles("LQ", broke) if r.wms is None]
         assert all(r.submitted == 0 for r in unknown)
         assert any("cannot read spool directory" in r.message for r in unknown)
         # the other queue on the same spool keeps its known status
-        wait_for(lambda: sum(r.wms is not None for r in cycles("OTHER", broke)) >= 3, "other queue cycles")
+        wait_for(lambda: sum(r.wms is not None for r in cycles("OTHER", broke)) >= 3, what="other queue cycles")
         fixed = time.time()
         (confdir.spool / "LQ").unlink()
         confdir.work("LQ", 2)
-        wait_for(lambda: any(r.submitted > 0 for r in cycles("LQ", fixed)), "submissions again")
+        wait_for(lambda: any(r.submitted > 0 for r in cycles("LQ", fixed)), what="submissions again")
     finally:
         factory.stop(timeout=10)
