@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 DEFAULT_CYCLES = 20
+ADMIN_ACTIONS_SHOWN = 10  # latest admin actions on the status page
 
 STATUS_TEXT = {
     200: "200 OK", 202: "202 Accepted", 206: "206 Partial Content", 301: "301 Moved Permanently", 304: "304 Not Modified",
@@ -233,6 +234,8 @@ class WebApp:
             rows.append(view)
         html = self.templates.get_template("status.html").render(
             factory=factory, queues=rows, started_ago=now - self.factory.started,
+            admin_actions=self.admin_api.recent(ADMIN_ACTIONS_SHOWN),
+            keepdays=self.factory.config.get("persistence.keepdays"),
         )
         return Response(200, html.encode(), "text/html; charset=utf-8",
                         [("Cache-Control", "no-store"), ("Refresh", "60")])
