@@ -23,6 +23,7 @@ import logging.handlers
 import os
 import re
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -217,8 +218,10 @@ def log_file() -> tuple[str | None, str]:
         stream = getattr(handler, "stream", None)
         if isinstance(handler, logging.handlers.SysLogHandler):
             targets.append("syslog")
-        elif stream is not None and getattr(stream, "name", "") in ("<stdout>", "<stderr>"):
-            targets.append(stream.name.strip("<>"))
+        elif stream is not None and stream in (sys.stdout, sys.__stdout__):
+            targets.append("stdout")
+        elif stream is not None and stream in (sys.stderr, sys.__stderr__):
+            targets.append("stderr")
         else:
             targets.append(type(handler).__name__)
     return None, ", ".join(targets) or "nowhere"
