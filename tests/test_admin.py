@@ -84,6 +84,13 @@ def test_every_admin_endpoint_refuses_without_the_token_and_changes_nothing(runn
     assert {a["target"] for a in refused if a["action"] in ("pause", "resume")} == {"ALPHA"}
 
 
+def test_what_a_refused_client_sends_is_cut_and_cleaned(running):
+    name = "Q%0Afake log line " + "x" * 5000
+    assert call(running, "POST", f"queues/{name}/pause", token=None).status_code == 401
+    (row,) = audit(running)
+    assert row["target"] == "Q?fake log line " + "x" * 184 + "…"
+
+
 def test_admin_errors_are_json(running):
     for method, path, status in [("GET", "reload", 405), ("POST", "config", 405), ("DELETE", "stop", 405),
                                  ("POST", "nothing", 404), ("GET", "queues/ALPHA/explode", 404)]:

@@ -275,6 +275,13 @@ class Answer:
     then: Callable[[], None] | None = None  # run after the audit row is written
 
 
+def printable(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, control characters as "?": what a client sent
+    (a queue name in the path) goes into the log and the store, never a forged log line or a huge row."""
+    cleaned = "".join(c if c.isprintable() else "?" for c in text[:limit])
+    return cleaned + "…" if len(text) > limit else cleaned
+
+
 # action: HTTP method
 ACTIONS = {"reload": "POST", "stop": "POST", "loglevel": "POST", "pause": "POST", "resume": "POST",
            "config": "GET", "log": "GET", "audit": "GET"}
@@ -345,10 +352,11 @@ class AdminAPI:
         return Answer(status, {"error": why}, why, headers=[("WWW-Authenticate", 'Bearer realm="autopyfactory"')])
 
     def audit(self, client: str, action: str, answer: Answer, result: str) -> None:
-        entry = AdminAction(time.time(), client, action, answer.target, result, answer.status, answer.detail)
-        target = f" {entry.target}" if entry.target else ""
+        target = None if answer.target is None else printable(answer.target, 200)
+        entry = AdminAction(time.time(), printable(client, 100), action, target, result, answer.status,
+                            printable(answer.detail, 1000))
         level = logging.WARNING if result == "refused" or action in CHANGES else logging.INFO
-        log.log(level, "admin %s%s from %s: %s%s", action, target, client, result,
+        log.log(level, "admin %s%s from %s: %s%s", action, f" {target}" if target else "", entry.client, result,
                 f" ({entry.detail})" if entry.detail else "")
         if self.store is not None:
             self.store.record_admin(entry)
