@@ -231,7 +231,3 @@ class CondorPool:
             monkeypatch.setattr(collector_module, name, double)
         return self
 
-
-@pytest.fixture
-def condor_pool(monkeypatch: pytest.MonkeyPatch) -> CondorPool:
-    return CondorPool().install(monkeypatch)

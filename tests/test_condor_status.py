@@ -13,7 +13,7 @@ from autopyfactory.context import FactoryContext
 from autopyfactory.factory import Factory
 from autopyfactory.plugins.batchstatus.condor import PROJECTION, Condor
 from autopyfactory.plugins.registry import PluginRegistry
-from tests.condordouble import CondorPool, ScheddDouble, condor_pool, job_ad  # noqa: F401 (fixture)
+from tests.condordouble import CondorPool, ScheddDouble, job_ad
 from tests.conftest import ConfDir
 
 FID = "fac-A"
