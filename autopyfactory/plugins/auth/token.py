@@ -8,8 +8,9 @@ import os
 import shlex
 import time
 
+from autopyfactory.commands import run
 from autopyfactory.config import Key
-from autopyfactory.credentials import run_command, write_private
+from autopyfactory.credentials import write_private
 from autopyfactory.info import CredentialStatus
 from autopyfactory.interfaces import AuthPlugin
 
@@ -71,8 +72,8 @@ class Token(AuthPlugin):
 
     def renew(self) -> str:
         argv = shlex.split(self.options["renewcommand"])
-        env = {**os.environ, "APF_TOKEN_FILE": self.options["tokenfile"]}
-        result = run_command(argv, float(self.options["timeout"]), env=env)
+        env = {"APF_TOKEN_FILE": self.options["tokenfile"]}
+        result = run(argv, float(self.options["timeout"]), env=env)
         if not result.ok:
             return f"renewal failed: {result.describe()}"
         if looks_like_jwt(result.stdout):
