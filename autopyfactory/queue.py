@@ -363,8 +363,7 @@ class APFQueue:
         if n > 0:
             profile = self.submitter.credential_profile
             if profile:
-                credentials = self.context.credentials
-                state = credentials.status(profile) if credentials is not None else None
+                state = self.context.credential(profile)
                 if state is None or not state.ok:
                     why = state.message if state is not None else "not checked yet"
                     return hold(f"credential {profile} not usable ({why}): submitting 0")

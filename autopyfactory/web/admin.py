@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from autopyfactory.config import ConfigError, load
 
 if TYPE_CHECKING:
-    from autopyfactory.factory import Factory
+    from autopyfactory.view import FactoryView
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class AdminToken:
         return True, ""
 
 
-def reload_factory(factory: Factory) -> tuple[int, dict[str, Any]]:
+def reload_factory(factory: FactoryView) -> tuple[int, dict[str, Any]]:
     """Apply the configuration files again; (HTTP status, JSON answer).
 
     Calls ``factory.reload()``: it raises ConfigError when the new files are

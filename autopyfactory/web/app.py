@@ -29,12 +29,12 @@ import jinja2
 
 from autopyfactory.metrics import exposition, factory_registry
 from autopyfactory.web import admin, logs
-from autopyfactory.web.history import finished_last_hour, pilot_history
+from autopyfactory.web.history import PilotHistory, finished_last_hour
 from autopyfactory.web.plot import pilots_svg
 
 if TYPE_CHECKING:
-    from autopyfactory.factory import Factory
     from autopyfactory.queue import APFQueue
+    from autopyfactory.view import FactoryView
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +99,11 @@ def is_loopback(address: str | None) -> bool:
 
 
 class WebApp:
-    """WSGI callable over one factory."""
+    """WSGI callable over one factory; its plots come from ``history``."""
 
-    def __init__(self, factory: Factory):
+    def __init__(self, factory: FactoryView, history: PilotHistory):
         self.factory = factory
+        self.history = history
         config = factory.config
         self.logs = logs.LogFiles(config.get("baseLogDir"))
         self.allow_robots = bool(config.get("logserver.allowrobots", False))
@@ -235,7 +236,7 @@ class WebApp:
             view = self.queue_view(queue)
             record = queue.last_record
             view["age"] = None if record is None else now - record.started
-            view["plot"] = pilots_svg(pilot_history(self.factory, queue.name), title=queue.name)
+            view["plot"] = pilots_svg(self.history.series(queue), title=queue.name)
             rows.append(view)
         html = self.templates.get_template("status.html").render(
             factory=factory, queues=rows, started_ago=now - self.factory.started,

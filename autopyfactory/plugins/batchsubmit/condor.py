@@ -94,8 +94,7 @@ class CondorBase(BatchSubmitPlugin):
         profile = self.credential_profile
         if not profile:
             return None
-        credentials = self.context.credentials
-        state = credentials.status(profile) if credentials is not None else None
+        state = self.context.credential(profile)
         if state is None or not state.ok or not state.path:
             raise SubmitDescriptionError(f"credential profile {profile} has no usable proxy file")
         return state.path

@@ -125,9 +125,7 @@ class Slurm(BatchSubmitPlugin):
             "APF_WRAPPER_DIR": wrapper_dir(),
             "APF_GTAG_BASE": self.context.logurl(logdir),
         })
-        profile = self.credential_profile
-        credentials = self.context.credentials
-        state = credentials.status(profile) if profile and credentials is not None else None
+        state = self.context.credential(self.credential_profile)
         if state is not None and state.path:
             env["X509_USER_PROXY"] = state.path
         if self.queue.values.get("wmsstatusplugin") == "Local":

@@ -123,8 +123,7 @@ class Panda(WMSStatusPlugin):
             kwargs["verify"] = capath
         profile = self.options.get("proxy")
         if profile:
-            credentials = self.context.credentials
-            state = credentials.status(profile) if credentials is not None else None
+            state = self.context.credential(profile)
             if state is None:
                 raise PandaError(f"credential {profile} not checked yet")
             if not state.ok:
