@@ -49,6 +49,11 @@ class FactoryContext:
             return None
         return self.credentials.status(profile)
 
+    def wms_environment(self, queue: QueueConfig) -> dict[str, str]:
+        """What the queue's WMS status plugin wants in every pilot's environment (see ``pilot_environment``)."""
+        plugin = self.registry.get("wmsstatus", queue.values["wmsstatusplugin"])
+        return plugin.pilot_environment(queue.plugin_options(plugin), self.config)
+
     def shared(self, key: Any, make: Callable[[], Any]) -> Any:
         """One object per key for the whole factory (e.g. a client per endpoint)."""
         with self._lock:

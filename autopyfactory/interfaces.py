@@ -30,6 +30,7 @@ from autopyfactory.config import Key, QueueConfig, Section
 from autopyfactory.info import BatchQueueInfo, CredentialStatus, WMSQueueInfo
 
 if TYPE_CHECKING:
+    from autopyfactory.config import FactoryConfig
     from autopyfactory.context import FactoryContext
     from autopyfactory.records import CycleRecord
 
@@ -117,6 +118,16 @@ class WMSStatusPlugin(StatusPlugin):
 
     @abstractmethod
     def poll(self, queues: Collection[str]) -> dict[str, WMSQueueInfo]: ...
+
+    @classmethod
+    def pilot_environment(cls, options: dict[str, Any], config: FactoryConfig) -> dict[str, str]:
+        """What a pilot needs in its environment to reach this WMS's work ({} for most WMSs).
+
+        Asked by the submit plugins that start the pilots (Local, Slurm) for
+        ``options`` of the queue's WMS status plugin; e.g. Local hands on its
+        spool directory.
+        """
+        return {}
 
 
 class BatchStatusPlugin(StatusPlugin):

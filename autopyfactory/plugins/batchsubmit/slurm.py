@@ -128,10 +128,7 @@ class Slurm(BatchSubmitPlugin):
         state = self.context.credential(self.credential_profile)
         if state is not None and state.path:
             env["X509_USER_PROXY"] = state.path
-        if self.queue.values.get("wmsstatusplugin") == "Local":
-            from autopyfactory.plugins.wmsstatus.local import spooldir
-
-            env["APF_WMS_SPOOLDIR"] = spooldir(self.queue.options("wmsstatus.local"), self.context.config)
+        env.update(self.context.wms_environment(self.queue))
         return env
 
     @staticmethod
