@@ -19,6 +19,7 @@ from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.queue import APFQueue, FactoryPilots
 from autopyfactory.records import CycleRecord
 from autopyfactory.status import StatusService
+from autopyfactory.timefmt import iso
 
 log = logging.getLogger(__name__)
 
@@ -321,8 +322,8 @@ class Factory:
         return {
             "factoryId": self.config.factory_id,
             "version": self.version,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
-            "last_cycle": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)) if last else None,
+            "started": iso(self.started),
+            "last_cycle": iso(last) if last else None,
             "queues": len(self.queues),
         }
 

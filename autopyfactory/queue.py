@@ -24,6 +24,7 @@ from autopyfactory.info import BatchQueueInfo, FinishedPilot
 from autopyfactory.interfaces import BatchSubmitPlugin, SchedInfo, SchedulerPlugin, SubmitResult
 from autopyfactory.peers import alive_peers, alive_window
 from autopyfactory.records import CycleRecord, SchedStep
+from autopyfactory.timefmt import iso
 
 if TYPE_CHECKING:
     from autopyfactory.status import StatusPoller, StatusService
@@ -176,7 +177,7 @@ class APFQueue:
         if state.cycles:
             log.info("queue %s: restored %d cycles, %d submitted, %d errors, last submission %s",
                      self.name, state.cycles, state.submitted_total, state.errors_total,
-                     time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.last_submission))
+                     iso(state.last_submission)
                      if state.last_submission else "never")
 
     # ------------------------------------------------------------ thread

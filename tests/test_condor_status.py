@@ -137,3 +137,16 @@ def test_factory_loop_with_two_condor_queues_and_one_schedd(confdir: ConfDir, mo
         factory.stop()
     assert len(double.jobs) == 6 and double.count("submit") == 2
     assert len(pollers) == 1 and double.count("query") == pollers[0].calls
+
+
+def test_constraint_matches_our_factory_id_literally():
+    """The factory id goes into a ClassAd regexp escaped: dots, plus signs and dashes are themselves."""
+    import classad2
+
+    fid = "fac.tory-1+x"
+    p = plugin(ScheddDouble(), {"q": "q"})
+    p.context.factory_id = fid
+    expr = classad2.ExprTree(p.constraint([]))
+    assert expr.eval(classad2.ClassAd({"FACTORY_JOBID": f"{fid}#5.0"})) is True
+    assert expr.eval(classad2.ClassAd({"FACTORY_JOBID": "facXtory-1+x#5.0"})) is False
+    assert expr.eval(classad2.ClassAd({"FACTORY_JOBID": "fac.tory-1x#5.0"})) is False

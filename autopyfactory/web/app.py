@@ -22,12 +22,15 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
+from email.utils import formatdate
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
 import jinja2
 
 from autopyfactory.metrics import exposition, factory_registry
+from autopyfactory.timefmt import duration, iso
 from autopyfactory.web import admin, logs
 from autopyfactory.web.history import PilotHistory, finished_last_hour
 from autopyfactory.web.plot import pilots_svg
@@ -42,12 +45,6 @@ StartResponse = Callable[..., Any]
 MAX_BODY = 64 * 1024
 DEFAULT_CYCLES = 20
 
-STATUS_TEXT = {
-    200: "200 OK", 206: "206 Partial Content", 301: "301 Moved Permanently", 304: "304 Not Modified",
-    400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not Found",
-    405: "405 Method Not Allowed", 413: "413 Payload Too Large",
-    416: "416 Range Not Satisfiable", 500: "500 Internal Server Error",
-}
 SECURITY_HEADERS = [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
                     ("Referrer-Policy", "same-origin")]
 
@@ -69,23 +66,6 @@ def json_response(status: int, data: Any, headers: list | None = None) -> Respon
 
 def text_response(status: int, text: str) -> Response:
     return Response(status, (text.rstrip("\n") + "\n").encode())
-
-
-def iso(when: float | None) -> str | None:
-    return None if when is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
-
-
-def ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
 
 
 def is_loopback(address: str | None) -> bool:
@@ -116,7 +96,7 @@ class WebApp:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.templates.filters["ago"] = ago
+        self.templates.filters["ago"] = duration
         self.templates.filters["urlpath"] = lambda s: quote(str(s))
         self.hostname = socket.gethostname()
         self._reload_lock = threading.Lock()  # one reload at a time
@@ -129,7 +109,7 @@ class WebApp:
             log.exception("web: %s %s failed", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
             response = text_response(500, "internal error (see the factory log)")
         headers = response.headers + SECURITY_HEADERS
-        start_response(STATUS_TEXT.get(response.status, f"{response.status} Error"), headers)
+        start_response(f"{response.status} {HTTPStatus(response.status).phrase}", headers)
         if environ.get("REQUEST_METHOD") == "HEAD":
             close = getattr(response.body, "close", None)
             if callable(close):
@@ -262,7 +242,7 @@ class WebApp:
         except logs.NotFound:
             return text_response(404, "not found")
         size = info.st_size
-        headers = [("Accept-Ranges", "bytes"), ("Last-Modified", logs.http_date(info.st_mtime)),
+        headers = [("Accept-Ranges", "bytes"), ("Last-Modified", formatdate(info.st_mtime, usegmt=True)),
                    ("Content-Security-Policy", "sandbox"), ("Cache-Control", "no-cache")]
         wanted = logs.parse_range(environ.get("HTTP_RANGE"), size)
         if wanted == "unsatisfiable":

@@ -15,6 +15,7 @@ attributed from those.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Collection, Iterable
 from typing import Any
@@ -157,7 +158,7 @@ class Condor(BatchStatusPlugin):
     def constraint(self, wmsqueues: Iterable[str]) -> str:
         """This factory's pilots and other factories' pilots of our WMS queues."""
         fid = self.context.factory_id
-        mine = f"(APF_FACTORY =?= {quote(fid)} || regexp({quote('^' + _regex_escape(fid) + '#')}, "\
+        mine = f"(APF_FACTORY =?= {quote(fid)} || regexp({quote('^' + re.escape(fid) + '#')}, "\
                f"FACTORY_JOBID ?: \"\"))"
         peers = " || ".join(f"APF_WMSQUEUE =?= {quote(w)} || MATCH_APF_QUEUE =?= {quote(w)}"
                             for w in sorted(set(wmsqueues)))
@@ -215,7 +216,3 @@ class Condor(BatchStatusPlugin):
                     tally.peer(wmsqueue, factory or "unknown", state, submitted=_number(ad.get("QDate")))
         return tally.answer({queue: pilots.values() for queue, pilots in finished.items()})
 
-
-def _regex_escape(text: str) -> str:
-    """Escape PCRE metacharacters (ClassAd regexp is PCRE)."""
-    return "".join("\\" + ch if ch in ".^$*+?()[]{}|\\" else ch for ch in text)
