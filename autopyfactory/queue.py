@@ -2,7 +2,7 @@
 
     WMS status -> batch status -> scheduler chain -> safety rules -> submit/remove -> record
 
-The safety rules (DESIGN.md) are applied here, after the chain, whatever the
+The safety rules (docs/semantics.md) are applied here, after the chain, whatever the
 chain says: unknown status submits nothing, no double submission, the hard
 ceilings MaxPerCycle and MaxPerFactory, no submission with a failing
 credential, nothing while paused.

@@ -15,8 +15,6 @@ import os
 import stat
 from typing import TYPE_CHECKING, Any
 
-from autopyfactory.config import ConfigError, load
-
 if TYPE_CHECKING:
     from autopyfactory.view import FactoryView
 
@@ -66,35 +64,15 @@ class AdminToken:
 def reload_factory(factory: FactoryView) -> tuple[int, dict[str, Any]]:
     """Apply the configuration files again; (HTTP status, JSON answer).
 
-    Calls ``factory.reload()``: it raises ConfigError when the new files are
-    bad (the old configuration stays in force) and may return a dict saying
-    what changed. A factory without ``reload`` has its files validated only.
+    A configuration with errors is refused whole (400, the problems); the
+    running one stays in force.
     """
-    reload = getattr(factory, "reload", None)
-    try:
-        if callable(reload):
-            result = reload()
-            if isinstance(result, list) and result:
-                # Factory.reload() -> list[Problem]: non-empty means rejected, old config in force
-                raise ConfigError(result)
-            answer: dict[str, Any] = {"reloaded": True, "message": "configuration reloaded"}
-            last = getattr(factory, "last_reload", None)
-            if isinstance(result, dict):
-                answer["changes"] = result
-            elif isinstance(last, dict):
-                answer["changes"] = last
-            return 200, answer
-        config = load(factory.config.path)
-    except ConfigError as exc:
-        problems = [str(p) for p in exc.problems]
+    problems = [str(p) for p in factory.reload()]
+    if problems:
         log.error("reload refused, the running configuration stays: %s", "; ".join(problems))
         return 400, {"error": "configuration has errors; the running configuration stays",
                      "problems": problems}
-    return 200, {
-        "reloaded": False,
-        "message": "configuration is valid, but this factory cannot apply it live; restart to apply",
-        "warnings": [str(w) for w in config.warnings],
-    }
+    return 200, {"reloaded": True, "message": "configuration reloaded", "changes": factory.last_reload}
 
 
 def set_loglevel(level: str) -> str:

@@ -32,7 +32,7 @@ import jinja2
 from autopyfactory.metrics import exposition, factory_registry
 from autopyfactory.timefmt import duration, iso
 from autopyfactory.web import admin, logs
-from autopyfactory.web.history import PilotHistory, finished_last_hour
+from autopyfactory.web.history import PilotHistory
 from autopyfactory.web.plot import pilots_svg
 
 if TYPE_CHECKING:
@@ -178,7 +178,6 @@ class WebApp:
         view = queue.summary(records)
         # "cycles" of the API is the list of cycle records; the count keeps its own name
         view["cycle_count"] = view.pop("cycles", queue.cycles)
-        view["done_1h"], view["fault_1h"] = finished_last_hour(self.factory, view)
         view["logs"] = self.today_logs(queue.name)
         if cycles is not None:
             view["cycles"] = [r.to_dict() for r in records[:cycles]]

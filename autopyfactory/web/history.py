@@ -2,10 +2,9 @@
 
 A cycle listener appends ``(time, pending, running)`` after every cycle to a
 small ring per queue (unknown batch status is kept as ``None``, a gap in the
-plot, never a zero). The web pages read history and the one-hour done/fault
-counts only through ``PilotHistory.series`` and ``finished_last_hour`` below; when
-the factory has a persistence store, those read it (history across restarts)
-and the ring is the fallback.
+plot, never a zero). The status page reads it through ``PilotHistory.series``,
+which reads the persistence store instead when the factory has one (history
+across restarts).
 """
 
 from __future__ import annotations
@@ -15,12 +14,9 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from autopyfactory.persistence import pilot_series
-
 if TYPE_CHECKING:
     from autopyfactory.queue import APFQueue
     from autopyfactory.records import CycleRecord
-    from autopyfactory.view import FactoryView
 
 Point = tuple[float, "int | None", "int | None"]  # (epoch seconds, pending, running)
 
@@ -63,14 +59,5 @@ class PilotHistory:
         """
         store = queue.store
         if store is not None and store.usable:
-            return pilot_series(queue, time.time() - seconds, max_points=RING_POINTS)
+            return store.pilot_series(queue.name, time.time() - seconds, max_points=RING_POINTS)
         return self.get(queue.name, time.time() - seconds)
-
-
-def finished_last_hour(factory: FactoryView, summary: dict) -> tuple[int | None, int | None]:
-    """(done, fault) pilots of one queue over the last hour; ``None`` when unknown.
-
-    From ``APFQueue.summary()`` (``summary``): the persistence store when the
-    factory has one, else the batch status's own memory of finished pilots.
-    """
-    return summary.get("done_1h"), summary.get("fault_1h")

@@ -37,7 +37,7 @@ PROJECTION = [
 ]
 
 # HTCondor JobStatus -> pilot state. Source: HTCondor manual, "Job ClassAd
-# Attributes", JobStatus; mapping as in reference/apf-semantics.md (held is
+# Attributes", JobStatus; the table in docs/semantics.md (held is
 # pending and shown apart; completed is told apart by exit code).
 CONDOR_STATES: dict[int, str] = {
     1: "pending",  # Idle

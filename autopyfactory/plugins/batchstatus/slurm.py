@@ -38,7 +38,7 @@ SQUEUE_FORMAT = ",".join(f"{name}:|" for name in SQUEUE_FIELDS)
 REMEMBER_FINISHED = 3600.0  # done/fault cover the last hour; squeue forgets after MinJobAge
 
 # Slurm job state (squeue %T / State) -> pilot state. Source: squeue(1), section
-# "JOB STATE CODES", Slurm 22.05; mapping as in reference/apf-semantics.md.
+# "JOB STATE CODES", Slurm 22.05; the table in docs/semantics.md.
 SLURM_STATES: dict[str, str] = {
     "PENDING": "pending",
     "CONFIGURING": "pending",

@@ -22,7 +22,7 @@ from autopyfactory.status import Unknown
 
 STATS_PATH = "/statistics/active_job_stats_by_site"
 
-# PanDA job status -> WMSQueueInfo field (reference/apf-semantics.md, "WMS side").
+# PanDA job status -> WMSQueueInfo field (the table in docs/semantics.md).
 # States not listed (e.g. new ones) are not counted.
 JOB_STATES: dict[str, str] = {
     "pending": "notready",
