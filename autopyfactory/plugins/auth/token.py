@@ -56,10 +56,6 @@ class Token(AuthPlugin):
         "timeout": Key("float", 60.0, min=1),
     }
 
-    @property
-    def check_interval(self) -> float:
-        return float(self.options["checktime"])
-
     def time_left(self) -> tuple[float | None, str]:
         path = self.options["tokenfile"]
         try:
@@ -87,20 +83,8 @@ class Token(AuthPlugin):
         return ""
 
     def check(self) -> CredentialStatus:
-        name, path = self.section.name, self.options["tokenfile"]
-        left, why = self.time_left()
-        message = ""
-        if self.options["renewcommand"] and (left is None or left < self.options["minlife"]):
-            failure = self.renew()
-            if failure:
-                message = failure
-            else:
-                left, why = self.time_left()
-                message = "renewed"
-                if left is not None and left < self.options["minlife"]:
-                    message = "renewed, still below token.minlife"
-        if left is None:
-            return CredentialStatus(name, False, None, "; ".join(m for m in (why, message) if m), path)
-        if left <= 0:
-            return CredentialStatus(name, False, 0, "; ".join(m for m in ("expired", message) if m), path)
-        return CredentialStatus(name, True, left, message, path)
+        path = self.options["tokenfile"]
+        left, why, message = self.renew_when_due(self.time_left, bool(self.options["renewcommand"]))
+        if message == "renewed" and left is not None and left < self.options["minlife"]:
+            message = "renewed, still below token.minlife"
+        return self.unusable(left, why, message, path) or CredentialStatus(self.section.name, True, left, message, path)

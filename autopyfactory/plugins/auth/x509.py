@@ -61,10 +61,6 @@ class X509(AuthPlugin):
     }
 
     @property
-    def check_interval(self) -> float:
-        return float(self.options["checktime"])
-
-    @property
     def timeout(self) -> float:
         return float(self.options["timeout"])
 
@@ -165,19 +161,10 @@ class X509(AuthPlugin):
 
     def check(self) -> CredentialStatus:
         path = self.options["proxyfile"]
-        left, why = self.time_left(path)
-        message = ""
-        if self.options["renew"] and (left is None or left < self.options["minlife"]):
-            failure = self.renew()
-            if failure:
-                message = failure
-            else:
-                left, why = self.time_left(path)
-                message = "renewed"
-        if left is None:
-            return CredentialStatus(self.section.name, False, None, "; ".join(m for m in (why, message) if m), path)
-        if left <= 0:
-            return CredentialStatus(self.section.name, False, 0, "; ".join(m for m in ("expired", message) if m), path)
+        left, why, message = self.renew_when_due(lambda: self.time_left(path), self.options["renew"])
+        failed = self.unusable(left, why, message, path)
+        if failed is not None:
+            return failed
         problem = self.role_problem(path)
         if problem:
             return CredentialStatus(self.section.name, False, left, problem, path)
