@@ -3,7 +3,8 @@
 Serves ``/api/v1/statistics/active_job_stats_by_site`` (recorded shape, see
 tests/data/panda/) and ``/queueinfo`` (CRIC-like queue listing). ``mode``
 chooses the answer: good, http500, hang, truncated, cut, false, emptydata,
-nosite, notjson, pickle, huge (50 MB, well-formed). ``down()`` closes the
+nosite (a good answer without the TEST_SITE_* sites, as PanDA omits idle
+sites), notjson, pickle, huge (50 MB, well-formed). ``down()`` closes the
 listening socket; ``up()`` serves again on the same port.
 """
 

@@ -90,8 +90,9 @@ class Panda(WMSStatusPlugin):
     Returns {wmsqueue: WMSQueueInfo} with PanDA job states mapped to
     notready/ready/running/done/failed. Unknown (never zero): any failure of
     the request (timeout, not 200, not JSON, ``success`` not true, no ``data``
-    object, empty ``data``), and per queue a site missing from ``data`` or
-    from the queue information.
+    object, empty ``data``), and per queue a malformed site entry or a queue
+    missing from the queue information. A site missing from ``data`` has no
+    active jobs (PanDA omits those): zero, not unknown.
     """
 
     name = "Panda"
@@ -219,9 +220,6 @@ class Panda(WMSStatusPlugin):
                     result[wmsqueue] = Unknown(f"no status for {wmsqueue} in the queue information")
                     continue
                 status = value.strip().lower()
-            counts = data.get(wmsqueue)
-            if counts is None:
-                result[wmsqueue] = Unknown(f"no entry for {wmsqueue} in the job statistics")
-                continue
-            result[wmsqueue] = site_info(counts, status)
+            # PanDA lists only sites with active jobs: a good answer without the site means none
+            result[wmsqueue] = site_info(data.get(wmsqueue, {}), status)
         return result
