@@ -10,7 +10,9 @@ when there is no answer yet, when the last good answer is older than
 Failures are handled here, once, for every status plugin (WMS and batch):
 
 - every call has a hard deadline (``maxage``: an answer slower than that
-  could never be fresh), on top of the plugin's own timeouts;
+  could never be fresh), on top of the plugin's own timeouts; a call past
+  it is abandoned and the next one goes ahead, up to 3 abandoned calls
+  still running (then calls fail at once until one returns);
 - a failed call is retried from the poller thread (never from a queue's
   cycle) after 1, 2, 4, ... seconds, at most ``sleep``;
 - a circuit breaker per endpoint: after ``breakerfailures`` consecutive
@@ -42,6 +44,7 @@ BREAKER_OPEN = "open"  # cooling down: no calls until the cool-down ends
 BREAKER_HALF_OPEN = "half-open"  # one probe call decides
 
 DEFAULT_BREAKER_FAILURES = 3
+MAX_ABANDONED_CALLS = 3  # hung status calls left running per endpoint before calls stop
 RETRY_FIRST = 1.0  # first retry after a failure (seconds); doubles up to ``sleep``
 WAKE_MIN_GAP = 1.0  # wake-ups never make two queries closer than this (or ``sleep``)
 
@@ -57,7 +60,7 @@ class Unknown:
     """What a status plugin puts in its answer for a key it could not determine.
 
     The key is then unknown (never zero) and ``reason`` is shown in the cycle
-    message, e.g. ``Unknown("no entry for ANALY_X in the job statistics")``.
+    message, e.g. ``Unknown("no status for ANALY_X in the queue information")``.
     """
 
     reason: str
@@ -66,24 +69,32 @@ class Unknown:
 class TimedCaller:
     """Runs a call in a helper thread and gives up waiting after a deadline.
 
-    Python cannot kill a thread: a call that overran keeps running in the
-    background, and until it returns every new call fails at once instead of
-    piling up more stuck threads.
+    Python cannot kill a thread: a call that overran is abandoned and keeps
+    running in the background. Later calls still go ahead (a hung call must
+    never block recovery) until ``max_abandoned`` abandoned calls are still
+    running at once; then every new call fails at once instead of piling up
+    more stuck threads.
     """
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, max_abandoned: int = 1):
         self.name = name
-        self._stuck: threading.Thread | None = None
-        self._stuck_since = 0.0
+        self.max_abandoned = max(1, int(max_abandoned))
+        self._abandoned: list[tuple[threading.Thread, float]] = []  # (thread, started)
         self.in_call_since: float | None = None
 
+    @property
+    def abandoned(self) -> int:
+        """Abandoned calls still running."""
+        return sum(thread.is_alive() for thread, _ in list(self._abandoned))
+
     def __call__(self, fn: Callable[[], Any], timeout: float) -> Any:
-        if self._stuck is not None:
-            if self._stuck.is_alive():
-                raise TimeoutError(
-                    f"the call started {time.time() - self._stuck_since:.0f}s ago has still not returned"
-                )
-            self._stuck = None
+        self._abandoned = [(t, s) for t, s in self._abandoned if t.is_alive()]
+        if len(self._abandoned) >= self.max_abandoned:
+            oldest = time.time() - min(s for _, s in self._abandoned)
+            raise TimeoutError(
+                f"{len(self._abandoned)} call(s) abandoned after their deadline have still not returned"
+                f" (oldest started {oldest:.0f}s ago); not calling again until one returns"
+            )
         box: dict[str, Any] = {}
         done = threading.Event()
 
@@ -101,7 +112,7 @@ class TimedCaller:
         thread.start()
         try:
             if not done.wait(timeout):
-                self._stuck, self._stuck_since = thread, started
+                self._abandoned.append((thread, started))
                 raise TimeoutError(f"no answer within {timeout:g}s")
         finally:
             self.in_call_since = None
@@ -143,7 +154,7 @@ class StatusPoller:
         self.breaker = BREAKER_CLOSED
         self.breaker_until: float | None = None  # end of the cool-down while open
         self.breaker_opened = 0  # how many times it opened
-        self._caller = TimedCaller(f"{kind}:{endpoint}")
+        self._caller = TimedCaller(f"{kind}:{endpoint}", MAX_ABANDONED_CALLS)
         self._snapshot: Snapshot | None = None
         self._queues: set[str] = set()
         self._lock = threading.Lock()
@@ -330,6 +341,7 @@ class StatusPoller:
             "last_attempt": self.last_attempt,
             "last_duration": self.last_duration,
             "in_call_since": self._caller.in_call_since,
+            "abandoned_calls": self._caller.abandoned,
             "breaker": self.breaker,
             "breaker_until": self.breaker_until,
             "breaker_opened": self.breaker_opened,

@@ -194,3 +194,27 @@ def test_idle_site_absent_from_panda_gets_its_test_pilots(panda, start_factory):
     record = next(r for r in run.cycles("IDLEQ") if r.submitted)
     assert record.submitted == 2 and record.wms["ready"] == 0, record.message
     assert run.factory.queues["IDLEQ"].wms_poller.health()["consecutive_failures"] == 0
+
+
+@pytest.mark.parametrize("mode", ["drip", "dripheaders"])
+def test_trickling_panda_is_unknown_and_the_endpoint_recovers(mode, panda, start_factory):
+    # headers then one byte every 0.1 s (or one header line that never ends): no single read ever
+    # times out, yet the queue must be unknown with the reason, and good answers must be used again
+    # at once although the trickling connections are still open
+    run = start_factory(panda_queue("PANDAQ", panda.url, timeout=0.5))
+    wait_for(lambda: any(r.submitted > 0 for r in run.cycles("PANDAQ")), what="a first submission")
+    went_bad = time.time()
+    panda.mode = mode
+    wait_for(lambda: sum(r.wms is None for r in run.cycles("PANDAQ", went_bad)) >= 5,
+             what="five cycles with unknown WMS status")
+    reason = "not complete within the timeout of 0.5s" if mode == "drip" else "no answer within 1.5s"
+    wait_for(lambda: any(reason in r.message for r in run.cycles("PANDAQ", went_bad)),
+             what=f"the reason {reason!r}")
+    assert all(r.submitted == 0 for r in run.cycles("PANDAQ", went_bad) if r.wms is None)
+
+    came_back = time.time()
+    panda.mode = "good"  # the trickling connections go on dripping (panda.release is not set)
+    wait_for(lambda: any(r.submitted > 0 for r in run.cycles("PANDAQ", came_back)), timeout=15,
+             what="submissions resumed while the old answers still trickle")
+    health = run.factory.queues["PANDAQ"].wms_poller.health()
+    assert health["abandoned_calls"] <= 3  # hung calls are capped and reported
