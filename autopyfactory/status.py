@@ -10,7 +10,9 @@ when there is no answer yet, when the last good answer is older than
 Failures are handled here, once, for every status plugin (WMS and batch):
 
 - every call has a hard deadline (``maxage``: an answer slower than that
-  could never be fresh), on top of the plugin's own timeouts;
+  could never be fresh), on top of the plugin's own timeouts; a call past
+  it is abandoned and the next one goes ahead, up to 3 abandoned calls
+  still running (then calls fail at once until one returns);
 - a failed call is retried from the poller thread (never from a queue's
   cycle) after 1, 2, 4, ... seconds, at most ``sleep``;
 - a circuit breaker per endpoint: after ``breakerfailures`` consecutive
@@ -43,6 +45,7 @@ BREAKER_OPEN = "open"  # cooling down: no calls until the cool-down ends
 BREAKER_HALF_OPEN = "half-open"  # one probe call decides
 
 DEFAULT_BREAKER_FAILURES = 3
+MAX_ABANDONED_CALLS = 3  # hung status calls left running per endpoint before calls stop
 RETRY_FIRST = 1.0  # first retry after a failure (seconds); doubles up to ``sleep``
 WAKE_MIN_GAP = 1.0  # wake-ups never make two queries closer than this (or ``sleep``)
 
@@ -58,7 +61,7 @@ class Unknown:
     """What a status plugin puts in its answer for a key it could not determine.
 
     The key is then unknown (never zero) and ``reason`` is shown in the cycle
-    message, e.g. ``Unknown("no entry for ANALY_X in the job statistics")``.
+    message, e.g. ``Unknown("no status for ANALY_X in the queue information")``.
     """
 
     reason: str
@@ -97,7 +100,7 @@ class StatusPoller:
         self.breaker = BREAKER_CLOSED
         self.breaker_until: float | None = None  # end of the cool-down while open
         self.breaker_opened = 0  # how many times it opened
-        self._caller = TimedCaller(f"{kind}:{endpoint}")
+        self._caller = TimedCaller(f"{kind}:{endpoint}", MAX_ABANDONED_CALLS)
         self._snapshot: Snapshot | None = None
         self._queues: set[str] = set()
         self._lock = threading.Lock()
@@ -284,6 +287,7 @@ class StatusPoller:
             "last_attempt": self.last_attempt,
             "last_duration": self.last_duration,
             "in_call_since": self._caller.in_call_since,
+            "abandoned_calls": self._caller.abandoned,
             "breaker": self.breaker,
             "breaker_until": self.breaker_until,
             "breaker_opened": self.breaker_opened,
