@@ -30,7 +30,7 @@ run: install
 ## make test: install test dependencies, start the services the tests need, run pytest
 test: install
 	@for script in tests/services/*.sh; do [ -f "$$script" ] && bash "$$script"; done; true
-	$(BIN)/ruff check autopyfactory tests wrappers bench
+	$(BIN)/ruff check autopyfactory tests bench
 	$(BIN)/pytest -q
 
 ## make bench: the benchmarks (bench/) against real Slurm, a PanDA double and a stand-in squeue;
@@ -44,7 +44,7 @@ rpm: install
 	APF_RPM_PYTHON=$(abspath $(BIN)/python) rpm/build-rpm.sh
 
 lint: install
-	$(BIN)/ruff check autopyfactory tests wrappers bench
+	$(BIN)/ruff check autopyfactory tests bench
 
 clean:
 	rm -rf var build dist *.egg-info .pytest_cache

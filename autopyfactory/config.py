@@ -582,6 +582,9 @@ def _queue_section(
                 )
             else:
                 resolved.append(plugin.name)
+                if queue.values.get("enabled", True):
+                    for why in plugin.missing():
+                        reader.error(source, where(selector), selector, why)
         queue.values[selector] = resolved if isinstance(chosen, list) else (resolved[0] if resolved else chosen)
 
     # plugin keys: typed when known, defaults for the plugins this queue uses

@@ -27,6 +27,9 @@ from autopyfactory.interfaces import BatchStatusPlugin
 log = logging.getLogger(__name__)
 
 HISTORY_WINDOW = 3600.0
+# the HTCondor bindings are an extra: every Condor plugin names them
+CONDOR_REQUIRES = {"htcondor2": "install it with pip install 'autopyfactory[condor]' "
+                                "(RPM: python3-condor from the HTCondor repository)"}
 HISTORY_LIMIT = 100_000
 PROJECTION = [
     "ClusterId", "ProcId", "JobStatus", "APF_FACTORY", "APF_QUEUE", "MATCH_APF_QUEUE", "APF_WMSQUEUE",
@@ -139,6 +142,7 @@ class Condor(BatchStatusPlugin):
     """
 
     name = "Condor"
+    requires = CONDOR_REQUIRES
     keys = STATUS_KEYS
     endpoint_keys = ("scheddhost", "scheddport", "collectorhost", "collectorport")
     default_sleep = 60.0

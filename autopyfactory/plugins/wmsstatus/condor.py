@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from autopyfactory.config import Key
 from autopyfactory.info import WMSQueueInfo
 from autopyfactory.interfaces import WMSStatusPlugin
+from autopyfactory.plugins.batchstatus.condor import CONDOR_REQUIRES
 from autopyfactory.status import TimedCaller
 
 # HTCondor JobStatus -> WMSQueueInfo field. 1 idle, 2 running, 5 held (waits for
@@ -78,6 +79,7 @@ class Condor(WMSStatusPlugin):
     """
 
     name = "Condor"
+    requires = CONDOR_REQUIRES
     keys = {
         "pool": Key("str", "", help="collector host[:port] (default: local HTCondor configuration)"),
         "schedd": Key("str", "", help="one schedd name (default: all schedds of the pool)"),
