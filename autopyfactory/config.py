@@ -676,3 +676,15 @@ def _profile_file(
             if lower != selector and lower not in table:
                 reader.warn(path, _origin(parser, name, lower), lower, "unknown key, ignored" + _closest(lower, table))
     return profiles
+
+
+PLACEHOLDER = "CHANGEME"
+
+
+def placeholders(config: FactoryConfig) -> list[Problem]:
+    """Values still holding the shipped placeholder: the factory must not run with them."""
+    sections = [config.factory, *config.queues.values(), *config.auth.values(), *config.monitor.values()]
+    names = {key.lower(): key for key in (*FACTORY_KEYS, *QUEUE_KEYS)}
+    return [Problem(section.source, section.name, names.get(key, key),
+                    f"still the placeholder {value!r}: set it for this site")
+            for section in sections for key, value in section.raw.items() if PLACEHOLDER in value.upper()]

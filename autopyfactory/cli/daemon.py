@@ -29,7 +29,7 @@ import threading
 import time
 
 from autopyfactory import __version__
-from autopyfactory.config import ConfigError, FactoryConfig, load
+from autopyfactory.config import ConfigError, FactoryConfig, load, placeholders
 
 DEFAULT_CONF = "/etc/apf/factory.conf"
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
@@ -48,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--runas", default=None, metavar="USER",
                    help="drop privileges to USER (default: factoryUser when started as root)")
     p.add_argument("--log", default="stdout", metavar="PATH|stdout|syslog")
-    p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--loglevel", default="info", type=str.lower, choices=["debug", "info", "warning", "error"])
     p.add_argument("--pidfile", default=None, metavar="PATH")
     p.add_argument("--version", action="version", version=f"autopyfactory {__version__}")
     return p
@@ -393,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        return 2
+    for problem in placeholders(config)[:1]:
+        print(f"autopyfactory: refusing to start: {problem}", file=sys.stderr)
         return 2
     try:
         user = resolve_user(args, config)
