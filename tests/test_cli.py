@@ -64,3 +64,28 @@ def test_check_config_prints_canonical_keys_and_the_values_used(confdir):
     assert as_json["factory"]["persistence.dbpath"] == str(confdir.root / "apf.sqlite")
     assert as_json["queues"]["Q"]["enabled"] is True
     assert as_json["queues"]["Q"]["values"]["wmsstatus.local.spooldir"] == str(confdir.spool)
+
+
+def test_under_systemd_it_notifies_and_logs_for_the_journal(confdir, tmp_path):
+    import os
+    import socket
+
+    path = confdir.write(local_queue("Q", confdir.spool))
+    address = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(address)
+        listener.settimeout(60)
+        result = subprocess.run([*BIN, "autopyfactory.cli.daemon", "--conf", str(path), "--foreground",
+                                 "--cycles", "1"], capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "NOTIFY_SOCKET": address, "JOURNAL_STREAM": "8:1234"})
+        messages = []
+        listener.settimeout(0.5)
+        try:
+            while True:
+                messages.append(listener.recv(4096).decode())
+        except TimeoutError:
+            pass
+    assert result.returncode == 0, result.stderr
+    assert messages and messages[0].startswith("READY=1\n"), messages
+    assert result.stdout == ""  # to the journal (stderr), without a timestamp of our own
+    assert result.stderr.splitlines()[0].startswith("INFO [MainThread] autopyfactory.")
