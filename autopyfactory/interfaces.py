@@ -21,6 +21,7 @@ and ``schedplugin = Ready, Half`` in queues.conf.
 
 from __future__ import annotations
 
+import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -39,6 +40,14 @@ class Plugin:
     kind: ClassVar[str] = ""
     name: ClassVar[str] = ""
     keys: ClassVar[dict[str, Key]] = {}
+    # modules the plugin imports that are not core dependencies: {module: how to install it}
+    requires: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def missing(cls) -> list[str]:
+        """One sentence per module this plugin needs that cannot be imported here."""
+        return [f"the {cls.name} plugin needs the {module} module: {hint}"
+                for module, hint in cls.requires.items() if importlib.util.find_spec(module) is None]
 
     @classmethod
     def key_prefix(cls) -> str:
