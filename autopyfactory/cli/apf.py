@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from autopyfactory.cli import control, load_or_report, simulate
+from autopyfactory.cli import control, load_or_report, replay, simulate
 from autopyfactory.cli.daemon import DEFAULT_CONF
 from autopyfactory.config import FactoryConfig
 
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--conf", default=DEFAULT_CONF)
     check.set_defaults(func=check_config)
     simulate.add_parser(sub)
+    replay.add_parser(sub)
     control.add_parsers(sub, DEFAULT_CONF)
     return p
 

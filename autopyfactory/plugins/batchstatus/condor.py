@@ -198,6 +198,7 @@ class Condor(BatchStatusPlugin):
         wms_wanted = set(wms_of.values())
         counts = {q: {"pending": 0, "running": 0, "held": 0} for q in wanted}
         finished: dict[str, dict[str, FinishedPilot]] = {q: {} for q in wanted}
+        waits: dict[str, list[float]] = {q: [] for q in wanted}  # queue waits of pilots started in the last hour
         peers: dict[str, dict[str, dict[str, float]]] = {}
         for source, ad_list in (("queue", ads), ("history", history)):
             for ad in ad_list:
@@ -210,6 +211,9 @@ class Condor(BatchStatusPlugin):
                 if factory == fid:
                     if queue not in wanted:
                         continue
+                    start, qdate = _number(ad.get("JobStartDate")), _number(ad.get("QDate"))
+                    if start is not None and qdate is not None and now - HISTORY_WINDOW <= start <= now:
+                        waits[queue].append(max(0.0, start - qdate))  # what Backlog reads
                     if state in ("pending", "running"):
                         if source == "queue":
                             counts[queue][state] += 1
@@ -234,6 +238,7 @@ class Condor(BatchStatusPlugin):
                 done=sum(1 for p in ended if p.state == "done"),
                 fault=sum(1 for p in ended if p.state == "fault"),
                 finished=ended, peers={f: dict(v) for f, v in peers.get(wms_of[queue], {}).items()},
+                queue_waits=tuple(waits[queue]),
             )
         return answer
 

@@ -303,6 +303,7 @@ class Slurm(BatchStatusPlugin):
         counts = {q: {"pending": 0, "running": 0, "held": 0} for q in wanted}
         peers: dict[str, dict[str, dict[str, float]]] = {}  # wmsqueue -> factory -> counts
         seen: dict[str, dict[str, FinishedPilot]] = {q: {} for q in wanted}
+        waits: dict[str, list[float]] = {q: [] for q in wanted}  # queue waits of pilots started in the last hour
         times = _Times()
         for number, fields, tag in _tagged_lines(output):
             slurm_state = fields[3].split(" ", 1)[0]
@@ -317,6 +318,8 @@ class Slurm(BatchStatusPlugin):
                 count = _task_count(fields[2], number)
                 bucket = counts[tag[2]]
                 bucket[state] += count
+                if state == "running":
+                    _queue_wait(waits[tag[2]], times(fields[4]), times(fields[5]), now)
                 if state == "pending" and (fields[8] in HELD_REASONS or slurm_state in HELD_STATES):
                     bucket["held"] += count
                 continue
@@ -344,6 +347,7 @@ class Slurm(BatchStatusPlugin):
                     if state == "pending" and (line.reason in HELD_REASONS or line.state in HELD_STATES):
                         bucket["held"] += line.count
                 elif line.end is not None:
+                    _queue_wait(waits[line.queue], line.submit, line.start, now)
                     for jobid in line.ids:
                         seen[line.queue][jobid] = FinishedPilot(jobid, line.start, line.end, line.exitcode,
                                                                 state, factory)
@@ -366,5 +370,12 @@ class Slurm(BatchStatusPlugin):
             answer[queue] = BatchQueueInfo(
                 pending=c["pending"], running=c["running"], held=c["held"], done=done, fault=fault,
                 finished=finished, peers={f: dict(v) for f, v in peers.get(wms_of[queue], {}).items()},
+                queue_waits=tuple(waits[queue]),
             )
         return answer
+
+
+def _queue_wait(waits: list[float], submit: float | None, start: float | None, now: float) -> None:
+    """Add start - submit of a pilot that started in the last hour (what ``Backlog`` reads)."""
+    if submit is not None and start is not None and now - REMEMBER_FINISHED <= start <= now:
+        waits.append(max(0.0, start - submit))
