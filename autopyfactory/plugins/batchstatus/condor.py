@@ -223,6 +223,8 @@ class Condor(BatchStatusPlugin):
                 if factory == fid:
                     if queue not in wanted:
                         continue
+                    tally.waited(queue, _number(ad.get("QDate")), _number(ad.get("JobStartDate")), now,
+                                 HISTORY_WINDOW)
                     if state in LIVE_STATES:
                         if source == "queue":
                             tally.mine(queue, state, held=int(ad.get("JobStatus") or 0) == HELD)
