@@ -19,6 +19,7 @@ from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.queue import APFQueue, FactoryPilots
 from autopyfactory.records import CycleRecord
 from autopyfactory.status import StatusService
+from autopyfactory.timefmt import iso
 
 log = logging.getLogger(__name__)
 
@@ -305,11 +306,11 @@ class Factory:
     def summary(self) -> dict:
         last = max((r.started for q in self.queues.values() if (r := q.last_record)), default=None)
         return {
-            "factoryId": self.config.factory_id,
+            "factory_id": self.config.factory_id,
             "version": self.version,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
-            "last_cycle": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)) if last else None,
-            "queues": len(self.queues),
+            "started": iso(self.started),
+            "last_cycle": iso(last),
+            "queue_count": len(self.queues),
         }
 
 

@@ -92,9 +92,9 @@ def test_queue_json_matches_the_batch_system(running):
 
 def test_factory_json(running):
     data = get(running, "/api/v1/factory").json()
-    assert data["factoryId"] == "test-factory"
+    assert data["factory_id"] == "test-factory"
     assert data["version"] == running.factory.version
-    assert data["queues"] == 2
+    assert data["queue_count"] == 2
     assert data["admin"]["enabled"] is True
     kinds = {e["kind"] for e in data["endpoints"]}
     assert kinds == {"wmsstatus", "batchstatus"}

@@ -33,6 +33,7 @@ from urllib.parse import parse_qs
 
 from autopyfactory.config import ConfigError, FactoryConfig, load
 from autopyfactory.records import AdminAction
+from autopyfactory.timefmt import iso
 
 if TYPE_CHECKING:
     from autopyfactory.factory import Factory
@@ -100,10 +101,9 @@ def reload_factory(factory: Factory) -> tuple[int, dict[str, Any]]:
                 raise ConfigError(result)
             answer: dict[str, Any] = {"reloaded": True, "message": "configuration reloaded"}
             last = getattr(factory, "last_reload", None)
-            if isinstance(result, dict):
-                answer["changes"] = result
-            elif isinstance(last, dict):
-                answer["changes"] = last
+            changes = result if isinstance(result, dict) else last if isinstance(last, dict) else None
+            if changes is not None:
+                answer["changes"] = {**changes, "time": iso(changes.get("time"))}
             return 200, answer
         config = load(factory.config.path)
     except ConfigError as exc:

@@ -156,6 +156,7 @@ class Condor(BatchStatusPlugin):
     name = "Condor"
     keys = STATUS_KEYS
     endpoint_keys = ("scheddhost", "scheddport", "collectorhost", "collectorport")
+    name_keys = ("scheddhost", "scheddport", "collectorhost", "collectorport")
     default_sleep = 60.0
     default_maxage = 600.0
 
