@@ -140,7 +140,7 @@ def test_metrics_names_and_values(running):
     assert metric(text, "apf_queue_pilots", queue="BETA", state="pending") == 0
     assert metric(text, "apf_submitted_total", queue="ALPHA") == api["submitted_total"]
     assert metric(text, "apf_cycle_errors_total", queue="ALPHA") == 0
-    assert metric(text, "apf_cycle_duration_seconds", queue="ALPHA") >= 0
+    assert metric(text, "apf_cycle_duration_seconds_count", queue="ALPHA") >= api["cycle_count"] >= 2
     assert "# TYPE apf_credential_seconds_left gauge" in text
     assert metric(text, "apf_queue_paused", queue="ALPHA") == 0
 

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
 
 def web_service(factory: Factory) -> WebServer:
-    """The web server for ``factory``, with the pilot history its plots read."""
+    """The web server for ``factory``, with the pilot history its plots read and the cycle durations its metrics show."""
     from autopyfactory.web.history import PilotHistory
     from autopyfactory.web.server import WebServer
 
@@ -19,4 +19,6 @@ def web_service(factory: Factory) -> WebServer:
         history = PilotHistory()
         factory.pilot_history = history
         factory.listeners.append(history.cycle_done)
-    return WebServer(factory)
+    server = WebServer(factory)
+    factory.listeners.append(server.app.cycle_durations.cycle_done)
+    return server

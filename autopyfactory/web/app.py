@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, quote
 import jinja2
 
 from autopyfactory.health import LEVELS
-from autopyfactory.metrics import exposition, factory_registry
+from autopyfactory.metrics import CycleDurations, exposition, factory_registry
 from autopyfactory.timefmt import iso
 from autopyfactory.web import admin, api, logs
 from autopyfactory.web.history import pilot_history
@@ -120,7 +120,8 @@ class WebApp:
         self.allow_robots = bool(config.get("logserver.allowrobots", False))
         self.admin_api = admin.AdminAPI(factory, self.queue_view)
         self.token = self.admin_api.token
-        self.metrics = factory_registry(factory)
+        self.cycle_durations = CycleDurations()  # fed by a cycle listener (web_service)
+        self.metrics = factory_registry(factory, self.cycle_durations)
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("autopyfactory.web", "templates"),
             autoescape=jinja2.select_autoescape(["html"]),
@@ -193,7 +194,7 @@ class WebApp:
             return json_response(200, self.queue_view(queue, cycles=count))
         qconfig = self.factory.config.queues.get(name)
         if qconfig is not None:
-            return json_response(200, api.disabled_view(qconfig, self.factory.config, cycles=count))
+            return json_response(200, self.disabled_view(qconfig, cycles=count))
         return json_response(404, {"error": f"no queue {name!r}", "queues": sorted(self.factory.config.queues)})
 
     # ------------------------------------------------------------ views
@@ -212,12 +213,13 @@ class WebApp:
         view["logs"] = self.today_logs(queue.name)
         return view
 
+    def disabled_view(self, qconfig, cycles: int | None = None) -> dict:
+        return api.disabled_view(qconfig, self.factory.config, cycles) | {"logs": None}
+
     def queue_views(self) -> list[dict]:
         """Every queue of queues.conf by name: the running ones, and the disabled ones."""
-        config = self.factory.config
         views = [self.queue_view(q) for q in self.factory.queues.values()]
-        views += [dict(api.disabled_view(q, config), logs=None)
-                  for name, q in config.queues.items() if name not in self.factory.queues]
+        views += [self.disabled_view(q) for name, q in self.factory.config.queues.items() if name not in self.factory.queues]
         return sorted(views, key=lambda v: v["name"])
 
     def factory_view(self) -> dict:
