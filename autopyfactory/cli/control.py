@@ -19,6 +19,7 @@ import argparse
 import configparser
 import json
 import os
+import re
 import sys
 from collections import Counter
 from typing import Any
@@ -31,6 +32,7 @@ from autopyfactory.health import LEVELS, one_line
 
 TIMEOUT = (5.0, 60.0)  # connect, read (a reload may take a while)
 REASON_CHARS = 80  # health reasons and errors in the tables: one short line each
+URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.I)
 
 
 class ControlError(Exception):
@@ -160,9 +162,14 @@ def format_status(factory: dict, queues: list[dict]) -> str:
     endpoints = factory.get("endpoints") or []
     if endpoints:
         lines += ["", table(["ENDPOINT", "KIND", "STATE", "LAST ERROR"], [
-            [e["endpoint"], e["kind"], endpoint_state(e), one_line(e.get("last_error") or "", REASON_CHARS)]
+            [e["endpoint"], e["kind"], endpoint_state(e), error_line(e.get("last_error") or "")]
             for e in endpoints])]
     return "\n".join(lines)
+
+
+def error_line(error: str) -> str:
+    """An endpoint's error in one short line: URLs (the endpoint column names it) left out; --json has it all."""
+    return one_line(URL.sub("…", error), REASON_CHARS)
 
 
 def endpoint_state(endpoint: dict) -> str:
