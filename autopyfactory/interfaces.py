@@ -105,6 +105,8 @@ class StatusPlugin(Plugin, ABC):
     default_maxage: ClassVar[float] = 600.0
     # option names (without prefix) that identify the endpoint; the rest is per queue
     endpoint_keys: ClassVar[tuple[str, ...]] = ()
+    # the endpoint_keys that name it for people (URL, host, cluster), joined by ":"
+    name_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: dict[str, Any], context: FactoryContext):
         self.options = options
@@ -115,6 +117,12 @@ class StatusPlugin(Plugin, ABC):
         """A readable id of the endpoint; queues with the same id share one poller."""
         parts = [f"{k}={options.get(k)}" for k in cls.endpoint_keys if options.get(k)]
         return f"{cls.name}({', '.join(parts)})" if parts else cls.name
+
+    @classmethod
+    def endpoint_name(cls, options: dict[str, Any]) -> str:
+        """The endpoint as operators call it (page, API, metric label): ``local`` when nothing names it."""
+        parts = [str(options[k]) for k in cls.name_keys if options.get(k)]
+        return ":".join(parts) or "local"
 
     @abstractmethod
     def poll(self, queues: Collection[str]) -> dict[str, Any]: ...

@@ -80,10 +80,12 @@ class StatusPoller:
         breaker_failures: int = DEFAULT_BREAKER_FAILURES,
         breaker_cooldown: float | None = None,
         call_timeout: float | None = None,
+        name: str | None = None,
     ):
         self.kind = kind
         self.plugin = plugin
-        self.endpoint = endpoint
+        self.endpoint = endpoint  # identity: queues with the same one share this poller
+        self.name = name or endpoint  # what operators read (URL, host, cluster)
         self.sleep = sleep
         self.maxage = maxage
         self.breaker_failures = max(1, int(breaker_failures))
@@ -199,7 +201,7 @@ class StatusPoller:
         with self._answered:
             self._answered.notify_all()
         if self.failures:
-            log.info("%s status from %s is back after %d failure(s)", self.kind, self.endpoint, self.failures)
+            log.info("%s status from %s is back after %d failure(s)", self.kind, self.name, self.failures)
         self.failures = 0
         self.last_success = started
         self.breaker, self.breaker_until = BREAKER_CLOSED, None
@@ -215,10 +217,10 @@ class StatusPoller:
             self.breaker_until = time.time() + self.breaker_cooldown
             self.breaker_opened += 1
             log.warning("%s status from %s failed (%d in a row): %s; circuit breaker open, next try in %gs",
-                        self.kind, self.endpoint, self.failures, self.last_error, self.breaker_cooldown)
+                        self.kind, self.name, self.failures, self.last_error, self.breaker_cooldown)
         else:
             log.warning("%s status from %s failed (%d in a row): %s",
-                        self.kind, self.endpoint, self.failures, self.last_error)
+                        self.kind, self.name, self.failures, self.last_error)
 
     # -- reading
     @property
@@ -255,28 +257,32 @@ class StatusPoller:
         now = time.time() if now is None else now
         snapshot = self._snapshot
         if snapshot is None:
-            return None, None, f"no answer yet from {self.endpoint}{self._failing(now)}"
+            return None, None, f"no answer yet from {self.name}{self._failing(now)}"
         age = now - snapshot.taken
         if age > self.maxage:
             return None, snapshot.taken, (
-                f"answer from {self.endpoint} is {age:.0f}s old (maxage {self.maxage:g}s){self._failing(now)}"
+                f"answer from {self.name} is {age:.0f}s old (maxage {self.maxage:g}s){self._failing(now)}"
             )
         info = snapshot.data.get(key)
         if info is None:
-            return None, snapshot.taken, f"{self.endpoint} reports nothing for {key}"
+            return None, snapshot.taken, f"{self.name} reports nothing for {key}"
         if isinstance(info, Unknown):
-            return None, snapshot.taken, f"{self.endpoint}: {info.reason}"
+            return None, snapshot.taken, f"{self.name}: {info.reason}"
         return info, snapshot.taken, ""
 
     def health(self) -> dict[str, Any]:
-        """The endpoint's health for the status page and metrics (times are epoch seconds)."""
+        """The endpoint's health for the status page and metrics (times are epoch seconds).
+
+        ``endpoint`` is its readable name, ``id`` what tells it from others.
+        """
         now = time.time()
         snapshot = self._snapshot
         age = None if snapshot is None else now - snapshot.taken
         return {
             "kind": self.kind,
             "plugin": getattr(self.plugin, "name", type(self.plugin).__name__),
-            "endpoint": self.endpoint,
+            "endpoint": self.name,
+            "id": self.endpoint,
             "queues": sorted(self.queues),
             "calls": self.calls,
             "consecutive_failures": self.failures,
@@ -337,7 +343,8 @@ class StatusService:
                 plugin = plugin_cls(options, self.context)
                 sleep, maxage = self.context.config.status_timing(kind, plugin_cls)
                 failures, cooldown = self.breaker_settings(kind, plugin_cls)
-                poller = StatusPoller(kind, plugin, endpoint, sleep, maxage, failures, cooldown)
+                poller = StatusPoller(kind, plugin, endpoint, sleep, maxage, failures, cooldown,
+                                      name=self._unique_name(kind, plugin_cls.endpoint_name(options)))
                 self.pollers[(kind, endpoint)] = poller
                 if self._deferred is not None:
                     self._deferred.append(poller)
@@ -345,6 +352,15 @@ class StatusService:
                     poller.start()
         poller.add_queue(queue.wmsqueue if kind == "wmsstatus" else queue.name)
         return poller
+
+    def _unique_name(self, kind: str, name: str) -> str:
+        """``name``, or ``name #2``… when another endpoint of this kind has it (two proxies, one URL)."""
+        taken = {p.name for (k, _), p in self.pollers.items() if k == kind}
+        unique, n = name, 1
+        while unique in taken:
+            n += 1
+            unique = f"{name} #{n}"
+        return unique
 
     def breaker_settings(self, kind: str, plugin_cls: type) -> tuple[int, float | None]:
         """([Factory] <kind>.<plugin>.breakerfailures, .breakercooldown); None = twice ``sleep``."""

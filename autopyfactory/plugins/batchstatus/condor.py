@@ -162,6 +162,7 @@ class Condor(BatchStatusPlugin):
     requires = CONDOR_REQUIRES
     keys = STATUS_KEYS
     endpoint_keys = ("scheddhost", "scheddport", "collectorhost", "collectorport")
+    name_keys = ("scheddhost", "scheddport", "collectorhost", "collectorport")
     default_sleep = 60.0
     default_maxage = 600.0
 

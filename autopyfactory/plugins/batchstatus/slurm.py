@@ -269,6 +269,7 @@ class Slurm(BatchStatusPlugin):
         "timeout": Key("float", 60.0, min=1, help="seconds before squeue is given up"),
     }
     endpoint_keys = ("squeue", "slurmconf")
+    name_keys = ("slurmconf",)
     default_sleep = 60.0
     default_maxage = 600.0
     runner: commands.Runner = staticmethod(commands.run)

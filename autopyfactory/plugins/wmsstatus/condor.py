@@ -88,6 +88,7 @@ class Condor(WMSStatusPlugin):
         "timeout": Key("float", 60.0, min=0.1, help="seconds for each query"),
     }
     endpoint_keys = ("pool", "schedd", "queueattr", "constraint")
+    name_keys = ("pool", "schedd")
     default_sleep = 60.0
     default_maxage = 600.0
 

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Collection
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
@@ -148,6 +149,15 @@ class Panda(WMSStatusPlugin):
     endpoint_keys = ("url", "queueinfourl", "proxy", "tokenfile", "capath")
     default_sleep = 150.0
     default_maxage = 600.0
+
+    @classmethod
+    def endpoint_name(cls, options: dict[str, Any]) -> str:
+        """The PanDA URL, without any ``user:password@``."""
+        url = urlsplit(str(options.get("url") or ""))
+        if not url.hostname:
+            return url.geturl() or "local"
+        host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
+        return urlunsplit(url._replace(netloc=host + (f":{url.port}" if url.port else "")))
 
     def __init__(self, options: dict[str, Any], context):
         super().__init__(options, context)
