@@ -47,6 +47,16 @@ CONDOR_STATES: dict[int, str] = {
     7: "running",  # Suspended
 }
 HELD = 5
+REMOVED, TRANSFERRING_OUTPUT = 3, 6
+
+
+def leaving(ad) -> bool:
+    """A pilot in the queue on its way out: transferring its output, or removed after it started.
+
+    Such a pilot is counted as running (it still holds its slot) and shown apart as "exiting".
+    """
+    status = int(ad.get("JobStatus") or 0)
+    return status == TRANSFERRING_OUTPUT or (status == REMOVED and bool(ad.get("JobStartDate")))
 
 STATUS_KEYS = {
     "scheddhost": Key("str", "", help="schedd host (default: the local schedd, or the collector's)"),
@@ -148,7 +158,8 @@ class Condor(BatchStatusPlugin):
     bindings call). Interval: ``[Factory] batchstatus.condor.sleep``.
 
     Returns {queue: BatchQueueInfo}: pending (held included and shown apart),
-    running, done/fault of the last hour (queue + history), ``finished``
+    running (pilots transferring output or removed after they started
+    included, and shown apart as exiting), done/fault of the last hour (queue + history), ``finished``
     pilots for Throttle, and ``peers`` (other factories' pilots of the same
     WMS queue). A failed or timed out call raises (status unknown).
     """
@@ -210,13 +221,13 @@ class Condor(BatchStatusPlugin):
         fid = self.context.factory_id
         wanted = set(queues)
         wms_wanted = set(wms_of.values())
-        counts = {q: {"pending": 0, "running": 0, "held": 0} for q in wanted}
+        counts = {q: {"pending": 0, "running": 0, "held": 0, "exiting": 0} for q in wanted}
         finished: dict[str, dict[str, FinishedPilot]] = {q: {} for q in wanted}
         peers: dict[str, dict[str, dict[str, float]]] = {}
         for source, ad_list in (("queue", ads), ("history", history)):
             for ad in ad_list:
                 factory, queue, wmsqueue = pilot_identity(ad)
-                state = pilot_state(ad)
+                state = "running" if source == "queue" and leaving(ad) else pilot_state(ad)
                 if state == "unknown":
                     log.warning("HTCondor JobStatus %r not in the state table; counted as pending",
                                 ad.get("JobStatus"))
@@ -229,6 +240,8 @@ class Condor(BatchStatusPlugin):
                             counts[queue][state] += 1
                             if int(ad.get("JobStatus") or 0) == HELD:
                                 counts[queue]["held"] += 1
+                            if leaving(ad):
+                                counts[queue]["exiting"] += 1
                         continue
                     pilot = finished_pilot(ad, fid)
                     if now - pilot.end <= HISTORY_WINDOW:
@@ -244,7 +257,7 @@ class Condor(BatchStatusPlugin):
             ended = tuple(sorted(finished[queue].values(), key=lambda p: -p.end))
             c = counts[queue]
             answer[queue] = BatchQueueInfo(
-                pending=c["pending"], running=c["running"], held=c["held"],
+                pending=c["pending"], running=c["running"], held=c["held"], exiting=c["exiting"],
                 done=sum(1 for p in ended if p.state == "done"),
                 fault=sum(1 for p in ended if p.state == "fault"),
                 finished=ended, peers={f: dict(v) for f, v in peers.get(wms_of[queue], {}).items()},

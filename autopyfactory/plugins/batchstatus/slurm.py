@@ -66,6 +66,8 @@ SLURM_STATES: dict[str, str] = {
 }
 HELD_STATES = frozenset({"REQUEUE_HOLD", "RESV_DEL_HOLD"})
 HELD_REASONS = frozenset({"JobHeldUser", "JobHeldAdmin"})
+# running pilots on their way out: counted as running and shown apart as "exiting"
+EXITING_STATES = frozenset({"COMPLETING", "STAGE_OUT"})
 
 
 def pilot_tag(factory: str, wmsqueue: str, queue: str) -> str:
@@ -254,7 +256,8 @@ class Slurm(BatchStatusPlugin):
     ``batchstatus.slurm.timeout`` (60 s). Interval: ``[Factory] batchstatus.slurm.sleep``.
 
     Returns {queue: BatchQueueInfo} for every queue asked: pending (held
-    included and shown apart), running, done and fault over the last hour
+    included and shown apart), running (COMPLETING and STAGE_OUT included and
+    shown apart as exiting), done and fault over the last hour
     (pilots squeue has forgotten are remembered here), ``finished`` pilots
     with start/end/exit code for Throttle, and ``peers``: other factories'
     pilots of the same WMS queue, {factoryId: {pending, running, submitted_last}}.
@@ -300,7 +303,7 @@ class Slurm(BatchStatusPlugin):
         wanted = set(queues)
         wms_of = {q: self._wmsqueue(q) for q in wanted}
         wms_wanted = set(wms_of.values())
-        counts = {q: {"pending": 0, "running": 0, "held": 0} for q in wanted}
+        counts = {q: {"pending": 0, "running": 0, "held": 0, "exiting": 0} for q in wanted}
         peers: dict[str, dict[str, dict[str, float]]] = {}  # wmsqueue -> factory -> counts
         seen: dict[str, dict[str, FinishedPilot]] = {q: {} for q in wanted}
         times = _Times()
@@ -319,6 +322,8 @@ class Slurm(BatchStatusPlugin):
                 bucket[state] += count
                 if state == "pending" and (fields[8] in HELD_REASONS or slurm_state in HELD_STATES):
                     bucket["held"] += count
+                if slurm_state in EXITING_STATES:
+                    bucket["exiting"] += count
                 continue
             if tag[0] == factory and state is not None and fields[2].isdigit():
                 # a finished pilot seen in an earlier poll: an end does not change, nothing to parse again
@@ -343,6 +348,8 @@ class Slurm(BatchStatusPlugin):
                     bucket[state] += line.count
                     if state == "pending" and (line.reason in HELD_REASONS or line.state in HELD_STATES):
                         bucket["held"] += line.count
+                    if line.state in EXITING_STATES:
+                        bucket["exiting"] += line.count
                 elif line.end is not None:
                     for jobid in line.ids:
                         seen[line.queue][jobid] = FinishedPilot(jobid, line.start, line.end, line.exitcode,
@@ -364,7 +371,8 @@ class Slurm(BatchStatusPlugin):
             fault = sum(1 for p in finished if p.state == "fault")
             c = counts[queue]
             answer[queue] = BatchQueueInfo(
-                pending=c["pending"], running=c["running"], held=c["held"], done=done, fault=fault,
+                pending=c["pending"], running=c["running"], held=c["held"], exiting=c["exiting"],
+                done=done, fault=fault,
                 finished=finished, peers={f: dict(v) for f, v in peers.get(wms_of[queue], {}).items()},
             )
         return answer
