@@ -501,3 +501,12 @@ def test_status_page_puts_problems_first(running):
         running.factory.queues["BETA"].fault_backoff = None
     rows = re.findall(r'data-queue="(\w+)" data-health="(\w+)"', get(running, "/").text)
     assert [name for name, _ in rows] == ["ALPHA", "BETA"]  # all well: by name
+
+
+def test_queue_page_config_hides_secrets():
+    from autopyfactory.web.app import shown_config
+
+    shown = dict(shown_config({"batchsubmit.condorce.proxy": "atlas", "executable": "/bin/pilot",
+                               "executable.arguments": "--url https://u:hunter2@example.org", "schedplugin": ["Ready"]}))
+    assert shown["executable"] == "/bin/pilot" and shown["schedplugin"] == "Ready"
+    assert "hunter2" not in shown["executable.arguments"]
