@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from autopyfactory.paths import name_problem, system_directory
+
 if TYPE_CHECKING:
     from autopyfactory.plugins.registry import PluginRegistry
 
@@ -430,7 +432,12 @@ def load(path: str, registry: PluginRegistry | None = None) -> FactoryConfig:
             if name in queues:
                 reader.error(source, name, "", f"queue defined twice (also in {queues[name].source})")
                 continue
+            if name_problem(name):
+                reader.error(source, name, "", f"queue name {name_problem(name)}")
+                continue
             queues[name] = _queue_section(reader, registry, qparser, source, name)
+            if name_problem(queues[name].wmsqueue):
+                reader.error(source, name, "wmsqueue", name_problem(queues[name].wmsqueue))
 
     auth = _profile_file(reader, registry, factory.get("authConf"), "auth", "plugin")
     monitor = _profile_file(reader, registry, factory.get("monitorConf"), "monitor", "monitorplugin")
@@ -491,6 +498,11 @@ def _factory_section(reader: _Reader, parser: configparser.ConfigParser, path: s
                 section.values[lower] = value
             continue
         reader.warn(path, FACTORY_SECTION, lower, "unknown key, ignored" + _closest(lower, known))
+    system = system_directory(section.values.get("baselogdir") or "/")
+    if system:
+        reader.error(path, FACTORY_SECTION, "baseLogDir", f"a system directory ({system}): the web server "
+                     f"would serve it and the cleaner would delete in it (expected a directory of the factory's "
+                     f"own, e.g. /var/log/apf, got {section.values.get('baselogdir')!r})")
     return section
 
 

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from autopyfactory.config import FactoryConfig, QueueConfig
 from autopyfactory.info import CredentialStatus
+from autopyfactory.paths import confined
 
 # The context names what it holds by what it is used for (protocols), not by the
 # classes that hold it: those classes are made with a context, so importing them
@@ -71,11 +72,12 @@ class FactoryContext:
             if callable(close):
                 close()
 
-    def logdir(self, queue: str, when: float | None = None) -> str:
-        """``<baseLogDir>/<YYYY-MM-DD>/<queue>/``, created if missing."""
+    def logdir(self, queue: str, when: float | None = None, create: bool = True) -> str:
+        """``<baseLogDir>/<YYYY-MM-DD>/<queue>/``, created if missing; PathEscape if it would leave baseLogDir."""
         day = time.strftime("%Y-%m-%d", time.gmtime(when or time.time()))
-        path = os.path.join(self.config.get("baseLogDir"), day, queue)
-        os.makedirs(path, exist_ok=True)
+        path = confined(self.config.get("baseLogDir"), day, queue)
+        if create:
+            os.makedirs(path, exist_ok=True)
         return path
 
     def logurl(self, path: str) -> str:

@@ -32,6 +32,7 @@ import jinja2
 
 from autopyfactory.health import LEVELS, one_line
 from autopyfactory.metrics import CycleDurations, exposition, factory_registry
+from autopyfactory.paths import PathEscape, confined
 from autopyfactory.timefmt import duration, iso
 from autopyfactory.web import admin, api, logs
 from autopyfactory.web.history import PilotHistory
@@ -214,7 +215,11 @@ class WebApp:
     def today_logs(self, queue: str) -> str | None:
         """URL path of today's log directory of ``queue``, if there is one."""
         day = time.strftime("%Y-%m-%d", time.gmtime())
-        if os.path.isdir(os.path.join(self.factory.config.get("baseLogDir"), day, queue)):
+        try:
+            path = confined(self.factory.config.get("baseLogDir"), day, queue)
+        except PathEscape:
+            return None
+        if os.path.isdir(path):
             return f"/logs/{day}/{quote(queue)}/"
         return None
 

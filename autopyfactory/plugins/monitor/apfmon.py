@@ -96,8 +96,7 @@ class APFMon(MonitorPlugin):
             self._register()
         factory = self.context.factory_id
         if record.ids:
-            logdir = os.path.join(self.context.config.get("baseLogDir"),
-                                  time.strftime("%Y-%m-%d", time.gmtime(record.started)), queue.name)
+            logdir = self.context.logdir(queue.name, record.started, create=False)
             jobs = [
                 {"cid": cid, "label": queue.name, "factory": factory,
                  **{kind: self.context.logurl(os.path.join(logdir, f"{cid}.{kind}")) for kind in ("out", "err", "log")}}

@@ -9,6 +9,7 @@ from typing import Any
 from autopyfactory.config import FactoryConfig, Key
 from autopyfactory.info import WMSQueueInfo
 from autopyfactory.interfaces import WMSStatusPlugin
+from autopyfactory.paths import PathEscape, confined
 from autopyfactory.status import Unknown
 
 
@@ -57,17 +58,21 @@ class Local(WMSStatusPlugin):
         result: dict[str, WMSQueueInfo | Unknown] = {}
         errors = []
         for wmsqueue in queues:
-            directory = os.path.join(root, wmsqueue)
             try:
+                directory = confined(root, wmsqueue)
                 os.makedirs(directory, exist_ok=True)
                 result[wmsqueue] = WMSQueueInfo(
                     ready=count_items(directory, missing_ok=False),
                     running=count_items(os.path.join(directory, "claimed")),
                     done=count_items(os.path.join(directory, "done")),
                 )
+            except PathEscape as exc:
+                reason = f"wmsqueue {exc}"
+                result[wmsqueue] = Unknown(reason)
+                errors.append(reason)
             except OSError as exc:
                 # an unreadable spool is unknown, never zero
-                reason = f"cannot read spool directory {exc.filename or directory}: {exc.strerror or exc}"
+                reason = f"cannot read spool directory {exc.filename or wmsqueue}: {exc.strerror or exc}"
                 result[wmsqueue] = Unknown(reason)
                 errors.append(reason)
         if queues and len(errors) == len(queues):
