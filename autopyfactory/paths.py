@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 
@@ -18,6 +19,18 @@ def wrapper_dir() -> str:
 
 def default_executable() -> str:
     return os.path.join(wrapper_dir(), "apf-wrapper.sh")
+
+
+def wrapper_stage() -> list[str]:
+    """What the shell wrapper needs beside it on a worker node: the python stage and the built-in pilot plugins.
+
+    Plain files only (every HTCondor grid type transfers files; not all
+    transfer directories): they land flat in the pilot's starting directory,
+    and ``APF_WRAPPER_PLUGIN_FILES`` names the plugins among them.
+    """
+    directory = wrapper_dir()
+    return [os.path.join(directory, "apf_wrapper.py"),
+            *sorted(glob.glob(os.path.join(directory, "plugins", "[!_]*.py")))]
 
 
 class PathEscape(ValueError):

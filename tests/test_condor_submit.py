@@ -7,6 +7,10 @@ htcondor2.Schedd is tests/condordouble.py, at the network boundary.
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import subprocess
 import textwrap
 import threading
 
@@ -18,6 +22,7 @@ from autopyfactory.commands import CallTimeout
 from autopyfactory.config import ConfigError
 from autopyfactory.context import FactoryContext
 from autopyfactory.credentials import CredentialService
+from autopyfactory.paths import WRAPPERS, wrapper_stage
 from autopyfactory.plugins.batchsubmit.condor import CondorBase
 from autopyfactory.plugins.registry import PluginRegistry
 from tests.condordouble import CondorPool, ScheddDouble, job_ad
@@ -86,7 +91,7 @@ def test_condorlocal_description(confdir: ConfDir):
     assert attr(sub, "APF_OUTURL").endswith("/x/7.3.out") and attr(sub, "APF_LOGURL").endswith("/x/7.log")
     env = sub.expand("environment")
     for expected in ("PANDA_JSID=test-factory", "APFFID=test-factory", "APFCID=$(Cluster).$(Process)",
-                     "FACTORYQUEUE=Q1", "APF_WRAPPER_DIR="):
+                     "FACTORYQUEUE=Q1", "APF_WRAPPER_PLUGIN_FILES=exec.py:local.py"):
         assert expected in sub["environment"] or expected in env
     assert "GTAG=" in env and ".out" in env
     # config values are not expanded as macros: $HOME stays literal
@@ -334,7 +339,7 @@ def test_token_profile_reaches_pilots_as_a_bearer_token(confdir: ConfDir, tmp_pa
     env = sub.expand("environment")
     assert "x509userproxy" not in sub and "X509_USER_PROXY" not in env
     assert "BEARER_TOKEN_FILE=pilot.token" in env  # the sandbox copy, in the pilot's starting directory
-    assert [f.strip() for f in sub["transfer_input_files"].split(",")] == [token]
+    assert [f.strip() for f in sub["transfer_input_files"].split(",")] == [*wrapper_stage(), token]
     assert (sub.get("scitokens_file") == token) is authenticates
     assert ("scitokens_file" in sub) is authenticates
 
@@ -353,7 +358,8 @@ def test_x509_profile_reaches_pilots_as_a_proxy_and_ssh_never(confdir: ConfDir, 
     ssh = parsed(build(confdir, "CondorSSH", auth=auth, **{"batchsubmit.condorssh.user": "apf",
                                                            "batchsubmit.condorssh.host": "login.example.org",
                                                            "batchsubmit.condorssh.proxy": "login"}), confdir)
-    assert not {"x509userproxy", "scitokens_file", "transfer_input_files"} & set(ssh)
+    assert not {"x509userproxy", "scitokens_file"} & set(ssh)
+    assert [f.strip() for f in ssh["transfer_input_files"].split(",")] == wrapper_stage()
     assert str(key) not in str(ssh)
 
 
@@ -363,4 +369,44 @@ def test_operator_transfer_input_files_keep_the_token(confdir: ConfDir, tmp_path
                                                     "token.minlife = 0\n",
                        **{"batchsubmit.condorlocal.proxy": "tok",
                           "batchsubmit.condorlocal.condor_attributes.transfer_input_files": "/data/a.tgz"}), confdir)
-    assert [f.strip() for f in sub["transfer_input_files"].split(",")] == ["/data/a.tgz", token]
+    assert [f.strip() for f in sub["transfer_input_files"].split(",")] == ["/data/a.tgz", *wrapper_stage(), token]
+
+
+def job_environment(text: str) -> dict[str, str]:
+    """The new-syntax ``environment`` value ("A=1 B='two words'") as the starter sets it."""
+    return dict(word.split("=", 1) for word in shlex.split(text.strip().strip('"')))
+
+
+@pytest.mark.parametrize("plugin, flavour", FLAVOURS, ids=[f for f, _ in FLAVOURS])
+def test_pilot_runs_from_only_the_files_sent_with_it(confdir: ConfDir, tmp_path, monkeypatch, plugin, flavour):
+    """A worker node has none of the factory's files: the pilot runs from what the description transfers."""
+    factory_copy = tmp_path / "factory-wrappers"  # the wrappers as this factory host has them
+    shutil.copytree(WRAPPERS, factory_copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setenv("APF_WRAPPER_DIR", str(factory_copy))
+    prefix = f"batchsubmit.{plugin.lower()}."
+    submitter = build(confdir, plugin, **{prefix + k: v.replace("$", "") for k, v in flavour.items()},
+                      **{"executable.arguments": "--wrappervo=ATLAS --wrapperplugin=exec -- sh -c 'echo PAYLOAD-RAN in $PWD'",
+                         prefix + "condor_attributes.transfer_input_files": str(tmp_path / "site-extra.txt")})
+    (tmp_path / "site-extra.txt").write_text("a site's own input\n")
+    logdir = submitter.context.logdir(submitter.queue.name)
+    sub = htcondor2.Submit(str(submitter.submit_object(logdir)))  # what the schedd's client reads
+    job = htcondor2.Submit({**dict(sub), "Cluster": "7", "Process": "3"})
+    executable = job.expand("executable")
+    sent = [path.strip() for path in job.expand("transfer_input_files").split(",")]
+    env = job_environment(job.expand("environment"))
+    argv = shlex.split(job.expand("arguments").strip('"'))
+    assert str(tmp_path / "site-extra.txt") in sent
+
+    worker = tmp_path / "worker-scratch"  # the pilot's starting directory: only what HTCondor puts there
+    worker.mkdir()
+    for path in sent:
+        assert os.path.isfile(path), f"{path} is not a plain file (not every grid type transfers directories)"
+        shutil.copy(path, worker / os.path.basename(path))
+    shutil.copy(executable, worker / "condor_exec.exe")
+    shutil.rmtree(factory_copy)  # nothing of the factory host is left to find
+    result = subprocess.run(["./condor_exec.exe", *argv], cwd=worker, capture_output=True, text=True, timeout=60,
+                            env={**env, "PATH": "/usr/bin:/bin", "HOME": str(worker)})
+    assert result.stdout.splitlines()[-1] == "APF-WRAPPER-END status=ok exit=0", result.stdout + result.stderr
+    assert f"PAYLOAD-RAN in {worker}" in result.stdout
+    assert f"APF-WRAPPER-PLUGIN name=exec file={worker}/exec.py" in result.stdout
+    assert "Traceback" not in result.stderr and "not usable" not in result.stderr

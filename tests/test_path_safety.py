@@ -43,7 +43,7 @@ def test_unsafe_wmsqueue_is_refused_with_its_key(confdir, wmsqueue):
     path = confdir.write(local_queue("GOOD", confdir.spool, wmsqueue=wmsqueue))
     result = check_config(path)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert f"[GOOD] wmsqueue: not a safe name (expected letters, digits" in result.stdout
+    assert "[GOOD] wmsqueue: not a safe name (expected letters, digits" in result.stdout
     assert f"got {wmsqueue!r}" in result.stdout
 
 

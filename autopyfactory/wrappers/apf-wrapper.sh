@@ -9,13 +9,21 @@
 # --wrapperloglevel --wrappermode). Pilot plugins are drop-in files:
 # <this dir>/plugins/*.py and the directories in $APF_WRAPPER_PLUGINS.
 # Batch systems that copy the job script (Slurm) lose our directory, so the
-# submit plugin exports APF_WRAPPER_DIR.
+# submit plugin exports APF_WRAPPER_DIR. HTCondor pilots (grid ones included)
+# get the python stage and the built-in plugins sent along into their starting
+# directory, which is where we look when neither place has the stage.
 #
 # Exit codes: 0 pilot ended well; 64 no usable python3; 65 python stage
 # missing; others from the python stage (see apf_wrapper.py).
 # The last line of the .out file is always "APF-WRAPPER-END status=... exit=...".
 
-dir=${APF_WRAPPER_DIR:-$(cd "$(dirname "$0")" && pwd)}
+dir=""
+for candidate in "${APF_WRAPPER_DIR:-}" "$(cd "$(dirname "$0")" && pwd)" "$(pwd)"; do
+    if [ -n "$candidate" ] && [ -f "$candidate/apf_wrapper.py" ]; then
+        dir=$candidate
+        break
+    fi
+done
 echo "APF-WRAPPER-START host=$(hostname 2>/dev/null || uname -n) date=$(date -u +%Y-%m-%dT%H:%M:%SZ) queue=${FACTORYQUEUE:-} cid=${APFCID:-}"
 
 PY=""
@@ -31,8 +39,8 @@ if [ -z "$PY" ]; then
     echo "APF-WRAPPER-END status=nopython exit=64"
     exit 64
 fi
-if [ ! -f "$dir/apf_wrapper.py" ]; then
-    echo "APF-WRAPPER-END status=nostage exit=65 (no $dir/apf_wrapper.py)"
+if [ -z "$dir" ]; then
+    echo "APF-WRAPPER-END status=nostage exit=65 (no apf_wrapper.py in ${APF_WRAPPER_DIR:-\$APF_WRAPPER_DIR unset}, $(dirname "$0") or $(pwd))"
     exit 65
 fi
 

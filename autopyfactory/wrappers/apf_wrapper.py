@@ -10,7 +10,9 @@ are handed to the plugin (the ``exec`` plugin runs them).
 
 Pilot plugins are drop-in files: ``<wrapper dir>/plugins/*.py`` and every
 ``*.py`` in the directories of ``$APF_WRAPPER_PLUGINS`` (colon separated,
-searched first, so a site can override a built-in). A plugin module has::
+searched first, so a site can override a built-in); a pilot sent with its
+plugins as loose files (HTCondor) finds them beside this file, named by
+``$APF_WRAPPER_PLUGIN_FILES`` (colon separated). A plugin module has::
 
     NAME = "myvo"                 # what --wrapperplugin names
     VOS = ("myvo",)               # optional: chosen for these --wrappervo when no --wrapperplugin
@@ -114,33 +116,40 @@ class Context:
         timer.start()
 
 
-def plugin_dirs():
+def plugin_files():
+    """Every plugin file, in search order: $APF_WRAPPER_PLUGINS, <here>/plugins, then the files named by
+    $APF_WRAPPER_PLUGIN_FILES beside this one (the built-in plugins sent along with a grid pilot)."""
     here = os.path.dirname(os.path.abspath(__file__))
     dirs = [d for d in os.environ.get("APF_WRAPPER_PLUGINS", "").split(":") if d]
     dirs.append(os.path.join(here, "plugins"))
-    return dirs
+    files = []
+    for directory in dirs:
+        files.extend(p for p in sorted(glob.glob(os.path.join(directory, "*.py")))
+                     if not os.path.basename(p).startswith("_"))
+    for name in os.environ.get("APF_WRAPPER_PLUGIN_FILES", "").split(":"):
+        path = os.path.join(here, os.path.basename(name))
+        if name.endswith(".py") and os.path.isfile(path) and path != os.path.abspath(__file__):
+            files.append(path)
+    return files
 
 
 def load_plugins():
-    """{name: module} of every plugin file; the first directory wins. Broken files are reported, not fatal."""
+    """{name: module} of every plugin file; the first one found wins. Broken files are reported, not fatal."""
     plugins, broken = {}, {}
-    for directory in plugin_dirs():
-        for path in sorted(glob.glob(os.path.join(directory, "*.py"))):
-            if os.path.basename(path).startswith("_"):
-                continue
-            stem = os.path.splitext(os.path.basename(path))[0]
-            module_name = f"apf_wrapper_plugin_{len(plugins) + len(broken)}_{stem}"
-            try:
-                spec = importlib.util.spec_from_file_location(module_name, path)
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
-                name = str(module.NAME).lower()
-                if not callable(getattr(module, "run", None)):
-                    raise AttributeError("no run(ctx) function")
-            except Exception as exc:
-                broken[path] = f"{type(exc).__name__}: {exc}"
-                continue
-            plugins.setdefault(name, module)
+    for path in plugin_files():
+        stem = os.path.splitext(os.path.basename(path))[0]
+        module_name = f"apf_wrapper_plugin_{len(plugins) + len(broken)}_{stem}"
+        try:
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            name = str(module.NAME).lower()
+            if not callable(getattr(module, "run", None)):
+                raise AttributeError("no run(ctx) function")
+        except Exception as exc:
+            broken[path] = f"{type(exc).__name__}: {exc}"
+            continue
+        plugins.setdefault(name, module)
     return plugins, broken
 
 

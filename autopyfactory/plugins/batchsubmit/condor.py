@@ -15,7 +15,7 @@ from typing import Any
 from autopyfactory import commands
 from autopyfactory.config import Key, split_list
 from autopyfactory.interfaces import BatchSubmitPlugin, SubmitResult
-from autopyfactory.paths import default_executable, wrapper_dir
+from autopyfactory.paths import default_executable, wrapper_stage
 from autopyfactory.plugins.batchstatus.condor import (
     CONDOR_REQUIRES,
     STATUS_KEYS,
@@ -138,8 +138,6 @@ class CondorBase(BatchSubmitPlugin):
         kind, path = credential
         if kind == "x509":
             return {"x509userproxy": path}, {}
-        if "," in path:
-            raise SubmitDescriptionError(f"token file {path!r} has a comma (transfer_input_files is a comma list)")
         commands_ = {"transfer_input_files": path}
         if self.token_authenticates:
             commands_["scitokens_file"] = path
@@ -174,7 +172,8 @@ class CondorBase(BatchSubmitPlugin):
         env = self.context.pilot_environment(queue, PILOT, os.path.join(logdir, f"{PILOT}.out"))
         env["GTAG"] = f"{url}/{PILOT}.out"
         env["APFCID"] = PILOT
-        env["APF_WRAPPER_DIR"] = wrapper_dir()
+        stage = wrapper_stage()  # travels with the pilot: a worker node has none of this host's files
+        env["APF_WRAPPER_PLUGIN_FILES"] = ":".join(os.path.basename(path) for path in stage[1:])
         env.update(credential_env)
         env.update(parse_environ(self.options.get("environ") or ""))
         arguments = shlex.split(queue.values.get("executable.arguments") or "")
@@ -201,10 +200,14 @@ class CondorBase(BatchSubmitPlugin):
         resource = self.grid_resource()
         if resource:
             desc["grid_resource"] = resource
-        desc.update(credential)
         extra = self.extra_commands()
-        if "transfer_input_files" in extra and "transfer_input_files" in desc:
-            extra["transfer_input_files"] += f", {desc['transfer_input_files']}"
+        transfer = [*split_list(extra.pop("transfer_input_files", "")), *stage,
+                    *split_list(credential.pop("transfer_input_files", ""))]
+        for path in transfer:
+            if "," in path:
+                raise SubmitDescriptionError(f"file {path!r} has a comma (transfer_input_files is a comma list)")
+        desc["transfer_input_files"] = ", ".join(transfer)
+        desc.update(credential)
         desc.update(extra)
         return {name: submit_value(name, value) for name, value in desc.items()}
 
