@@ -355,10 +355,18 @@ class _Reader:
 
     def parse_file(self, path: str) -> configparser.ConfigParser | None:
         try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
+            with open(path, "rb") as handle:
+                data = handle.read()
         except OSError as exc:
             self.error(path, "", "", f"cannot read: {exc.strerror or exc}")
+            return None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+            self.error(path, "", "", f"not UTF-8 text: byte {exc.start} (line {line}, column {column}) "
+                       f"is {data[exc.start]:#04x} (expected a UTF-8 text file)")
             return None
         return self.parse_text(text, path)
 

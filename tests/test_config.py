@@ -224,3 +224,16 @@ def test_shipped_configs_are_valid():
     result = run_apf("check-config", "--conf", "etc/demo/factory.conf")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[DEMO]" in result.stdout
+
+
+def test_invalid_utf8_names_the_file_and_the_byte(confdir):
+    path = confdir.write(local_queue("Q", confdir.spool))
+    queues = confdir.root / "queues.conf"
+    queues.write_bytes(queues.read_bytes().replace(b"apfqueue.sleep", b"# caf\xe9 \xff\napfqueue.sleep", 1))
+    offset = queues.read_bytes().index(b"\xe9")
+    result = run_apf("check-config", "--conf", str(path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    line = queues.read_bytes()[:offset].count(b"\n") + 1
+    assert result.stdout.strip() == (f"{queues}: not UTF-8 text: byte {offset} (line {line}, column 6) is 0xe9 "
+                                     "(expected a UTF-8 text file)")

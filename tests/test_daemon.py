@@ -100,7 +100,7 @@ def test_stale_pidfile_is_taken_over(daemon, confdir):
     result = daemon.run()
     assert result.returncode == 0, result.stderr
     assert daemon.pid != dead.pid and alive(daemon.pid)
-    assert daemon.logged(f"named pid {dead.pid}, which is gone")
+    assert daemon.logged(f"named pid {dead.pid}, which holds no lock")
 
 
 def test_bad_config_refuses_to_start_and_says_why(daemon, confdir):
@@ -267,3 +267,38 @@ def test_log_to_syslog(daemon, confdir, tmp_path):
     missing = subprocess.run(argv, capture_output=True, text=True, timeout=120,
                              env={**env, "APF_SYSLOG_SOCKET": str(tmp_path / "nothing")})
     assert missing.returncode == 1 and "cannot log to syslog" in missing.stderr
+
+
+def test_second_instance_without_pidfile_refuses(daemon, confdir):
+    """No --pidfile: a default lock beside the store still keeps a second factory on the config from running."""
+    confdir.write(two_queues(confdir, "Q1"))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [*DAEMON, "--conf", str(confdir.root / "factory.conf"), "--log", str(daemon.log)]
+    first = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    assert first.returncode == 0, first.stderr
+    lock = confdir.root / "autopyfactory.pid"  # beside the store (apf.sqlite beside baseLogDir)
+    pid = int(lock.read_text())
+    daemon.started.append(pid)
+    wait_for(lambda: daemon.logged("queue Q1 cycle 1"), what="the first cycle")
+    second = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    assert second.returncode == 1 and f"pid {pid}" in second.stderr and "not starting" in second.stderr
+    assert alive(pid) and int(lock.read_text()) == pid
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not alive(pid), what="the daemon to exit")
+    assert not lock.exists()
+
+
+def test_pidfile_naming_a_live_unrelated_process_does_not_block(daemon, confdir, tmp_path):
+    """Only the lock says a factory runs: a reused pid whose cmdline says 'autopyfactory' is not one."""
+    confdir.write(two_queues(confdir, "Q1"))
+    impostor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "autopyfactory"])
+    try:
+        daemon.pidfile.parent.mkdir(parents=True)
+        daemon.pidfile.write_text(f"{impostor.pid}\n")
+        result = daemon.run()
+        assert result.returncode == 0, result.stderr
+        assert daemon.pid != impostor.pid and alive(daemon.pid)
+        assert daemon.logged(f"named pid {impostor.pid}")
+    finally:
+        impostor.kill()
+        impostor.wait()

@@ -57,7 +57,9 @@ def parser() -> argparse.ArgumentParser:
                    help="drop privileges to USER (default: factoryUser when started as root)")
     p.add_argument("--log", default="stdout", metavar="PATH|stdout|syslog")
     p.add_argument("--loglevel", default="info", type=str.lower, choices=["debug", "info", "warning", "error"])
-    p.add_argument("--pidfile", default=None, metavar="PATH")
+    p.add_argument("--pidfile", default=None, metavar="PATH",
+                   help="pidfile, locked while the factory runs (default: autopyfactory.pid beside the "
+                        "persistence store, so that two factories on one configuration refuse)")
     p.add_argument("--version", action="version", version=f"autopyfactory {__version__}")
     return p
 
@@ -145,27 +147,17 @@ class AlreadyRunning(Exception):
         super().__init__(f"another autopyfactory (pid {pid or '?'}) holds {path}: not starting")
 
 
-def _pid_is_factory(pid: int) -> bool:
-    """A live process that looks like a factory (a pidfile left by a dead one may name a reused pid)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return b"autopyfactory" in handle.read()
-    except OSError:
-        return True  # cannot tell: be careful, assume it is
+def default_pidfile(config: FactoryConfig) -> str:
+    """``autopyfactory.pid`` beside the persistence store: one factory per configuration and store."""
+    return os.path.join(os.path.dirname(os.path.abspath(config.persistence_path)), "autopyfactory.pid")
 
 
 class PidFile:
     """A pidfile held with an flock for the life of the daemon.
 
-    The lock, not the file's existence, says an instance is alive: a pidfile
-    left by a crashed factory is taken over (it is stale), a locked one
-    makes the new instance refuse to start. The descriptor is opened (as
+    The lock, and only the lock, says an instance is alive: a pidfile left by
+    a crashed factory is taken over (it is stale, whatever process now has
+    that pid), a locked one makes the new instance refuse to start. The descriptor is opened (as
     root) before detaching and survives the forks of daemonization.
     """
 
@@ -191,10 +183,7 @@ class PidFile:
             os.close(fd)
             raise AlreadyRunning(self.path, pid) from None
         old = self._read(fd)
-        if old and old != os.getpid() and _pid_is_factory(old):
-            os.close(fd)
-            raise AlreadyRunning(self.path, old)
-        self.stale_pid = old
+        self.stale_pid = old if old != os.getpid() else None
         self.fd = fd
 
     def write(self, pid: int | None = None) -> None:
@@ -440,16 +429,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"autopyfactory: refusing to start: {exc}", file=sys.stderr)
         return 2
-    pidfile = PidFile(args.pidfile) if args.pidfile else None
-    if pidfile is not None:
-        try:
-            pidfile.acquire()
-        except AlreadyRunning as exc:
-            print(f"autopyfactory: {exc}", file=sys.stderr)
-            return 1
-        except OSError as exc:
-            print(f"autopyfactory: cannot open pidfile {args.pidfile}: {exc.strerror or exc}", file=sys.stderr)
-            return 1
+    pidfile = PidFile(args.pidfile or default_pidfile(config))
+    try:
+        pidfile.acquire()
+    except AlreadyRunning as exc:
+        print(f"autopyfactory: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"autopyfactory: cannot open pidfile {pidfile.path}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     try:
         # a daemon connects to syslog after detaching (the socket would not survive it)
         handler = setup_logging(args.log if (args.foreground or args.log != "syslog") else "stdout",
@@ -462,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     if user is not None:
         prepare_dirs(config, user)
     if pidfile is not None and pidfile.stale_pid:
-        log.warning("pidfile %s named pid %d, which is gone: taking it over", pidfile.path, pidfile.stale_pid)
+        log.warning("pidfile %s named pid %d, which holds no lock on it: taking it over", pidfile.path,
+                    pidfile.stale_pid)
     if not args.foreground:
         return daemonize(args, config, user, pidfile, handler)
     try:
