@@ -302,3 +302,34 @@ def test_pidfile_naming_a_live_unrelated_process_does_not_block(daemon, confdir,
     finally:
         impostor.kill()
         impostor.wait()
+
+
+SLOW_IMPORT = """
+    # a drop-in file that takes its time to import (as a plugin on a slow shared file system may)
+    import os, time
+    open(os.environ["APF_TEST_MARKER"], "a").write(f"{os.getpid()}\\n")
+    time.sleep(1.5)
+"""
+
+
+def test_sighup_while_starting_does_not_kill_the_daemon(daemon, confdir, tmp_path):
+    """systemctl reload right after start: the SIGHUP is remembered and acted on once the factory runs."""
+    confdir.write(two_queues(confdir, "Q1"))
+    confdir.dropin("slowimport.py", SLOW_IMPORT)
+    marker = tmp_path / "importing"
+    argv = [*DAEMON, "--conf", str(confdir.root / "factory.conf"), "--foreground", "--log", str(daemon.log)]
+    process = subprocess.Popen(argv, env={**os.environ, "PYTHONPATH": str(REPO), "APF_TEST_MARKER": str(marker)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: marker.exists(), what="the daemon to be reading its configuration")
+        process.send_signal(signal.SIGHUP)
+        wait_for(lambda: daemon.logged("queue Q1 cycle 1") or process.poll() is not None, what="the first cycle")
+        assert process.poll() is None, f"the daemon died: {process.returncode} {process.stderr.read()}"
+        wait_for(lambda: daemon.logged("signal SIGHUP came while starting"), what="the early SIGHUP acted on")
+        wait_for(lambda: daemon.logged("reload applied"), what="the reload")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -251,6 +251,18 @@ def drop_privileges(user: pwd.struct_passwd) -> None:
 # ---------------------------------------------------------------- running
 
 
+# Signals that arrive before the factory can act on them (reading the configuration, loading
+# plugins, detaching): remembered by the first handlers installed, then acted on by run().
+EARLY_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+early: list[int] = []
+
+
+def catch_early_signals() -> None:
+    """The first thing the daemon does: a SIGHUP (systemctl reload) right after start must not kill it."""
+    for signum in EARLY_SIGNALS:
+        signal.signal(signum, lambda signum, frame: early.append(signum))
+
+
 def run(args: argparse.Namespace, config: FactoryConfig, ready=None) -> int:
     """Build and run the factory in this process until stopped."""
     log_uncaught()
@@ -290,17 +302,23 @@ def run(args: argparse.Namespace, config: FactoryConfig, ready=None) -> int:
         # not in the handler itself: the interrupted thread may hold a log handler's lock
         threading.Thread(target=reopen_logs, name="reopen-logs", daemon=True).start()
 
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGHUP, on_hangup)
-    signal.signal(signal.SIGUSR1, on_usr1)
-    signal.signal(signal.SIGUSR2, on_usr2)
+    handlers = {signal.SIGTERM: on_stop, signal.SIGINT: on_stop, signal.SIGHUP: on_hangup,
+                signal.SIGUSR1: on_usr1, signal.SIGUSR2: on_usr2}
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
+    if {signal.SIGTERM, signal.SIGINT} & set(early):
+        log.info("stopped while starting: not starting the queues")
+        return 0
     try:
         factory.start(cycles=args.cycles)
     except Exception:
         log.exception("factory failed to start")
         factory.stop(5)
         raise
+    for signum in dict.fromkeys(early):  # each remembered signal once, now that the factory can act on it
+        log.info("signal %s came while starting: acting on it now", signal.Signals(signum).name)
+        handlers[signum](signum, None)
+    early.clear()
     if ready is not None:
         ready()
     notify(f"READY=1\nSTATUS=running {len(factory.queues)} queue(s)\nMAINPID={os.getpid()}")
@@ -412,6 +430,7 @@ def daemonize(args: argparse.Namespace, config: FactoryConfig, user: pwd.struct_
 
 
 def main(argv: list[str] | None = None) -> int:
+    catch_early_signals()
     args = parser().parse_args(argv)
     try:
         config = load(args.conf)
