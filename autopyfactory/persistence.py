@@ -161,6 +161,7 @@ class Store:
         self.prune_interval = prune_interval
         self.errors = 0  # failed operations since start
         self.last_error: str | None = None
+        self.failing_since: float | None = None  # writes fail (read-only, disk full...) since then; None = fine
         self.moved_aside: list[str] = []  # corrupt files set aside since start
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
@@ -176,6 +177,10 @@ class Store:
         try:
             self._conn = self._connect()
         except (sqlite3.DatabaseError, StoreUnusable) as exc:
+            if not os.access(directory, os.W_OK):  # read-only or not ours: nothing is wrong with the file
+                self._conn = None
+                self._failed(f"open ({directory} is not writable: read-only file system or permissions)", exc)
+                return
             log.error("persistence: %s is not usable (%s): moving it aside and starting a fresh one",
                       self.path, exc)
             self._move_aside()
@@ -265,12 +270,26 @@ class Store:
             return default
 
     def _failed(self, what: str, exc: Exception) -> None:
+        """Count every failure; warn once when the store starts failing, not at every write after."""
         self.errors += 1
         self.last_error = f"{what}: {type(exc).__name__}: {exc}"
-        log.warning("persistence: %s", self.last_error)
+        if self.failing_since is None:
+            self.failing_since = time.time()
+            log.warning("persistence: %s (warned once; the store shows as a factory problem until a write "
+                        "succeeds)", self.last_error)
+        else:
+            log.debug("persistence: %s", self.last_error)
 
-    @staticmethod
-    def _write(conn: sqlite3.Connection, statements: Iterable[tuple[str, tuple]]) -> None:
+    @property
+    def problem(self) -> str | None:
+        """Why the store is not keeping history now (None when it is)."""
+        if self._conn is None:
+            return f"persistence store {self.path} is not usable, running without history: {self.last_error}"
+        if self.failing_since is not None:
+            return f"persistence store {self.path} cannot be written ({self.errors} failed writes): {self.last_error}"
+        return None
+
+    def _write(self, conn: sqlite3.Connection, statements: Iterable[tuple[str, tuple]]) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for sql, args in statements:
@@ -280,6 +299,9 @@ class Store:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if self.failing_since is not None:
+            log.warning("persistence: %s is written again (after %d failed writes)", self.path, self.errors)
+            self.failing_since = None
 
     @property
     def usable(self) -> bool:

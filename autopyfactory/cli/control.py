@@ -132,6 +132,7 @@ def format_status(factory: dict, queues: list[dict]) -> str:
         f"factory {factory.get('factory_id')}  version {factory.get('version')}  host {factory.get('host', '?')}",
         f"started {factory.get('started')}  last cycle {factory.get('last_cycle') or 'none yet'}{reloaded}",
         "queues: " + (", ".join(f"{counts[level]} {level}" for level in LEVELS if counts[level]) or "none"),
+        *(f"FACTORY PROBLEM: {one_line(problem, 300)}" for problem in factory.get("problems") or []),
         "",
     ]
     rows = []
@@ -174,10 +175,12 @@ def rank(level: str | None) -> int:
     return LEVELS.index(level) if level in LEVELS else -1  # an unknown level sorts first
 
 
-def check_code(queues: list[dict]) -> int:
-    """Exit code of a monitoring check: 2 any queue critical, 1 any warning, 0 otherwise."""
+def check_code(queues: list[dict], factory: dict | None = None) -> int:
+    """Exit code of a monitoring check: 2 any queue critical, 1 any warning or factory problem, 0 otherwise."""
     levels = {q.get("health") for q in queues}
-    return 2 if "critical" in levels else 1 if "warning" in levels else 0
+    if "critical" in levels:
+        return 2
+    return 1 if "warning" in levels or (factory or {}).get("problems") else 0
 
 
 # ---------------------------------------------------------------- commands
@@ -202,7 +205,7 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
         print(json.dumps({"factory": factory, "queues": queues}, indent=1))
     else:
         print(format_status(factory, queues))
-    return check_code(queues)
+    return check_code(queues, factory)
 
 
 def cmd_reload(args: argparse.Namespace, client: Client) -> None:

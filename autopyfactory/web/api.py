@@ -115,3 +115,9 @@ def reload_view(outcome: dict | None) -> dict | None:
             "problems": list(outcome.get("problems", [])),
             **{key: list(outcome.get(key, [])) for key in ("added", "removed", "changed")}}
 
+
+def factory_problems(factory: Any) -> list[str]:
+    """What is wrong with the factory itself, not one queue (e.g. a store that cannot be written)."""
+    store = getattr(factory, "store", None)
+    problem = store.problem if store is not None else None
+    return [problem] if problem else []

@@ -243,6 +243,7 @@ class WebApp:
         view["host"] = self.hostname
         view["admin_email"] = factory.config.get("factoryAdminEmail", "")
         view["health"] = self.health_counts()
+        view["problems"] = api.factory_problems(factory)
         view["credentials"] = [api.credential_view(name, state)
                                for name, state in sorted(factory.credentials.all_status().items())]
         view["endpoints"] = sorted((api.endpoint_view(h) for h in factory.status.health()),
