@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 DEMO_ITEMS ?= 12
 DEMO_CYCLES ?= 8
 
-.PHONY: run test install lint bench clean rpm
+.PHONY: run test install lint bench soak clean rpm
 
 # running needs the package alone; tests add the [test] extra (htcondor, pytest, ...)
 $(BIN)/.installed-run: setup.cfg pyproject.toml
@@ -43,6 +43,12 @@ test: install
 bench: install
 	@bash tests/services/slurm.sh
 	$(BIN)/python -m bench.run
+
+## make soak: one factory with 1,000 queues for SOAK_MINUTES (default 60) under reloads, admin calls, a failing
+## PanDA and faulting/hanging pilots; fails on any invariant violation or RSS/thread/fd growth.
+## Writes docs/soak.json and docs/soak.png. Not part of make test.
+soak: install
+	$(BIN)/python -m bench.soak --minutes $${SOAK_MINUTES:-60}
 
 ## make rpm: build the noarch RPM into build/rpm/RPMS/noarch/ (needs rpmbuild: tests/services/rpm.sh)
 rpm: install
