@@ -108,9 +108,30 @@ class LocalBatch:
         return {q: BatchQueueInfo(finished=tuple(finished[q]), **counts[q]) for q in queues}
 
     def close(self) -> None:
-        """Stop dispatching; pilots already running go on and finish by themselves."""
+        """Stop dispatching; pilots already running go on and finish by themselves.
+
+        Pilots still pending never start (this tiny batch system ends with the
+        factory): they end as *removed*, each with a line in its .err file, and
+        one warning says how many per queue. Nothing is dropped silently.
+        """
         self._stop.set()
         self._thread.join(2)
+        now = time.time()
+        with self._lock:
+            dropped = [p for p in self._pilots.values() if p.state == "pending"]
+            for pilot in dropped:
+                pilot.state, pilot.end = "removed", now
+        per_queue: dict[str, int] = {}
+        for pilot in dropped:
+            per_queue[pilot.queue] = per_queue.get(pilot.queue, 0) + 1
+            try:
+                with open(pilot.err, "a") as err:
+                    err.write("never started: the factory stopped while this pilot waited for a slot (removed)\n")
+            except OSError:
+                pass
+        if dropped:
+            log.warning("factory stopping: %d local pilot(s) still pending never start, removed (%s)", len(dropped),
+                        ", ".join(f"{queue}: {n}" for queue, n in sorted(per_queue.items())))
 
     # -- the dispatcher
     def _run(self) -> None:
