@@ -200,6 +200,16 @@ KIND_TITLES = {
 }
 
 
+def key_prefix(kind: str, name: str) -> str:
+    """Prefix of the keys of plugin ``name`` of ``kind``: ``wmsstatus.panda.`` in queues.conf
+    and [Factory], ``x509.`` in auth.conf, none in monitor.conf."""
+    if kind == "monitor":
+        return ""
+    if kind == "auth":
+        return f"{name.lower()}."
+    return f"{kind}.{name.lower()}."
+
+
 def _lower_table(table: dict[str, Key]) -> dict[str, tuple[str, Key]]:
     return {name.lower(): (name, key) for name, key in table.items()}
 
@@ -228,8 +238,8 @@ class Section:
         return self.get(key)
 
     def options(self, prefix: str) -> dict[str, Any]:
-        """Values of keys ``<prefix>.<param>`` as {param: value}."""
-        start = prefix.lower() + "."
+        """Values of keys ``<prefix><param>`` as {param: value} (``prefix`` ends with its dot)."""
+        start = prefix.lower()
         return {k[len(start):]: v for k, v in self.values.items() if k.startswith(start)}
 
 
@@ -250,9 +260,8 @@ class QueueConfig(Section):
 
     def plugin_options(self, plugin: type) -> dict[str, Any]:
         """{param: value} for ``<kind>.<plugin name>.<param>``, defaults filled in."""
-        prefix = f"{plugin.kind}.{plugin.name.lower()}"
-        values = {param.lower(): key.default for param, key in plugin.keys.items() if not param.endswith("*")}
-        values.update(self.options(prefix))
+        values = plugin.defaults()
+        values.update(self.options(plugin.key_prefix()))
         return values
 
 
@@ -283,9 +292,9 @@ class FactoryConfig:
 
     def status_timing(self, kind: str, plugin: type) -> tuple[float, float]:
         """(sleep, maxage) of a status plugin: [Factory] keys, else the plugin's defaults."""
-        prefix = f"{kind}.{plugin.name.lower()}"
-        sleep = self.factory.values.get(f"{prefix}.sleep") or plugin.default_sleep
-        maxage = self.factory.values.get(f"{prefix}.maxage") or plugin.default_maxage
+        prefix = key_prefix(kind, plugin.name)
+        sleep = self.factory.values.get(f"{prefix}sleep") or plugin.default_sleep
+        maxage = self.factory.values.get(f"{prefix}maxage") or plugin.default_maxage
         return float(sleep), float(maxage)
 
     @property
@@ -448,12 +457,13 @@ def load(path: str, registry: PluginRegistry | None = None) -> FactoryConfig:
             plugin_name = queue.values.get(f"{plugin_kind}plugin")
             if not plugin_name:
                 continue
-            profile = queue.values.get(f"{plugin_kind}.{plugin_name.lower()}.proxy")
+            proxy_key = key_prefix(plugin_kind, plugin_name) + "proxy"
+            profile = queue.values.get(proxy_key)
             if profile and profile not in auth:
                 reader.error(
                     queue.source,
                     queue.name,
-                    f"{plugin_kind}.{plugin_name.lower()}.proxy",
+                    proxy_key,
                     f"no profile [{profile}] in authConf "
                     f"(expected one of {', '.join(auth) or 'none'}, got {profile!r})",
                 )
@@ -530,7 +540,7 @@ def plugin_key_table(registry: PluginRegistry) -> dict[str, tuple[str, Key]]:
     for kind in PLUGIN_SELECTORS.values():
         for plugin in registry.plugins(kind).values():
             for param, key in plugin.keys.items():
-                full = f"{kind}.{plugin.name.lower()}.{param}"
+                full = key_prefix(kind, plugin.name) + param
                 table[full.lower()] = (full, key)
     return table
 
@@ -622,7 +632,7 @@ def _queue_section(
             if plugin is None:
                 continue
             for param, key in plugin.keys.items():
-                full = f"{kind}.{plugin.name.lower()}.{param}".lower()
+                full = (key_prefix(kind, plugin.name) + param).lower()
                 if param.endswith("*"):
                     continue
                 if full not in queue.values and full not in raw:

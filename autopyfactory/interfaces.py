@@ -26,7 +26,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from autopyfactory.config import Key, QueueConfig, Section
+from autopyfactory.config import Key, QueueConfig, Section, key_prefix
 from autopyfactory.info import BatchQueueInfo, CredentialStatus, WMSQueueInfo
 
 if TYPE_CHECKING:
@@ -42,7 +42,12 @@ class Plugin:
     @classmethod
     def key_prefix(cls) -> str:
         """Prefix of this plugin's keys in the config files."""
-        return f"{cls.kind}.{cls.name.lower()}."
+        return key_prefix(cls.kind, cls.name)
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """{param: default} of every key in ``keys`` (key families ``<param>.*`` have none)."""
+        return {param.lower(): key.default for param, key in cls.keys.items() if not param.endswith("*")}
 
 
 # ---------------------------------------------------------------- scheduler
@@ -181,10 +186,6 @@ class MonitorPlugin(Plugin, ABC):
 
     kind = "monitor"
 
-    @classmethod
-    def key_prefix(cls) -> str:
-        return ""
-
     def __init__(self, section: Section, context: FactoryContext):
         self.section = section
         self.context = context
@@ -207,14 +208,10 @@ class AuthPlugin(Plugin, ABC):
 
     kind = "auth"
 
-    @classmethod
-    def key_prefix(cls) -> str:
-        return f"{cls.name.lower()}."
-
     def __init__(self, section: Section, context: FactoryContext):
         self.section = section
         self.context = context
-        self.options = section.options(self.name.lower())
+        self.options = section.options(self.key_prefix())
 
     @property
     def check_interval(self) -> float:

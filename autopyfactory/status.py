@@ -391,9 +391,9 @@ class StatusService:
     def breaker_settings(self, kind: str, plugin_cls: type) -> tuple[int, float | None]:
         """([Factory] <kind>.<plugin>.breakerfailures, .breakercooldown); None = twice ``sleep``."""
         values = self.context.config.factory.values
-        prefix = f"{kind}.{plugin_cls.name.lower()}"
-        failures = values.get(f"{prefix}.breakerfailures") or DEFAULT_BREAKER_FAILURES
-        return int(failures), values.get(f"{prefix}.breakercooldown")
+        prefix = plugin_cls.key_prefix()
+        failures = values.get(f"{prefix}breakerfailures") or DEFAULT_BREAKER_FAILURES
+        return int(failures), values.get(f"{prefix}breakercooldown")
 
     def release(self, kind: str, queue: QueueConfig, still_used: set[str]) -> None:
         """A queue stops using its poller; a poller nobody uses stops."""

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from autopyfactory.config import ConfigError
+from autopyfactory.config import ConfigError, Key, QueueConfig
 from autopyfactory.factory import Factory
 from autopyfactory.interfaces import PLUGIN_BASES
 from autopyfactory.plugins.registry import PluginRegistry
@@ -36,6 +36,36 @@ def test_builtins_are_registered_through_the_hook():
         for plugin in registry.plugins(kind).values():
             assert issubclass(plugin, base)
             assert plugin.__doc__, f"{kind} plugin {plugin.name} has no docstring"
+
+
+def test_plugin_options_are_complete_from_keys_alone():
+    """Every plugin gets every key of its ``keys`` table, with the table's default when unset:
+    the plugins read ``options[param]`` and repeat no default of their own."""
+    registry = PluginRegistry.discover([], entry_points=False)
+    empty = QueueConfig("Q", "queues.conf")
+    for kind in PLUGIN_BASES:
+        for plugin in registry.plugins(kind).values():
+            options = empty.plugin_options(plugin)
+            for param, key in plugin.keys.items():
+                if not param.endswith("*"):
+                    assert options[param.lower()] == key.default, f"{kind} {plugin.name} {param}"
+
+
+def test_a_default_changed_in_keys_is_the_one_used(monkeypatch):
+    from autopyfactory.plugins.batchstatus.slurm import Slurm
+
+    calls = []
+
+    def runner(argv, timeout, env):
+        calls.append((argv[0], timeout))
+        raise OSError("not run in this test")
+
+    monkeypatch.setitem(Slurm.keys, "timeout", Key("float", 7.5, min=1))
+    monkeypatch.setitem(Slurm.keys, "squeue", Key("str", "/opt/slurm/bin/squeue"))
+    monkeypatch.setattr(Slurm, "runner", staticmethod(runner))
+    with pytest.raises(OSError):
+        Slurm(QueueConfig("Q", "queues.conf").plugin_options(Slurm), None).poll(["Q"])
+    assert calls == [("/opt/slurm/bin/squeue", 7.5)]
 
 
 def test_dropin_scheduler_is_used_by_a_queue(confdir):

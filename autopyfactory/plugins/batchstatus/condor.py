@@ -69,14 +69,14 @@ def connect_schedd(options: dict[str, Any]) -> Any:
     import classad2
     import htcondor2
 
-    host, port = options.get("scheddhost") or "", options.get("scheddport")
-    collector = options.get("collectorhost") or ""
-    timeout = float(options.get("timeout") or 60.0)
+    host, port = options["scheddhost"], options["scheddport"]
+    collector = options["collectorhost"]
+    timeout = options["timeout"]
     if host and port:
         address = f"<{host}:{port}>"
         return htcondor2.Schedd(classad2.ClassAd({"MyAddress": address, "Name": host, "MyType": "Scheduler"}))
     if collector:
-        where = f"{collector}:{options.get('collectorport') or 9618}"
+        where = f"{collector}:{options['collectorport']}"
         coll = htcondor2.Collector(where)
         ad = commands.call(coll.locate, htcondor2.DaemonType.Schedd, host or None, timeout=timeout,
                            what=f"locate schedd {host or '(default)'} at {where}")
@@ -151,7 +151,7 @@ class Condor(BatchStatusPlugin):
 
     @property
     def timeout(self) -> float:
-        return float(self.options.get("timeout") or 60.0)
+        return self.options["timeout"]
 
     def _wmsqueue(self, queue: str) -> str:
         config = getattr(self.context, "config", None)
