@@ -26,8 +26,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from autopyfactory.config import Key, QueueConfig, Section, key_prefix
 from autopyfactory.info import BatchQueueInfo, CredentialStatus, WMSQueueInfo
+from autopyfactory.settings import Key, QueueConfig, Section, key_prefix
 
 if TYPE_CHECKING:
     from autopyfactory.context import FactoryContext

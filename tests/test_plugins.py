@@ -129,3 +129,14 @@ def test_entry_point_plugin_package(tmp_path, monkeypatch):
     registry = PluginRegistry.discover([])
     assert registry.find("sched", "Triple") is not None
     assert "apf_extra_plugins" in registry.origins[("sched", "triple")]
+
+
+def test_the_plugin_system_does_not_import_the_config_loader():
+    """The config loader builds the registry; registry and interfaces stand below it (no cycle)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, autopyfactory.plugins.registry, autopyfactory.interfaces; "
+            "print(sorted(m for m in sys.modules if m.startswith('autopyfactory.config')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

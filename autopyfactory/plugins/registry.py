@@ -12,9 +12,9 @@ from collections.abc import Iterable
 
 import pluggy
 
-from autopyfactory.config import Problem
 from autopyfactory.interfaces import PLUGIN_BASES, Plugin
 from autopyfactory.plugins import builtin, hookspecs
+from autopyfactory.settings import Problem
 
 log = logging.getLogger(__name__)
 

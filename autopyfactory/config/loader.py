@@ -1,0 +1,51 @@
+"""``load``: read factory.conf and every file it names, with the plugins they name.
+
+The one place where the configuration meets the plugin system: it reads
+[Factory] (whose ``plugindirs`` decides which plugins exist), builds the
+plugin registry and hands it to the validation of the other sections.
+"""
+
+from __future__ import annotations
+
+import os
+
+from autopyfactory.config.reader import Reader
+from autopyfactory.config.validate import (
+    check_references,
+    factory_section,
+    profile_file,
+    queue_files,
+    queue_section,
+)
+from autopyfactory.plugins.registry import PluginRegistry
+from autopyfactory.settings import ConfigError, FactoryConfig, QueueConfig
+
+
+def load(path: str, registry: PluginRegistry | None = None) -> FactoryConfig:
+    """Read and validate factory.conf and every file it names.
+
+    Raises ConfigError listing every error; returns the config with warnings.
+    """
+    reader = Reader()
+    path = os.path.abspath(path)
+    parser = reader.parse_file(path)
+    if parser is None:
+        raise ConfigError(reader.errors)
+    factory = factory_section(reader, parser, path)
+    if registry is None:
+        registry = PluginRegistry.discover(factory.get("plugindirs", []))
+    reader.problems.extend(registry.problems)
+
+    queues: dict[str, QueueConfig] = {}
+    for source, qparser in queue_files(reader, factory):
+        for name in qparser.sections():
+            if name in queues:
+                reader.error(source, name, "", f"queue defined twice (also in {queues[name].source})")
+                continue
+            queues[name] = queue_section(reader, registry, qparser, source, name)
+    auth = profile_file(reader, registry, factory.get("authConf"), "auth", "plugin")
+    monitor = profile_file(reader, registry, factory.get("monitorConf"), "monitor", "monitorplugin")
+    check_references(reader, queues, auth, monitor)
+    if reader.errors:
+        raise ConfigError(reader.errors)
+    return FactoryConfig(path, factory, queues, auth, monitor, reader.warnings)
