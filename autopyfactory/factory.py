@@ -16,7 +16,7 @@ from autopyfactory.context import FactoryContext
 from autopyfactory.credentials import CredentialService
 from autopyfactory.interfaces import MonitorPlugin
 from autopyfactory.plugins.registry import PluginRegistry
-from autopyfactory.queue import APFQueue, FactoryPilots
+from autopyfactory.queue import APFQueue, FactoryPilots, build_chain
 from autopyfactory.records import CycleRecord
 from autopyfactory.status import StatusService
 
@@ -84,9 +84,9 @@ class Factory:
             if queue.alive:
                 log.warning("queue %s: thread still busy after %.0fs", name, timeout)
             self.pilots.remove(name)
-            still = {q.config.wmsqueue for q in self.queues.values()}
-            self.status.release("wmsstatus", queue.config, still)
-            self.status.release("batchstatus", queue.config, set(self.queues))
+            remaining = [q.config for q in self.queues.values()]
+            self.status.release("wmsstatus", queue.config, remaining)
+            self.status.release("batchstatus", queue.config, remaining)
 
     def wait(self) -> None:
         """Until stop() is called, or every queue has run its --cycles.
@@ -200,8 +200,7 @@ class Factory:
             if old is not None and old.config.raw == qconfig.raw:
                 continue
             try:
-                for sched in qconfig.values["schedplugin"]:
-                    registry.get("sched", sched)(qconfig, new.factory)
+                build_chain(registry, qconfig, new.factory)
                 registry.get("batchsubmit", qconfig.values["batchsubmitplugin"])(qconfig, probe)
                 for kind in ("wmsstatus", "batchstatus"):
                     plugin_cls = registry.get(kind, qconfig.values[f"{kind}plugin"])

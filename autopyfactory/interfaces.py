@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from autopyfactory.info import BatchQueueInfo, CredentialStatus, WMSQueueInfo
-from autopyfactory.settings import Key, QueueConfig, Section, key_prefix
+from autopyfactory.settings import Key, QueueConfig, Section
 
 if TYPE_CHECKING:
     from autopyfactory.context import FactoryContext
@@ -111,6 +111,11 @@ class StatusPlugin(Plugin, ABC):
         parts = [f"{k}={options.get(k)}" for k in cls.endpoint_keys if options.get(k)]
         return f"{cls.name}({', '.join(parts)})" if parts else cls.name
 
+    @classmethod
+    def queue_key(cls, queue: QueueConfig) -> str:
+        """What ``poll`` is asked for and answers under, for this queue: its name."""
+        return queue.name
+
     @abstractmethod
     def poll(self, queues: Collection[str]) -> dict[str, Any]: ...
 
@@ -119,6 +124,11 @@ class WMSStatusPlugin(StatusPlugin):
     """``poll(wmsqueues)`` -> {wmsqueue: WMSQueueInfo}; a queue left out is unknown."""
 
     kind = "wmsstatus"
+
+    @classmethod
+    def queue_key(cls, queue: QueueConfig) -> str:
+        """Queues are asked for by their WMS queue (``wmsqueue``): queues sharing one share its status."""
+        return queue.wmsqueue
 
     @abstractmethod
     def poll(self, queues: Collection[str]) -> dict[str, WMSQueueInfo]: ...
@@ -222,11 +232,40 @@ class AuthPlugin(Plugin, ABC):
         """Check (and renew when due) the credential; never raise for a bad credential."""
 
 
-PLUGIN_BASES: dict[str, type[Plugin]] = {
-    "sched": SchedulerPlugin,
-    "wmsstatus": WMSStatusPlugin,
-    "batchstatus": BatchStatusPlugin,
-    "batchsubmit": BatchSubmitPlugin,
-    "monitor": MonitorPlugin,
-    "auth": AuthPlugin,
+# ---------------------------------------------------------------- the kinds
+
+
+@dataclass(frozen=True)
+class PluginKind:
+    """One kind of plugin: its base class and how operators name it and its keys."""
+
+    base: type[Plugin]
+    title: str  # in messages: "unknown WMS status plugin"
+    selector: str  # the key naming the plugin: in a queue section, or in an auth/monitor profile
+    prefix: str  # of the plugin's keys, with {kind} and {name} (lower-case) filled in
+    in_queue: bool  # named in queues.conf (else in a profile of auth.conf or monitor.conf)
+
+    @property
+    def name(self) -> str:
+        """``sched``, ``wmsstatus``, ...: also the sub-package of its built-in plugins."""
+        return self.base.kind
+
+
+KINDS: dict[str, PluginKind] = {
+    kind.name: kind
+    for kind in (
+        PluginKind(SchedulerPlugin, "scheduler", "schedplugin", "{kind}.{name}.", True),
+        PluginKind(WMSStatusPlugin, "WMS status", "wmsstatusplugin", "{kind}.{name}.", True),
+        PluginKind(BatchStatusPlugin, "batch status", "batchstatusplugin", "{kind}.{name}.", True),
+        PluginKind(BatchSubmitPlugin, "batch submit", "batchsubmitplugin", "{kind}.{name}.", True),
+        PluginKind(MonitorPlugin, "monitor", "monitorplugin", "", False),
+        PluginKind(AuthPlugin, "credentials", "plugin", "{name}.", False),
+    )
 }
+QUEUE_KINDS: tuple[PluginKind, ...] = tuple(kind for kind in KINDS.values() if kind.in_queue)
+
+
+def key_prefix(kind: str, name: str) -> str:
+    """Prefix of the keys of plugin ``name`` of ``kind``: ``wmsstatus.panda.`` in queues.conf
+    (and [Factory] for status timing), ``x509.`` in auth.conf, none in monitor.conf."""
+    return KINDS[kind].prefix.format(kind=kind, name=name.lower())

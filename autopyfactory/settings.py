@@ -117,17 +117,6 @@ def split_list(text: str) -> list[str]:
     return [item for item in items if item]
 
 
-def key_prefix(kind: str, name: str) -> str:
-    """Prefix of the keys of plugin ``name`` of ``kind``: ``wmsstatus.panda.`` in queues.conf
-    and [Factory], ``x509.`` in auth.conf, none in monitor.conf."""
-    if kind == "monitor":
-        return ""
-    if kind == "auth":
-        return f"{name.lower()}."
-    return f"{kind}.{name.lower()}."
-
-
-
 @dataclass
 class Section:
     """One validated section: typed values (lower-case keys) and where they came from."""
@@ -203,7 +192,7 @@ class FactoryConfig:
 
     def status_timing(self, kind: str, plugin: type) -> tuple[float, float]:
         """(sleep, maxage) of a status plugin: [Factory] keys, else the plugin's defaults."""
-        prefix = key_prefix(kind, plugin.name)
+        prefix = plugin.key_prefix()
         sleep = self.factory.values.get(f"{prefix}sleep") or plugin.default_sleep
         maxage = self.factory.values.get(f"{prefix}maxage") or plugin.default_maxage
         return float(sleep), float(maxage)

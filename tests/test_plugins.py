@@ -8,7 +8,7 @@ import pytest
 
 from autopyfactory.config import ConfigError, Key, QueueConfig
 from autopyfactory.factory import Factory
-from autopyfactory.interfaces import PLUGIN_BASES
+from autopyfactory.interfaces import KINDS
 from autopyfactory.plugins.registry import PluginRegistry
 from tests.conftest import local_queue
 
@@ -32,9 +32,10 @@ def test_builtins_are_registered_through_the_hook():
     assert "Local" in registry.plugins("batchsubmit")
     assert "Ready" in registry.plugins("sched")
     assert registry.find("sched", "ready") is registry.get("sched", "Ready")
-    for kind, base in PLUGIN_BASES.items():
-        for plugin in registry.plugins(kind).values():
-            assert issubclass(plugin, base)
+    for kind in KINDS.values():
+        assert kind.base.kind == kind.name
+        for plugin in registry.plugins(kind.name).values():
+            assert issubclass(plugin, kind.base)
             assert plugin.__doc__, f"{kind} plugin {plugin.name} has no docstring"
 
 
@@ -43,7 +44,7 @@ def test_plugin_options_are_complete_from_keys_alone():
     the plugins read ``options[param]`` and repeat no default of their own."""
     registry = PluginRegistry.discover([], entry_points=False)
     empty = QueueConfig("Q", "queues.conf")
-    for kind in PLUGIN_BASES:
+    for kind in KINDS:
         for plugin in registry.plugins(kind).values():
             options = empty.plugin_options(plugin)
             for param, key in plugin.keys.items():

@@ -27,7 +27,7 @@ from autopyfactory.config import FactoryConfig, QueueConfig
 from autopyfactory.info import BatchQueueInfo, WMSQueueInfo
 from autopyfactory.interfaces import SchedInfo
 from autopyfactory.plugins.registry import PluginRegistry
-from autopyfactory.queue import cycle_ceiling, factory_ceiling, run_chain
+from autopyfactory.queue import build_chain, cycle_ceiling, factory_ceiling, run_chain
 from autopyfactory.records import SchedStep
 
 STATUSES = ("online", "offline", "test")
@@ -88,7 +88,7 @@ def simulate(
     status: str = "online",
 ) -> tuple[list[SchedStep], list[str], int]:
     """(one step per scheduler plugin, ceilings applied after the chain, final number)."""
-    schedulers = [registry.get("sched", name)(queue, config.factory) for name in queue.values["schedplugin"]]
+    schedulers = build_chain(registry, queue, config.factory)
     info = SchedInfo(
         wms=WMSQueueInfo(ready=activated, status=status),
         batch=BatchQueueInfo(pending=pending, running=running),

@@ -27,7 +27,6 @@ from autopyfactory.settings import (
     Problem,
     QueueConfig,
     Section,
-    key_prefix,
     split_list,
 )
 
@@ -43,7 +42,6 @@ __all__ = [
     "Problem",
     "QueueConfig",
     "Section",
-    "key_prefix",
     "load",
     "split_list",
 ]

@@ -43,8 +43,8 @@ def load(path: str, registry: PluginRegistry | None = None) -> FactoryConfig:
                 reader.error(source, name, "", f"queue defined twice (also in {queues[name].source})")
                 continue
             queues[name] = queue_section(reader, registry, qparser, source, name)
-    auth = profile_file(reader, registry, factory.get("authConf"), "auth", "plugin")
-    monitor = profile_file(reader, registry, factory.get("monitorConf"), "monitor", "monitorplugin")
+    auth = profile_file(reader, registry, factory.get("authConf"), "auth")
+    monitor = profile_file(reader, registry, factory.get("monitorConf"), "monitor")
     check_references(reader, queues, auth, monitor)
     if reader.errors:
         raise ConfigError(reader.errors)

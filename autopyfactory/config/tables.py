@@ -63,20 +63,3 @@ QUEUE_KEYS: dict[str, Key] = {
     "cloud": Key("str", ""),
     "grid": Key("str", ""),
 }
-
-# which queue key selects which kind of plugin; the kind is also the key prefix
-PLUGIN_SELECTORS: dict[str, str] = {
-    "wmsstatusplugin": "wmsstatus",
-    "batchstatusplugin": "batchstatus",
-    "batchsubmitplugin": "batchsubmit",
-    "schedplugin": "sched",
-}
-
-KIND_TITLES = {
-    "sched": "scheduler",
-    "wmsstatus": "WMS status",
-    "batchstatus": "batch status",
-    "batchsubmit": "batch submit",
-    "monitor": "monitor",
-    "auth": "credentials",
-}

@@ -16,12 +16,11 @@ from autopyfactory.config.reader import KeyTable, Reader, closest, lower_table, 
 from autopyfactory.config.tables import (
     FACTORY_KEYS,
     FACTORY_SECTION,
-    KIND_TITLES,
-    PLUGIN_SELECTORS,
     QUEUE_KEYS,
     STATUS_TIMING_PARAMS,
 )
-from autopyfactory.settings import MISSING, ConfigError, QueueConfig, Section, key_prefix
+from autopyfactory.interfaces import KINDS, QUEUE_KINDS, key_prefix
+from autopyfactory.settings import MISSING, ConfigError, QueueConfig, Section
 
 if TYPE_CHECKING:
     from autopyfactory.plugins.registry import PluginRegistry
@@ -91,9 +90,9 @@ def queue_files(reader: Reader, factory: Section) -> list[tuple[str, configparse
 def plugin_key_table(registry: PluginRegistry) -> KeyTable:
     """Every queue-level plugin key, lower-case full name -> (canonical name, Key)."""
     table: KeyTable = {}
-    for kind in PLUGIN_SELECTORS.values():
-        for plugin in registry.plugins(kind).values():
-            table.update(lower_table(plugin.keys, key_prefix(kind, plugin.name)))
+    for kind in QUEUE_KINDS:
+        for plugin in registry.plugins(kind.name).values():
+            table.update(lower_table(plugin.keys, plugin.key_prefix()))
     return table
 
 
@@ -114,18 +113,19 @@ def queue_section(
 
 def _resolve_plugins(reader: Reader, registry: PluginRegistry, queue: QueueConfig, where) -> None:
     """Plugin names must exist; keep the registry's spelling."""
-    for selector, kind in PLUGIN_SELECTORS.items():
+    for kind in QUEUE_KINDS:
+        selector = kind.selector
         if selector not in queue.values:
             continue
         chosen = queue.values[selector]
         resolved = []
         for plugin_name in chosen if isinstance(chosen, list) else [chosen]:
-            plugin = registry.find(kind, plugin_name)
+            plugin = registry.find(kind.name, plugin_name)
             if plugin is None:
-                available = ", ".join(sorted(registry.plugins(kind))) or "none"
+                available = ", ".join(sorted(registry.plugins(kind.name))) or "none"
                 reader.error(
                     queue.source, where(selector), selector,
-                    f"unknown {KIND_TITLES[kind]} plugin (expected one of {available}, got {plugin_name!r})",
+                    f"unknown {kind.title} plugin (expected one of {available}, got {plugin_name!r})",
                 )
             else:
                 resolved.append(plugin.name)
@@ -135,14 +135,14 @@ def _resolve_plugins(reader: Reader, registry: PluginRegistry, queue: QueueConfi
 def _fill_plugin_keys(reader: Reader, registry: PluginRegistry, queue: QueueConfig, basedir: str, where) -> KeyTable:
     """The keys of the plugins this queue uses (key families ``<param>.*`` aside); returns their table."""
     used: KeyTable = {}
-    for selector, kind in PLUGIN_SELECTORS.items():
-        chosen = queue.values.get(selector)
+    for kind in QUEUE_KINDS:
+        chosen = queue.values.get(kind.selector)
         for plugin_name in chosen if isinstance(chosen, list) else [chosen]:
-            plugin = registry.find(kind, plugin_name) if plugin_name else None
+            plugin = registry.find(kind.name, plugin_name) if plugin_name else None
             if plugin is None:
                 continue
             keys = {param: key for param, key in plugin.keys.items() if not param.endswith("*")}
-            table = lower_table(keys, key_prefix(kind, plugin.name))
+            table = lower_table(keys, plugin.key_prefix())
             reader.fill(queue, table, basedir, where, f"required by the {plugin.name} plugin, missing",
                         enforce=lambda: queue.enabled)
             used.update(table)
@@ -164,11 +164,12 @@ def _check_other_keys(
                 queue.values[lower] = value
             continue
         parts = lower.split(".")
-        if len(parts) >= 3 and parts[0] in PLUGIN_SELECTORS.values() and registry.find(parts[0], parts[1]) is None:
-            available = ", ".join(sorted(registry.plugins(parts[0]))) or "none"
+        kind = KINDS.get(parts[0]) if len(parts) >= 3 else None
+        if kind is not None and kind.in_queue and registry.find(kind.name, parts[1]) is None:
+            available = ", ".join(sorted(registry.plugins(kind.name))) or "none"
             reader.warn(
                 queue.source, where(lower), lower,
-                f"key of a {KIND_TITLES[parts[0]]} plugin that is not installed, ignored (available: {available})",
+                f"key of a {kind.title} plugin that is not installed, ignored (available: {available})",
             )
             continue
         reader.warn(queue.source, where(lower), lower,
@@ -186,8 +187,10 @@ def _family_key(known: KeyTable, lower: str) -> tuple[str, object] | None:
 # ---------------------------------------------------------------- auth.conf, monitor.conf
 
 
-def profile_file(reader: Reader, registry: PluginRegistry, path: str, kind: str, selector: str) -> dict[str, Section]:
-    """auth.conf / monitor.conf: one section per profile, ``selector`` names its plugin."""
+def profile_file(reader: Reader, registry: PluginRegistry, path: str, kind_name: str) -> dict[str, Section]:
+    """auth.conf / monitor.conf: one section per profile, the kind's ``selector`` key names its plugin."""
+    kind = KINDS[kind_name]
+    selector = kind.selector
     if not path:
         return {}
     parser = reader.parse_file(path)
@@ -200,13 +203,13 @@ def profile_file(reader: Reader, registry: PluginRegistry, path: str, kind: str,
         profiles[name] = section
         plugin_name = section.raw.get(selector)
         if not plugin_name:
-            reader.error(path, name, selector, f"required key missing (expected a {KIND_TITLES[kind]} plugin name)")
+            reader.error(path, name, selector, f"required key missing (expected a {kind.title} plugin name)")
             continue
-        plugin = registry.find(kind, plugin_name)
+        plugin = registry.find(kind.name, plugin_name)
         if plugin is None:
-            available = ", ".join(sorted(registry.plugins(kind))) or "none"
+            available = ", ".join(sorted(registry.plugins(kind.name))) or "none"
             reader.error(path, name, selector,
-                         f"unknown {KIND_TITLES[kind]} plugin (expected one of {available}, got {plugin_name!r})")
+                         f"unknown {kind.title} plugin (expected one of {available}, got {plugin_name!r})")
             continue
         section.values[selector] = plugin.name
         table = lower_table(plugin.keys, plugin.key_prefix())
