@@ -18,13 +18,17 @@ if TYPE_CHECKING:
 class FactoryContext:
     """What every plugin may use: the config, shared objects, log locations."""
 
-    def __init__(self, config: FactoryConfig, registry: PluginRegistry):
+    def __init__(self, config: FactoryConfig):
         self.config = config
-        self.registry = registry
         self.credentials: CredentialService | None = None
         self.store: Any = None  # persistence store, when enabled
         self._shared: dict[Any, Any] = {}
         self._lock = threading.Lock()
+
+    @property
+    def registry(self) -> PluginRegistry:
+        """The plugins the config was validated with."""
+        return self.config.registry
 
     @property
     def factory_id(self) -> str:

@@ -176,6 +176,8 @@ class FactoryConfig:
     monitor: dict[str, Section]
     warnings: list[Problem] = field(default_factory=list)
     plugin_problems: list[Problem] = field(default_factory=list)
+    # the plugin registry this config was validated with (set by load): the one to run with
+    registry: Any = None
 
     def get(self, key: str, default: Any = MISSING) -> Any:
         return self.factory.get(key, default)

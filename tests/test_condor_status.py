@@ -12,7 +12,6 @@ from autopyfactory.commands import CallTimeout
 from autopyfactory.factory import Factory
 from autopyfactory.plugins.batchstatus.condor import PROJECTION, Condor
 from autopyfactory.plugins.batchsubmit.condor import CondorLocal
-from autopyfactory.plugins.registry import PluginRegistry
 from tests.condordouble import ScheddDouble, job_ad
 from tests.conftest import ConfDir
 
@@ -120,7 +119,7 @@ def test_factory_loop_with_two_condor_queues_and_one_schedd(confdir: ConfDir, mo
         confdir.work(name, 3)
     confdir.write(queues, factory="batchstatus.condor.sleep = 0.2\n")
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = Factory(config)
     factory.start()
     try:
         deadline = time.time() + 60

@@ -18,7 +18,6 @@ from autopyfactory.config import ConfigError
 from autopyfactory.context import FactoryContext
 from autopyfactory.credentials import CredentialService
 from autopyfactory.plugins.batchsubmit.condor import CondorBase
-from autopyfactory.plugins.registry import PluginRegistry
 from tests.condordouble import ScheddDouble, job_ad
 from tests.conftest import ConfDir
 
@@ -44,7 +43,7 @@ def build(confdir: ConfDir, plugin: str, double: ScheddDouble | None = None, aut
     confdir.dropin("fakeproxy.py", PROXY_PLUGIN)
     confdir.write("\n".join(lines) + "\n", factory="factoryAdminEmail = admin@example.org\n", auth=auth)
     config = confdir.load()
-    context = FactoryContext(config, PluginRegistry.discover(config.get("plugindirs")))
+    context = FactoryContext(config)
     context.credentials = CredentialService(context)
     context.credentials.check_all()
     submitter = context.registry.get("batchsubmit", plugin)(config.queues["Q1"], context)

@@ -20,7 +20,6 @@ import pytest
 
 from autopyfactory.credentials import CredentialService, run_command
 from autopyfactory.factory import Factory
-from autopyfactory.plugins.registry import PluginRegistry
 from tests.conftest import local_queue
 
 VOMS_PROXY_INFO = """\
@@ -93,7 +92,7 @@ def x509_profile(tmp_path: Path, **extra: str) -> str:
 def service(confdir, auth: str) -> CredentialService:
     confdir.write(local_queue("Q", confdir.spool), auth=auth)
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover([]))
+    factory = Factory(config)
     return factory.credentials
 
 
@@ -271,7 +270,7 @@ def run_factory_cycles(confdir, auth: str, cycles: int = 2) -> Factory:
     confdir.write(queue.replace("batchsubmitplugin = Local", "batchsubmitplugin = ProxyLocal"), auth=auth)
     confdir.work("Q", 3)
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = Factory(config)
     factory.start(cycles=cycles)
     factory.wait()
     factory.stop(10)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 
 import pytest
 
 from autopyfactory.config import ConfigError, Key, QueueConfig
-from autopyfactory.factory import Factory
+from autopyfactory.factory import Factory, build_factory
 from autopyfactory.interfaces import KINDS
 from autopyfactory.plugins.registry import PluginRegistry
 from tests.conftest import local_queue
@@ -76,7 +78,7 @@ def test_dropin_scheduler_is_used_by_a_queue(confdir):
                                  "executable": "/bin/true"}))
     config = confdir.load()
     assert config.queues["Q"].get("sched.half.minimum") == 1
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = Factory(config)
     factory.start(cycles=1)
     factory.wait()
     factory.stop()
@@ -141,3 +143,58 @@ def test_the_plugin_system_does_not_import_the_config_loader():
             "print(sorted(m for m in sys.modules if m.startswith('autopyfactory.config')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+COUNTED = """
+from autopyfactory.interfaces import SchedulerPlugin
+
+with open({counter!r}, "a") as handle:
+    handle.write("loaded\\n")
+
+
+class Counted(SchedulerPlugin):
+    '''Always 3.'''
+    name = "Counted"
+
+    def calc(self, n, info):
+        return 3, f"Counted: 3 (class {{id(type(self))}})"
+"""
+
+
+def counted_dropin(confdir, tmp_path):
+    counter = tmp_path / "loads"
+    confdir.dropin("counted.py", COUNTED.format(counter=str(counter)))
+    conf = confdir.write(local_queue("Q", confdir.spool, schedplugin="Counted", executable="/bin/true"))
+    return conf, counter
+
+
+def test_daemon_runs_each_dropin_once(confdir, tmp_path):
+    """Validation and the running factory use one registry: a drop-in file is executed once."""
+    conf, counter = counted_dropin(confdir, tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "autopyfactory.cli.daemon", "--conf", str(conf), "--foreground",
+                           "--log", "stdout", "--cycles", "1"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Counted: 3" in proc.stdout
+    assert counter.read_text().splitlines() == ["loaded"]
+
+
+def test_simulate_runs_each_dropin_once(confdir, tmp_path):
+    conf, counter = counted_dropin(confdir, tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "autopyfactory.cli.apf", "simulate", "--conf", str(conf),
+                           "--activated", "5", "--pending", "0", "--running", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Counted: 3" in proc.stdout
+    assert counter.read_text().splitlines() == ["loaded"]
+
+
+def test_build_factory_runs_the_class_it_validated(confdir, tmp_path):
+    conf, counter = counted_dropin(confdir, tmp_path)
+    factory = build_factory(str(conf))
+    validated = factory.config.registry.get("sched", "Counted")
+    factory.start(cycles=1)
+    factory.wait()
+    factory.stop()
+    assert [type(s) for s in factory.queues["Q"].schedulers] == [validated]
+    assert factory.queues["Q"].records[0].steps[0].message == f"Counted: 3 (class {id(validated)})"
+    assert counter.read_text().splitlines() == ["loaded"]

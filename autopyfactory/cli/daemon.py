@@ -239,13 +239,11 @@ def drop_privileges(user: pwd.struct_passwd) -> None:
 def run(args: argparse.Namespace, config: FactoryConfig, ready=None) -> int:
     """Build and run the factory in this process until stopped."""
     from autopyfactory.factory import Factory
-    from autopyfactory.plugins.registry import PluginRegistry
 
     log_uncaught()
     for warning in config.warnings:
         log.warning("config: %s", warning)
-    registry = PluginRegistry.discover(config.get("plugindirs"))
-    factory = Factory(config, registry)
+    factory = Factory(config)  # with the plugins the config was validated with
     if args.log not in ("stdout", "syslog"):
         factory.reload_hooks.append(reopen_logs)
     stopping = {"count": 0}

@@ -21,10 +21,12 @@ from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.settings import ConfigError, FactoryConfig, QueueConfig
 
 
-def load(path: str, registry: PluginRegistry | None = None) -> FactoryConfig:
-    """Read and validate factory.conf and every file it names.
+def load(path: str) -> FactoryConfig:
+    """Read and validate factory.conf and every file it names, with the plugins it names.
 
-    Raises ConfigError listing every error; returns the config with warnings.
+    Raises ConfigError listing every error; returns the config with its warnings
+    and, as ``registry``, the plugins it was validated with: the ones to run
+    (discovering them again would run every drop-in file a second time).
     """
     reader = Reader()
     path = os.path.abspath(path)
@@ -32,8 +34,7 @@ def load(path: str, registry: PluginRegistry | None = None) -> FactoryConfig:
     if parser is None:
         raise ConfigError(reader.errors)
     factory = factory_section(reader, parser, path)
-    if registry is None:
-        registry = PluginRegistry.discover(factory.get("plugindirs", []))
+    registry = PluginRegistry.discover(factory.get("plugindirs", []))
     reader.problems.extend(registry.problems)
 
     queues: dict[str, QueueConfig] = {}
@@ -48,4 +49,4 @@ def load(path: str, registry: PluginRegistry | None = None) -> FactoryConfig:
     check_references(reader, queues, auth, monitor)
     if reader.errors:
         raise ConfigError(reader.errors)
-    return FactoryConfig(path, factory, queues, auth, monitor, reader.warnings)
+    return FactoryConfig(path, factory, queues, auth, monitor, reader.warnings, registry=registry)
