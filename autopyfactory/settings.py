@@ -175,7 +175,6 @@ class FactoryConfig:
     auth: dict[str, Section]
     monitor: dict[str, Section]
     warnings: list[Problem] = field(default_factory=list)
-    plugin_problems: list[Problem] = field(default_factory=list)
     # the plugin registry this config was validated with (set by load): the one to run with
     registry: Any = None
 
