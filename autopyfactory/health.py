@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from autopyfactory.timefmt import iso
+
 LEVELS = ("critical", "warning", "paused", "drained", "ok", "disabled")  # worst first
 EXPIRY_WARNING = 6 * 3600.0  # a credential with less time left than this is a warning
 OVERDUE_CYCLES = 3  # a cycle later than this many apfqueue.sleep is a warning
@@ -69,7 +71,7 @@ def queue_health(queue: QueueView, now: float | None = None) -> Health:
     now = time.time() if now is None else now
     pause = queue.pause
     if pause is not None:
-        until = f" until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(pause.until))}" if pause.until else ""
+        until = f" until {iso(pause.until)}" if pause.until else ""
         return Health(pause.mode, one_line(f"{pause.mode} by the operator{until}"
                                            + (f": {pause.reason}" if pause.reason else "")))
     critical = _critical(queue)

@@ -22,7 +22,7 @@ and ``schedplugin = Ready, Half`` in queues.conf.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -30,6 +30,7 @@ from autopyfactory.info import BatchQueueInfo, CredentialStatus, WMSQueueInfo
 from autopyfactory.settings import Key, QueueConfig, Section
 
 if TYPE_CHECKING:
+    from autopyfactory.config import FactoryConfig
     from autopyfactory.context import FactoryContext
     from autopyfactory.records import CycleRecord
 
@@ -133,6 +134,16 @@ class WMSStatusPlugin(StatusPlugin):
     @abstractmethod
     def poll(self, queues: Collection[str]) -> dict[str, WMSQueueInfo]: ...
 
+    @classmethod
+    def pilot_environment(cls, options: dict[str, Any], config: FactoryConfig) -> dict[str, str]:
+        """What a pilot needs in its environment to reach this WMS's work ({} for most WMSs).
+
+        Asked by the submit plugins that start the pilots (Local, Slurm) for
+        ``options`` of the queue's WMS status plugin; e.g. Local hands on its
+        spool directory.
+        """
+        return {}
+
 
 class BatchStatusPlugin(StatusPlugin):
     """``poll(queue names)`` -> {queue: BatchQueueInfo} for every queue asked for
@@ -186,11 +197,10 @@ class BatchSubmitPlugin(Plugin, ABC):
         profile = self.credential_profile
         if not profile:
             return None
-        credentials = self.context.credentials
-        state = credentials.status(profile) if credentials is not None else None
+        state = self.context.credential(profile)
         if state is None or not state.ok or not state.path:
             raise ValueError(f"credential profile {profile} has no usable file")
-        return credentials.credential_type(profile), state.path
+        return self.context.credentials.credential_type(profile), state.path
 
     @abstractmethod
     def submit(self, n: int) -> SubmitResult: ...
@@ -243,11 +253,37 @@ class AuthPlugin(Plugin, ABC):
 
     @property
     def check_interval(self) -> float:
-        return 3600.0
+        """Seconds between checks: ``<name>.checktime``, else an hour."""
+        return float(self.options.get("checktime") or 3600.0)
 
     @abstractmethod
     def check(self) -> CredentialStatus:
         """Check (and renew when due) the credential; never raise for a bad credential."""
+
+    def renew(self) -> str:
+        """Make a new credential; '' on success, else why not."""
+        return f"{self.name} credentials cannot be renewed"
+
+    def renew_when_due(self, time_left: Callable[[], tuple[float | None, str]],
+                       enabled: bool) -> tuple[float | None, str, str]:
+        """(seconds left or None, why unknown, message), renewed first when ``enabled`` and
+        the time left is unknown or below ``<name>.minlife``."""
+        left, why = time_left()
+        if not enabled or (left is not None and left >= self.options["minlife"]):
+            return left, why, ""
+        failure = self.renew()
+        if failure:
+            return left, why, failure
+        left, why = time_left()
+        return left, why, "renewed"
+
+    def unusable(self, left: float | None, why: str, message: str, path: str) -> CredentialStatus | None:
+        """The status of a credential whose time left is unknown or over; None when some is left."""
+        if left is None:
+            return CredentialStatus(self.section.name, False, None, "; ".join(m for m in (why, message) if m), path)
+        if left <= 0:
+            return CredentialStatus(self.section.name, False, 0, "; ".join(m for m in ("expired", message) if m), path)
+        return None
 
 
 # ---------------------------------------------------------------- the kinds

@@ -16,13 +16,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from autopyfactory.factory import Factory
+    from autopyfactory.view import FactoryView
 
 PILOT_STATES = ("pending", "running", "exiting", "held", "done", "fault")
 
 
 class FactoryCollector(Collector):
-    def __init__(self, factory: Factory):
+    def __init__(self, factory: FactoryView):
         self.factory = factory
 
     def collect(self) -> Iterator[Metric]:
@@ -91,7 +91,7 @@ class FactoryCollector(Collector):
         yield age
 
 
-def factory_registry(factory: Factory) -> CollectorRegistry:
+def factory_registry(factory: FactoryView) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FactoryCollector(factory))
     return registry

@@ -2,7 +2,7 @@
 
     WMS status -> batch status -> scheduler chain -> safety rules -> submit/remove -> record
 
-The safety rules (DESIGN.md) are applied here, after the chain, whatever the
+The safety rules (docs/semantics.md) are applied here, after the chain, whatever the
 chain says: unknown status submits nothing, no double submission, the hard
 ceilings MaxPerCycle and MaxPerFactory, no submission with a failing
 credential, nothing while paused.
@@ -26,6 +26,7 @@ from autopyfactory.info import BatchQueueInfo, FinishedPilot
 from autopyfactory.interfaces import BatchSubmitPlugin, SchedInfo, SchedulerPlugin, SubmitResult
 from autopyfactory.peers import alive_peers, alive_window
 from autopyfactory.records import CycleRecord, SchedStep
+from autopyfactory.timefmt import iso
 
 if TYPE_CHECKING:
     from autopyfactory.plugins.registry import PluginRegistry
@@ -192,7 +193,7 @@ class APFQueue:
         if state.cycles:
             log.info("queue %s: restored %d cycles, %d submitted, %d errors, last submission %s",
                      self.name, state.cycles, state.submitted_total, state.errors_total,
-                     time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.last_submission))
+                     iso(state.last_submission)
                      if state.last_submission else "never")
 
     # ------------------------------------------------------------ thread
@@ -400,8 +401,7 @@ class APFQueue:
         if n > 0:
             profile = self.submitter.credential_profile
             if profile:
-                credentials = self.context.credentials
-                state = credentials.status(profile) if credentials is not None else None
+                state = self.context.credential(profile)
                 if state is None or not state.ok:
                     why = state.message if state is not None else "not checked yet"
                     return hold(f"credential {profile} not usable ({why}): submitting 0")

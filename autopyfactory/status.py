@@ -26,10 +26,11 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from autopyfactory.commands import TimedCaller
 from autopyfactory.config import QueueConfig
 from autopyfactory.context import FactoryContext
 from autopyfactory.interfaces import StatusPlugin
@@ -61,53 +62,6 @@ class Unknown:
     """
 
     reason: str
-
-
-class TimedCaller:
-    """Runs a call in a helper thread and gives up waiting after a deadline.
-
-    Python cannot kill a thread: a call that overran keeps running in the
-    background, and until it returns every new call fails at once instead of
-    piling up more stuck threads.
-    """
-
-    def __init__(self, name: str):
-        self.name = name
-        self._stuck: threading.Thread | None = None
-        self._stuck_since = 0.0
-        self.in_call_since: float | None = None
-
-    def __call__(self, fn: Callable[[], Any], timeout: float) -> Any:
-        if self._stuck is not None:
-            if self._stuck.is_alive():
-                raise TimeoutError(
-                    f"the call started {time.time() - self._stuck_since:.0f}s ago has still not returned"
-                )
-            self._stuck = None
-        box: dict[str, Any] = {}
-        done = threading.Event()
-
-        def target() -> None:
-            try:
-                box["value"] = fn()
-            except BaseException as exc:  # handed to the caller
-                box["error"] = exc
-            finally:
-                done.set()
-
-        thread = threading.Thread(target=target, name=f"call:{self.name}", daemon=True)
-        started = time.time()
-        self.in_call_since = started
-        thread.start()
-        try:
-            if not done.wait(timeout):
-                self._stuck, self._stuck_since = thread, started
-                raise TimeoutError(f"no answer within {timeout:g}s")
-        finally:
-            self.in_call_since = None
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
 
 
 class StatusPoller:

@@ -19,7 +19,7 @@ def _builtins() -> list[type[SchedulerPlugin]]:
     ]
 
 
-ALL = _builtins()  # every scheduler plugin of DESIGN.md, in its order
+ALL = _builtins()  # every built-in scheduler plugin (docs/schedulers.md), in its order
 
 
 def make(cls: type[SchedulerPlugin], factory: dict | None = None, **params) -> SchedulerPlugin:

@@ -9,7 +9,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from autopyfactory.factory import Factory
-from autopyfactory.services import build
 from autopyfactory.services.cleaner import LogCleaner
 from tests.conftest import local_queue
 
@@ -37,7 +36,7 @@ def test_cleaner_is_a_factory_service(confdir):
     confdir.write(local_queue("Q", confdir.spool))
     config = confdir.load()
     factory = Factory(config)
-    assert any(isinstance(s, LogCleaner) for s in build(factory))
+    assert any(isinstance(s, LogCleaner) for s in factory.services)
     assert any(isinstance(s, LogCleaner) for s in factory.services)
 
 

@@ -189,3 +189,16 @@ def test_unreachable_direct_schedd_is_unknown(condor_pool: CondorPool):
     status = plugin(condor_pool, ScheddDouble(), {"q": "W"}, scheddhost="down.example.org", scheddport=9618)
     with pytest.raises(htcondor2.HTCondorException, match="Failed to connect to schedd at <down.example.org:9618>"):
         status.poll(["q"])
+
+
+def test_constraint_matches_our_factory_id_literally(condor_pool: CondorPool):
+    """The factory id goes into a ClassAd regexp escaped: dots, plus signs and dashes are themselves."""
+    import classad2
+
+    fid = "fac.tory-1+x"
+    p = plugin(condor_pool, ScheddDouble(), {"q": "q"})
+    p.context.factory_id = fid
+    expr = classad2.ExprTree(p.constraint([]))
+    assert expr.eval(classad2.ClassAd({"FACTORY_JOBID": f"{fid}#5.0"})) is True
+    assert expr.eval(classad2.ClassAd({"FACTORY_JOBID": "facXtory-1+x#5.0"})) is False
+    assert expr.eval(classad2.ClassAd({"FACTORY_JOBID": "fac.tory-1x#5.0"})) is False

@@ -191,7 +191,9 @@ def test_foreground_cycles_exit_zero(daemon, confdir):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="changing user needs root")
-def test_runas_drops_privileges_with_supplementary_groups(confdir):
+@pytest.mark.parametrize("factory_keys", ["", "logserver.enabled = true\nlogserver.port = 0\n"],
+                         ids=["plain", "with-web-server"])
+def test_runas_drops_privileges_with_supplementary_groups(confdir, factory_keys):
     user = pwd.getpwnam("nobody")
     root = Path(tempfile.mkdtemp(prefix="apf-runas-", dir="/tmp"))
     try:
@@ -199,7 +201,7 @@ def test_runas_drops_privileges_with_supplementary_groups(confdir):
         from tests.conftest import ConfDir
 
         conf = ConfDir(root)
-        conf.write(local_queue("Q1", conf.spool))
+        conf.write(local_queue("Q1", conf.spool), factory=factory_keys)
         conf.spool.mkdir()
         os.chown(conf.spool, user.pw_uid, user.pw_gid)
         # baseLogDir does not exist: created for nobody before privileges are dropped

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
+from autopyfactory.commands import TimedCaller
 from autopyfactory.status import (
     BREAKER_CLOSED,
     BREAKER_HALF_OPEN,
     BREAKER_OPEN,
     StatusPoller,
-    TimedCaller,
     Unknown,
 )
 from tests.conftest import wait_for

@@ -22,6 +22,7 @@ from typing import Any
 import requests
 
 from autopyfactory.config import FACTORY_KEYS, FACTORY_SECTION
+from autopyfactory.timefmt import duration
 
 TIMEOUT = (5.0, 60.0)  # connect, read (a reload may take a while)
 
@@ -103,16 +104,6 @@ def show(value: Any) -> str:
     return "?" if value is None else str(value)
 
 
-def left(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds >= 86400:
-        return f"{seconds / 86400:.1f} d"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 60:.0f} min"
-
-
 def table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
 
@@ -141,7 +132,7 @@ def format_status(factory: dict, queues: list[dict]) -> str:
     credentials = factory.get("credentials") or []
     if credentials:
         lines += ["", table(["CREDENTIAL", "STATE", "LEFT", "MESSAGE"], [
-            [c["profile"], "ok" if c["ok"] else "NOT USABLE", left(c.get("seconds_left")), c.get("message") or ""]
+            [c["profile"], "ok" if c["ok"] else "NOT USABLE", duration(c.get("seconds_left")), c.get("message") or ""]
             for c in credentials], right={2})]
     endpoints = factory.get("endpoints") or []
     if endpoints:

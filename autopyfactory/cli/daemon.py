@@ -23,13 +23,16 @@ import os
 import pwd
 import select
 import signal
-import sqlite3  # noqa: F401  loaded before --runas drops privileges (persistence store; see run())
 import sys
 import threading
 import time
 
 from autopyfactory import __version__
 from autopyfactory.config import ConfigError, FactoryConfig, load
+
+# the factory and all it imports (web server, persistence, ...) are loaded now, before
+# --runas drops privileges: the new user may not be able to read the Python installation
+from autopyfactory.factory import Factory
 
 DEFAULT_CONF = "/etc/apf/factory.conf"
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
@@ -238,8 +241,6 @@ def drop_privileges(user: pwd.struct_passwd) -> None:
 
 def run(args: argparse.Namespace, config: FactoryConfig, ready=None) -> int:
     """Build and run the factory in this process until stopped."""
-    from autopyfactory.factory import Factory
-
     log_uncaught()
     for warning in config.warnings:
         log.warning("config: %s", warning)

@@ -22,19 +22,22 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable
+from email.utils import formatdate
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
 import jinja2
 
 from autopyfactory.metrics import exposition, factory_registry
+from autopyfactory.timefmt import duration, iso
 from autopyfactory.web import admin, logs
-from autopyfactory.web.history import finished_last_hour, pilot_history
+from autopyfactory.web.history import PilotHistory
 from autopyfactory.web.plot import pilots_svg
 
 if TYPE_CHECKING:
-    from autopyfactory.factory import Factory
     from autopyfactory.queue import APFQueue
+    from autopyfactory.view import FactoryView
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +45,6 @@ StartResponse = Callable[..., Any]
 DEFAULT_CYCLES = 20
 ADMIN_ACTIONS_SHOWN = 10  # latest admin actions on the status page
 
-STATUS_TEXT = {
-    200: "200 OK", 202: "202 Accepted", 206: "206 Partial Content", 301: "301 Moved Permanently", 304: "304 Not Modified",
-    400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not Found",
-    405: "405 Method Not Allowed", 409: "409 Conflict", 413: "413 Payload Too Large",
-    416: "416 Range Not Satisfiable", 500: "500 Internal Server Error", 503: "503 Service Unavailable",
-}
 SECURITY_HEADERS = [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
                     ("Referrer-Policy", "same-origin")]
 
@@ -71,23 +68,6 @@ def text_response(status: int, text: str) -> Response:
     return Response(status, (text.rstrip("\n") + "\n").encode())
 
 
-def iso(when: float | None) -> str | None:
-    return None if when is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
-
-
-def ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
-
-
 def is_loopback(address: str | None) -> bool:
     try:
         ip = ipaddress.ip_address((address or "").split("%")[0])
@@ -99,10 +79,11 @@ def is_loopback(address: str | None) -> bool:
 
 
 class WebApp:
-    """WSGI callable over one factory."""
+    """WSGI callable over one factory; its plots come from ``history``."""
 
-    def __init__(self, factory: Factory):
+    def __init__(self, factory: FactoryView, history: PilotHistory):
         self.factory = factory
+        self.history = history
         config = factory.config
         self.logs = logs.LogFiles(config.get("baseLogDir"))
         self.allow_robots = bool(config.get("logserver.allowrobots", False))
@@ -115,7 +96,7 @@ class WebApp:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.templates.filters["ago"] = ago
+        self.templates.filters["ago"] = duration
         self.templates.filters["urlpath"] = lambda s: quote(str(s))
         self.hostname = socket.gethostname()
 
@@ -127,7 +108,7 @@ class WebApp:
             log.exception("web: %s %s failed", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
             response = text_response(500, "internal error (see the factory log)")
         headers = response.headers + SECURITY_HEADERS
-        start_response(STATUS_TEXT.get(response.status, f"{response.status} Error"), headers)
+        start_response(f"{response.status} {HTTPStatus(response.status).phrase}", headers)
         if environ.get("REQUEST_METHOD") == "HEAD":
             close = getattr(response.body, "close", None)
             if callable(close):
@@ -192,7 +173,6 @@ class WebApp:
         view = queue.summary(records)
         # "cycles" of the API is the list of cycle records; the count keeps its own name
         view["cycle_count"] = view.pop("cycles", queue.cycles)
-        view["done_1h"], view["fault_1h"] = finished_last_hour(self.factory, view)
         view["logs"] = self.today_logs(queue.name)
         if cycles is not None:
             view["cycles"] = [r.to_dict() for r in records[:cycles]]
@@ -230,7 +210,7 @@ class WebApp:
             view = self.queue_view(queue)
             record = queue.last_record
             view["age"] = None if record is None else now - record.started
-            view["plot"] = pilots_svg(pilot_history(self.factory, queue.name), title=queue.name)
+            view["plot"] = pilots_svg(self.history.series(queue), title=queue.name)
             rows.append(view)
         html = self.templates.get_template("status.html").render(
             factory=factory, queues=rows, started_ago=now - self.factory.started,
@@ -258,7 +238,7 @@ class WebApp:
         except logs.NotFound:
             return text_response(404, "not found")
         size = info.st_size
-        headers = [("Accept-Ranges", "bytes"), ("Last-Modified", logs.http_date(info.st_mtime)),
+        headers = [("Accept-Ranges", "bytes"), ("Last-Modified", formatdate(info.st_mtime, usegmt=True)),
                    ("Content-Security-Policy", "sandbox"), ("Cache-Control", "no-cache")]
         wanted = logs.parse_range(environ.get("HTTP_RANGE"), size)
         if wanted == "unsatisfiable":

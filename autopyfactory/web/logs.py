@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import time
 from dataclasses import dataclass
 
 TEXT_SUFFIXES = (".out", ".err", ".log", ".jdl", ".txt", ".json", ".sub", ".sh")
@@ -156,6 +155,3 @@ def file_chunks(handle, start: int, length: int):
     finally:
         handle.close()
 
-
-def http_date(when: float) -> str:
-    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(when))

@@ -8,6 +8,8 @@ from html import escape
 
 from markupsafe import Markup
 
+from autopyfactory.timefmt import duration
+
 PENDING_COLOUR = "#d97706"
 RUNNING_COLOUR = "#15803d"
 
@@ -60,10 +62,10 @@ def pilots_svg(
         f'<svg class="plot" role="img" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}: pending (amber) and running (green) pilots, "
-        f"{_ago(span)} up to {time.strftime('%H:%M:%S', time.gmtime(end))} UTC, max {top}</title>",
+        f"last {duration(span)} up to {time.strftime('%H:%M:%S', time.gmtime(end))} UTC, max {top}</title>",
         f'<rect x="0.5" y="0.5" width="{width - 1}" height="{height - 1}" fill="#fafafa" stroke="#e5e7eb"/>',
         f'<text x="{width - 3}" y="8" text-anchor="end" font-size="8" fill="#6b7280">max {top}</text>',
-        f'<text x="3" y="8" font-size="8" fill="#6b7280">{escape(_ago(span))}</text>',
+        f'<text x="3" y="8" font-size="8" fill="#6b7280">last {escape(duration(span))}</text>',
     ]
     for index, colour in ((1, PENDING_COLOUR), (2, RUNNING_COLOUR)):
         series = [(p[0], p[index]) for p in history]
@@ -78,11 +80,3 @@ def pilots_svg(
                 )
     parts.append("</svg>")
     return Markup("".join(parts))
-
-
-def _ago(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"last {seconds / 3600:.1f} h"
-    if seconds >= 60:
-        return f"last {seconds / 60:.0f} min"
-    return f"last {seconds:.0f} s"

@@ -11,7 +11,8 @@ from waitress import create_server, wasyncore
 from autopyfactory.web.app import WebApp
 
 if TYPE_CHECKING:
-    from autopyfactory.factory import Factory
+    from autopyfactory.view import FactoryView
+    from autopyfactory.web.history import PilotHistory
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +22,9 @@ WORKER_THREADS = 8
 class WebServer:
     """``logserver.bind``:``logserver.port`` (port 0 picks a free port; see ``port``)."""
 
-    def __init__(self, factory: Factory):
+    def __init__(self, factory: FactoryView, history: PilotHistory):
         self.factory = factory
-        self.app = WebApp(factory)
+        self.app = WebApp(factory, history)
         self.bind = factory.config.get("logserver.bind") or "127.0.0.1"
         self.requested_port = int(factory.config.get("logserver.port"))
         self.port: int | None = None

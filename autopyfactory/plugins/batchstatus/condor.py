@@ -15,6 +15,7 @@ attributed from those.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Collection, Iterable
 from typing import Any
@@ -23,6 +24,7 @@ from autopyfactory import commands
 from autopyfactory.config import Key
 from autopyfactory.info import BatchQueueInfo, FinishedPilot
 from autopyfactory.interfaces import BatchStatusPlugin
+from autopyfactory.plugins.batchstatus._tally import LIVE_STATES, Tally, wms_queues
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ PROJECTION = [
 ]
 
 # HTCondor JobStatus -> pilot state. Source: HTCondor manual, "Job ClassAd
-# Attributes", JobStatus; mapping as in reference/apf-semantics.md (held is
+# Attributes", JobStatus; the table in docs/semantics.md (held is
 # pending and shown apart; completed is told apart by exit code).
 CONDOR_STATES: dict[int, str] = {
     1: "pending",  # Idle
@@ -167,15 +169,10 @@ class Condor(BatchStatusPlugin):
     def timeout(self) -> float:
         return self.options["timeout"]
 
-    def _wmsqueue(self, queue: str) -> str:
-        config = getattr(self.context, "config", None)
-        qconfig = config.queues.get(queue) if config is not None else None
-        return qconfig.wmsqueue if qconfig is not None else queue
-
     def constraint(self, wmsqueues: Iterable[str]) -> str:
         """This factory's pilots and other factories' pilots of our WMS queues."""
         fid = self.context.factory_id
-        mine = f"(APF_FACTORY =?= {quote(fid)} || regexp({quote('^' + _regex_escape(fid) + '#')}, "\
+        mine = f"(APF_FACTORY =?= {quote(fid)} || regexp({quote('^' + re.escape(fid) + '#')}, "\
                f"FACTORY_JOBID ?: \"\"))"
         peers = " || ".join(f"APF_WMSQUEUE =?= {quote(w)} || MATCH_APF_QUEUE =?= {quote(w)}"
                             for w in sorted(set(wmsqueues)))
@@ -188,7 +185,7 @@ class Condor(BatchStatusPlugin):
 
     def poll(self, queues: Collection[str]) -> dict[str, BatchQueueInfo]:
         wanted = list(queues)
-        wms_of = {q: self._wmsqueue(q) for q in wanted}
+        wms_of = wms_queues(self.context, wanted)
         constraint = self.constraint(wms_of.values())
         now = time.time()
         try:
@@ -209,10 +206,8 @@ class Condor(BatchStatusPlugin):
                   wms_of: dict[str, str], now: float) -> dict[str, BatchQueueInfo]:
         fid = self.context.factory_id
         wanted = set(queues)
-        wms_wanted = set(wms_of.values())
-        counts = {q: {"pending": 0, "running": 0, "held": 0} for q in wanted}
+        tally = Tally({q: wms_of[q] for q in wanted})
         finished: dict[str, dict[str, FinishedPilot]] = {q: {} for q in wanted}
-        peers: dict[str, dict[str, dict[str, float]]] = {}
         for source, ad_list in (("queue", ads), ("history", history)):
             for ad in ad_list:
                 factory, queue, wmsqueue = pilot_identity(ad)
@@ -224,34 +219,14 @@ class Condor(BatchStatusPlugin):
                 if factory == fid:
                     if queue not in wanted:
                         continue
-                    if state in ("pending", "running"):
+                    if state in LIVE_STATES:
                         if source == "queue":
-                            counts[queue][state] += 1
-                            if int(ad.get("JobStatus") or 0) == HELD:
-                                counts[queue]["held"] += 1
+                            tally.mine(queue, state, held=int(ad.get("JobStatus") or 0) == HELD)
                         continue
                     pilot = finished_pilot(ad, fid)
                     if now - pilot.end <= HISTORY_WINDOW:
                         finished[queue][pilot.jobid] = pilot
-                elif source == "queue" and wmsqueue in wms_wanted and state in ("pending", "running"):
-                    peer = peers.setdefault(wmsqueue, {}).setdefault(
-                        factory or "unknown", {"pending": 0, "running": 0, "submitted_last": 0.0})
-                    peer[state] += 1
-                    qdate = _number(ad.get("QDate")) or 0.0
-                    peer["submitted_last"] = max(peer["submitted_last"], qdate)
-        answer = {}
-        for queue in wanted:
-            ended = tuple(sorted(finished[queue].values(), key=lambda p: -p.end))
-            c = counts[queue]
-            answer[queue] = BatchQueueInfo(
-                pending=c["pending"], running=c["running"], held=c["held"],
-                done=sum(1 for p in ended if p.state == "done"),
-                fault=sum(1 for p in ended if p.state == "fault"),
-                finished=ended, peers={f: dict(v) for f, v in peers.get(wms_of[queue], {}).items()},
-            )
-        return answer
+                elif source == "queue" and wmsqueue in tally.wms_wanted and state in LIVE_STATES:
+                    tally.peer(wmsqueue, factory or "unknown", state, submitted=_number(ad.get("QDate")))
+        return tally.answer({queue: pilots.values() for queue, pilots in finished.items()})
 
-
-def _regex_escape(text: str) -> str:
-    """Escape PCRE metacharacters (ClassAd regexp is PCRE)."""
-    return "".join("\\" + ch if ch in ".^$*+?()[]{}|\\" else ch for ch in text)

@@ -13,10 +13,10 @@ import time
 from collections.abc import Collection
 from typing import Any, Protocol
 
+from autopyfactory.commands import TimedCaller
 from autopyfactory.config import Key
 from autopyfactory.info import WMSQueueInfo
 from autopyfactory.interfaces import WMSStatusPlugin
-from autopyfactory.status import TimedCaller
 
 # HTCondor JobStatus -> WMSQueueInfo field. 1 idle, 2 running, 5 held (waits for
 # an operator, so not ready for a pilot); removed/completed jobs are not work.

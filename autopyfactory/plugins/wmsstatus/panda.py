@@ -22,7 +22,7 @@ from autopyfactory.status import Unknown
 
 STATS_PATH = "/statistics/active_job_stats_by_site"
 
-# PanDA job status -> WMSQueueInfo field (reference/apf-semantics.md, "WMS side").
+# PanDA job status -> WMSQueueInfo field (the table in docs/semantics.md).
 # States not listed (e.g. new ones) are not counted.
 JOB_STATES: dict[str, str] = {
     "pending": "notready",
@@ -123,8 +123,7 @@ class Panda(WMSStatusPlugin):
             kwargs["verify"] = capath
         profile = self.options.get("proxy")
         if profile:
-            credentials = self.context.credentials
-            state = credentials.status(profile) if credentials is not None else None
+            state = self.context.credential(profile)
             if state is None:
                 raise PandaError(f"credential {profile} not checked yet")
             if not state.ok:
