@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from autopyfactory.config import FactoryConfig, QueueConfig
 from autopyfactory.info import CredentialStatus
+from autopyfactory.settings import FactoryConfig, QueueConfig
 
 # The context names what it holds by what it is used for (protocols), not by the
 # classes that hold it: those classes are made with a context, so importing them

@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from autopyfactory.info import BatchQueueInfo, CredentialStatus, WMSQueueInfo
-from autopyfactory.settings import Key, QueueConfig, Section
+from autopyfactory.settings import FactoryConfig, Key, QueueConfig, Section
 
 if TYPE_CHECKING:
-    from autopyfactory.config import FactoryConfig
     from autopyfactory.context import FactoryContext
     from autopyfactory.records import CycleRecord
 

@@ -229,7 +229,7 @@ def test_a_wms_plugin_says_what_its_pilots_need_in_their_environment(confdir):
     try:
         assert factory.context.wms_environment(config.queues["B"]) == {"BOARD_URL": "http://b/"}
         assert factory.context.wms_environment(config.queues["L"]) == {"APF_WMS_SPOOLDIR": str(confdir.spool)}
-        submitter = factory.registry.get("batchsubmit", "Local")(config.queues["B"], factory.context)
+        submitter = factory.config.registry.get("batchsubmit", "Local")(config.queues["B"], factory.context)
         assert submitter.submit(0).count == 0
         [jdl] = (confdir.logs).rglob("*.jdl")
         assert '"BOARD_URL": "http://b/"' in jdl.read_text()
