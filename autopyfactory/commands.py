@@ -117,24 +117,31 @@ class CallTimeout(TimeoutError):
 class TimedCaller:
     """Runs calls in a helper thread and gives up waiting for one after its timeout.
 
-    Python cannot kill a thread: a call that overran keeps running in the
-    background (a blocking C call cannot be interrupted), and until it
-    returns every new call through this caller fails at once instead of
-    piling up more stuck threads. Exceptions of the call are raised unchanged.
+    Python cannot kill a thread: a call that overran is abandoned and keeps
+    running in the background (a blocking C call cannot be interrupted).
+    Later calls still go ahead (a hung call must never block recovery) until
+    ``max_abandoned`` abandoned calls are still running at once; then every
+    new call fails at once instead of piling up more stuck threads.
+    Exceptions of the call are raised unchanged.
     """
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, max_abandoned: int = 1):
         self.name = name
-        self._stuck: threading.Thread | None = None
-        self._stuck_since = 0.0
+        self.max_abandoned = max(1, int(max_abandoned))
+        self._abandoned: list[tuple[threading.Thread, float]] = []  # (thread, started)
         self.in_call_since: float | None = None
 
+    @property
+    def abandoned(self) -> int:
+        """Abandoned calls still running."""
+        return sum(thread.is_alive() for thread, _ in list(self._abandoned))
+
     def __call__(self, fn: Callable[[], T], timeout: float) -> T:
-        if self._stuck is not None:
-            if self._stuck.is_alive():
-                raise CallTimeout(f"{self.name}: the call started {time.time() - self._stuck_since:.0f}s ago"
-                                  " has still not returned")
-            self._stuck = None
+        self._abandoned = [(t, s) for t, s in self._abandoned if t.is_alive()]
+        if len(self._abandoned) >= self.max_abandoned:
+            oldest = time.time() - min(s for _, s in self._abandoned)
+            raise CallTimeout(f"{self.name}: {len(self._abandoned)} call(s) abandoned after their deadline"
+                              f" have still not returned (oldest started {oldest:.0f}s ago)")
         outcome: dict[str, Any] = {}
         done = threading.Event()
 
@@ -152,7 +159,7 @@ class TimedCaller:
         thread.start()
         try:
             if not done.wait(timeout):
-                self._stuck, self._stuck_since = thread, started
+                self._abandoned.append((thread, started))
                 raise CallTimeout(f"{self.name} timed out: no answer within {timeout:g}s")
         finally:
             self.in_call_since = None

@@ -319,11 +319,11 @@ class Factory:
     def summary(self) -> dict:
         last = max((r.started for q in self.queues.values() if (r := q.last_record)), default=None)
         return {
-            "factoryId": self.config.factory_id,
+            "factory_id": self.config.factory_id,
             "version": self.version,
             "started": iso(self.started),
             "last_cycle": iso(last) if last else None,
-            "queues": len(self.queues),
+            "queue_count": len(self.queues),
         }
 
 

@@ -90,7 +90,7 @@ def _critical(queue: QueueView) -> str:
         return queue.fault_backoff
     credential = _credential(queue)
     if credential is not None and not credential.ok:
-        return f"credential {credential.name} not usable: {credential.message or 'not checked yet'}"
+        return f"credential {credential.profile} not usable: {credential.message or 'not checked yet'}"
     record = queue.last_record
     if record is None:
         return ""
@@ -106,7 +106,7 @@ def _critical(queue: QueueView) -> str:
 def _warning(queue: QueueView, now: float) -> str:
     credential = _credential(queue)
     if credential is not None and credential.seconds_left is not None and credential.seconds_left < EXPIRY_WARNING:
-        return f"credential {credential.name} expires in {credential.seconds_left / 3600:.1f} h"
+        return f"credential {credential.profile} expires in {credential.seconds_left / 3600:.1f} h"
     record = queue.last_record
     if record is not None and now - record.started > OVERDUE_CYCLES * queue.sleep + record.duration:
         return f"last cycle {now - record.started:.0f} s ago (apfqueue.sleep = {queue.sleep:g})"
@@ -135,7 +135,7 @@ def _credential(queue: QueueView):
 
 @dataclass(frozen=True)
 class _Unchecked:
-    name: str
+    profile: str
     ok: bool = False
     seconds_left: float | None = None
     message: str = "not checked yet"

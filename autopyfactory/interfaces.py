@@ -21,6 +21,7 @@ and ``schedplugin = Ready, Half`` in queues.conf.
 
 from __future__ import annotations
 
+import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -38,6 +39,14 @@ class Plugin:
     kind: ClassVar[str] = ""
     name: ClassVar[str] = ""
     keys: ClassVar[dict[str, Key]] = {}
+    # modules the plugin imports that are not core dependencies: {module: how to install it}
+    requires: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def missing(cls) -> list[str]:
+        """One sentence per module this plugin needs that cannot be imported here."""
+        return [f"the {cls.name} plugin needs the {module} module: {hint}"
+                for module, hint in cls.requires.items() if importlib.util.find_spec(module) is None]
 
     @classmethod
     def key_prefix(cls) -> str:
@@ -100,6 +109,8 @@ class StatusPlugin(Plugin, ABC):
     default_maxage: ClassVar[float] = 600.0
     # option names (without prefix) that identify the endpoint; the rest is per queue
     endpoint_keys: ClassVar[tuple[str, ...]] = ()
+    # the endpoint_keys that name it for people (URL, host, cluster), joined by ":"
+    name_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: dict[str, Any], context: FactoryContext):
         self.options = options
@@ -115,6 +126,12 @@ class StatusPlugin(Plugin, ABC):
     def queue_key(cls, queue: QueueConfig) -> str:
         """What ``poll`` is asked for and answers under, for this queue: its name."""
         return queue.name
+
+    @classmethod
+    def endpoint_name(cls, options: dict[str, Any]) -> str:
+        """The endpoint as operators call it (page, API, metric label): ``local`` when nothing names it."""
+        parts = [str(options[k]) for k in cls.name_keys if options.get(k)]
+        return ":".join(parts) or "local"
 
     @abstractmethod
     def poll(self, queues: Collection[str]) -> dict[str, Any]: ...

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from autopyfactory.config import QueueConfig, Section
 from autopyfactory.context import FactoryContext
 from autopyfactory.health import Health, queue_health
-from autopyfactory.info import BatchQueueInfo, FinishedPilot
+from autopyfactory.info import BatchQueueInfo, FinishedPilot, WMSQueueInfo
 from autopyfactory.interfaces import BatchSubmitPlugin, SchedInfo, SchedulerPlugin, SubmitResult
 from autopyfactory.peers import alive_peers, alive_window
 from autopyfactory.records import CycleRecord, SchedStep
@@ -423,14 +423,20 @@ class APFQueue:
         return records[0] if records else None
 
     def summary(self, records: list[CycleRecord] | None = None) -> dict:
-        """The queue as the status page and the API show it (``records``: a copy to describe)."""
+        """The queue as the status page and the API show it (``records``: a copy to describe).
+
+        Keys and value styles follow the JSON API's conventions (autopyfactory/web/api.py).
+        """
         batch, _, _ = self.batch_status()
+        wms, _, _ = self.wms_poller.get(self.config.wmsqueue)
         records = self.recent_records(1) if records is None else records
         last = records[0] if records else None
         finished = self.finished_counts(time.time() - 3600)
         health = self.health()
+        pause = self.pause
         return {
             "name": self.name,
+            "enabled": True,
             "health": health.level,
             "health_reason": health.reason,
             "wmsqueue": self.config.wmsqueue,
@@ -441,12 +447,17 @@ class APFQueue:
             "held": batch.held if batch else None,
             "done_1h": finished["done"] if finished else None,
             "fault_1h": finished["fault"] if finished else None,
+            "wms": wms.to_dict() if isinstance(wms, WMSQueueInfo) else None,
             "paused": self.paused,
-            "cycles": self.cycles,
+            "pause": None if pause is None else {"mode": pause.mode, "reason": pause.reason,
+                                                 "since": iso(pause.since), "until": iso(pause.until)},
+            "fault_backoff": self.fault_backoff,
+            "cycle_count": self.cycles,
             "submitted_total": self.submitted_total,
             "errors_total": self.errors_total,
             "last_message": last.message if last else "",
             "last_cycle": last.started_iso if last else None,
+            "last_submission": iso(self.last_submission),
         }
 
 

@@ -10,7 +10,9 @@ when there is no answer yet, when the last good answer is older than
 Failures are handled here, once, for every status plugin (WMS and batch):
 
 - every call has a hard deadline (``maxage``: an answer slower than that
-  could never be fresh), on top of the plugin's own timeouts;
+  could never be fresh), on top of the plugin's own timeouts; a call past
+  it is abandoned and the next one goes ahead, up to 3 abandoned calls
+  still running (then calls fail at once until one returns);
 - a failed call is retried from the poller thread (never from a queue's
   cycle) after 1, 2, 4, ... seconds, at most ``sleep``;
 - a circuit breaker per endpoint: after ``breakerfailures`` consecutive
@@ -43,6 +45,7 @@ BREAKER_OPEN = "open"  # cooling down: no calls until the cool-down ends
 BREAKER_HALF_OPEN = "half-open"  # one probe call decides
 
 DEFAULT_BREAKER_FAILURES = 3
+MAX_ABANDONED_CALLS = 3  # hung status calls left running per endpoint before calls stop
 RETRY_FIRST = 1.0  # first retry after a failure (seconds); doubles up to ``sleep``
 WAKE_MIN_GAP = 1.0  # wake-ups never make two queries closer than this (or ``sleep``)
 
@@ -58,7 +61,7 @@ class Unknown:
     """What a status plugin puts in its answer for a key it could not determine.
 
     The key is then unknown (never zero) and ``reason`` is shown in the cycle
-    message, e.g. ``Unknown("no entry for ANALY_X in the job statistics")``.
+    message, e.g. ``Unknown("no status for ANALY_X in the queue information")``.
     """
 
     reason: str
@@ -77,10 +80,12 @@ class StatusPoller:
         breaker_failures: int = DEFAULT_BREAKER_FAILURES,
         breaker_cooldown: float | None = None,
         call_timeout: float | None = None,
+        name: str | None = None,
     ):
         self.kind = kind
         self.plugin = plugin
-        self.endpoint = endpoint
+        self.endpoint = endpoint  # identity: queues with the same one share this poller
+        self.name = name or endpoint  # what operators read (URL, host, cluster)
         self.sleep = sleep
         self.maxage = maxage
         self.breaker_failures = max(1, int(breaker_failures))
@@ -97,7 +102,7 @@ class StatusPoller:
         self.breaker = BREAKER_CLOSED
         self.breaker_until: float | None = None  # end of the cool-down while open
         self.breaker_opened = 0  # how many times it opened
-        self._caller = TimedCaller(f"{kind}:{endpoint}")
+        self._caller = TimedCaller(f"{kind}:{endpoint}", MAX_ABANDONED_CALLS)
         self._snapshot: Snapshot | None = None
         self._queues: set[str] = set()
         self._lock = threading.Lock()
@@ -196,7 +201,7 @@ class StatusPoller:
         with self._answered:
             self._answered.notify_all()
         if self.failures:
-            log.info("%s status from %s is back after %d failure(s)", self.kind, self.endpoint, self.failures)
+            log.info("%s status from %s is back after %d failure(s)", self.kind, self.name, self.failures)
         self.failures = 0
         self.last_success = started
         self.breaker, self.breaker_until = BREAKER_CLOSED, None
@@ -212,10 +217,10 @@ class StatusPoller:
             self.breaker_until = time.time() + self.breaker_cooldown
             self.breaker_opened += 1
             log.warning("%s status from %s failed (%d in a row): %s; circuit breaker open, next try in %gs",
-                        self.kind, self.endpoint, self.failures, self.last_error, self.breaker_cooldown)
+                        self.kind, self.name, self.failures, self.last_error, self.breaker_cooldown)
         else:
             log.warning("%s status from %s failed (%d in a row): %s",
-                        self.kind, self.endpoint, self.failures, self.last_error)
+                        self.kind, self.name, self.failures, self.last_error)
 
     # -- reading
     @property
@@ -252,28 +257,32 @@ class StatusPoller:
         now = time.time() if now is None else now
         snapshot = self._snapshot
         if snapshot is None:
-            return None, None, f"no answer yet from {self.endpoint}{self._failing(now)}"
+            return None, None, f"no answer yet from {self.name}{self._failing(now)}"
         age = now - snapshot.taken
         if age > self.maxage:
             return None, snapshot.taken, (
-                f"answer from {self.endpoint} is {age:.0f}s old (maxage {self.maxage:g}s){self._failing(now)}"
+                f"answer from {self.name} is {age:.0f}s old (maxage {self.maxage:g}s){self._failing(now)}"
             )
         info = snapshot.data.get(key)
         if info is None:
-            return None, snapshot.taken, f"{self.endpoint} reports nothing for {key}"
+            return None, snapshot.taken, f"{self.name} reports nothing for {key}"
         if isinstance(info, Unknown):
-            return None, snapshot.taken, f"{self.endpoint}: {info.reason}"
+            return None, snapshot.taken, f"{self.name}: {info.reason}"
         return info, snapshot.taken, ""
 
     def health(self) -> dict[str, Any]:
-        """The endpoint's health for the status page and metrics (times are epoch seconds)."""
+        """The endpoint's health for the status page and metrics (times are epoch seconds).
+
+        ``endpoint`` is its readable name, ``id`` what tells it from others.
+        """
         now = time.time()
         snapshot = self._snapshot
         age = None if snapshot is None else now - snapshot.taken
         return {
             "kind": self.kind,
             "plugin": getattr(self.plugin, "name", type(self.plugin).__name__),
-            "endpoint": self.endpoint,
+            "endpoint": self.name,
+            "id": self.endpoint,
             "queues": sorted(self.queues),
             "calls": self.calls,
             "consecutive_failures": self.failures,
@@ -284,6 +293,7 @@ class StatusPoller:
             "last_attempt": self.last_attempt,
             "last_duration": self.last_duration,
             "in_call_since": self._caller.in_call_since,
+            "abandoned_calls": self._caller.abandoned,
             "breaker": self.breaker,
             "breaker_until": self.breaker_until,
             "breaker_opened": self.breaker_opened,
@@ -333,7 +343,8 @@ class StatusService:
                 plugin = plugin_cls(options, self.context)
                 sleep, maxage = self.context.config.status_timing(kind, plugin_cls)
                 failures, cooldown = self.breaker_settings(kind, plugin_cls)
-                poller = StatusPoller(kind, plugin, endpoint, sleep, maxage, failures, cooldown)
+                poller = StatusPoller(kind, plugin, endpoint, sleep, maxage, failures, cooldown,
+                                      name=self._unique_name(kind, plugin_cls.endpoint_name(options)))
                 self.pollers[(kind, endpoint)] = poller
                 if self._deferred is not None:
                     self._deferred.append(poller)
@@ -341,6 +352,15 @@ class StatusService:
                     poller.start()
         poller.add_queue(plugin_cls.queue_key(queue))
         return poller
+
+    def _unique_name(self, kind: str, name: str) -> str:
+        """``name``, or ``name #2``… when another endpoint of this kind has it (two proxies, one URL)."""
+        taken = {p.name for (k, _), p in self.pollers.items() if k == kind}
+        unique, n = name, 1
+        while unique in taken:
+            n += 1
+            unique = f"{name} #{n}"
+        return unique
 
     def breaker_settings(self, kind: str, plugin_cls: type) -> tuple[int, float | None]:
         """([Factory] <kind>.<plugin>.breakerfailures, .breakercooldown); None = twice ``sleep``."""

@@ -73,6 +73,8 @@ def test_counts_states_peers_and_history(condor_pool: CondorPool):
     assert fault.jobid == "0.0" and fault.exitcode == 3 and fault.runtime == 300
     assert next(p for p in q2.finished if p.state == "fault").exitcode == 137
     assert {p.jobid: p.state for p in q2.finished}["2.1"] == "removed"
+    # start - QDate of the pilots that started in the last hour (QDate is now - 600 unless set)
+    assert sorted(q1.queue_waits) == [0, 500, 500, 500] and q2.queue_waits == (0,) and q3.queue_waits == ()
     assert q1.peers == {"fac-B": {"pending": 1, "running": 1, "submitted_last": float(now - 30)}}
     assert q2.peers["old-apf"]["pending"] == 1
     # one query and one history call for every queue; projection limited; history bounded to the hour

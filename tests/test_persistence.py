@@ -349,7 +349,7 @@ def test_factory_restart_goes_on_from_the_stored_state(confdir):
         assert (queue.cycles - 2, queue.submitted_total, queue.errors_total, queue.last_submission) == before
         summary = queue.summary()
         assert summary["done_1h"] == 3 and summary["fault_1h"] == 0
-        assert summary["cycles"] == before[0] + 2
+        assert summary["cycle_count"] == before[0] + 2
         numbers = [r.number for r in queue.records]
         assert numbers == [3, 2, 1]  # the restored record of cycle 1 under the two new ones
         # the scheduler chain was handed the pilots that finished before the restart

@@ -104,6 +104,9 @@ def test_counts_per_queue_arrays_held_finished_and_peers():
     assert (q2.pending, q2.held, q2.running, q2.done, q2.fault) == (1, 1, 0, 0, 1)
     assert {p.jobid: p.state for p in q2.finished} == {"20_1": "removed", "20_2": "fault"}
     assert (q3.pending, q3.running, q3.done, q3.fault) == (0, 0, 0, 0)
+    # start - submit of the pilots that started in the last hour, running or finished (Backlog reads them)
+    assert sorted(q1.queue_waits) == [55, 55, 55] and sorted(q2.queue_waits) == [55, 115]
+    assert q3.queue_waits == ()
     # fac-B serves W1 too: a peer of q1, not of q2
     peer_b = q1.peers["fac-B"]
     assert (peer_b["pending"], peer_b["running"]) == (5, 1)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-WRAPPERS = Path(__file__).resolve().parent.parent / "wrappers"
+WRAPPERS = Path(__file__).resolve().parent.parent / "autopyfactory" / "wrappers"
 WRAPPER = WRAPPERS / "apf-wrapper.sh"
 SHELLS = [s for s in ("dash", "sh", "bash") if shutil.which(s)]
 

@@ -8,7 +8,7 @@ the load (nothing half-applies), warnings (unknown keys) are collected.
   QueueConfig, FactoryConfig, Problem), re-exported here;
 - ``tables``: the keys of [Factory] and of a queue section;
 - ``reader``: parsing files and the one loop that fills a section from a key table;
-- ``validate``: each file against the key tables, given the plugins;
+- ``validate``: each file against the key tables, given the plugins; placeholders left;
 - ``loader``: ``load``, which builds the plugin registry and validates with it.
 """
 
@@ -19,6 +19,7 @@ from autopyfactory.config.tables import (
     QUEUE_KEYS,
     STATUS_TIMING_PARAMS,
 )
+from autopyfactory.config.validate import PLACEHOLDER, placeholders
 from autopyfactory.settings import (
     MISSING,
     ConfigError,
@@ -34,6 +35,7 @@ __all__ = [
     "FACTORY_KEYS",
     "FACTORY_SECTION",
     "MISSING",
+    "PLACEHOLDER",
     "QUEUE_KEYS",
     "STATUS_TIMING_PARAMS",
     "ConfigError",
@@ -43,5 +45,6 @@ __all__ = [
     "QueueConfig",
     "Section",
     "load",
+    "placeholders",
     "split_list",
 ]

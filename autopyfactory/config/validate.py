@@ -20,7 +20,14 @@ from autopyfactory.config.tables import (
     STATUS_TIMING_PARAMS,
 )
 from autopyfactory.interfaces import KINDS, QUEUE_KINDS, key_prefix
-from autopyfactory.settings import MISSING, ConfigError, QueueConfig, Section
+from autopyfactory.settings import (
+    MISSING,
+    ConfigError,
+    FactoryConfig,
+    Problem,
+    QueueConfig,
+    Section,
+)
 
 if TYPE_CHECKING:
     from autopyfactory.plugins.registry import PluginRegistry
@@ -129,6 +136,9 @@ def _resolve_plugins(reader: Reader, registry: PluginRegistry, queue: QueueConfi
                 )
             else:
                 resolved.append(plugin.name)
+                if queue.enabled:
+                    for why in plugin.missing():
+                        reader.error(queue.source, where(selector), selector, why)
         queue.values[selector] = resolved if isinstance(chosen, list) else (resolved[0] if resolved else chosen)
 
 
@@ -247,3 +257,17 @@ def check_references(
                     f"no profile [{profile}] in authConf "
                     f"(expected one of {', '.join(auth) or 'none'}, got {profile!r})",
                 )
+
+
+# ---------------------------------------------------------------- before running
+
+PLACEHOLDER = "CHANGEME"
+
+
+def placeholders(config: FactoryConfig) -> list[Problem]:
+    """Values still holding the shipped placeholder: the factory must not run with them."""
+    sections = [config.factory, *config.queues.values(), *config.auth.values(), *config.monitor.values()]
+    names = {key.lower(): key for key in (*FACTORY_KEYS, *QUEUE_KEYS)}
+    return [Problem(section.source, section.name, names.get(key, key),
+                    f"still the placeholder {value!r}: set it for this site")
+            for section in sections for key, value in section.raw.items() if PLACEHOLDER in value.upper()]

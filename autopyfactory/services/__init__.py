@@ -39,8 +39,10 @@ def build(factory: FactoryView) -> Services:
     services = Services()
     if factory.config.get("logserver.enabled"):
         history = PilotHistory()
-        services.running.append(WebServer(factory, history))
+        server = WebServer(factory, history)
+        services.running.append(server)
         services.cycle_listeners.append(history.cycle_done)
+        services.cycle_listeners.append(server.app.cycle_durations.cycle_done)  # the cycle-duration histogram
     services.running.append(LogCleaner(factory))
     # opened here, before any queue starts, so the queues restore from it
     services.store = open_store(factory.config)

@@ -33,6 +33,7 @@ from urllib.parse import parse_qs
 
 from autopyfactory.config import FactoryConfig
 from autopyfactory.records import AdminAction
+from autopyfactory.timefmt import iso
 
 if TYPE_CHECKING:
     from autopyfactory.view import FactoryView
@@ -95,7 +96,10 @@ def reload_factory(factory: FactoryView) -> tuple[int, dict[str, Any]]:
         log.error("reload refused, the running configuration stays: %s", "; ".join(problems))
         return 400, {"error": "configuration has errors; the running configuration stays",
                      "problems": problems}
-    return 200, {"reloaded": True, "message": "configuration reloaded", "changes": factory.last_reload}
+    changes = factory.last_reload
+    if changes is not None:
+        changes = {**changes, "time": iso(changes.get("time"))}
+    return 200, {"reloaded": True, "message": "configuration reloaded", "changes": changes}
 
 
 def set_loglevel(level: str) -> str:

@@ -29,9 +29,10 @@ from urllib.parse import parse_qs, quote
 
 import jinja2
 
-from autopyfactory.metrics import exposition, factory_registry
+from autopyfactory.health import LEVELS
+from autopyfactory.metrics import CycleDurations, exposition, factory_registry
 from autopyfactory.timefmt import duration, iso
-from autopyfactory.web import admin, logs
+from autopyfactory.web import admin, api, logs
 from autopyfactory.web.history import PilotHistory
 from autopyfactory.web.plot import pilots_svg
 
@@ -68,6 +69,20 @@ def text_response(status: int, text: str) -> Response:
     return Response(status, (text.rstrip("\n") + "\n").encode())
 
 
+def error_response(environ: dict, status: int, message: str) -> Response:
+    """An error: a JSON body under /api/ (every error of the API is one), text elsewhere."""
+    if (environ.get("PATH_INFO") or "").startswith("/api/"):
+        return json_response(status, {"error": message})
+    return text_response(status, message)
+
+
+def body_length(environ: dict) -> int:
+    try:
+        return int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
 def is_loopback(address: str | None) -> bool:
     try:
         ip = ipaddress.ip_address((address or "").split("%")[0])
@@ -89,7 +104,8 @@ class WebApp:
         self.allow_robots = bool(config.get("logserver.allowrobots", False))
         self.admin_api = admin.AdminAPI(factory, self.queue_view)
         self.token = self.admin_api.token
-        self.metrics = factory_registry(factory)
+        self.cycle_durations = CycleDurations()  # fed by a cycle listener (web_service)
+        self.metrics = factory_registry(factory, self.cycle_durations)
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("autopyfactory.web", "templates"),
             autoescape=jinja2.select_autoescape(["html"]),
@@ -106,7 +122,7 @@ class WebApp:
             response = self.route(environ)
         except Exception:
             log.exception("web: %s %s failed", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
-            response = text_response(500, "internal error (see the factory log)")
+            response = error_response(environ, 500, "internal error (see the factory log)")
         headers = response.headers + SECURITY_HEADERS
         start_response(f"{response.status} {HTTPStatus(response.status).phrase}", headers)
         if environ.get("REQUEST_METHOD") == "HEAD":
@@ -123,10 +139,12 @@ class WebApp:
         raw = environ.get("PATH_INFO", "") or "/"
         # PEP 3333: PATH_INFO is bytes decoded as latin-1; file and queue names are UTF-8
         path = raw.encode("latin-1", "replace").decode("utf-8", "replace")
+        if body_length(environ) > admin.MAX_BODY:
+            return error_response(environ, 413, f"request body larger than {admin.MAX_BODY} bytes")
         if path.startswith("/api/v1/admin/"):
             return self.admin(environ, path[len("/api/v1/admin/"):])
         if method not in ("GET", "HEAD"):
-            response = text_response(405, f"{method} not allowed here")
+            response = error_response(environ, 405, f"{method} not allowed here (GET or HEAD)")
             response.headers.append(("Allow", "GET, HEAD"))
             return response
         if path == "/":
@@ -137,25 +155,31 @@ class WebApp:
             return Response(200, exposition(self.metrics), "text/plain; version=0.0.4; charset=utf-8")
         if path == "/logs" or path.startswith("/logs/"):
             return self.serve_logs(environ, path[len("/logs"):])
+        if path.startswith("/api/"):
+            return self.api(environ, path)
+        return text_response(404, "not found")
+
+    def api(self, environ: dict, path: str) -> Response:
+        """GET /api/v1/factory | /api/v1/queues | /api/v1/queues/<name>[?cycles=N]."""
         if path.rstrip("/") == "/api/v1/factory":
             return json_response(200, self.factory_view())
         if path.rstrip("/") == "/api/v1/queues":
-            return json_response(200, {"queues": [self.queue_view(q) for q in self.queue_list()]})
-        if path.startswith("/api/v1/queues/"):
-            name = path[len("/api/v1/queues/"):].rstrip("/")
-            queue = self.factory.queues.get(name)
-            if queue is None:
-                return json_response(404, {"error": f"no queue {name!r}",
-                                           "queues": sorted(self.factory.queues)})
-            query = parse_qs(environ.get("QUERY_STRING", ""))
-            try:
-                count = max(0, int(query.get("cycles", [DEFAULT_CYCLES])[0]))
-            except ValueError:
-                return json_response(400, {"error": "cycles must be an integer"})
-            return json_response(200, self.queue_view(queue, cycles=count))
-        if path.startswith("/api/"):
+            return json_response(200, {"queues": self.queue_views()})
+        if not path.startswith("/api/v1/queues/"):
             return json_response(404, {"error": f"no such endpoint {path}"})
-        return text_response(404, "not found")
+        name = path[len("/api/v1/queues/"):].rstrip("/")
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        try:
+            count = max(0, int(query.get("cycles", [DEFAULT_CYCLES])[0]))
+        except ValueError:
+            return json_response(400, {"error": "cycles must be an integer"})
+        queue = self.factory.queues.get(name)
+        if queue is not None:
+            return json_response(200, self.queue_view(queue, cycles=count))
+        qconfig = self.factory.config.queues.get(name)
+        if qconfig is not None:
+            return json_response(200, self.disabled_view(qconfig, cycles=count))
+        return json_response(404, {"error": f"no queue {name!r}", "queues": sorted(self.factory.config.queues)})
 
     # ------------------------------------------------------------ views
     def queue_list(self) -> list[APFQueue]:
@@ -169,38 +193,42 @@ class WebApp:
         return None
 
     def queue_view(self, queue: APFQueue, cycles: int | None = None) -> dict:
-        records = queue.recent_records()  # one copy, so last_message and cycles agree
-        view = queue.summary(records)
-        # "cycles" of the API is the list of cycle records; the count keeps its own name
-        view["cycle_count"] = view.pop("cycles", queue.cycles)
+        view = api.queue_view(queue, cycles=cycles)
         view["logs"] = self.today_logs(queue.name)
-        if cycles is not None:
-            view["cycles"] = [r.to_dict() for r in records[:cycles]]
         return view
+
+    def disabled_view(self, qconfig, cycles: int | None = None) -> dict:
+        return api.disabled_view(qconfig, self.factory.config, cycles) | {"logs": None}
+
+    def queue_views(self) -> list[dict]:
+        """Every queue of queues.conf by name: the running ones, and the disabled ones."""
+        views = [self.queue_view(q) for q in self.factory.queues.values()]
+        views += [self.disabled_view(q) for name, q in self.factory.config.queues.items() if name not in self.factory.queues]
+        return sorted(views, key=lambda v: v["name"])
 
     def factory_view(self) -> dict:
         factory = self.factory
         view = factory.summary()
         view["host"] = self.hostname
         view["admin_email"] = factory.config.get("factoryAdminEmail", "")
-        now = time.time()
-        view["credentials"] = [
-            {"profile": name,
-             "ok": bool(state and state.ok),
-             "seconds_left": None if state is None else state.seconds_left,
-             "message": "not checked yet" if state is None else state.message}
-            for name, state in sorted(factory.credentials.all_status().items())
-        ]
-        endpoints = []
-        for health in factory.status.health():
-            health = dict(health)
-            health["last_success"] = iso(health["last_success"])
-            endpoints.append(health)
-        view["endpoints"] = sorted(endpoints, key=lambda h: (h["kind"], h["endpoint"]))
+        view["health"] = self.health_counts()
+        view["credentials"] = [api.credential_view(name, state)
+                               for name, state in sorted(factory.credentials.all_status().items())]
+        view["endpoints"] = sorted((api.endpoint_view(h) for h in factory.status.health()),
+                                   key=lambda e: (e["kind"], e["endpoint"]))
         _, why = self.token.load()
         view["admin"] = {"enabled": not why, "why": why or None}
-        view["now"] = iso(now)
+        view["last_reload"] = api.reload_view(getattr(factory, "last_reload", None))
+        view["now"] = iso(time.time())
         return view
+
+    def health_counts(self) -> dict[str, int]:
+        """Queues of queues.conf at each health level (disabled ones included)."""
+        counts = dict.fromkeys(LEVELS, 0)
+        for queue in self.factory.queues.values():
+            counts[queue.health().level] += 1
+        counts["disabled"] += len([n for n in self.factory.config.queues if n not in self.factory.queues])
+        return counts
 
     def status_page(self) -> Response:
         factory = self.factory_view()

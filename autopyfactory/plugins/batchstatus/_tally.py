@@ -30,6 +30,7 @@ class Tally:
         self.wms_wanted = set(wms_of.values())
         self.counts = {q: {"pending": 0, "running": 0, "held": 0} for q in wms_of}
         self.peers: dict[str, dict[str, dict[str, float]]] = {}  # wmsqueue -> factory -> counts
+        self.waits: dict[str, list[float]] = {q: [] for q in wms_of}  # queue waits of recently started pilots
 
     def mine(self, queue: str, state: str, count: int = 1, held: bool = False) -> None:
         """``count`` pilots of this factory's ``queue`` in a live ``state`` (pending or running)."""
@@ -37,6 +38,13 @@ class Tally:
         bucket[state] += count
         if held:
             bucket["held"] += count
+
+    def waited(self, queue: str, submitted: float | None, started: float | None, now: float,
+               window: float = 3600.0) -> None:
+        """A pilot of ``queue`` submitted and started at these times: keep its wait in the batch queue
+        when it started in the last ``window`` seconds (what the Backlog scheduler reads)."""
+        if submitted is not None and started is not None and now - window <= started <= now:
+            self.waits[queue].append(max(0.0, started - submitted))
 
     def peer(self, wmsqueue: str, factory: str, state: str, count: int = 1,
              submitted: float | None = None) -> None:
@@ -58,5 +66,6 @@ class Tally:
                 done=sum(1 for p in ended if p.state == "done"),
                 fault=sum(1 for p in ended if p.state == "fault"),
                 finished=ended, peers={f: dict(v) for f, v in self.peers.get(wmsqueue, {}).items()},
+                queue_waits=tuple(self.waits[queue]),
             )
         return answer

@@ -29,6 +29,9 @@ from autopyfactory.plugins.batchstatus._tally import LIVE_STATES, Tally, wms_que
 log = logging.getLogger(__name__)
 
 HISTORY_WINDOW = 3600.0
+# the HTCondor bindings are an extra: every Condor plugin names them
+CONDOR_REQUIRES = {"htcondor2": "install it with pip install 'autopyfactory[condor]' "
+                                "(RPM: python3-condor from the HTCondor repository)"}
 HISTORY_LIMIT = 100_000
 PROJECTION = [
     "ClusterId", "ProcId", "JobStatus", "APF_FACTORY", "APF_QUEUE", "MATCH_APF_QUEUE", "APF_WMSQUEUE",
@@ -156,8 +159,10 @@ class Condor(BatchStatusPlugin):
     """
 
     name = "Condor"
+    requires = CONDOR_REQUIRES
     keys = STATUS_KEYS
     endpoint_keys = ("scheddhost", "scheddport", "collectorhost", "collectorport")
+    name_keys = ("scheddhost", "scheddport", "collectorhost", "collectorport")
     default_sleep = 60.0
     default_maxage = 600.0
 
@@ -219,6 +224,8 @@ class Condor(BatchStatusPlugin):
                 if factory == fid:
                     if queue not in wanted:
                         continue
+                    tally.waited(queue, _number(ad.get("QDate")), _number(ad.get("JobStartDate")), now,
+                                 HISTORY_WINDOW)
                     if state in LIVE_STATES:
                         if source == "queue":
                             tally.mine(queue, state, held=int(ad.get("JobStatus") or 0) == HELD)

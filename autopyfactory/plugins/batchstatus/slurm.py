@@ -269,6 +269,7 @@ class Slurm(BatchStatusPlugin):
         "timeout": Key("float", 60.0, min=1, help="seconds before squeue is given up"),
     }
     endpoint_keys = ("squeue", "slurmconf")
+    name_keys = ("slurmconf",)
     default_sleep = 60.0
     default_maxage = 600.0
     runner: commands.Runner = staticmethod(commands.run)
@@ -309,6 +310,8 @@ class Slurm(BatchStatusPlugin):
                 # most lines: this factory's pending and running pilots, only counted
                 tally.mine(tag[2], state, _task_count(fields[2], number),
                            held=state == "pending" and (fields[8] in HELD_REASONS or slurm_state in HELD_STATES))
+                if state == "running":
+                    tally.waited(tag[2], times(fields[4]), times(fields[5]), now, REMEMBER_FINISHED)
                 continue
             if tag[0] == factory and state is not None and fields[2].isdigit():
                 # a finished pilot seen in an earlier poll: an end does not change, nothing to parse again
@@ -332,6 +335,7 @@ class Slurm(BatchStatusPlugin):
                     tally.mine(line.queue, state, line.count,
                                held=state == "pending" and (line.reason in HELD_REASONS or line.state in HELD_STATES))
                 elif line.end is not None:
+                    tally.waited(line.queue, line.submit, line.start, now, REMEMBER_FINISHED)
                     for jobid in line.ids:
                         seen[line.queue][jobid] = FinishedPilot(jobid, line.start, line.end, line.exitcode,
                                                                 state, factory)
@@ -343,3 +347,4 @@ class Slurm(BatchStatusPlugin):
             for jobid in [j for j, p in memory.items() if now - p.end > REMEMBER_FINISHED]:
                 del memory[jobid]
         return tally.answer({queue: self._finished[queue].values() for queue in wanted})
+

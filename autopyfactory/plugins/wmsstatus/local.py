@@ -43,6 +43,7 @@ class Local(WMSStatusPlugin):
     name = "Local"
     keys = {"spooldir": Key("path", "", help="directory holding one sub-directory per WMS queue")}
     endpoint_keys = ("spooldir",)
+    name_keys = ("spooldir",)
     default_sleep = 10.0
     default_maxage = 120.0
 
