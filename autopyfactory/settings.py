@@ -138,8 +138,8 @@ class Section:
         return self.get(key)
 
     def options(self, prefix: str) -> dict[str, Any]:
-        """Values of keys ``<prefix><param>`` as {param: value} (``prefix`` ends with its dot)."""
-        start = prefix.lower()
+        """Values of keys ``<prefix>.<param>`` as {param: value} (``prefix`` with or without its dot)."""
+        start = prefix.lower() if not prefix or prefix.endswith(".") else prefix.lower() + "."
         return {k[len(start):]: v for k, v in self.values.items() if k.startswith(start)}
 
 
