@@ -19,7 +19,7 @@ from autopyfactory.config.tables import (
     QUEUE_KEYS,
     STATUS_TIMING_PARAMS,
 )
-from autopyfactory.config.validate import PLACEHOLDER, placeholders
+from autopyfactory.config.validate import PLACEHOLDER, placeholders, plugin_key_table
 from autopyfactory.settings import (
     MISSING,
     ConfigError,
@@ -46,5 +46,6 @@ __all__ = [
     "Section",
     "load",
     "placeholders",
+    "plugin_key_table",
     "split_list",
 ]
