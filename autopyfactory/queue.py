@@ -362,6 +362,11 @@ class APFQueue:
         known = {p.jobid for p in stored}
         return sorted(stored + [p for p in current if p.jobid not in known], key=lambda p: -p.end)
 
+    def finished_pilots(self, now: float | None = None) -> list[FinishedPilot]:
+        """Pilots that ended recently, latest first (the store's and the batch system's memory)."""
+        batch, _, _ = self.batch_status()
+        return self._finished(batch, time.time() if now is None else now)
+
     def finished_counts(self, since: float) -> dict[str, int] | None:
         """done/fault of pilots that ended since ``since``; None if unknown."""
         batch, _, _ = self.batch_status()

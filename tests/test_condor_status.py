@@ -85,6 +85,23 @@ def test_counts_states_peers_and_history(condor_pool: CondorPool):
     assert "EnteredCurrentStatus >=" in history_call["constraint"] and "EnteredCurrentStatus <" in history_call["since"]
 
 
+def test_pilots_leaving_the_queue_are_running_and_shown_as_exiting(condor_pool: CondorPool):
+    now = int(time.time())
+    jobs = [
+        job_ad(1, 0, 2, JobStartDate=now - 100, **mine("q1", "W1")),  # running
+        job_ad(1, 1, 6, JobStartDate=now - 100, **mine("q1", "W1")),  # transferring output
+        job_ad(1, 2, 3, JobStartDate=now - 100, EnteredCurrentStatus=now - 2, **mine("q1", "W1")),  # removed, leaving
+        job_ad(1, 3, 3, EnteredCurrentStatus=now - 2, **mine("q1", "W1")),  # removed before it started
+        job_ad(1, 4, 1, **mine("q1", "W1")),  # idle
+    ]
+    history = [  # removed after it ran, and gone from the queue: finished, not exiting
+        job_ad(0, 0, 3, JobStartDate=now - 900, EnteredCurrentStatus=now - 600, **mine("q1", "W1")),
+    ]
+    q1 = plugin(condor_pool, ScheddDouble(jobs, history), {"q1": "W1"}).poll(["q1"])["q1"]
+    assert (q1.pending, q1.running, q1.exiting) == (1, 3, 2)
+    assert {p.jobid: p.state for p in q1.finished} == {"1.3": "removed", "0.0": "done"}
+
+
 def test_constraint_keeps_out_other_jobs(condor_pool: CondorPool):
     double = ScheddDouble([job_ad(9, 0, 1, Cmd="/bin/other"), job_ad(9, 1, 2, APF_FACTORY="fac-C",
                                                                      APF_WMSQUEUE="ELSEWHERE")])

@@ -1,6 +1,7 @@
 """The factory's web application (WSGI): status page, logs, metrics, JSON and admin API.
 
     GET  /                                  status page (HTML, no JavaScript)
+    GET  /queues/<name>                     one queue: plot, cycles, chain steps, faulted pilots, config
     GET  /logs/...                          pilot logs under baseLogDir
     GET  /robots.txt
     GET  /metrics                           Prometheus exposition
@@ -29,12 +30,12 @@ from urllib.parse import parse_qs, quote
 
 import jinja2
 
-from autopyfactory.health import LEVELS
+from autopyfactory.health import LEVELS, one_line
 from autopyfactory.metrics import CycleDurations, exposition, factory_registry
 from autopyfactory.timefmt import duration, iso
 from autopyfactory.web import admin, api, logs
 from autopyfactory.web.history import PilotHistory
-from autopyfactory.web.plot import pilots_svg
+from autopyfactory.web.plot import pilots_chart, pilots_svg
 
 if TYPE_CHECKING:
     from autopyfactory.queue import APFQueue
@@ -44,6 +45,11 @@ log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 DEFAULT_CYCLES = 20
+PAGE_CYCLES = 30  # recent cycles in the queue page's table
+CHAIN_CYCLES = 3  # latest cycles whose scheduler chain the queue page spells out
+FAULTED_PILOTS = 10  # latest faulted pilots the queue page links logs for
+REASON_CHARS = 70  # health reason and last message on the status page: a few short lines at most
+MESSAGE_CHARS = 80
 ADMIN_ACTIONS_SHOWN = 10  # latest admin actions on the status page
 
 SECURITY_HEADERS = [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
@@ -83,6 +89,21 @@ def body_length(environ: dict) -> int:
         return 0
 
 
+def history_of(records: list) -> list[tuple[float, int | None, int | None]]:
+    """(time, pending, running) of cycle records given newest first, oldest first."""
+    return [(r.started, None if r.batch is None else r.batch.get("pending"),
+             None if r.batch is None else r.batch.get("running")) for r in reversed(records)]
+
+
+def shown_config(values: dict) -> list[tuple[str, str]]:
+    """A queue's effective keys for the queue page, sorted; secrets redacted as by the admin API."""
+    shown = []
+    for key, value in sorted(values.items()):
+        value = admin.redact(key, value)
+        shown.append((key, ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)))
+    return shown
+
+
 def is_loopback(address: str | None) -> bool:
     try:
         ip = ipaddress.ip_address((address or "").split("%")[0])
@@ -113,6 +134,9 @@ class WebApp:
             lstrip_blocks=True,
         )
         self.templates.filters["ago"] = duration
+        self.templates.filters["iso"] = iso
+        self.templates.filters["one_line"] = one_line
+        self.templates.globals.update(REASON_CHARS=REASON_CHARS, MESSAGE_CHARS=MESSAGE_CHARS)
         self.templates.filters["urlpath"] = lambda s: quote(str(s))
         self.hostname = socket.gethostname()
 
@@ -149,6 +173,8 @@ class WebApp:
             return response
         if path == "/":
             return self.status_page()
+        if path.startswith("/queues/"):
+            return self.queue_page(path[len("/queues/"):].rstrip("/"))
         if path == "/robots.txt":
             return self.robots()
         if path == "/metrics":
@@ -231,22 +257,64 @@ class WebApp:
         return counts
 
     def status_page(self) -> Response:
+        """Every queue, problems first: critical, warning, then the rest (``Health.rank``), by name."""
         factory = self.factory_view()
-        rows = []
         now = time.time()
-        for queue in self.queue_list():
-            view = self.queue_view(queue)
-            record = queue.last_record
-            view["age"] = None if record is None else now - record.started
-            view["plot"] = pilots_svg(self.history.series(queue), title=queue.name)
-            rows.append(view)
+        rows = sorted((self.page_row(queue, now) for queue in self.factory.queues.values()),
+                      key=lambda row: (row["rank"], row["name"]))
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[row["health"]] = counts.get(row["health"], 0) + 1
+        levels = [(level, counts[level]) for level in LEVELS if level in counts]
         html = self.templates.get_template("status.html").render(
-            factory=factory, queues=rows, started_ago=now - self.factory.started,
+            factory=factory, queues=rows, levels=levels, started_ago=now - self.factory.started,
             admin_actions=self.admin_api.recent(ADMIN_ACTIONS_SHOWN),
             keepdays=self.factory.config.get("persistence.keepdays"),
         )
         return Response(200, html.encode(), "text/html; charset=utf-8",
                         [("Cache-Control", "no-store"), ("Refresh", "60")])
+
+    def page_row(self, queue: APFQueue, now: float) -> dict:
+        """One queue as a row of the status page: the API's view, the WMS's own counts, a small plot.
+
+        The plot is drawn from the cycle records the queue keeps in memory (restored
+        from the store at start): no store query per queue, so 2,000 queues stay fast.
+        """
+        records = queue.recent_records()
+        view = queue.summary(records[:1])
+        view["rank"] = LEVELS.index(view["health"])
+        view["logs"] = self.today_logs(queue.name)
+        last = records[0] if records else None
+        wms = last.wms if last is not None else None
+        view["wms_ready"] = None if wms is None else wms.get("ready")
+        view["wms_running"] = None if wms is None else wms.get("running")
+        view["age"] = None if last is None else now - last.started
+        view["plot"] = pilots_svg(history_of(records), title=queue.name)
+        return view
+
+    def queue_page(self, name: str) -> Response:
+        queue = self.factory.queues.get(name)
+        if queue is None:
+            return text_response(404, f"no queue {name!r}")
+        now = time.time()
+        records = queue.recent_records()
+        view = self.queue_view(queue)
+        last = records[0] if records else None
+        html = self.templates.get_template("queue.html").render(
+            factory=self.factory_view(), q=view, now=now,
+            wms=last.wms if last is not None else None,
+            chart=pilots_chart(self.history.series(queue), title=name),
+            cycles=records[:PAGE_CYCLES], chain=records[:CHAIN_CYCLES],
+            faulted=self.faulted_pilots(queue, now),
+            config=shown_config(queue.config.values),
+        )
+        return Response(200, html.encode(), "text/html; charset=utf-8",
+                        [("Cache-Control", "no-store"), ("Refresh", "60")])
+
+    def faulted_pilots(self, queue: APFQueue, now: float) -> list[dict]:
+        """The latest faulted pilots of ``queue`` with the URLs of the log files they left."""
+        pilots = [p for p in queue.finished_pilots(now) if p.state == "fault"][:FAULTED_PILOTS]
+        return [{"pilot": p, "files": self.logs.pilot_files(queue.name, p.jobid, p.end)} for p in pilots]
 
     def robots(self) -> Response:
         if self.allow_robots:

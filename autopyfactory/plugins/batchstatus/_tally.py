@@ -3,7 +3,7 @@ batch system (not a plugin module: its name starts with ``_``).
 
 The plugin reads its batch system its own way and tells the tally what each
 pilot is; the tally counts, per factory queue, this factory's pending (held
-among them) and running pilots, collects the finished ones, and counts other
+among them) and running (exiting among them) pilots, collects the finished ones, and counts other
 factories' pilots per WMS queue (``BatchQueueInfo.peers``, see peers.py).
 """
 
@@ -28,16 +28,19 @@ class Tally:
     def __init__(self, wms_of: Mapping[str, str]):
         self.wms_of = wms_of  # factory queue -> WMS queue, for every queue asked about
         self.wms_wanted = set(wms_of.values())
-        self.counts = {q: {"pending": 0, "running": 0, "held": 0} for q in wms_of}
+        self.counts = {q: {"pending": 0, "running": 0, "held": 0, "exiting": 0} for q in wms_of}
         self.peers: dict[str, dict[str, dict[str, float]]] = {}  # wmsqueue -> factory -> counts
         self.waits: dict[str, list[float]] = {q: [] for q in wms_of}  # queue waits of recently started pilots
 
-    def mine(self, queue: str, state: str, count: int = 1, held: bool = False) -> None:
-        """``count`` pilots of this factory's ``queue`` in a live ``state`` (pending or running)."""
+    def mine(self, queue: str, state: str, count: int = 1, held: bool = False, exiting: bool = False) -> None:
+        """``count`` pilots of this factory's ``queue`` in a live ``state`` (pending or running);
+        ``held`` ones are counted in pending too, ``exiting`` ones (ending, still there) in running."""
         bucket = self.counts[queue]
         bucket[state] += count
         if held:
             bucket["held"] += count
+        if exiting:
+            bucket["exiting"] += count
 
     def waited(self, queue: str, submitted: float | None, started: float | None, now: float,
                window: float = 3600.0) -> None:
@@ -62,7 +65,7 @@ class Tally:
             ended = tuple(sorted(finished.get(queue, ()), key=lambda p: -p.end))
             c = self.counts[queue]
             answer[queue] = BatchQueueInfo(
-                pending=c["pending"], running=c["running"], held=c["held"],
+                pending=c["pending"], running=c["running"], held=c["held"], exiting=c["exiting"],
                 done=sum(1 for p in ended if p.state == "done"),
                 fault=sum(1 for p in ended if p.state == "fault"),
                 finished=ended, peers={f: dict(v) for f, v in self.peers.get(wmsqueue, {}).items()},

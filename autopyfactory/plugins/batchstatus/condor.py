@@ -52,6 +52,16 @@ CONDOR_STATES: dict[int, str] = {
     7: "running",  # Suspended
 }
 HELD = 5
+REMOVED, TRANSFERRING_OUTPUT = 3, 6
+
+
+def leaving(ad) -> bool:
+    """A pilot in the queue on its way out: transferring its output, or removed after it started.
+
+    Such a pilot is counted as running (it still holds its slot) and shown apart as "exiting".
+    """
+    status = int(ad.get("JobStatus") or 0)
+    return status == TRANSFERRING_OUTPUT or (status == REMOVED and bool(ad.get("JobStartDate")))
 
 STATUS_KEYS = {
     "scheddhost": Key("str", "", help="schedd host (default: the local schedd, or the collector's)"),
@@ -153,7 +163,8 @@ class Condor(BatchStatusPlugin):
     bindings call). Interval: ``[Factory] batchstatus.condor.sleep``.
 
     Returns {queue: BatchQueueInfo}: pending (held included and shown apart),
-    running, done/fault of the last hour (queue + history), ``finished``
+    running (pilots transferring output or removed after they started
+    included, and shown apart as exiting), done/fault of the last hour (queue + history), ``finished``
     pilots for Throttle, and ``peers`` (other factories' pilots of the same
     WMS queue). A failed or timed out call raises (status unknown).
     """
@@ -216,7 +227,7 @@ class Condor(BatchStatusPlugin):
         for source, ad_list in (("queue", ads), ("history", history)):
             for ad in ad_list:
                 factory, queue, wmsqueue = pilot_identity(ad)
-                state = pilot_state(ad)
+                state = "running" if source == "queue" and leaving(ad) else pilot_state(ad)
                 if state == "unknown":
                     log.warning("HTCondor JobStatus %r not in the state table; counted as pending",
                                 ad.get("JobStatus"))
@@ -228,7 +239,8 @@ class Condor(BatchStatusPlugin):
                                  HISTORY_WINDOW)
                     if state in LIVE_STATES:
                         if source == "queue":
-                            tally.mine(queue, state, held=int(ad.get("JobStatus") or 0) == HELD)
+                            tally.mine(queue, state, held=int(ad.get("JobStatus") or 0) == HELD,
+                                       exiting=leaving(ad))
                         continue
                     pilot = finished_pilot(ad, fid)
                     if now - pilot.end <= HISTORY_WINDOW:

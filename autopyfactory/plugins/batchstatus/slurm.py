@@ -67,6 +67,8 @@ SLURM_STATES: dict[str, str] = {
 }
 HELD_STATES = frozenset({"REQUEUE_HOLD", "RESV_DEL_HOLD"})
 HELD_REASONS = frozenset({"JobHeldUser", "JobHeldAdmin"})
+# running pilots on their way out: counted as running and shown apart as "exiting"
+EXITING_STATES = frozenset({"COMPLETING", "STAGE_OUT"})
 
 
 def pilot_tag(factory: str, wmsqueue: str, queue: str) -> str:
@@ -255,7 +257,8 @@ class Slurm(BatchStatusPlugin):
     ``batchstatus.slurm.timeout`` (60 s). Interval: ``[Factory] batchstatus.slurm.sleep``.
 
     Returns {queue: BatchQueueInfo} for every queue asked: pending (held
-    included and shown apart), running, done and fault over the last hour
+    included and shown apart), running (COMPLETING and STAGE_OUT included and
+    shown apart as exiting), done and fault over the last hour
     (pilots squeue has forgotten are remembered here), ``finished`` pilots
     with start/end/exit code for Throttle, and ``peers``: other factories'
     pilots of the same WMS queue, {factoryId: {pending, running, submitted_last}}.
@@ -309,7 +312,8 @@ class Slurm(BatchStatusPlugin):
             if tag[0] == factory and state in LIVE_STATES:
                 # most lines: this factory's pending and running pilots, only counted
                 tally.mine(tag[2], state, _task_count(fields[2], number),
-                           held=state == "pending" and (fields[8] in HELD_REASONS or slurm_state in HELD_STATES))
+                           held=state == "pending" and (fields[8] in HELD_REASONS or slurm_state in HELD_STATES),
+                           exiting=slurm_state in EXITING_STATES)
                 if state == "running":
                     tally.waited(tag[2], times(fields[4]), times(fields[5]), now, REMEMBER_FINISHED)
                 continue
@@ -333,7 +337,8 @@ class Slurm(BatchStatusPlugin):
                     continue
                 if state in LIVE_STATES:
                     tally.mine(line.queue, state, line.count,
-                               held=state == "pending" and (line.reason in HELD_REASONS or line.state in HELD_STATES))
+                               held=state == "pending" and (line.reason in HELD_REASONS or line.state in HELD_STATES),
+                               exiting=line.state in EXITING_STATES)
                 elif line.end is not None:
                     tally.waited(line.queue, line.submit, line.start, now, REMEMBER_FINISHED)
                     for jobid in line.ids:
