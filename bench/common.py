@@ -23,9 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from autopyfactory.cli.daemon import setup_logging
-from autopyfactory.config import FactoryConfig, load
-from autopyfactory.factory import Factory
-from autopyfactory.plugins.registry import PluginRegistry
+from autopyfactory.config import FactoryConfig
+from autopyfactory.factory import Factory, build_factory
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,8 +61,8 @@ def section(name: str, keys: dict[str, object]) -> str:
 
 
 def make_factory(conf: Path) -> tuple[Factory, FactoryConfig]:
-    config = load(str(conf))
-    return Factory(config, PluginRegistry.discover(config.get("plugindirs"))), config
+    factory = build_factory(str(conf))
+    return factory, factory.config
 
 
 def wait_until(condition: Callable[[], object], what: str, deadline: float, every: float = 0.05) -> object:

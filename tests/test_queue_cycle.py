@@ -8,14 +8,13 @@ import time
 import pytest
 
 from autopyfactory.factory import Factory
-from autopyfactory.plugins.registry import PluginRegistry
 from tests import plugins_for_tests
 from tests.conftest import local_queue, wait_for
 
 
 def start(confdir, cycles=None) -> Factory:
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = Factory(config)
     factory.start(cycles=cycles)
     return factory
 

@@ -6,7 +6,6 @@ import pytest
 
 from autopyfactory.config import Problem
 from autopyfactory.factory import Factory
-from autopyfactory.plugins.registry import PluginRegistry
 from tests.conftest import local_queue, wait_for
 
 
@@ -16,7 +15,7 @@ def running():
 
     def start(confdir) -> Factory:
         config = confdir.load()
-        factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+        factory = Factory(config)
         factory.start()
         factories.append(factory)
         return factory
