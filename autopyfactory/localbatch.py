@@ -171,6 +171,7 @@ class LocalBatch:
                     env={**os.environ, **pilot.env}, start_new_session=True, close_fds=True,
                 )
             pilot.state = "running"
+            pilot.env = {}  # not needed once started: finished pilots are remembered an hour, keep them small
         except OSError as exc:
             pilot.state, pilot.end, pilot.exitcode = "fault", time.time(), 127
             with open(pilot.err, "a") as err:

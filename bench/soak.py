@@ -60,7 +60,7 @@ RSS_SLOPE_LIMIT_MB_PER_10MIN = 1.0
 THREAD_TOLERANCE = 3
 FD_TOLERANCE = 8
 PANDA_OUTAGE_EVERY = 300.0
-PANDA_OUTAGE_FOR = 60.0
+PANDA_OUTAGE_FOR = 100.0  # longer than wmsstatus.panda.maxage: the queues go unknown
 RELOAD_EVERY = 150.0
 
 PILOT = """#!/bin/sh
@@ -225,7 +225,7 @@ def run(minutes: float, out: Path) -> int:
     fid = factory_id("soak")
     conf = write_config(root, queues_conf(panda.url, pilot), {
         "logserver.enabled": "true", "logserver.port": port, "admin.tokenfile": str(token),
-        "wmsstatus.panda.sleep": 30, "wmsstatus.panda.maxage": 120,
+        "wmsstatus.panda.sleep": 30, "wmsstatus.panda.maxage": 60,
         "batchstatus.local.sleep": 20, "batchstatus.local.maxage": 120,
     }, fid)
     log = root / "factory.log"
@@ -320,6 +320,8 @@ def run(minutes: float, out: Path) -> int:
     early, late = after[:third], after[-third:]
     trend = {
         "rss_slope_mb_per_10min": round(slope_per_10min([(s["t"], s["rss_mb"]) for s in after]), 3),
+        "rss_slope_last_half_mb_per_10min": round(
+            slope_per_10min([(s["t"], s["rss_mb"]) for s in after[len(after) // 2:]]), 3),
         "rss_mb_after_warmup": round(after[0]["rss_mb"], 1) if after else None,
         "rss_mb_end": round(samples[-1]["rss_mb"], 1) if samples else None,
         "threads_early_median": statistics.median(s["threads"] for s in early) if early else None,
