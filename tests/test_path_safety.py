@@ -16,7 +16,6 @@ import pytest
 
 from autopyfactory.context import FactoryContext
 from autopyfactory.paths import PathEscape, confined
-from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.plugins.wmsstatus.local import Local
 from autopyfactory.status import Unknown
 from tests.conftest import local_queue
@@ -85,7 +84,7 @@ def test_confined_refuses_every_way_out(tmp_path):
 def test_a_queue_log_directory_symlinked_out_of_baselogdir_is_refused(confdir, tmp_path):
     confdir.write(local_queue("Q", confdir.spool))
     config = confdir.load()
-    context = FactoryContext(config, PluginRegistry.discover([]))
+    context = FactoryContext(config)
     day = os.path.basename(os.path.dirname(context.logdir("Q")))
     os.rmdir(confdir.logs / day / "Q")
     outside = tmp_path / "outside"
@@ -98,7 +97,7 @@ def test_a_queue_log_directory_symlinked_out_of_baselogdir_is_refused(confdir, t
 def test_a_spool_directory_symlinked_out_is_unknown_not_read(confdir, tmp_path):
     confdir.write(local_queue("Q", confdir.spool) + local_queue("R", confdir.spool))
     config = confdir.load()
-    context = FactoryContext(config, PluginRegistry.discover([]))
+    context = FactoryContext(config)
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret.json").write_text("{}")
