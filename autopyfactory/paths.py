@@ -1,4 +1,9 @@
-"""Where the factory finds the pilot wrappers it ships (package data, so any install has them)."""
+"""Paths: the pilot wrappers the factory ships (package data), and keeping config values from leaving their directories.
+
+Queue names and wmsqueue values become directory names (``name_problem``);
+every path built from a config value goes through ``confined``; ``baseLogDir``
+may not be a system directory (``system_directory``).
+"""
 
 from __future__ import annotations
 
