@@ -5,12 +5,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from autopyfactory.config import FactoryConfig, load
+from tests.waiting import wait_for  # noqa: F401  (the tests' one wait_for)
 
 
 class ConfDir:
@@ -60,21 +60,6 @@ class ConfDir:
         existing = len(list(directory.glob("*.json")))
         for i in range(count):
             (directory / f"item-{existing + i}.json").write_text(json.dumps({"command": command or ["true"]}))
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition", every: float = 0.05):
-    """Poll ``predicate`` until it returns something true (returned); fail after ``timeout``.
-
-    Tests wait on behaviour with generous deadlines instead of sleeping fixed amounts:
-    the machine may be loaded.
-    """
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
 def stop_process(process) -> None:

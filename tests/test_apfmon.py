@@ -14,7 +14,8 @@ import pytest
 from autopyfactory.config import ConfigError, QueueConfig
 from autopyfactory.plugins.monitor.apfmon import APFMon
 from autopyfactory.records import CycleRecord
-from tests.web_support import free_port, start_factory, wait_for
+from tests.conftest import wait_for
+from tests.web_support import free_port, start_factory
 
 
 class Recorder(ThreadingHTTPServer):

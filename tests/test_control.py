@@ -11,7 +11,8 @@ import pytest
 
 from autopyfactory.cli import apf
 from autopyfactory.cli.control import factory_endpoint, format_status
-from tests.web_support import free_port, start_factory, wait_for
+from tests.conftest import wait_for
+from tests.web_support import free_port, start_factory
 
 
 @pytest.fixture

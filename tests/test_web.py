@@ -12,7 +12,8 @@ import pytest
 import requests
 
 from autopyfactory.web.app import is_loopback
-from tests.web_support import TOKEN, RunningFactory, start_factory, wait_for
+from tests.conftest import wait_for
+from tests.web_support import TOKEN, RunningFactory, start_factory
 
 QUEUES = {"ALPHA": 3, "BETA": 0}
 SECRET = "top-secret-outside-baseLogDir"

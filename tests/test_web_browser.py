@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.web_support import start_factory, wait_for
+from tests.conftest import wait_for
+from tests.web_support import start_factory
 
 pytestmark = pytest.mark.browser
 
