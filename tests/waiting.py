@@ -1,7 +1,7 @@
 """Wait on behaviour instead of sleeping: the one poll-until-true helper.
 
-Tests import it from tests/conftest.py; the benchmarks (bench/) import it from
-here, which needs no pytest.
+Tests import it from tests/conftest.py; code that runs without pytest (the
+benchmarks in bench/, tests/slurmcluster.py) imports it from here.
 """
 
 from __future__ import annotations
