@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -103,9 +102,10 @@ def test_unknown_wms_status_submits_nothing_and_says_why(confdir, running):
     wmsfile.write_text(json.dumps("fail"))  # stale after maxage: unknown again, not the old number
     wait_for(lambda: "is " in queue.records[0].message and "old (maxage 1s)" in queue.records[0].message,
              what="stale status message")
-    before = queue.submitted_total
-    time.sleep(1.0)
+    before, cycles = queue.submitted_total, queue.cycles
+    wait_for(lambda: queue.cycles >= cycles + 3, what="3 cycles on the stale status")
     assert queue.submitted_total == before
+    assert all("old (maxage 1s)" in r.message for r in list(queue.records)[:3])
 
 
 def test_queue_missing_from_wms_answer_is_unknown(confdir, running):
