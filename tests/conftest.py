@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from autopyfactory.config import FactoryConfig, load
+from autopyfactory.factory import Factory
+from autopyfactory.plugins.registry import PluginRegistry
 from tests.waiting import wait_for  # noqa: F401  (the tests' one wait_for)
 
 
@@ -87,6 +89,23 @@ def panda():
 @pytest.fixture
 def confdir(tmp_path: Path) -> ConfDir:
     return ConfDir(tmp_path)
+
+
+@pytest.fixture
+def started_factory():
+    """``started_factory(confdir, cycles=None)``: a started Factory, stopped after the test."""
+    factories = []
+
+    def start(confdir: ConfDir, cycles: int | None = None) -> Factory:
+        config = confdir.load()
+        factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+        factory.start(cycles=cycles)
+        factories.append(factory)
+        return factory
+
+    yield start
+    for factory in factories:
+        factory.stop(timeout=10)
 
 
 def local_queue(name: str, spool: Path, **extra: str) -> str:
