@@ -126,3 +126,15 @@ def local_queue(name: str, spool: Path, **extra: str) -> str:
 
 # the real Slurm cluster (session fixture ``slurm``), see tests/slurmcluster.py
 from tests.slurmcluster import slurm  # noqa: E402,F401
+
+# A test that uses one of these fixtures gets the marker of the same name (pyproject.toml),
+# so ``-m "not slurm"`` deselects every test of the cluster and the cluster is never started.
+MARKED_FIXTURES = ("slurm", "browser")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own -m selection looks at the markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for name in MARKED_FIXTURES:
+            if name in getattr(item, "fixturenames", ()):
+                item.add_marker(name)

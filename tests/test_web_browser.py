@@ -11,8 +11,6 @@ import pytest
 from tests.conftest import wait_for
 from tests.web_support import start_factory
 
-pytestmark = pytest.mark.browser
-
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "test-screenshots"
