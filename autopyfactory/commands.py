@@ -53,18 +53,21 @@ Runner = Callable[..., CommandResult]
 def run(
     argv: Sequence[str],
     timeout: float = DEFAULT_TIMEOUT,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str | None] | None = None,
     input: str | None = None,
     cwd: str | None = None,
 ) -> CommandResult:
-    """Run ``argv`` (no shell) with ``timeout`` seconds; ``env`` is added to os.environ.
+    """Run ``argv`` (no shell) with ``timeout`` seconds; ``env`` is added to os.environ (None: removed).
 
     A command that cannot start, runs past its timeout (it is killed) or exits
     non-zero gives a result with ``error`` set; this function does not raise
     for any of these.
     """
     argv = tuple(str(a) for a in argv)
-    environment = {**os.environ, **env} if env else None
+    environment = None
+    if env:
+        merged = {**os.environ, **env}
+        environment = {name: value for name, value in merged.items() if value is not None}
     started = time.monotonic()
     try:
         done = subprocess.run(

@@ -26,6 +26,10 @@ from autopyfactory.interfaces import AuthPlugin
 
 log = logging.getLogger(__name__)
 
+# How a pilot finds its credential, per credential type (docs/operations.md).
+# SSH keys log the factory in to a remote site and never reach pilots.
+PILOT_VARIABLES = {"x509": "X509_USER_PROXY", "token": "BEARER_TOKEN_FILE"}
+
 
 # ---------------------------------------------------------------- helpers for auth plugins
 
@@ -171,6 +175,15 @@ class CredentialService:
             return CredentialStatus(name, False, 0, "expired" + (f" ({state.message})" if state.message else ""),
                                     state.path)
         return CredentialStatus(name, state.ok, left, state.message, state.path)
+
+    def credential_type(self, name: str) -> str:
+        """What profile ``name`` holds ("x509", "token", "ssh"); ValueError for a plugin that does not say."""
+        with self._lock:
+            plugin = self.profiles[name]
+        if type(plugin).credential_type not in (*PILOT_VARIABLES, "ssh"):
+            raise ValueError(f"credential profile {name}: plugin {plugin.name} sets no credential_type "
+                             f"(x509, token or ssh)")
+        return type(plugin).credential_type
 
     def all_status(self) -> dict[str, CredentialStatus | None]:
         """Every profile's status (for the status page and apf_credential_seconds_left)."""

@@ -162,6 +162,21 @@ class BatchSubmitPlugin(Plugin, ABC):
         """auth.conf profile this queue submits with (``batchsubmit.<name>.proxy``)."""
         return self.options.get("proxy") or None
 
+    def credential(self) -> tuple[str, str] | None:
+        """(credential type, file) of this queue's profile for its pilots; None without a profile.
+
+        Raises ValueError when the profile has no usable file (the queue holds
+        its submissions before that, so this is a race with a failing check).
+        """
+        profile = self.credential_profile
+        if not profile:
+            return None
+        credentials = self.context.credentials
+        state = credentials.status(profile) if credentials is not None else None
+        if state is None or not state.ok or not state.path:
+            raise ValueError(f"credential profile {profile} has no usable file")
+        return credentials.credential_type(profile), state.path
+
     @abstractmethod
     def submit(self, n: int) -> SubmitResult: ...
 
@@ -206,6 +221,9 @@ class AuthPlugin(Plugin, ABC):
     """One credential profile of auth.conf (keys ``<name>.<param>``, e.g. x509.proxyfile)."""
 
     kind = "auth"
+    # what the credential is, hence how pilots receive it: "x509" (X509_USER_PROXY),
+    # "token" (BEARER_TOKEN_FILE) or "ssh" (used by the factory only, never handed on)
+    credential_type: ClassVar[str] = ""
 
     @classmethod
     def key_prefix(cls) -> str:

@@ -12,6 +12,7 @@ background):
   start, end, exit code): done/fault over the last hour and Throttle's
   run times come from here, so they survive a restart;
 - credential checks;
+- every call of the admin API, refused ones included (the audit trail);
 - per queue counters (cycles, submitted, errors, last submission), restored
   when a queue starts so the no-double-submission rule and the counters go
   on from where the previous process stopped, even after ``kill -9``.
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from autopyfactory.info import CredentialStatus, FinishedPilot
-from autopyfactory.records import CycleRecord, SchedStep
+from autopyfactory.records import AdminAction, CycleRecord, SchedStep
 
 if TYPE_CHECKING:
     from autopyfactory.queue import APFQueue
@@ -113,15 +114,30 @@ MIGRATIONS: list[str] = [
     CREATE INDEX pilots_end ON pilots (end);
     CREATE INDEX submissions_time ON submissions (time);
     """,
+    # 3: the admin API's audit trail
+    """
+    CREATE TABLE admin_audit (
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        client TEXT NOT NULL,       -- address of the HTTP client
+        action TEXT NOT NULL,       -- reload | pause | resume | loglevel | config | log | audit | stop
+        target TEXT,                -- the queue, level or line count acted on; NULL = none
+        result TEXT NOT NULL,       -- ok | refused | failed
+        status INTEGER NOT NULL,    -- the HTTP status answered
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX admin_audit_time ON admin_audit (time);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # tables pruned by age: (table, time column, key column)
 PRUNED = [("cycles", "started", "id"), ("submissions", "time", "id"),
-          ("pilots", "end", "rowid"), ("credentials", "time", "id")]
+          ("pilots", "end", "rowid"), ("credentials", "time", "id"), ("admin_audit", "time", "id")]
 PRUNE_CHUNK = 5000  # rows per transaction, so cycles are never blocked for long
 REMEMBER_PILOTS = 20000  # ids of finished pilots already written, to skip re-inserts
+AUDIT_MAX_ROWS = 100000  # admin actions kept at most (a flood of refused calls cannot fill the disk)
 
 
 class StoreUnusable(Exception):
@@ -340,6 +356,16 @@ class Store:
               state.message)),
         ]))
 
+    def record_admin(self, action: AdminAction) -> None:
+        """One admin API call (also a refused one); only the newest AUDIT_MAX_ROWS are kept."""
+        self._run("record admin action", lambda conn: self._write(conn, [
+            ("INSERT INTO admin_audit (time, client, action, target, result, status, detail)"
+             " VALUES (?,?,?,?,?,?,?)",
+             (action.time, action.client, action.action, action.target, action.result, action.status,
+              action.detail)),
+            ("DELETE FROM admin_audit WHERE id <= last_insert_rowid() - ?", (AUDIT_MAX_ROWS,)),
+        ]))
+
     # ------------------------------------------------------------ reading
     def queue_state(self, queue: str) -> QueueState:
         def work(conn: sqlite3.Connection) -> QueueState:
@@ -394,6 +420,15 @@ class Store:
             return [CredentialStatus(profile, bool(ok), left, message) for ok, left, message in rows]
 
         return self._run("read credentials", work, [])
+
+    def admin_actions(self, limit: int = 100) -> list[AdminAction]:
+        """The latest admin API calls, newest first."""
+        def work(conn: sqlite3.Connection) -> list[AdminAction]:
+            rows = conn.execute("SELECT time, client, action, target, result, status, detail FROM admin_audit"
+                                " ORDER BY time DESC, id DESC LIMIT ?", (limit,)).fetchall()
+            return [AdminAction(*row) for row in rows]
+
+        return self._run("read admin actions", work, [])
 
     def pilot_series(self, queue: str, since: float, max_points: int | None = 500
                      ) -> list[tuple[float, int | None, int | None]]:

@@ -16,10 +16,12 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from autopyfactory.config import QueueConfig
 from autopyfactory.context import FactoryContext
+from autopyfactory.health import Health, queue_health
 from autopyfactory.info import BatchQueueInfo, FinishedPilot
 from autopyfactory.interfaces import BatchSubmitPlugin, SchedInfo, SchedulerPlugin, SubmitResult
 from autopyfactory.peers import alive_peers, alive_window
@@ -125,6 +127,16 @@ class FactoryPilots:
             self._version += 1
 
 
+@dataclass
+class Pause:
+    """An operator's hold on a queue: ``paused`` stops submission, ``drained`` also removes idle pilots."""
+
+    mode: str  # "paused" or "drained"
+    reason: str = ""
+    until: float | None = None  # epoch seconds; None = until resumed
+    since: float = field(default_factory=time.time)
+
+
 class APFQueue:
     """A queue section of queues.conf brought to life."""
 
@@ -157,7 +169,10 @@ class APFQueue:
         self.submitted_total = 0
         self.errors_total = 0
         self.last_submission: float | None = None
-        self.paused = False
+        self.pause: Pause | None = None  # set by apf pause / apf drain
+        self.fault_backoff: str | None = None  # why submission is throttled to one probe pilot, when it is
+        self.started = False  # the thread was started (health: a started queue whose thread died is critical)
+        self.ran_its_cycles = False  # the thread ended after --cycles N, as asked
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.store = context.store  # persistence store (autopyfactory/persistence.py) or None
@@ -180,7 +195,27 @@ class APFQueue:
                      if state.last_submission else "never")
 
     # ------------------------------------------------------------ thread
+    @property
+    def paused(self) -> bool:
+        """Submission stopped by the operator (paused or drained)."""
+        return self.pause is not None
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        if value and self.pause is None:
+            self.pause = Pause("paused")
+        elif not value:
+            self.pause = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def health(self, now: float | None = None) -> Health:
+        return queue_health(self, now)
+
     def start(self, cycles: int | None = None) -> None:
+        self.started = True
         self._thread = threading.Thread(target=self.run, args=(cycles,), name=f"queue:{self.name}", daemon=True)
         self._thread.start()
 
@@ -208,6 +243,7 @@ class APFQueue:
         while not self._stop.is_set():
             self.run_cycle()
             if cycles is not None and self.cycles - first >= cycles:
+                self.ran_its_cycles = True
                 break
             self._stop.wait(wait)
             wait = self.sleep
@@ -391,8 +427,11 @@ class APFQueue:
         records = self.recent_records(1) if records is None else records
         last = records[0] if records else None
         finished = self.finished_counts(time.time() - 3600)
+        health = self.health()
         return {
             "name": self.name,
+            "health": health.level,
+            "health_reason": health.reason,
             "wmsqueue": self.config.wmsqueue,
             "batchqueue": self.config.batchqueue,
             "pending": batch.pending if batch else None,

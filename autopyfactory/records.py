@@ -1,4 +1,4 @@
-"""The record of one queue cycle: what it saw, what each scheduler step said, what it did."""
+"""Records: one queue cycle (what it saw, what each scheduler step said, what it did); one admin action."""
 
 from __future__ import annotations
 
@@ -64,3 +64,21 @@ class CycleRecord:
 
 
 _FIELDS = fields(CycleRecord)
+
+
+@dataclass
+class AdminAction:
+    """One call of the admin API, refused or not: the audit trail's row."""
+
+    time: float
+    client: str  # the HTTP client's address
+    action: str  # reload, pause, resume, loglevel, config, log, audit, stop
+    target: str | None  # queue, log level or line count; None when the action has none
+    result: str  # ok | refused | failed
+    status: int  # HTTP status answered
+    detail: str = ""  # why refused or failed, or what it did
+
+    def to_dict(self) -> dict:
+        return {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.time)), "client": self.client,
+                "action": self.action, "target": self.target, "result": self.result, "status": self.status,
+                "detail": self.detail}

@@ -127,6 +127,15 @@ def local_queue(name: str, spool: Path, **extra: str) -> str:
 # the real Slurm cluster (session fixture ``slurm``), see tests/slurmcluster.py
 from tests.slurmcluster import slurm  # noqa: E402,F401
 
+
+@pytest.fixture
+def condor_pool(monkeypatch: pytest.MonkeyPatch):
+    """Schedds and collectors behind the real htcondor2 bindings (tests/condordouble.py)."""
+    from tests.condordouble import CondorPool
+
+    return CondorPool().install(monkeypatch)
+
+
 # A test that uses one of these fixtures gets the marker of the same name (pyproject.toml),
 # so ``-m "not slurm"`` deselects every test of the cluster and the cluster is never started.
 MARKED_FIXTURES = ("slurm", "browser")

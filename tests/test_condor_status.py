@@ -1,4 +1,4 @@
-"""HTCondor batch status against a schedd double (tests/condordouble.py) returning real-shaped ClassAds."""
+"""HTCondor batch status: real htcondor2 Collector/Schedd objects, a schedd double (tests/condordouble.py) behind them."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import htcondor2
 import pytest
 
 from autopyfactory.commands import CallTimeout
+from autopyfactory.context import FactoryContext
 from autopyfactory.factory import Factory
 from autopyfactory.plugins.batchstatus.condor import PROJECTION, Condor
-from autopyfactory.plugins.batchsubmit.condor import CondorLocal
 from autopyfactory.plugins.registry import PluginRegistry
-from tests.condordouble import ScheddDouble, job_ad
+from tests.condordouble import CondorPool, ScheddDouble, job_ad
 from tests.conftest import ConfDir, wait_for
 
 FID = "fac-A"
@@ -23,16 +23,20 @@ def mine(queue: str, wms: str, **extra):
     return {"APF_FACTORY": FID, "APF_QUEUE": queue, "MATCH_APF_QUEUE": queue, "APF_WMSQUEUE": wms, **extra}
 
 
-def plugin(double: ScheddDouble, wms: dict[str, str], timeout: float = 5.0) -> Condor:
+SCHEDD = "<192.0.2.10:9618>"
+
+
+def plugin(pool: CondorPool, double: ScheddDouble, wms: dict[str, str], timeout: float = 5.0, **options) -> Condor:
+    """A Condor status plugin whose schedd is ``double``: the local one, unless ``options`` address another."""
+    pool.local_collector = "cm.example.org:9618"
+    pool.add_schedd(double, SCHEDD, collector=pool.local_collector)
     queues = {q: SimpleNamespace(wmsqueue=w) for q, w in wms.items()}
     context = SimpleNamespace(factory_id=FID, config=SimpleNamespace(queues=queues))
-    p = Condor({"scheddhost": "", "scheddport": None, "collectorhost": "", "collectorport": 9618,
-                "timeout": timeout}, context)
-    p.connect = lambda options: double
-    return p
+    return Condor({"scheddhost": "", "scheddport": None, "collectorhost": "", "collectorport": 9618,
+                   "timeout": timeout, **options}, context)
 
 
-def test_counts_states_peers_and_history():
+def test_counts_states_peers_and_history(condor_pool: CondorPool):
     now = int(time.time())
     jobs = [
         job_ad(1, 0, 1, **mine("q1", "W1")),  # idle
@@ -61,7 +65,7 @@ def test_counts_states_peers_and_history():
                ExitCode=0, ExitBySignal=False, **mine("q1", "W1")),  # more than an hour ago: left out
     ]
     double = ScheddDouble(jobs, history)
-    info = plugin(double, {"q1": "W1", "q2": "W2"}).poll(["q1", "q2", "q3"])
+    info = plugin(condor_pool, double, {"q1": "W1", "q2": "W2"}).poll(["q1", "q2", "q3"])
     q1, q2, q3 = info["q1"], info["q2"], info["q3"]
     assert (q1.pending, q1.held, q1.running, q1.done, q1.fault) == (2, 1, 2, 1, 1)
     assert (q2.pending, q2.running, q2.done, q2.fault) == (1, 0, 0, 1)
@@ -80,38 +84,38 @@ def test_counts_states_peers_and_history():
     assert "EnteredCurrentStatus >=" in history_call["constraint"] and "EnteredCurrentStatus <" in history_call["since"]
 
 
-def test_constraint_keeps_out_other_jobs():
+def test_constraint_keeps_out_other_jobs(condor_pool: CondorPool):
     double = ScheddDouble([job_ad(9, 0, 1, Cmd="/bin/other"), job_ad(9, 1, 2, APF_FACTORY="fac-C",
                                                                      APF_WMSQUEUE="ELSEWHERE")])
-    plugin(double, {"q1": "W1"}).poll(["q1"])
+    plugin(condor_pool, double, {"q1": "W1"}).poll(["q1"])
     constraint = double.calls[0][1]["constraint"]
     assert not any(double._matches(constraint, ad) for ad in double.jobs)
     assert double._matches(constraint, job_ad(1, 0, 1, FACTORY_JOBID=f"{FID}#1.0"))
     assert not double._matches(constraint, job_ad(1, 0, 1, FACTORY_JOBID="fac-AB#1.0"))
 
 
-def test_schedd_failure_is_unknown():
+def test_schedd_failure_is_unknown(condor_pool: CondorPool):
     double = ScheddDouble()
     double.fail = htcondor2.HTCondorException("Failed to fetch ads from schedd")
     with pytest.raises(htcondor2.HTCondorException):
-        plugin(double, {"q": "q"}).poll(["q"])
+        plugin(condor_pool, double, {"q": "q"}).poll(["q"])
 
 
-def test_hung_schedd_times_out():
+def test_hung_schedd_times_out(condor_pool: CondorPool):
     double = ScheddDouble()
     double.hanging = True
     try:
         with pytest.raises(CallTimeout):
-            plugin(double, {"q": "q"}, timeout=1.0).poll(["q"])
+            plugin(condor_pool, double, {"q": "q"}, timeout=1.0).poll(["q"])
     finally:
         double.hang.set()
 
 
-def test_factory_loop_with_two_condor_queues_and_one_schedd(confdir: ConfDir, monkeypatch):
+def test_factory_loop_with_two_condor_queues_and_one_schedd(confdir: ConfDir, condor_pool: CondorPool):
     """Submit through CondorLocal, see the pilots through Condor status: one poller for both queues."""
     double = ScheddDouble()
-    monkeypatch.setattr(Condor, "connect", staticmethod(lambda options: double))
-    monkeypatch.setattr(CondorLocal, "connect", staticmethod(lambda options: double))
+    condor_pool.local_collector = "cm.example.org:9618"
+    condor_pool.add_schedd(double, SCHEDD, collector=condor_pool.local_collector)
     queues = ""
     for name in ("CA", "CB"):
         queues += (f"[{name}]\nwmsstatusplugin = Local\nwmsstatus.local.spooldir = {confdir.spool}\n"
@@ -137,3 +141,52 @@ def test_factory_loop_with_two_condor_queues_and_one_schedd(confdir: ConfDir, mo
         factory.stop()
     assert len(double.jobs) == 6 and double.count("submit") == 2
     assert len(pollers) == 1 and double.count("query") == pollers[0].calls
+
+
+# ---------------------------------------------------------------- how the schedd is found (real binding objects)
+
+
+def test_direct_schedd_address_is_polled_and_submitted_to(condor_pool: CondorPool, confdir: ConfDir):
+    """scheddhost + scheddport: htcondor2.Schedd built from our own location ad, no collector asked."""
+    far = ScheddDouble([job_ad(1, 0, 1, **mine("q", "W"))])
+    condor_pool.add_schedd(far, "<schedd.example.org:9619>")
+    status = plugin(condor_pool, ScheddDouble(), {"q": "W"}, scheddhost="schedd.example.org", scheddport=9619)
+    assert status.poll(["q"])["q"].pending == 1
+    assert far.count("query") == 1 and far.count("history") == 1
+    assert {what for what, _ in condor_pool.connections} == {"query", "history"}  # no collector
+    assert {address for _, address in condor_pool.connections} == {"<schedd.example.org:9619>"}
+
+    # submission takes the same way to the same schedd
+    confdir.write(f"[q]\nwmsstatusplugin = Local\nwmsstatus.local.spooldir = {confdir.spool}\n"
+                  "batchstatusplugin = Condor\nbatchsubmitplugin = CondorLocal\n"
+                  "batchstatus.condor.scheddhost = schedd.example.org\nbatchstatus.condor.scheddport = 9619\n")
+    config = confdir.load()
+    context = FactoryContext(config, PluginRegistry.discover(config.get("plugindirs")))
+    result = context.registry.get("batchsubmit", "CondorLocal")(config.queues["q"], context).submit(2)
+    assert result.error is None and result.count == 2 and far.count("submit") == 1
+
+
+def test_named_schedd_is_located_through_the_collector(condor_pool: CondorPool):
+    other, wanted = ScheddDouble(), ScheddDouble([job_ad(1, 0, 2, **mine("q", "W"))])
+    condor_pool.add_schedd(other, "<192.0.2.20:9618>", name="other.example.org", collector="cm.example.org:9620")
+    condor_pool.add_schedd(wanted, "<192.0.2.21:9618>", name="ce.example.org", collector="cm.example.org:9620")
+    status = plugin(condor_pool, ScheddDouble(), {"q": "W"}, scheddhost="ce.example.org",
+                    collectorhost="cm.example.org", collectorport=9620)
+    assert status.poll(["q"])["q"].running == 1
+    assert wanted.count("query") == 1 and other.count("query") == 0
+    assert ("collector", "cm.example.org:9620") in condor_pool.connections
+
+
+def test_schedd_unknown_to_the_collector_is_an_error_not_the_local_schedd(condor_pool: CondorPool):
+    local = ScheddDouble([job_ad(1, 0, 1, **mine("q", "W"))])
+    condor_pool.collectors["cm.example.org:9618"] = []
+    status = plugin(condor_pool, local, {"q": "W"}, scheddhost="gone.example.org", collectorhost="cm.example.org")
+    with pytest.raises(LookupError, match="knows no schedd gone.example.org"):
+        status.poll(["q"])
+    assert local.count("query") == 0
+
+
+def test_unreachable_direct_schedd_is_unknown(condor_pool: CondorPool):
+    status = plugin(condor_pool, ScheddDouble(), {"q": "W"}, scheddhost="down.example.org", scheddport=9618)
+    with pytest.raises(htcondor2.HTCondorException, match="Failed to connect to schedd at <down.example.org:9618>"):
+        status.poll(["q"])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from autopyfactory import persistence
 from autopyfactory.factory import Factory
 from autopyfactory.info import CredentialStatus, FinishedPilot
 from autopyfactory.persistence import (
@@ -21,7 +22,7 @@ from autopyfactory.persistence import (
     thin,
 )
 from autopyfactory.plugins.registry import PluginRegistry
-from autopyfactory.records import CycleRecord, SchedStep
+from autopyfactory.records import AdminAction, CycleRecord, SchedStep
 from tests.conftest import local_queue, wait_for
 
 
@@ -64,10 +65,47 @@ def test_old_schema_is_migrated_and_keeps_its_rows(tmp_path: Path):
     store.close()
     assert (state.cycles, state.submitted_total, state.errors_total, state.last_submission) == (41, 99, 2, 1000.5)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert "pilots_end" in indexes
+    assert {"pilots_end", "admin_audit_time"} <= indexes
     assert not list(tmp_path.glob("*.corrupt-*"))
+
+
+def test_a_version_2_store_gains_the_audit_trail(tmp_path: Path):
+    path = tmp_path / "apf.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0] + MIGRATIONS[1])
+    conn.execute("INSERT INTO queue_state (queue, cycles, submitted_total, errors_total, last_submission, updated)"
+                 " VALUES ('Q', 7, 3, 0, NULL, ?)", (time.time(),))
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+
+    store = Store(str(path))
+    store.record_admin(AdminAction(1000.0, "127.0.0.1", "pause", "Q", "ok", 200))
+    store.record_admin(AdminAction(1001.0, "::1", "reload", None, "refused", 401, "wrong token"))
+    assert store.queue_state("Q").cycles == 7
+    store.close()
+    store = Store(str(path))
+    assert [a.to_dict() for a in store.admin_actions()] == [
+        {"time": "1970-01-01T00:16:41Z", "client": "::1", "action": "reload", "target": None,
+         "result": "refused", "status": 401, "detail": "wrong token"},
+        {"time": "1970-01-01T00:16:40Z", "client": "127.0.0.1", "action": "pause", "target": "Q",
+         "result": "ok", "status": 200, "detail": ""},
+    ]
+    store.close()
+
+
+def test_the_audit_trail_keeps_the_newest_rows_only(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(persistence, "AUDIT_MAX_ROWS", 5)
+    store = Store(str(tmp_path / "apf.sqlite"))
+    for n in range(12):
+        store.record_admin(AdminAction(2000.0 + n, "192.0.2.1", "reload", None, "refused", 401, f"try {n}"))
+    assert [a.detail for a in store.admin_actions(100)] == [f"try {n}" for n in range(11, 6, -1)]
+    # pruned by age like the rest of the history (keepdays 14)
+    assert store.prune(now=2009.5 + 14 * 86400) == 3
+    assert [a.detail for a in store.admin_actions(100)] == ["try 11", "try 10"]
+    store.close()
 
 
 def test_schema_from_a_newer_apf_is_set_aside_not_destroyed(tmp_path: Path):

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -246,3 +247,36 @@ def test_a_nested_user_leaving_keeps_the_cluster_up(slurm):
     with slurm_cluster():
         pass
     assert slurm.ping()
+
+
+# ---------------------------------------------------------------- credentials
+
+
+def test_token_profile_reaches_the_pilot_as_a_bearer_token(slurm, confdir: ConfDir, tmp_path: Path, monkeypatch):
+    """A pilot of a Token queue sees BEARER_TOKEN_FILE, and no X.509 proxy even when the factory has one."""
+    from autopyfactory.credentials import CredentialService
+    from tests.test_credentials import jwt
+
+    monkeypatch.setenv("X509_USER_PROXY", str(tmp_path / "factory-proxy"))  # the factory's own, not the queue's
+    token = tmp_path / "pilot.token"
+    token.write_text(jwt(time.time() + 86400))
+    seen = tmp_path / "pilot-env"
+    pilot = tmp_path / "pilot.sh"
+    pilot.write_text(f"#!/bin/sh\nenv > {seen}.tmp && mv {seen}.tmp {seen}\n")
+    pilot.chmod(0o755)
+    queue = slurm_queue("TOK", confdir, slurm, "squeue", "sbatch", executable=pilot, batchsubmit__slurm__proxy="tok")
+    fid = write_factory(confdir, queue)
+    (confdir.root / "auth.conf").write_text(f"[tok]\nplugin = Token\ntoken.tokenfile = {token}\ntoken.minlife = 0\n")
+    config = confdir.load()
+    context = FactoryContext(config, PluginRegistry.discover(config.get("plugindirs")))
+    context.credentials = CredentialService(context)
+    context.credentials.check_all()
+    try:
+        result = SlurmSubmit(config.queues["TOK"], context).submit(1)
+        assert result.error is None and result.count == 1
+        wait_for(seen.exists, "the pilot's environment", timeout=DEADLINE)
+    finally:
+        cancel_factory_pilots(slurm, fid)
+    env = dict(line.split("=", 1) for line in seen.read_text().splitlines() if "=" in line)
+    assert env["BEARER_TOKEN_FILE"] == str(token)
+    assert "X509_USER_PROXY" not in env

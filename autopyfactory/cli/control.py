@@ -1,4 +1,4 @@
-"""``apf status | reload | pause QUEUE | resume QUEUE | loglevel LEVEL``: talk to a running factory.
+"""``apf status | reload | pause | resume | loglevel | config | log | audit | stop``: talk to a running factory.
 
 The factory's URL and admin token file come from ``[Factory]`` of the
 factory.conf given with ``--conf`` (``logserver.bind``, ``logserver.port``,
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import json
 import os
 import sys
 from typing import Any
@@ -162,8 +163,6 @@ def cmd_status(args: argparse.Namespace, client: Client) -> None:
     factory = client.call("GET", "/api/v1/factory")
     queues = client.call("GET", "/api/v1/queues")["queues"]
     if args.json:
-        import json
-
         print(json.dumps({"factory": factory, "queues": queues}, indent=1))
     else:
         print(format_status(factory, queues))
@@ -194,6 +193,56 @@ def cmd_loglevel(args: argparse.Namespace, client: Client) -> None:
     print(f"log level now {answer.get('loglevel')}")
 
 
+def format_config(data: dict) -> str:
+    """The running configuration (as the admin API gives it, redacted) in factory.conf syntax."""
+    lines = [f"# running configuration, from {data.get('path')}; secrets and credential paths <redacted>",
+             "[Factory]"]
+
+    def keys(values: dict) -> None:
+        for key, value in values.items():
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else "" if value is None else value
+            lines.append(f"{key} = {shown}")
+
+    keys(data.get("factory", {}))
+    for kind in ("queues", "auth", "monitor"):
+        for name, section in data.get(kind, {}).items():
+            state = "" if kind != "queues" else " (enabled)" if section.get("enabled") else " (disabled)"
+            lines += ["", f"# {section.get('source')}{state}", f"[{name}]"]
+            keys(section.get("values", {}))
+    lines += [f"# warning: {w}" for w in data.get("warnings", [])]
+    return "\n".join(lines)
+
+
+def cmd_config(args: argparse.Namespace, client: Client) -> None:
+    data = client.call("GET", "/api/v1/admin/config", admin=True)
+    print(json.dumps(data, indent=1) if args.json else format_config(data))
+
+
+def cmd_log(args: argparse.Namespace, client: Client) -> None:
+    data = client.call("GET", "/api/v1/admin/log", admin=True, params={"lines": args.lines})
+    for line in data.get("lines", []):
+        print(line)
+    if data.get("cut"):
+        print(f"apf log: fewer lines than asked: the factory reads a bounded tail of {data.get('file')}",
+              file=sys.stderr)
+
+
+def format_audit(actions: list[dict]) -> str:
+    return table(["TIME", "CLIENT", "ACTION", "TARGET", "RESULT", "DETAIL"], [
+        [a.get("time") or "?", a.get("client") or "?", a.get("action") or "?", a.get("target") or "-",
+         a.get("result") or "?", (a.get("detail") or "")[:100]] for a in actions])
+
+
+def cmd_audit(args: argparse.Namespace, client: Client) -> None:
+    data = client.call("GET", "/api/v1/admin/audit", admin=True, params={"limit": args.limit})
+    print(json.dumps(data, indent=1) if args.json else format_audit(data.get("actions", [])))
+
+
+def cmd_stop(args: argparse.Namespace, client: Client) -> None:
+    answer = client.call("POST", "/api/v1/admin/stop", admin=True)
+    print(f"factory at {client.url}: {answer.get('message', 'stopping')}")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         args.action(args, client_for(args))
@@ -221,3 +270,11 @@ def add_parsers(sub: argparse._SubParsersAction, default_conf: str) -> None:
     command("resume", cmd_pause, "let a paused queue submit again").add_argument("queue")
     command("loglevel", cmd_loglevel, "change the factory's log level").add_argument(
         "level", choices=["debug", "info", "warning", "error"])
+    command("config", cmd_config, "show the running factory's configuration (secrets redacted)").add_argument(
+        "--json", action="store_true", help="print the raw JSON")
+    command("log", cmd_log, "show the end of the running factory's own log").add_argument(
+        "-n", "--lines", type=int, default=100, help="how many lines (default 100, at most 10000)")
+    audit = command("audit", cmd_audit, "show the latest admin actions (who, when, what, result)")
+    audit.add_argument("-n", "--limit", type=int, default=50, help="how many actions (default 50)")
+    audit.add_argument("--json", action="store_true", help="print the raw JSON")
+    command("stop", cmd_stop, "stop the running factory gracefully (as SIGTERM)")

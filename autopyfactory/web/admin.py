@@ -1,21 +1,38 @@
-"""The admin API's bearer token and actions (reload, pause, resume, log level).
+"""The admin API: its bearer token, its actions and their audit trail.
+
+    POST reload | stop | loglevel | queues/<name>/pause | queues/<name>/resume
+    GET  config | log?lines=N | audit?limit=N
 
 The token lives in ``[Factory] admin.tokenfile``. The file must be readable
 by nobody but its owner (mode 0600 or 0400) and owned by the daemon's user
 or root; otherwise the admin API stays disabled and says why. The file is
 read again on every request, so rotating the token needs no restart and a
 file made readable to others later disables the API at once.
+
+Every call of a known action, refused ones included, is one row of the audit
+trail (client address, time, action, target, result) in the persistence
+store and one line of the log.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import logging
+import logging.handlers
 import os
+import re
 import stat
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
-from autopyfactory.config import ConfigError, load
+from autopyfactory.config import ConfigError, FactoryConfig, load
+from autopyfactory.records import AdminAction
 
 if TYPE_CHECKING:
     from autopyfactory.factory import Factory
@@ -23,7 +40,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-
+MAX_BODY = 64 * 1024
+DEFAULT_LOG_LINES, MAX_LOG_LINES = 100, 10000
+MAX_LOG_BYTES = 4 * 1024 * 1024  # read from the end of the log at most, whatever the lines asked for
+DEFAULT_AUDIT, MAX_AUDIT = 100, 10000
+REDACTED = "<redacted>"
 
 class AdminToken:
     def __init__(self, path: str):
@@ -103,3 +124,311 @@ def set_loglevel(level: str) -> str:
         raise ValueError(f"unknown log level (expected one of {', '.join(LOG_LEVELS)}, got {level!r})")
     logging.getLogger().setLevel(level.upper())
     return level
+
+
+def read_level(environ: dict) -> str:
+    """The level from a JSON body ``{"level": ...}``, a form body or ``?level=``."""
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > MAX_BODY:
+        raise ValueError("request body too large")
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    text = body.decode("utf-8", "replace").strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"body is not valid JSON: {exc}") from None
+        if isinstance(data, dict) and isinstance(data.get("level"), str):
+            return data["level"]
+    elif text:
+        form = parse_qs(text)
+        if form.get("level"):
+            return form["level"][0]
+    if query.get("level"):
+        return query["level"][0]
+    raise ValueError("no level given (expected a JSON body {\"level\": \"debug\"})")
+
+
+# ---------------------------------------------------------------- the effective configuration, redacted
+
+# a key whose name says it holds a secret or the path of one
+SECRET_KEY = re.compile(r"pass|secret|token|key|cert|credential|proxyfile|baseproxy|x509|renewcommand", re.I)
+# user:password@ in a URL
+USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+# password=..., token: ... inside a longer value (environment, extra arguments)
+SECRET_SETTING = re.compile(r"(?i)\b([\w.-]*(?:password|passwd|secret|token)[\w.-]*\s*[=:]\s*)[^\s,;&]+")
+
+
+def redact_text(text: str) -> str:
+    text = USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+    return SECRET_SETTING.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+
+
+def redact(key: str, value: Any) -> Any:
+    if SECRET_KEY.search(key):
+        return REDACTED if value not in (None, "", []) else value
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, list):
+        return [redact_text(v) if isinstance(v, str) else v for v in value]
+    return value
+
+
+def redact_profile(key: str, value: Any, selector: str) -> Any:
+    """auth.conf holds credentials: only its plugin names, numbers and booleans are shown."""
+    if key == selector or isinstance(value, bool | int | float) or value in (None, "", []):
+        return value
+    return REDACTED
+
+
+def effective_config(config: FactoryConfig) -> dict:
+    """What the factory runs from, as JSON: secrets, credential paths and URL passwords are "<redacted>"."""
+    def section(values: dict, redactor: Callable[[str, Any], Any]) -> dict:
+        return {key: redactor(key, value) for key, value in sorted(values.items())}
+
+    return {
+        "path": config.path,
+        "factory": section(config.factory.values, redact),
+        "queues": {name: {"source": q.source, "enabled": q.enabled and bool(config.get("enablequeues")),
+                          "values": section(q.values, redact)} for name, q in config.queues.items()},
+        "auth": {name: {"source": p.source,
+                        "values": section(p.values, lambda k, v: redact_profile(k, v, "plugin"))}
+                 for name, p in config.auth.items()},
+        "monitor": {name: {"source": p.source, "values": section(p.values, redact)}
+                    for name, p in config.monitor.items()},
+        "warnings": [redact_text(str(w)) for w in config.warnings],
+    }
+
+
+# ---------------------------------------------------------------- the daemon's own log
+
+
+def log_file() -> tuple[str | None, str]:
+    """(path of the file the factory logs to, "") or (None, where it logs instead)."""
+    handlers = logging.getLogger().handlers
+    for handler in handlers:
+        if isinstance(handler, logging.FileHandler):
+            return handler.baseFilename, ""
+    targets = []
+    for handler in handlers:
+        stream = getattr(handler, "stream", None)
+        if isinstance(handler, logging.handlers.SysLogHandler):
+            targets.append("syslog")
+        elif stream is not None and stream in (sys.stdout, sys.__stdout__):
+            targets.append("stdout")
+        elif stream is not None and stream in (sys.stderr, sys.__stderr__):
+            targets.append("stderr")
+        else:
+            targets.append(type(handler).__name__)
+    return None, ", ".join(targets) or "nowhere"
+
+
+def tail(path: str, lines: int, max_bytes: int = MAX_LOG_BYTES) -> tuple[list[str], bool]:
+    """The last ``lines`` lines of ``path``, reading at most ``max_bytes`` from its end.
+
+    Returns (lines, cut): ``cut`` is true when the byte bound stopped the
+    reading before ``lines`` whole lines were found.
+    """
+    block = 64 * 1024
+    with open(path, "rb") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        start, data = end, b""
+        while start > 0 and data.count(b"\n") <= lines and end - start < max_bytes:
+            step = min(block, start, max_bytes - (end - start))
+            start -= step
+            handle.seek(start)
+            data = handle.read(step) + data
+    found = data.decode("utf-8", "replace").splitlines()
+    partial = start > 0  # the first line read may be the end of a longer one
+    if partial:
+        found = found[1:]
+    return found[-lines:], partial and len(found) < lines
+
+
+# ---------------------------------------------------------------- the API
+
+
+def query_int(environ: dict, name: str, default: int, maximum: int) -> int:
+    raw = parse_qs(environ.get("QUERY_STRING", "")).get(name, [str(default)])[0]
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer from 1 to {maximum}, got {raw!r}") from None
+    if not 1 <= value <= maximum:
+        raise ValueError(f"{name} must be an integer from 1 to {maximum}, got {value}")
+    return value
+
+
+@dataclass
+class Answer:
+    """What an action answers, and what the audit trail says of it."""
+
+    status: int
+    body: dict
+    detail: str = ""
+    target: str | None = None
+    headers: list = field(default_factory=list)
+    then: Callable[[], None] | None = None  # run after the audit row is written
+
+
+def printable(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, control characters as "?": what a client sent
+    (a queue name in the path) goes into the log and the store, never a forged log line or a huge row."""
+    cleaned = "".join(c if c.isprintable() else "?" for c in text[:limit])
+    return cleaned + "…" if len(text) > limit else cleaned
+
+
+# action: HTTP method
+ACTIONS = {"reload": "POST", "stop": "POST", "loglevel": "POST", "pause": "POST", "resume": "POST",
+           "config": "GET", "log": "GET", "audit": "GET"}
+CHANGES = {"reload", "stop", "loglevel", "pause", "resume"}  # logged as warnings
+
+
+def parse_action(path: str) -> tuple[str, str | None] | None:
+    """(action, queue) of the path below /api/v1/admin/, None for an unknown one."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) == 3 and parts[0] == "queues" and parts[2] in ("pause", "resume"):
+        return parts[2], parts[1]
+    if len(parts) == 1 and parts[0] in ACTIONS and parts[0] not in ("pause", "resume"):
+        return parts[0], None
+    return None
+
+
+class AdminAPI:
+    """The admin endpoints over one factory; ``queue_view`` renders a queue as the JSON API does."""
+
+    def __init__(self, factory: Factory, queue_view: Callable[[Any], dict]):
+        self.factory = factory
+        self.queue_view = queue_view
+        self.token = AdminToken(factory.config.get("admin.tokenfile", ""))
+        self.allow_remote = bool(factory.config.get("admin.allowremote", False))
+        self._reload_lock = threading.Lock()  # one reload at a time
+
+    @property
+    def store(self):
+        store = getattr(self.factory.context, "store", None)
+        return store if store is not None and store.usable else None
+
+    def handle(self, environ: dict, path: str, is_local: bool) -> Answer:
+        """Answer ``path`` (below /api/v1/admin/) for a client; ``is_local``: on the loopback interface."""
+        parsed = parse_action(path)
+        if parsed is None:
+            return Answer(404, {"error": f"no admin action {path!r}",
+                                "actions": sorted(a for a in ACTIONS if a not in ("pause", "resume"))
+                                + ["queues/<name>/pause", "queues/<name>/resume"]})
+        action, queue = parsed
+        method = environ.get("REQUEST_METHOD", "GET")
+        allowed = ACTIONS[action]
+        if method != allowed and not (method == "HEAD" and allowed == "GET"):
+            allow = "GET, HEAD" if allowed == "GET" else "POST"
+            return Answer(405, {"error": f"admin {action} is a {allowed} request"}, headers=[("Allow", allow)])
+        client = environ.get("REMOTE_ADDR") or "?"
+        refusal = self.refusal(environ, is_local)
+        if refusal is not None:
+            refusal.target = queue
+            self.audit(client, action, refusal, "refused")
+            return refusal
+        try:
+            answer = getattr(self, f"do_{action}")(environ, queue)
+        except ValueError as exc:  # a bad parameter
+            answer = Answer(400, {"error": str(exc)}, str(exc), queue)
+        self.audit(client, action, answer, "ok" if answer.status < 400 else "failed")
+        if answer.then is not None:
+            answer.then()
+        return answer
+
+    def refusal(self, environ: dict, is_local: bool) -> Answer | None:
+        if not self.allow_remote and not is_local:
+            why = "the admin API answers on the loopback interface only (admin.allowremote = false)"
+            return Answer(403, {"error": why}, why)
+        allowed, why = self.token.check(environ.get("HTTP_AUTHORIZATION"))
+        if allowed:
+            return None
+        status = 403 if why.startswith("admin API disabled") else 401
+        return Answer(status, {"error": why}, why, headers=[("WWW-Authenticate", 'Bearer realm="autopyfactory"')])
+
+    def audit(self, client: str, action: str, answer: Answer, result: str) -> None:
+        target = None if answer.target is None else printable(answer.target, 200)
+        entry = AdminAction(time.time(), printable(client, 100), action, target, result, answer.status,
+                            printable(answer.detail, 1000))
+        level = logging.WARNING if result == "refused" or action in CHANGES else logging.INFO
+        log.log(level, "admin %s%s from %s: %s%s", action, f" {target}" if target else "", entry.client, result,
+                f" ({entry.detail})" if entry.detail else "")
+        if self.store is not None:
+            self.store.record_admin(entry)
+
+    def recent(self, limit: int = DEFAULT_AUDIT) -> list[dict] | None:
+        """The latest admin actions as JSON, newest first; None without a store."""
+        store = self.store
+        return None if store is None else [a.to_dict() for a in store.admin_actions(limit)]
+
+    # ------------------------------------------------------------ actions
+    def do_reload(self, environ: dict, _queue: None) -> Answer:
+        with self._reload_lock:
+            status, body = reload_factory(self.factory)
+        if status >= 400:
+            return Answer(status, body, "; ".join(body.get("problems", []))[:1000] or body.get("error", ""))
+        changes = body.get("changes") or {}
+        summary = ", ".join(f"{key} {','.join(changes[key])}" for key in ("added", "removed", "changed")
+                            if changes.get(key))
+        return Answer(status, body, summary or "nothing changed")
+
+    def do_pause(self, environ: dict, name: str) -> Answer:
+        return self.pause(name, True)
+
+    def do_resume(self, environ: dict, name: str) -> Answer:
+        return self.pause(name, False)
+
+    def pause(self, name: str, paused: bool) -> Answer:
+        queue = self.factory.queues.get(name)
+        if queue is None:
+            return Answer(404, {"error": f"no queue {name!r}", "queues": sorted(self.factory.queues)},
+                          "no such queue", name)
+        queue.paused = paused
+        return Answer(200, self.queue_view(queue), "", name)
+
+    def do_loglevel(self, environ: dict, _queue: None) -> Answer:
+        try:
+            wanted = read_level(environ)
+        except ValueError as exc:
+            return Answer(400, {"error": str(exc)}, str(exc))
+        before = logging.getLevelName(logging.getLogger().level).lower()
+        try:
+            level = set_loglevel(wanted)
+        except ValueError as exc:
+            return Answer(400, {"error": str(exc)}, str(exc), wanted[:40])
+        return Answer(200, {"loglevel": level}, f"was {before}", level)
+
+    def do_config(self, environ: dict, _queue: None) -> Answer:
+        return Answer(200, effective_config(self.factory.config))
+
+    def do_log(self, environ: dict, _queue: None) -> Answer:
+        lines = query_int(environ, "lines", DEFAULT_LOG_LINES, MAX_LOG_LINES)
+        path, target = log_file()
+        if path is None:
+            why = (f"the factory logs to {target}, not to a file: read it there "
+                   f"(journalctl or the syslog files; start the daemon with --log PATH to use this)")
+            return Answer(409, {"error": why, "log_target": target}, why, str(lines))
+        try:
+            found, cut = tail(path, lines)
+        except OSError as exc:
+            why = f"cannot read the log file {path}: {exc.strerror or exc}"
+            return Answer(500, {"error": why}, why, str(lines))
+        return Answer(200, {"file": path, "lines": found, "cut": cut}, f"{len(found)} line(s)", str(lines))
+
+    def do_audit(self, environ: dict, _queue: None) -> Answer:
+        limit = query_int(environ, "limit", DEFAULT_AUDIT, MAX_AUDIT)
+        actions = self.recent(limit)
+        if actions is None:
+            why = "no persistence store: the audit trail is in the log only"
+            return Answer(503, {"error": why}, why, str(limit))
+        return Answer(200, {"actions": actions}, f"{len(actions)} action(s)", str(limit))
+
+    def do_stop(self, environ: dict, _queue: None) -> Answer:
+        # as SIGTERM: the main thread stops the factory; cycles under way finish their submission
+        return Answer(202, {"stopping": True, "message": "stopping: cycles under way finish first"},
+                      then=self.factory.request_stop)

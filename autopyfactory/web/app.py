@@ -5,7 +5,8 @@
     GET  /robots.txt
     GET  /metrics                           Prometheus exposition
     GET  /api/v1/factory | /api/v1/queues | /api/v1/queues/<name>
-    POST /api/v1/admin/reload | /api/v1/admin/queues/<name>/pause|resume | /api/v1/admin/loglevel
+    POST /api/v1/admin/reload | stop | loglevel | queues/<name>/pause|resume
+    GET  /api/v1/admin/config | log?lines=N | audit?limit=N
 
 The admin API needs ``Authorization: Bearer <token>`` (see admin.py) and, unless
 ``[Factory] admin.allowremote`` is true, a client on the loopback interface:
@@ -19,7 +20,6 @@ import json
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -39,14 +39,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
-MAX_BODY = 64 * 1024
 DEFAULT_CYCLES = 20
+ADMIN_ACTIONS_SHOWN = 10  # latest admin actions on the status page
 
 STATUS_TEXT = {
-    200: "200 OK", 206: "206 Partial Content", 301: "301 Moved Permanently", 304: "304 Not Modified",
+    200: "200 OK", 202: "202 Accepted", 206: "206 Partial Content", 301: "301 Moved Permanently", 304: "304 Not Modified",
     400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not Found",
-    405: "405 Method Not Allowed", 413: "413 Payload Too Large",
-    416: "416 Range Not Satisfiable", 500: "500 Internal Server Error",
+    405: "405 Method Not Allowed", 409: "409 Conflict", 413: "413 Payload Too Large",
+    416: "416 Range Not Satisfiable", 500: "500 Internal Server Error", 503: "503 Service Unavailable",
 }
 SECURITY_HEADERS = [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
                     ("Referrer-Policy", "same-origin")]
@@ -106,8 +106,8 @@ class WebApp:
         config = factory.config
         self.logs = logs.LogFiles(config.get("baseLogDir"))
         self.allow_robots = bool(config.get("logserver.allowrobots", False))
-        self.admin_remote = bool(config.get("admin.allowremote", False))
-        self.token = admin.AdminToken(config.get("admin.tokenfile", ""))
+        self.admin_api = admin.AdminAPI(factory, self.queue_view)
+        self.token = self.admin_api.token
         self.metrics = factory_registry(factory)
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("autopyfactory.web", "templates"),
@@ -118,7 +118,6 @@ class WebApp:
         self.templates.filters["ago"] = ago
         self.templates.filters["urlpath"] = lambda s: quote(str(s))
         self.hostname = socket.gethostname()
-        self._reload_lock = threading.Lock()  # one reload at a time
 
     # ------------------------------------------------------------ WSGI
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
@@ -144,10 +143,6 @@ class WebApp:
         # PEP 3333: PATH_INFO is bytes decoded as latin-1; file and queue names are UTF-8
         path = raw.encode("latin-1", "replace").decode("utf-8", "replace")
         if path.startswith("/api/v1/admin/"):
-            if method != "POST":
-                response = text_response(405, "admin actions are POST requests")
-                response.headers.append(("Allow", "POST"))
-                return response
             return self.admin(environ, path[len("/api/v1/admin/"):])
         if method not in ("GET", "HEAD"):
             response = text_response(405, f"{method} not allowed here")
@@ -239,6 +234,8 @@ class WebApp:
             rows.append(view)
         html = self.templates.get_template("status.html").render(
             factory=factory, queues=rows, started_ago=now - self.factory.started,
+            admin_actions=self.admin_api.recent(ADMIN_ACTIONS_SHOWN),
+            keepdays=self.factory.config.get("persistence.keepdays"),
         )
         return Response(200, html.encode(), "text/html; charset=utf-8",
                         [("Cache-Control", "no-store"), ("Refresh", "60")])
@@ -294,63 +291,5 @@ class WebApp:
 
     # ------------------------------------------------------------ admin
     def admin(self, environ: dict, action: str) -> Response:
-        peer = environ.get("REMOTE_ADDR", "?")
-        if not self.admin_remote and not is_loopback(peer):
-            return json_response(403, {"error": "the admin API answers on the loopback interface only "
-                                                "(admin.allowremote = false)"})
-        allowed, why = self.token.check(environ.get("HTTP_AUTHORIZATION"))
-        if not allowed:
-            log.warning("admin %s from %s refused: %s", action, peer, why)
-            status = 403 if why.startswith("admin API disabled") else 401
-            return json_response(status, {"error": why},
-                                 [("WWW-Authenticate", 'Bearer realm="autopyfactory"')])
-        parts = [p for p in action.split("/") if p]
-        if parts == ["reload"]:
-            log.info("admin: reload requested from %s", peer)
-            with self._reload_lock:
-                status, answer = admin.reload_factory(self.factory)
-            return json_response(status, answer)
-        if len(parts) == 3 and parts[0] == "queues" and parts[2] in ("pause", "resume"):
-            queue = self.factory.queues.get(parts[1])
-            if queue is None:
-                return json_response(404, {"error": f"no queue {parts[1]!r}",
-                                           "queues": sorted(self.factory.queues)})
-            queue.paused = parts[2] == "pause"
-            log.warning("admin: queue %s %s by %s", queue.name,
-                        "paused" if queue.paused else "resumed", peer)
-            return json_response(200, self.queue_view(queue))
-        if parts == ["loglevel"]:
-            try:
-                level = admin.set_loglevel(self.read_level(environ))
-            except ValueError as exc:
-                return json_response(400, {"error": str(exc)})
-            log.warning("admin: log level set to %s by %s", level, peer)
-            return json_response(200, {"loglevel": level})
-        return json_response(404, {"error": f"no admin action {action!r}"})
-
-    @staticmethod
-    def read_level(environ: dict) -> str:
-        """The level from a JSON body ``{"level": ...}``, a form body or ``?level=``."""
-        query = parse_qs(environ.get("QUERY_STRING", ""))
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > MAX_BODY:
-            raise ValueError("request body too large")
-        body = environ["wsgi.input"].read(length) if length > 0 else b""
-        text = body.decode("utf-8", "replace").strip()
-        if text.startswith("{"):
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"body is not valid JSON: {exc}") from None
-            if isinstance(data, dict) and isinstance(data.get("level"), str):
-                return data["level"]
-        elif text:
-            form = parse_qs(text)
-            if form.get("level"):
-                return form["level"][0]
-        if query.get("level"):
-            return query["level"][0]
-        raise ValueError("no level given (expected a JSON body {\"level\": \"debug\"})")
+        answer = self.admin_api.handle(environ, action, is_loopback(environ.get("REMOTE_ADDR")))
+        return json_response(answer.status, answer.body, answer.headers)

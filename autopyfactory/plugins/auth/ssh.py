@@ -20,6 +20,7 @@ class SSH(AuthPlugin):
     """
 
     name = "SSH"
+    credential_type = "ssh"
     keys = {
         "privatekey": Key("path", required=True),
         "publickey": Key("path", ""),

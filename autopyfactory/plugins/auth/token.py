@@ -47,6 +47,7 @@ class Token(AuthPlugin):
     """
 
     name = "Token"
+    credential_type = "token"
     keys = {
         "tokenfile": Key("path", required=True),
         "renewcommand": Key("str", ""),

@@ -42,6 +42,7 @@ class X509(AuthPlugin):
     """
 
     name = "X509"
+    credential_type = "x509"
     keys = {
         "proxyfile": Key("path", required=True, help="the proxy file pilots are submitted with"),
         "vorole": Key("str", "", help="VOMS VO and role, e.g. atlas:/atlas/Role=production"),

@@ -64,22 +64,37 @@ def quote(text: str) -> str:
     return classad2.quote(text)
 
 
+def schedd_location(host: str, port: int) -> Any:
+    """The location ad of the schedd at host:port, as ``Collector.locate`` would give it.
+
+    ``htcondor2.Schedd`` reads MyAddress and CondorVersion from it; the version
+    and platform are this client's (the schedd's own are not known without
+    asking a collector).
+    """
+    import classad2
+    import htcondor2
+
+    address = f"<[{host}]:{port}>" if ":" in host and not host.startswith("[") else f"<{host}:{port}>"
+    return classad2.ClassAd({"MyType": "Scheduler", "Name": host, "Machine": host, "MyAddress": address,
+                             "CondorVersion": htcondor2.version(), "CondorPlatform": htcondor2.platform()})
+
+
 def connect_schedd(options: dict[str, Any]) -> Any:
     """The htcondor2.Schedd of ``batchstatus.condor.scheddhost/scheddport/collectorhost/collectorport``."""
-    import classad2
     import htcondor2
 
     host, port = options.get("scheddhost") or "", options.get("scheddport")
     collector = options.get("collectorhost") or ""
     timeout = float(options.get("timeout") or 60.0)
     if host and port:
-        address = f"<{host}:{port}>"
-        return htcondor2.Schedd(classad2.ClassAd({"MyAddress": address, "Name": host, "MyType": "Scheduler"}))
-    if collector:
-        where = f"{collector}:{options.get('collectorport') or 9618}"
-        coll = htcondor2.Collector(where)
+        return htcondor2.Schedd(schedd_location(host, int(port)))
+    if collector or host:  # a named schedd without a port: ask the configured collector (COLLECTOR_HOST)
+        where = f"{collector}:{options.get('collectorport') or 9618}" if collector else "COLLECTOR_HOST"
+        coll = htcondor2.Collector(where if collector else None)
         ad = commands.call(coll.locate, htcondor2.DaemonType.Schedd, host or None, timeout=timeout,
                            what=f"locate schedd {host or '(default)'} at {where}")
+        if ad is None:  # Schedd(None) would silently mean the local schedd
+            raise LookupError(f"collector {where} knows no schedd {host or '(default)'}")
         return htcondor2.Schedd(ad)
     return htcondor2.Schedd()
 
@@ -143,7 +158,6 @@ class Condor(BatchStatusPlugin):
     endpoint_keys = ("scheddhost", "scheddport", "collectorhost", "collectorport")
     default_sleep = 60.0
     default_maxage = 600.0
-    connect = staticmethod(connect_schedd)
 
     def __init__(self, options: dict[str, Any], context: Any):
         super().__init__(options, context)
@@ -169,7 +183,7 @@ class Condor(BatchStatusPlugin):
 
     def _schedd_handle(self) -> Any:
         if self._schedd is None:
-            self._schedd = commands.call(self.connect, self.options, timeout=self.timeout, what="connect to schedd")
+            self._schedd = commands.call(connect_schedd, self.options, timeout=self.timeout, what="connect to schedd")
         return self._schedd
 
     def poll(self, queues: Collection[str]) -> dict[str, BatchQueueInfo]:

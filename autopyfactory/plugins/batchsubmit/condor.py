@@ -8,6 +8,7 @@ base and differ only in universe and grid resource.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from typing import Any
 
@@ -22,31 +23,58 @@ class SubmitDescriptionError(ValueError):
     """A configuration value that cannot go into a submit description."""
 
 
-def submit_arguments(args: list[str]) -> str:
-    """argv -> the submit language's new-syntax ``arguments`` (double-quoted, single quotes group).
+# Our own macros, the only ones a description may use: until the description
+# is written they are these marks, so that every other character is literal.
+CLUSTER, PROCESS = "\ue000Cluster\ue000", "\ue000Process\ue000"  # private-use characters
+PILOT = f"{CLUSTER}.{PROCESS}"
+COMMAND_NAME = re.compile(r"\+?[A-Za-z_][A-Za-z0-9_.]*")
+DOLLAR_MACRO = re.compile(r"\$\(dollar\)", re.IGNORECASE)
 
-    ``$`` becomes ``$(DOLLAR)`` so nothing from the config is expanded as a macro.
+
+def submit_value(command: str, text: str) -> str:
+    """``text`` as a value of the submit language that HTCondor reads back literally.
+
+    HTCondor expands ``$(...)``, ``$ENV(...)``, ``$INT(...)``... when it reads a
+    description and ``$$(...)`` when a pilot is matched; a literal ``$`` is
+    written ``$(DOLLAR)``. What the macro language cannot give back literally
+    is refused: ``$$``, the text ``$(DOLLAR)`` itself, a line break, a
+    trailing backslash (a line continuation) and space at either end.
     """
-    parts = []
-    for arg in args:
-        text = arg.replace('"', '""').replace("'", "''")
-        if not text or any(c in text for c in " \t'"):
-            text = f"'{text}'"
-        parts.append(text)
-    return '"' + " ".join(parts).replace("$", "$(DOLLAR)") + '"'
+    plain = text.replace(CLUSTER, "").replace(PROCESS, "")
+    problem = ("a line break" if any(c in plain for c in "\r\n\0") else
+               "a character reserved by AutoPyFactory (U+E000)" if "\ue000" in plain else
+               "'$$' (HTCondor expands $$(...) when a pilot is matched)" if "$$" in text else
+               "'$(DOLLAR)'" if DOLLAR_MACRO.search(text) else
+               "a trailing backslash" if text.endswith("\\") else
+               "leading or trailing space (the parser drops it)" if text != text.strip() else "")
+    if problem:
+        raise SubmitDescriptionError(f"submit command {command}: the value {plain!r} has {problem}")
+    return text.replace("$", "$(DOLLAR)").replace(CLUSTER, "$(Cluster)").replace(PROCESS, "$(Process)")
+
+
+def classad_string(text: str) -> str:
+    """A ClassAd string literal of ``text``; CLUSTER/PROCESS marks stay marks (they become digits)."""
+    pieces = re.split(f"({CLUSTER}|{PROCESS})", text)
+    return '"' + "".join(p if p in (CLUSTER, PROCESS) else quote(p)[1:-1] for p in pieces) + '"'
+
+
+def _word(text: str) -> str:
+    """One word of the new-syntax ``arguments``/``environment`` (single quotes group, quotes doubled)."""
+    text = text.replace('"', '""').replace("'", "''")
+    return f"'{text}'" if not text or any(c in text for c in " \t'") else text
+
+
+def submit_arguments(args: list[str]) -> str:
+    """argv -> ``arguments`` text (literal; :func:`submit_value` writes it)."""
+    return '"' + " ".join(_word(arg) for arg in args) + '"'
 
 
 def submit_environment(env: dict[str, str]) -> str:
-    """{VAR: value} -> the submit language's new-syntax ``environment``."""
-    parts = []
-    for name, value in env.items():
+    """{VAR: value} -> ``environment`` text (literal; :func:`submit_value` writes it)."""
+    for name in env:
         if not name or not all(c.isalnum() or c == "_" for c in name):
             raise SubmitDescriptionError(f"bad environment variable name {name!r}")
-        text = str(value).replace('"', '""').replace("'", "''")
-        if not text or any(c in text for c in " \t'"):
-            text = f"'{text}'"
-        parts.append(f"{name}={text}")
-    return '"' + " ".join(parts).replace("$", "$(DOLLAR)") + '"'
+    return '"' + " ".join(f"{name}={_word(str(value))}" for name, value in env.items()) + '"'
 
 
 def parse_environ(text: str) -> dict[str, str]:
@@ -64,7 +92,7 @@ BASE_KEYS = {
     "condor_attributes": Key("str", "", help="extra submit commands, comma list of 'name = value' (\\, escapes)"),
     "condor_attributes.*": Key("str", "", help="one extra submit command: condor_attributes.<name> = value"),
     "environ": Key("str", "", help="extra pilot environment: NAME=value NAME2='two words'"),
-    "proxy": Key("str", "", help="auth.conf profile; its credential becomes x509userproxy"),
+    "proxy": Key("str", "", help="auth.conf profile handed to the pilots (X.509 proxy or token)"),
     "timeout": Key("float", 60.0, min=1, help="seconds before the schedd call is given up"),
 }
 
@@ -74,7 +102,7 @@ class CondorBase(BatchSubmitPlugin):
 
     keys: dict[str, Key] = BASE_KEYS
     universe = "vanilla"
-    connect = staticmethod(connect_schedd)
+    token_authenticates = False  # the grid resource takes a token (scitokens_file)
 
     # ------------------------------------------------------------ the description
     def grid_resource(self) -> str | None:
@@ -90,72 +118,89 @@ class CondorBase(BatchSubmitPlugin):
     def timeout(self) -> float:
         return float(self.options.get("timeout") or 60.0)
 
-    def proxy_path(self) -> str | None:
-        profile = self.credential_profile
-        if not profile:
-            return None
-        credentials = self.context.credentials
-        state = credentials.status(profile) if credentials is not None else None
-        if state is None or not state.ok or not state.path:
-            raise SubmitDescriptionError(f"credential profile {profile} has no usable proxy file")
-        return state.path
+    def credential_commands(self) -> tuple[dict[str, str], dict[str, str]]:
+        """(submit commands, pilot environment) that hand this queue's credential to its pilots.
+
+        X.509: ``x509userproxy`` (HTCondor sends it along and sets X509_USER_PROXY).
+        Token: the file travels with the pilot (``transfer_input_files``) and
+        BEARER_TOKEN_FILE names it in the pilot's starting directory; a CE or ARC
+        is also authenticated to with it (``scitokens_file``). SSH keys never reach pilots.
+        """
+        credential = self.credential()
+        if credential is None or credential[0] == "ssh":
+            return {}, {}
+        kind, path = credential
+        if kind == "x509":
+            return {"x509userproxy": path}, {}
+        if "," in path:
+            raise SubmitDescriptionError(f"token file {path!r} has a comma (transfer_input_files is a comma list)")
+        commands_ = {"transfer_input_files": path}
+        if self.token_authenticates:
+            commands_["scitokens_file"] = path
+        return commands_, {"BEARER_TOKEN_FILE": os.path.basename(path)}
 
     def extra_commands(self) -> dict[str, str]:
         """condor_attributes (comma list) then condor_attributes.<name> keys."""
         commands_: dict[str, str] = {}
         for item in split_list(self.options.get("condor_attributes") or ""):
             name, eq, value = item.partition("=")
-            if not eq or not name.strip():
+            if not eq:
                 raise SubmitDescriptionError(f"condor_attributes item {item!r} is not 'name = value'")
             commands_[name.strip()] = value.strip()
         for key, value in self.options.items():
             if key.startswith("condor_attributes.") and key != "condor_attributes.*":
                 commands_[key[len("condor_attributes."):]] = str(value)
+        for name in commands_:
+            if not COMMAND_NAME.fullmatch(name):
+                raise SubmitDescriptionError(f"condor_attributes: {name!r} is not a submit command name")
         return commands_
 
     def description(self, logdir: str) -> dict[str, str]:
-        """The submit description of this queue's pilots, as submit commands."""
+        """The submit description of this queue's pilots, as submit commands.
+
+        Every value is literal text (config values included, condor_attributes
+        too): :func:`submit_value` writes it so that no HTCondor macro expands.
+        """
         fid = self.context.factory_id
         queue = self.queue
         url = self.context.logurl(logdir)
-        pilot = "$(Cluster).$(Process)"
-        env = self.context.pilot_environment(queue, pilot, os.path.join(logdir, f"{pilot}.out"))
-        env["GTAG"] = f"{url}/{pilot}.out"
-        env["APFCID"] = pilot
+        credential, credential_env = self.credential_commands()
+        env = self.context.pilot_environment(queue, PILOT, os.path.join(logdir, f"{PILOT}.out"))
+        env["GTAG"] = f"{url}/{PILOT}.out"
+        env["APFCID"] = PILOT
         env["APF_WRAPPER_DIR"] = wrapper_dir()
+        env.update(credential_env)
         env.update(parse_environ(self.options.get("environ") or ""))
         arguments = shlex.split(queue.values.get("executable.arguments") or "")
         desc: dict[str, str] = {
             "universe": self.universe,
             "executable": queue.values.get("executable") or default_executable(),
             "arguments": submit_arguments(arguments),
-            "output": os.path.join(logdir, f"{pilot}.out"),
-            "error": os.path.join(logdir, f"{pilot}.err"),
-            "log": os.path.join(logdir, "$(Cluster).log"),
+            "output": os.path.join(logdir, f"{PILOT}.out"),
+            "error": os.path.join(logdir, f"{PILOT}.err"),
+            "log": os.path.join(logdir, f"{CLUSTER}.log"),
             "should_transfer_files": "YES",
             "when_to_transfer_output": "ON_EXIT_OR_EVICT",
             "notification": "Never",
-            "+MATCH_APF_QUEUE": quote(queue.name),
-            "+APF_QUEUE": quote(queue.name),
-            "+APF_WMSQUEUE": quote(queue.wmsqueue),
-            "+APF_FACTORY": quote(fid),
-            "+FACTORY_JOBID": quote(f"{fid}#{pilot}"),
-            "+APF_OUTURL": quote(f"{url}/{pilot}.out"),
-            "+APF_ERRURL": quote(f"{url}/{pilot}.err"),
-            "+APF_LOGURL": quote(f"{url}/$(Cluster).log"),
+            "+MATCH_APF_QUEUE": classad_string(queue.name),
+            "+APF_QUEUE": classad_string(queue.name),
+            "+APF_WMSQUEUE": classad_string(queue.wmsqueue),
+            "+APF_FACTORY": classad_string(fid),
+            "+FACTORY_JOBID": classad_string(f"{fid}#{PILOT}"),
+            "+APF_OUTURL": classad_string(f"{url}/{PILOT}.out"),
+            "+APF_ERRURL": classad_string(f"{url}/{PILOT}.err"),
+            "+APF_LOGURL": classad_string(f"{url}/{CLUSTER}.log"),
+            "environment": submit_environment(env),
         }
-        desc["environment"] = submit_environment(env)
         resource = self.grid_resource()
         if resource:
             desc["grid_resource"] = resource
-        proxy = self.proxy_path()
-        if proxy:
-            desc["x509userproxy"] = proxy
-        desc.update(self.extra_commands())
-        for name, value in desc.items():
-            if "\n" in name or "\n" in value or "\r" in value:
-                raise SubmitDescriptionError(f"submit command {name!r} has a line break in its value")
-        return desc
+        desc.update(credential)
+        extra = self.extra_commands()
+        if "transfer_input_files" in extra and "transfer_input_files" in desc:
+            extra["transfer_input_files"] += f", {desc['transfer_input_files']}"
+        desc.update(extra)
+        return {name: submit_value(name, value) for name, value in desc.items()}
 
     def submit_object(self, logdir: str) -> Any:
         import htcondor2
@@ -164,7 +209,7 @@ class CondorBase(BatchSubmitPlugin):
 
     # ------------------------------------------------------------ submit / remove
     def _schedd(self) -> Any:
-        return commands.call(self.connect, self.schedd_options(), timeout=self.timeout, what="connect to schedd")
+        return commands.call(connect_schedd, self.schedd_options(), timeout=self.timeout, what="connect to schedd")
 
     def submit(self, n: int) -> SubmitResult:
         if n <= 0:
@@ -222,7 +267,8 @@ class CondorLocal(CondorBase):
     Keys (``batchsubmit.condorlocal.<key>``): ``condor_attributes`` (comma list
     of submit commands, ``\\,`` for a literal comma), ``condor_attributes.<name>``
     (one submit command each), ``environ`` (NAME=value ...), ``proxy``
-    (auth.conf profile -> x509userproxy), ``timeout`` (60 s). The schedd is
+    (auth.conf profile handed to the pilots: X.509 proxy as
+    x509userproxy, token as BEARER_TOKEN_FILE; see docs/operations.md), ``timeout`` (60 s). The schedd is
     named by ``batchstatus.condor.scheddhost/scheddport/collectorhost/collectorport``.
     Pilots carry MATCH_APF_QUEUE, APF_QUEUE, APF_WMSQUEUE, APF_FACTORY,
     FACTORY_JOBID and APF_OUTURL/ERRURL/LOGURL; their environment has
@@ -243,6 +289,7 @@ class CondorCE(CondorBase):
 
     name = "CondorCE"
     universe = "grid"
+    token_authenticates = True
     keys = {
         **BASE_KEYS,
         "gridresource": Key("str", "", required=True, help="CE host name"),
@@ -266,6 +313,7 @@ class CondorARC(CondorBase):
 
     name = "CondorARC"
     universe = "grid"
+    token_authenticates = True
     keys = {**BASE_KEYS, "gridresource": Key("str", "", required=True, help="ARC CE host or URL")}
 
     def grid_resource(self) -> str:

@@ -8,6 +8,7 @@ import time
 
 from autopyfactory import commands
 from autopyfactory.config import Key
+from autopyfactory.credentials import PILOT_VARIABLES
 from autopyfactory.interfaces import BatchSubmitPlugin, SubmitResult
 from autopyfactory.paths import default_executable, wrapper_dir
 from autopyfactory.plugins.batchstatus.slurm import (
@@ -42,7 +43,7 @@ class Slurm(BatchSubmitPlugin):
     ``slurmconf`` (the cluster's slurm.conf), ``timeout`` (60 s per command),
     ``maxarray`` (1000: larger n is capped, Slurm's MaxArraySize),
     ``proxy`` (auth.conf profile that must be valid to submit; its file is
-    handed to the pilots as X509_USER_PROXY).
+    handed to the pilots as X509_USER_PROXY or BEARER_TOKEN_FILE, by type).
 
     Each pilot runs ``executable`` (default: the shipped apf-wrapper.sh) with
     ``executable.arguments``; job name ``apf.<factoryId>.<queue>`` and comment
@@ -91,7 +92,7 @@ class Slurm(BatchSubmitPlugin):
     def tag(self) -> str:
         return pilot_tag(self.context.factory_id, self.queue.wmsqueue, self.queue.name)
 
-    def _run(self, argv: list[str], env: dict[str, str] | None = None) -> commands.CommandResult:
+    def _run(self, argv: list[str], env: dict[str, str | None] | None = None) -> commands.CommandResult:
         return self.runner(argv, timeout=self.timeout, env={**(env or {}), **squeue_env(self.options)})
 
     def sbatch_argv(self, n: int, logdir: str, launcher: str) -> list[str]:
@@ -115,8 +116,8 @@ class Slurm(BatchSubmitPlugin):
         argv.extend(shlex.split(self.queue.values.get("executable.arguments") or ""))
         return argv
 
-    def environment(self, logdir: str) -> dict[str, str]:
-        """What every pilot of this queue gets (APFCID/GTAG are set per task by the launcher)."""
+    def environment(self, logdir: str) -> dict[str, str | None]:
+        """What every pilot of this queue gets (APFCID/GTAG are set per task by the launcher; None: unset)."""
         env = self.context.pilot_environment(self.queue, "", os.path.join(logdir, "%A.%a.out"))
         env.pop("APFCID", None)
         env.pop("GTAG", None)
@@ -125,11 +126,11 @@ class Slurm(BatchSubmitPlugin):
             "APF_WRAPPER_DIR": wrapper_dir(),
             "APF_GTAG_BASE": self.context.logurl(logdir),
         })
-        profile = self.credential_profile
-        credentials = self.context.credentials
-        state = credentials.status(profile) if profile and credentials is not None else None
-        if state is not None and state.path:
-            env["X509_USER_PROXY"] = state.path
+        # only this queue's credential reaches its pilots, never one the factory happens to have
+        env.update({variable: None for variable in PILOT_VARIABLES.values()})
+        credential = self.credential()
+        if credential is not None and credential[0] in PILOT_VARIABLES:
+            env[PILOT_VARIABLES[credential[0]]] = credential[1]
         if self.queue.values.get("wmsstatusplugin") == "Local":
             from autopyfactory.plugins.wmsstatus.local import spooldir
 
@@ -156,7 +157,7 @@ class Slurm(BatchSubmitPlugin):
     def _describe(argv: list[str], env: dict[str, str], extra: str = "") -> str:
         lines = ["# sbatch command line (argv, no shell)", shlex.join(argv), "",
                  "# environment added for the pilots (exported with --export=ALL)"]
-        lines += [f"{k}={v}" for k, v in sorted(env.items())]
+        lines += [f"{k}={v}" if v is not None else f"unset {k}" for k, v in sorted(env.items())]
         lines += ["", "# batch script (the launcher)", LAUNCHER]
         if extra:
             lines += ["# result", extra]
@@ -176,7 +177,10 @@ class Slurm(BatchSubmitPlugin):
             argv = self.sbatch_argv(n, logdir, self._launcher(logdir))
         except ValueError as exc:
             return SubmitResult(0, message=note, error=f"cannot split extraargs/executable.arguments: {exc}")
-        env = self.environment(logdir)
+        try:
+            env = self.environment(logdir)
+        except ValueError as exc:
+            return SubmitResult(0, message=note, error=str(exc))
         stamp = time.strftime("%H%M%S", time.gmtime()) + f"-{os.getpid()}-{time.monotonic_ns() % 10**6}"
         pending_path = os.path.join(logdir, f"submit-{stamp}.sbatch")
         with open(pending_path, "w") as handle:

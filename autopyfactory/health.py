@@ -1,0 +1,139 @@
+"""A queue's health: one definition for the status page, the API, metrics, alarms and `apf status`.
+
+Levels, worst first for sorting::
+
+    critical   the queue cannot do its job: status unknown, credentials not
+               usable, the last cycle failed or its submission errored, fault
+               backoff active, the queue thread is not running
+    warning    it works, but an operator should look: pilots faulted in the
+               last hour, a credential expiring soon, a cycle overdue
+    paused     an operator stopped submission (``apf pause``)
+    drained    an operator stopped submission and removed idle pilots (``apf drain``)
+    ok         none of the above
+    disabled   ``enabled = False`` in queues.conf: the queue does not run
+
+Every level comes with ``reason``: one short line saying why.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+LEVELS = ("critical", "warning", "paused", "drained", "ok", "disabled")  # worst first
+EXPIRY_WARNING = 6 * 3600.0  # a credential with less time left than this is a warning
+OVERDUE_CYCLES = 3  # a cycle later than this many apfqueue.sleep is a warning
+REASON_LENGTH = 160
+
+
+@dataclass(frozen=True)
+class Health:
+    level: str
+    reason: str
+
+    @property
+    def rank(self) -> int:
+        """Position for sorting, worst first."""
+        return LEVELS.index(self.level)
+
+
+class QueueView(Protocol):
+    """What health reads of a queue (autopyfactory.queue.APFQueue has it all)."""
+
+    pause: Any  # queue.Pause or None
+    fault_backoff: str | None
+    started: bool
+    alive: bool
+    stopping: bool
+    ran_its_cycles: bool
+    last_record: Any  # records.CycleRecord or None
+    sleep: float
+    submitter: Any  # has credential_profile
+    context: Any  # has credentials
+
+    def finished_counts(self, since: float) -> dict[str, int] | None: ...
+
+
+DISABLED = Health("disabled", "enabled = False in queues.conf")
+
+
+def one_line(text: str, limit: int = REASON_LENGTH) -> str:
+    """The first line of ``text``, cut to ``limit`` characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def queue_health(queue: QueueView, now: float | None = None) -> Health:
+    """The health of a running queue (see the module docstring for the levels)."""
+    now = time.time() if now is None else now
+    pause = queue.pause
+    if pause is not None:
+        until = f" until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(pause.until))}" if pause.until else ""
+        return Health(pause.mode, one_line(f"{pause.mode} by the operator{until}"
+                                           + (f": {pause.reason}" if pause.reason else "")))
+    critical = _critical(queue)
+    if critical:
+        return Health("critical", one_line(critical))
+    warning = _warning(queue, now)
+    if warning:
+        return Health("warning", one_line(warning))
+    return Health("ok", "submitting as needed" if queue.last_record else "waiting for the first cycle")
+
+
+def _critical(queue: QueueView) -> str:
+    if queue.started and not queue.alive and not queue.stopping and not queue.ran_its_cycles:
+        return "queue thread is not running"
+    if queue.fault_backoff:
+        return queue.fault_backoff
+    credential = _credential(queue)
+    if credential is not None and not credential.ok:
+        return f"credential {credential.name} not usable: {credential.message or 'not checked yet'}"
+    record = queue.last_record
+    if record is None:
+        return ""
+    if record.wms is None:
+        return _hold(record, "WMS status unknown")
+    if record.batch is None:
+        return _hold(record, "batch status unknown")
+    if record.errors:
+        return record.errors[-1]
+    return ""
+
+
+def _warning(queue: QueueView, now: float) -> str:
+    credential = _credential(queue)
+    if credential is not None and credential.seconds_left is not None and credential.seconds_left < EXPIRY_WARNING:
+        return f"credential {credential.name} expires in {credential.seconds_left / 3600:.1f} h"
+    record = queue.last_record
+    if record is not None and now - record.started > OVERDUE_CYCLES * queue.sleep + record.duration:
+        return f"last cycle {now - record.started:.0f} s ago (apfqueue.sleep = {queue.sleep:g})"
+    finished = queue.finished_counts(now - 3600) if record is not None else None
+    if finished and finished.get("fault"):
+        ended = finished["fault"] + finished.get("done", 0)
+        return f"{finished['fault']} of {ended} pilots that ended in the last hour faulted"
+    return ""
+
+
+def _hold(record, prefix: str) -> str:
+    """The hold message that starts with ``prefix`` (it carries the reason), or the prefix alone."""
+    return next((hold for hold in record.holds if hold.startswith(prefix)), prefix)
+
+
+def _credential(queue: QueueView):
+    profile = queue.submitter.credential_profile
+    credentials = queue.context.credentials
+    if not profile or credentials is None:
+        return None
+    status = credentials.status(profile)
+    if status is None:
+        return _Unchecked(profile)
+    return status
+
+
+@dataclass(frozen=True)
+class _Unchecked:
+    name: str
+    ok: bool = False
+    seconds_left: float | None = None
+    message: str = "not checked yet"
