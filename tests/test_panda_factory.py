@@ -183,12 +183,12 @@ def test_300_queues_one_endpoint_one_request_per_interval(panda, start_factory):
     def total_cycles() -> int:
         return sum(q.cycles for q in factory.queues.values())
 
-    start_count, calls, cycles, started = panda.count(), pollers[0].calls, total_cycles(), time.time()
-    wait_for(lambda: pollers[0].calls >= calls + 2 and total_cycles() >= cycles + 600,
-             timeout=120, what="two more polls and two cycles of every queue")
+    start_count, cycles, started = panda.count(), total_cycles(), time.time()
+    wait_for(lambda: panda.count() >= start_count + 2 and total_cycles() >= cycles + 600,
+             timeout=120, what="two more requests and two cycles of every queue")
     requests = panda.count() - start_count
     elapsed = time.time() - started
     print(f"300 queues: {panda.count()} requests in total, {requests} in {elapsed:.1f}s at sleep 2s")
     # one request per 2 s interval, whatever the number of queues (never one per queue)
-    assert 2 <= requests <= elapsed / 2.0 + 1, f"{requests} requests in {elapsed:.1f}s"
-    assert requests <= pollers[0].calls - calls + 1
+    assert requests <= elapsed / 2.0 + 1, f"{requests} requests in {elapsed:.1f}s"
+    assert pollers[0].calls >= requests
