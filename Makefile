@@ -7,30 +7,35 @@ DEMO_CYCLES ?= 8
 
 .PHONY: run test install lint bench clean rpm
 
-$(BIN)/.installed: setup.cfg pyproject.toml
+# running needs the package alone; tests add the [test] extra (htcondor, pytest, ...)
+$(BIN)/.installed-run: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(BIN)/.installed: $(BIN)/.installed-run
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
 install: $(BIN)/.installed
 
 ## make run: install into .venv and run the factory on the embedded default (writes only ./var/)
-run: install
+run: $(BIN)/.installed-run
 	@mkdir -p var/spool/DEMO
 	@[ -f var/admin.token ] || (umask 077; $(PYTHON) -c 'import secrets; print(secrets.token_hex(16))' > var/admin.token)
 	@for i in $$(seq 1 $(DEMO_ITEMS)); do \
 	  echo '{"command": ["sleep", "2"]}' > var/spool/DEMO/demo-$$i.json; done
 	@echo '{"command": ["false"]}' > var/spool/DEMO/demo-failing.json
 	@echo "seeded $$(ls var/spool/DEMO/*.json | wc -l) work items in var/spool/DEMO; running $(DEMO_CYCLES) cycles"
-	@echo "while it runs: status page http://127.0.0.1:25880/ and '$(BIN)/apf status --conf etc/demo/factory.conf'"
+	@echo "while it runs: the status page is at the URL of the 'web: serving' line below; '$(BIN)/apf status --conf etc/demo/factory.conf'"
 	$(BIN)/autopyfactory --conf etc/demo/factory.conf --foreground --cycles $(DEMO_CYCLES) --log stdout
 	@echo "work items left: $$(ls var/spool/DEMO/*.json 2>/dev/null | wc -l), done: $$(ls var/spool/DEMO/done | wc -l); pilot logs under var/logs/"
 
 ## make test: install test dependencies, start the services the tests need, run pytest
 test: install
 	@for script in tests/services/*.sh; do [ -f "$$script" ] && bash "$$script"; done; true
-	$(BIN)/ruff check autopyfactory tests wrappers bench
+	$(BIN)/ruff check autopyfactory tests bench
 	$(BIN)/pytest -q
 
 ## make bench: the benchmarks (bench/) against real Slurm, a PanDA double and a stand-in squeue;
@@ -44,7 +49,7 @@ rpm: install
 	APF_RPM_PYTHON=$(abspath $(BIN)/python) rpm/build-rpm.sh
 
 lint: install
-	$(BIN)/ruff check autopyfactory tests wrappers bench
+	$(BIN)/ruff check autopyfactory tests bench
 
 clean:
 	rm -rf var build dist *.egg-info .pytest_cache

@@ -1,16 +1,22 @@
-"""Running external commands (argv lists only, always with a timeout, never raising)
-and library calls with a timeout (``call``).
+"""Running external commands and library calls, always with a timeout.
 
-Every batch plugin that calls a command line tool (sbatch, squeue, scancel,
-scontrol, ...) goes through ``run``; a plugin keeps the runner as an attribute
-so a test or a benchmark can hand it another one, and the command names are
-config keys (``batchstatus.slurm.squeue``, ...) so a stand-in can be put on
-PATH or named explicitly.
+``run`` runs a command line tool (argv lists only, never a shell) and never
+raises: every batch plugin (sbatch, squeue, scancel, scontrol, ...) and every
+credential plugin (voms-proxy-init, a token renewal command, ...) goes
+through it. A plugin keeps the runner as an attribute so a test or a
+benchmark can hand it another one, and the command names are config keys
+(``batchstatus.slurm.squeue``, ...) so a stand-in can be put on PATH or
+named explicitly.
+
+``TimedCaller`` and ``call`` give a library call that has no timeout of its
+own (e.g. the HTCondor bindings) one.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -21,29 +27,30 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 60.0
+KILLED_OUTPUT_WAIT = 5.0  # after a kill: how long to wait for the last output of the killed group
 
 
 @dataclass(frozen=True)
 class CommandResult:
-    """What a command did. ``error`` is set when it failed in any way."""
+    """What a command did. ``error`` is set (and ``ok`` false) when it failed in any way."""
 
     argv: tuple[str, ...]
     returncode: int | None  # None: it did not run to the end (not found, timeout)
     stdout: str
     stderr: str
     duration: float
-    error: str | None = None
+    error: str | None = None  # "exit code 3", "timed out after 60s", "cannot run ...: ..."
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def describe(self) -> str:
-        """One line for a cycle message: the command, how it failed, its stderr."""
+        """One line for a cycle or credential message: the command, how it failed, its output."""
         name = os.path.basename(self.argv[0]) if self.argv else "?"
         if self.ok:
             return f"{name} ok"
-        detail = " ".join(self.stderr.split())[:500]
+        detail = " ".join((self.stderr.strip() or self.stdout).split())[:500]
         return f"{name}: {self.error}" + (f": {detail}" if detail else "")
 
 
@@ -59,9 +66,10 @@ def run(
 ) -> CommandResult:
     """Run ``argv`` (no shell) with ``timeout`` seconds; ``env`` is added to os.environ (None: removed).
 
-    A command that cannot start, runs past its timeout (it is killed) or exits
-    non-zero gives a result with ``error`` set; this function does not raise
-    for any of these.
+    A command that cannot start, runs past its timeout or exits non-zero
+    gives a result with ``error`` set; this function does not raise for any
+    of these. The command gets its own process group: on timeout the whole
+    group is killed, so nothing it started lives on or keeps our pipes open.
     """
     argv = tuple(str(a) for a in argv)
     environment = None
@@ -70,49 +78,97 @@ def run(
         environment = {name: value for name, value in merged.items() if value is not None}
     started = time.monotonic()
     try:
-        done = subprocess.run(
-            argv, capture_output=True, text=True, errors="replace", timeout=timeout, env=environment,
-            input=input, stdin=None if input is not None else subprocess.DEVNULL, cwd=cwd, close_fds=True,
+        process = subprocess.Popen(
+            argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+            env=environment, cwd=cwd, close_fds=True, start_new_session=True,
         )
-    except subprocess.TimeoutExpired as exc:
-        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
-        return CommandResult(argv, None, "", stderr, time.monotonic() - started,
-                             f"timed out after {timeout:g}s")
     except OSError as exc:
         return CommandResult(argv, None, "", "", time.monotonic() - started,
                              f"cannot run {argv[0]}: {exc.strerror or exc}")
-    duration = time.monotonic() - started
-    error = None if done.returncode == 0 else f"exit code {done.returncode}"
-    return CommandResult(argv, done.returncode, done.stdout, done.stderr, duration, error)
+    try:
+        stdout, stderr = process.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stdout, stderr = _kill_group(process)
+        return CommandResult(argv, None, stdout, stderr, time.monotonic() - started,
+                             f"timed out after {timeout:g}s")
+    error = None if process.returncode == 0 else f"exit code {process.returncode}"
+    return CommandResult(argv, process.returncode, stdout, stderr, time.monotonic() - started, error)
+
+
+def _kill_group(process: subprocess.Popen) -> tuple[str, str]:
+    """Kill the command and everything it started; (stdout, stderr) it wrote before."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except OSError:
+        process.kill()
+    try:
+        return process.communicate(timeout=KILLED_OUTPUT_WAIT)
+    except subprocess.TimeoutExpired:  # a descendant that left the group still holds a pipe
+        process.kill()
+        process.wait()
+        return "", ""
 
 
 class CallTimeout(TimeoutError):
     """A library call (e.g. the HTCondor bindings) did not return in time."""
 
 
-def call(fn: Callable[..., T], *args: Any, timeout: float = DEFAULT_TIMEOUT, what: str = "", **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)`` with a timeout, for library calls that have none of their own.
+class TimedCaller:
+    """Runs calls in a helper thread and gives up waiting for one after its timeout.
 
-    The call runs in a daemon thread; after ``timeout`` seconds CallTimeout is
-    raised and the thread is left to finish (or hang) on its own: a blocking C
-    call cannot be interrupted, but the caller is never held up by it.
-    Exceptions of ``fn`` are raised here unchanged.
+    Python cannot kill a thread: a call that overran is abandoned and keeps
+    running in the background (a blocking C call cannot be interrupted).
+    Later calls still go ahead (a hung call must never block recovery) until
+    ``max_abandoned`` abandoned calls are still running at once; then every
+    new call fails at once instead of piling up more stuck threads.
+    Exceptions of the call are raised unchanged.
     """
-    outcome: dict[str, Any] = {}
-    finished = threading.Event()
 
-    def target() -> None:
+    def __init__(self, name: str, max_abandoned: int = 1):
+        self.name = name
+        self.max_abandoned = max(1, int(max_abandoned))
+        self._abandoned: list[tuple[threading.Thread, float]] = []  # (thread, started)
+        self.in_call_since: float | None = None
+
+    @property
+    def abandoned(self) -> int:
+        """Abandoned calls still running."""
+        return sum(thread.is_alive() for thread, _ in list(self._abandoned))
+
+    def __call__(self, fn: Callable[[], T], timeout: float) -> T:
+        self._abandoned = [(t, s) for t, s in self._abandoned if t.is_alive()]
+        if len(self._abandoned) >= self.max_abandoned:
+            oldest = time.time() - min(s for _, s in self._abandoned)
+            raise CallTimeout(f"{self.name}: {len(self._abandoned)} call(s) abandoned after their deadline"
+                              f" have still not returned (oldest started {oldest:.0f}s ago)")
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+
+        def target() -> None:
+            try:
+                outcome["value"] = fn()
+            except BaseException as exc:  # handed to the caller
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=target, name=f"call:{self.name}", daemon=True)
+        started = time.time()
+        self.in_call_since = started
+        thread.start()
         try:
-            outcome["value"] = fn(*args, **kwargs)
-        except BaseException as exc:  # handed to the caller
-            outcome["error"] = exc
+            if not done.wait(timeout):
+                self._abandoned.append((thread, started))
+                raise CallTimeout(f"{self.name} timed out: no answer within {timeout:g}s")
         finally:
-            finished.set()
+            self.in_call_since = None
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
 
-    thread = threading.Thread(target=target, name=f"call:{what or getattr(fn, '__name__', 'fn')}", daemon=True)
-    thread.start()
-    if not finished.wait(timeout):
-        raise CallTimeout(f"{what or getattr(fn, '__name__', 'call')} timed out after {timeout:g}s")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+
+def call(fn: Callable[..., T], *args: Any, timeout: float = DEFAULT_TIMEOUT, what: str = "", **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` with a timeout, as a one-off ``TimedCaller`` named ``what``."""
+    caller = TimedCaller(what or getattr(fn, "__name__", "call"))
+    return caller(functools.partial(fn, *args, **kwargs), timeout)

@@ -582,6 +582,9 @@ def _queue_section(
                 )
             else:
                 resolved.append(plugin.name)
+                if queue.values.get("enabled", True):
+                    for why in plugin.missing():
+                        reader.error(source, where(selector), selector, why)
         queue.values[selector] = resolved if isinstance(chosen, list) else (resolved[0] if resolved else chosen)
 
     # plugin keys: typed when known, defaults for the plugins this queue uses
@@ -673,3 +676,15 @@ def _profile_file(
             if lower != selector and lower not in table:
                 reader.warn(path, _origin(parser, name, lower), lower, "unknown key, ignored" + _closest(lower, table))
     return profiles
+
+
+PLACEHOLDER = "CHANGEME"
+
+
+def placeholders(config: FactoryConfig) -> list[Problem]:
+    """Values still holding the shipped placeholder: the factory must not run with them."""
+    sections = [config.factory, *config.queues.values(), *config.auth.values(), *config.monitor.values()]
+    names = {key.lower(): key for key in (*FACTORY_KEYS, *QUEUE_KEYS)}
+    return [Problem(section.source, section.name, names.get(key, key),
+                    f"still the placeholder {value!r}: set it for this site")
+            for section in sections for key, value in section.raw.items() if PLACEHOLDER in value.upper()]

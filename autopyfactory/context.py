@@ -6,29 +6,55 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from autopyfactory.config import FactoryConfig, QueueConfig
+from autopyfactory.info import CredentialStatus
 
-if TYPE_CHECKING:
-    from autopyfactory.credentials import CredentialService
-    from autopyfactory.plugins.registry import PluginRegistry
+# The context names what it holds by what it is used for (protocols), not by the
+# classes that hold it: those classes are made with a context, so importing them
+# here would tie the modules in a cycle.
+
+
+class Plugins(Protocol):
+    """The plugin registry (``plugins.registry.PluginRegistry``)."""
+
+    def get(self, kind: str, name: str) -> type: ...
+
+
+class Credentials(Protocol):
+    """The credential service (``credentials.CredentialService``)."""
+
+    def status(self, name: str) -> CredentialStatus | None: ...
+
+    def credential_type(self, name: str) -> str: ...
 
 
 class FactoryContext:
     """What every plugin may use: the config, shared objects, log locations."""
 
-    def __init__(self, config: FactoryConfig, registry: PluginRegistry):
+    def __init__(self, config: FactoryConfig, registry: Plugins):
         self.config = config
         self.registry = registry
-        self.credentials: CredentialService | None = None
-        self.store: Any = None  # persistence store, when enabled
+        self.credentials: Credentials | None = None  # set by the factory once it has made them
+        self.store: Any = None  # persistence store (``persistence.Store``), set by the factory when enabled
         self._shared: dict[Any, Any] = {}
         self._lock = threading.Lock()
 
     @property
     def factory_id(self) -> str:
         return self.config.factory_id
+
+    def credential(self, profile: str) -> CredentialStatus | None:
+        """The last check of an auth.conf profile; None when unknown (not checked, no such profile)."""
+        if not profile or self.credentials is None:
+            return None
+        return self.credentials.status(profile)
+
+    def wms_environment(self, queue: QueueConfig) -> dict[str, str]:
+        """What the queue's WMS status plugin wants in every pilot's environment (see ``pilot_environment``)."""
+        plugin = self.registry.get("wmsstatus", queue.values["wmsstatusplugin"])
+        return plugin.pilot_environment(queue.plugin_options(plugin), self.config)
 
     def shared(self, key: Any, make: Callable[[], Any]) -> Any:
         """One object per key for the whole factory (e.g. a client per endpoint)."""

@@ -2,22 +2,19 @@
 
 Queues ask ``status(profile)`` before submitting; a profile that is expired,
 failing or not yet checked makes its queues submit nothing. The profiles'
-plugins (``plugins/auth``: X509, Token, SSH) renew what they can; the
-helpers here run their external commands (argv lists, timeouts) and write
-credential files (0600, replaced atomically).
+plugins (``plugins/auth``: X509, Token, SSH) renew what they can, running
+their commands through ``commands.run``; the helpers here write credential
+files (0600, replaced atomically).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
-import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from autopyfactory.config import Section
 from autopyfactory.context import FactoryContext
@@ -32,58 +29,6 @@ PILOT_VARIABLES = {"x509": "X509_USER_PROXY", "token": "BEARER_TOKEN_FILE"}
 
 
 # ---------------------------------------------------------------- helpers for auth plugins
-
-
-@dataclass
-class CommandResult:
-    argv: list[str]
-    returncode: int | None  # None: did not run to the end (timeout, not found)
-    stdout: str
-    stderr: str
-    error: str = ""  # why it did not run / did not finish
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0 and not self.error
-
-    def describe(self) -> str:
-        """One line for logs and status: what ran and how it ended."""
-        name = os.path.basename(self.argv[0]) if self.argv else "?"
-        if self.error:
-            return f"{name}: {self.error}"
-        tail = (self.stderr.strip() or self.stdout.strip()).splitlines()
-        detail = f": {tail[-1][:200]}" if tail else ""
-        return f"{name} exited with {self.returncode}{detail}"
-
-
-def run_command(argv: list[str], timeout: float, stdin: str | None = None,
-                env: Mapping[str, str] | None = None) -> CommandResult:
-    """Run ``argv`` (never through a shell) with a hard timeout.
-
-    The command gets its own process group, so on timeout everything it
-    started is killed too and nothing keeps our pipes open.
-    """
-    try:
-        process = subprocess.Popen(
-            argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-            env=dict(env) if env is not None else None, close_fds=True,
-        )
-    except OSError as exc:
-        return CommandResult(list(argv), None, "", "", f"cannot run: {exc.strerror or exc}")
-    try:
-        out, err = process.communicate(stdin, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        try:
-            out, err = process.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            out, err = "", ""
-        return CommandResult(list(argv), None, out or "", err or "", f"timed out after {timeout:g}s")
-    return CommandResult(list(argv), process.returncode, out, err)
 
 
 def write_private(path: str, data: bytes | str) -> None:

@@ -19,11 +19,29 @@ from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.queue import APFQueue, FactoryPilots
 from autopyfactory.records import CycleRecord
 from autopyfactory.status import StatusService
+from autopyfactory.timefmt import iso
 
 log = logging.getLogger(__name__)
 
 
 class Factory:
+    """Every part of one factory process, built and wired here; see ``FactoryView`` for what others read."""
+
+    config: FactoryConfig  # in force; replaced by a reload
+    registry: PluginRegistry
+    started: float  # epoch seconds
+    version: str
+    context: FactoryContext  # what plugins get
+    credentials: CredentialService
+    status: StatusService  # one poller per status endpoint
+    pilots: FactoryPilots  # maxperfactory.maximum across queues
+    monitors: dict[str, MonitorPlugin]
+    queues: dict[str, APFQueue]
+    listeners: list[Callable[[APFQueue, CycleRecord], None]]  # called after every cycle of every queue
+    services: list  # start()/stop() beside the queues: web server, log cleaner, persistence
+    last_reload: dict | None  # outcome of the last reload, for the status page and the admin API
+    reload_hooks: list[Callable[[], None]]  # run before a requested reload (the daemon reopens its logs)
+
     def __init__(self, config: FactoryConfig, registry: PluginRegistry):
         self.config = config
         self.registry = registry
@@ -34,24 +52,28 @@ class Factory:
         self.context.credentials = self.credentials
         self.status = StatusService(self.context)
         self.pilots = FactoryPilots(config.get("maxperfactory.maximum"))
-        self.monitors: dict[str, MonitorPlugin] = {
+        self.monitors = {
             name: registry.get("monitor", section.get("monitorplugin"))(section, self.context)
             for name, section in config.monitor.items()
         }
-        self.queues: dict[str, APFQueue] = {}
-        # called after every cycle of every queue: (queue, record)
-        self.listeners: list[Callable[[APFQueue, CycleRecord], None]] = [self._tell_monitors]
-        # services with start()/stop() running beside the queues (web server, log cleaner, ...)
-        self.services: list = services.build(self)
+        self.queues = {}
+        extra = services.build(self)
+        self.services = extra.running
+        self.context.store = extra.store  # before any queue starts: queues restore from it
+        self.listeners = [self._tell_monitors, *extra.cycle_listeners]
+        self.credentials.listeners.extend(extra.credential_listeners)
+        self.last_reload = None
+        self.reload_hooks = []
         self._stopping = threading.Event()
-        # outcome of the last reload, for the status page and the admin API
-        self.last_reload: dict | None = None
         self._reload_lock = threading.RLock()
         self._reload_requested = threading.Event()
         self._dump_requested = threading.Event()
         self._next_reconfig: float | None = None
-        # run by the waiting thread before a requested reload (the daemon reopens its log files)
-        self.reload_hooks: list[Callable[[], None]] = []
+
+    @property
+    def store(self):
+        """The persistence store (persistence.Store), or None without one."""
+        return self.context.store
 
     # ------------------------------------------------------------ life cycle
     def start(self, cycles: int | None = None) -> None:
@@ -163,8 +185,6 @@ class Factory:
         again, so new drop-ins become usable. The outcome is kept in
         ``last_reload``.
         """
-        from autopyfactory.plugins.registry import PluginRegistry
-
         path = path or self.config.path
         if self._stopping.is_set():
             return [Problem(path, "", "", "the factory is stopping: not reloading")]
@@ -305,11 +325,11 @@ class Factory:
     def summary(self) -> dict:
         last = max((r.started for q in self.queues.values() if (r := q.last_record)), default=None)
         return {
-            "factoryId": self.config.factory_id,
+            "factory_id": self.config.factory_id,
             "version": self.version,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
-            "last_cycle": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)) if last else None,
-            "queues": len(self.queues),
+            "started": iso(self.started),
+            "last_cycle": iso(last) if last else None,
+            "queue_count": len(self.queues),
         }
 
 

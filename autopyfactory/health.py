@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from autopyfactory.timefmt import iso
+
 LEVELS = ("critical", "warning", "paused", "drained", "ok", "disabled")  # worst first
 EXPIRY_WARNING = 6 * 3600.0  # a credential with less time left than this is a warning
 OVERDUE_CYCLES = 3  # a cycle later than this many apfqueue.sleep is a warning
@@ -69,7 +71,7 @@ def queue_health(queue: QueueView, now: float | None = None) -> Health:
     now = time.time() if now is None else now
     pause = queue.pause
     if pause is not None:
-        until = f" until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(pause.until))}" if pause.until else ""
+        until = f" until {iso(pause.until)}" if pause.until else ""
         return Health(pause.mode, one_line(f"{pause.mode} by the operator{until}"
                                            + (f": {pause.reason}" if pause.reason else "")))
     critical = _critical(queue)
@@ -88,7 +90,7 @@ def _critical(queue: QueueView) -> str:
         return queue.fault_backoff
     credential = _credential(queue)
     if credential is not None and not credential.ok:
-        return f"credential {credential.name} not usable: {credential.message or 'not checked yet'}"
+        return f"credential {credential.profile} not usable: {credential.message or 'not checked yet'}"
     record = queue.last_record
     if record is None:
         return ""
@@ -104,7 +106,7 @@ def _critical(queue: QueueView) -> str:
 def _warning(queue: QueueView, now: float) -> str:
     credential = _credential(queue)
     if credential is not None and credential.seconds_left is not None and credential.seconds_left < EXPIRY_WARNING:
-        return f"credential {credential.name} expires in {credential.seconds_left / 3600:.1f} h"
+        return f"credential {credential.profile} expires in {credential.seconds_left / 3600:.1f} h"
     record = queue.last_record
     if record is not None and now - record.started > OVERDUE_CYCLES * queue.sleep + record.duration:
         return f"last cycle {now - record.started:.0f} s ago (apfqueue.sleep = {queue.sleep:g})"
@@ -133,7 +135,7 @@ def _credential(queue: QueueView):
 
 @dataclass(frozen=True)
 class _Unchecked:
-    name: str
+    profile: str
     ok: bool = False
     seconds_left: float | None = None
     message: str = "not checked yet"

@@ -49,7 +49,10 @@ class BatchQueueInfo:
 
     ``pending`` includes ``held`` (shown apart as well). ``finished`` holds
     the pilots that ended recently (the batch system's own memory; the
-    persistence store keeps more).
+    persistence store keeps more). ``queue_waits`` holds, for this queue's
+    pilots that started in the last hour (still running or finished), the
+    seconds each waited in the batch queue (start - submit time); empty when
+    the batch system does not say.
     """
 
     pending: int = 0
@@ -61,11 +64,12 @@ class BatchQueueInfo:
     finished: tuple[FinishedPilot, ...] = ()
     # pilots of other factories serving the same WMS queue: factory id -> counts
     peers: dict[str, dict[str, int]] = field(default_factory=dict)
+    queue_waits: tuple[float, ...] = ()
 
     def to_dict(self) -> dict:
-        """The counts and peers (not ``finished``). Every cycle record holds one: no deep copy of
+        """The counts and peers (not ``finished`` nor ``queue_waits``). Every cycle record holds one: no deep copy of
         the finished pilots only to drop them (that was 90 % of a cycle's CPU with 40 per queue)."""
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("finished", "peers")}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("finished", "peers", "queue_waits")}
         data["peers"] = {name: dict(counts) for name, counts in self.peers.items()}
         return data
 

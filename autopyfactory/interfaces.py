@@ -21,8 +21,9 @@ and ``schedplugin = Ready, Half`` in queues.conf.
 
 from __future__ import annotations
 
+import importlib.util
 from abc import ABC, abstractmethod
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -30,6 +31,7 @@ from autopyfactory.config import Key, QueueConfig, Section
 from autopyfactory.info import BatchQueueInfo, CredentialStatus, WMSQueueInfo
 
 if TYPE_CHECKING:
+    from autopyfactory.config import FactoryConfig
     from autopyfactory.context import FactoryContext
     from autopyfactory.records import CycleRecord
 
@@ -38,6 +40,14 @@ class Plugin:
     kind: ClassVar[str] = ""
     name: ClassVar[str] = ""
     keys: ClassVar[dict[str, Key]] = {}
+    # modules the plugin imports that are not core dependencies: {module: how to install it}
+    requires: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def missing(cls) -> list[str]:
+        """One sentence per module this plugin needs that cannot be imported here."""
+        return [f"the {cls.name} plugin needs the {module} module: {hint}"
+                for module, hint in cls.requires.items() if importlib.util.find_spec(module) is None]
 
     @classmethod
     def key_prefix(cls) -> str:
@@ -95,6 +105,8 @@ class StatusPlugin(Plugin, ABC):
     default_maxage: ClassVar[float] = 600.0
     # option names (without prefix) that identify the endpoint; the rest is per queue
     endpoint_keys: ClassVar[tuple[str, ...]] = ()
+    # the endpoint_keys that name it for people (URL, host, cluster), joined by ":"
+    name_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: dict[str, Any], context: FactoryContext):
         self.options = options
@@ -105,6 +117,12 @@ class StatusPlugin(Plugin, ABC):
         """A readable id of the endpoint; queues with the same id share one poller."""
         parts = [f"{k}={options.get(k)}" for k in cls.endpoint_keys if options.get(k)]
         return f"{cls.name}({', '.join(parts)})" if parts else cls.name
+
+    @classmethod
+    def endpoint_name(cls, options: dict[str, Any]) -> str:
+        """The endpoint as operators call it (page, API, metric label): ``local`` when nothing names it."""
+        parts = [str(options[k]) for k in cls.name_keys if options.get(k)]
+        return ":".join(parts) or "local"
 
     @abstractmethod
     def poll(self, queues: Collection[str]) -> dict[str, Any]: ...
@@ -117,6 +135,16 @@ class WMSStatusPlugin(StatusPlugin):
 
     @abstractmethod
     def poll(self, queues: Collection[str]) -> dict[str, WMSQueueInfo]: ...
+
+    @classmethod
+    def pilot_environment(cls, options: dict[str, Any], config: FactoryConfig) -> dict[str, str]:
+        """What a pilot needs in its environment to reach this WMS's work ({} for most WMSs).
+
+        Asked by the submit plugins that start the pilots (Local, Slurm) for
+        ``options`` of the queue's WMS status plugin; e.g. Local hands on its
+        spool directory.
+        """
+        return {}
 
 
 class BatchStatusPlugin(StatusPlugin):
@@ -171,11 +199,10 @@ class BatchSubmitPlugin(Plugin, ABC):
         profile = self.credential_profile
         if not profile:
             return None
-        credentials = self.context.credentials
-        state = credentials.status(profile) if credentials is not None else None
+        state = self.context.credential(profile)
         if state is None or not state.ok or not state.path:
             raise ValueError(f"credential profile {profile} has no usable file")
-        return credentials.credential_type(profile), state.path
+        return self.context.credentials.credential_type(profile), state.path
 
     @abstractmethod
     def submit(self, n: int) -> SubmitResult: ...
@@ -236,11 +263,37 @@ class AuthPlugin(Plugin, ABC):
 
     @property
     def check_interval(self) -> float:
-        return 3600.0
+        """Seconds between checks: ``<name>.checktime``, else an hour."""
+        return float(self.options.get("checktime") or 3600.0)
 
     @abstractmethod
     def check(self) -> CredentialStatus:
         """Check (and renew when due) the credential; never raise for a bad credential."""
+
+    def renew(self) -> str:
+        """Make a new credential; '' on success, else why not."""
+        return f"{self.name} credentials cannot be renewed"
+
+    def renew_when_due(self, time_left: Callable[[], tuple[float | None, str]],
+                       enabled: bool) -> tuple[float | None, str, str]:
+        """(seconds left or None, why unknown, message), renewed first when ``enabled`` and
+        the time left is unknown or below ``<name>.minlife``."""
+        left, why = time_left()
+        if not enabled or (left is not None and left >= self.options["minlife"]):
+            return left, why, ""
+        failure = self.renew()
+        if failure:
+            return left, why, failure
+        left, why = time_left()
+        return left, why, "renewed"
+
+    def unusable(self, left: float | None, why: str, message: str, path: str) -> CredentialStatus | None:
+        """The status of a credential whose time left is unknown or over; None when some is left."""
+        if left is None:
+            return CredentialStatus(self.section.name, False, None, "; ".join(m for m in (why, message) if m), path)
+        if left <= 0:
+            return CredentialStatus(self.section.name, False, 0, "; ".join(m for m in ("expired", message) if m), path)
+        return None
 
 
 PLUGIN_BASES: dict[str, type[Plugin]] = {

@@ -6,7 +6,7 @@ background):
 
 - every cycle record of every queue (inputs, scheduler steps, messages,
   submitted count, errors, duration), with the batch pending/running numbers
-  the status page plots (:func:`pilot_series`);
+  the status page plots (:meth:`Store.pilot_series`);
 - every submission and removal (queue, batch ids, time, count);
 - every pilot's terminal state as the batch status reported it (done/fault,
   start, end, exit code): done/fault over the last hour and Throttle's
@@ -525,22 +525,6 @@ def thin(rows: list, max_points: int | None) -> list:
     for row in rows:
         kept[min(max_points - 1, math.floor((row[0] - first) / width))] = row
     return [kept[k] for k in sorted(kept)]
-
-
-def pilot_series(queue: APFQueue, since: float, max_points: int | None = 500
-                 ) -> list[tuple[float, int | None, int | None]]:
-    """(time, pending, running) of a queue since ``since`` (epoch), oldest first, for the status page plot.
-
-    From the store when the factory has one (history survives restarts);
-    otherwise from the cycle records the queue keeps in memory. ``pending`` and
-    ``running`` are ``None`` for cycles whose batch status was unknown.
-    """
-    store = getattr(queue, "store", None)
-    if store is not None and store.usable:
-        return store.pilot_series(queue.name, since, max_points)
-    rows = [(r.started, (r.batch or {}).get("pending"), (r.batch or {}).get("running"))
-            for r in reversed(queue.recent_records()) if r.started >= since]
-    return thin(rows, max_points)
 
 
 class PersistenceService:

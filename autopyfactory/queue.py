@@ -2,7 +2,7 @@
 
     WMS status -> batch status -> scheduler chain -> safety rules -> submit/remove -> record
 
-The safety rules (DESIGN.md) are applied here, after the chain, whatever the
+The safety rules (docs/semantics.md) are applied here, after the chain, whatever the
 chain says: unknown status submits nothing, no double submission, the hard
 ceilings MaxPerCycle and MaxPerFactory, no submission with a failing
 credential, nothing while paused.
@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING
 from autopyfactory.config import QueueConfig
 from autopyfactory.context import FactoryContext
 from autopyfactory.health import Health, queue_health
-from autopyfactory.info import BatchQueueInfo, FinishedPilot
+from autopyfactory.info import BatchQueueInfo, FinishedPilot, WMSQueueInfo
 from autopyfactory.interfaces import BatchSubmitPlugin, SchedInfo, SchedulerPlugin, SubmitResult
 from autopyfactory.peers import alive_peers, alive_window
 from autopyfactory.records import CycleRecord, SchedStep
+from autopyfactory.timefmt import iso
 
 if TYPE_CHECKING:
     from autopyfactory.status import StatusPoller, StatusService
@@ -191,7 +192,7 @@ class APFQueue:
         if state.cycles:
             log.info("queue %s: restored %d cycles, %d submitted, %d errors, last submission %s",
                      self.name, state.cycles, state.submitted_total, state.errors_total,
-                     time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.last_submission))
+                     iso(state.last_submission)
                      if state.last_submission else "never")
 
     # ------------------------------------------------------------ thread
@@ -360,6 +361,11 @@ class APFQueue:
         known = {p.jobid for p in stored}
         return sorted(stored + [p for p in current if p.jobid not in known], key=lambda p: -p.end)
 
+    def finished_pilots(self, now: float | None = None) -> list[FinishedPilot]:
+        """Pilots that ended recently, latest first (the store's and the batch system's memory)."""
+        batch, _, _ = self.batch_status()
+        return self._finished(batch, time.time() if now is None else now)
+
     def finished_counts(self, since: float) -> dict[str, int] | None:
         """done/fault of pilots that ended since ``since``; None if unknown."""
         batch, _, _ = self.batch_status()
@@ -399,8 +405,7 @@ class APFQueue:
         if n > 0:
             profile = self.submitter.credential_profile
             if profile:
-                credentials = self.context.credentials
-                state = credentials.status(profile) if credentials is not None else None
+                state = self.context.credential(profile)
                 if state is None or not state.ok:
                     why = state.message if state is not None else "not checked yet"
                     return hold(f"credential {profile} not usable ({why}): submitting 0")
@@ -422,14 +427,20 @@ class APFQueue:
         return records[0] if records else None
 
     def summary(self, records: list[CycleRecord] | None = None) -> dict:
-        """The queue as the status page and the API show it (``records``: a copy to describe)."""
+        """The queue as the status page and the API show it (``records``: a copy to describe).
+
+        Keys and value styles follow the JSON API's conventions (autopyfactory/web/api.py).
+        """
         batch, _, _ = self.batch_status()
+        wms, _, _ = self.wms_poller.get(self.config.wmsqueue)
         records = self.recent_records(1) if records is None else records
         last = records[0] if records else None
         finished = self.finished_counts(time.time() - 3600)
         health = self.health()
+        pause = self.pause
         return {
             "name": self.name,
+            "enabled": True,
             "health": health.level,
             "health_reason": health.reason,
             "wmsqueue": self.config.wmsqueue,
@@ -440,12 +451,17 @@ class APFQueue:
             "held": batch.held if batch else None,
             "done_1h": finished["done"] if finished else None,
             "fault_1h": finished["fault"] if finished else None,
+            "wms": wms.to_dict() if isinstance(wms, WMSQueueInfo) else None,
             "paused": self.paused,
-            "cycles": self.cycles,
+            "pause": None if pause is None else {"mode": pause.mode, "reason": pause.reason,
+                                                 "since": iso(pause.since), "until": iso(pause.until)},
+            "fault_backoff": self.fault_backoff,
+            "cycle_count": self.cycles,
             "submitted_total": self.submitted_total,
             "errors_total": self.errors_total,
             "last_message": last.message if last else "",
             "last_cycle": last.started_iso if last else None,
+            "last_submission": iso(self.last_submission),
         }
 
 

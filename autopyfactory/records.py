@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, fields
 
+from autopyfactory.timefmt import iso
+
 
 @dataclass
 class SchedStep:
@@ -44,7 +46,7 @@ class CycleRecord:
 
     @property
     def started_iso(self) -> str:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started))
+        return iso(self.started)
 
     @property
     def final(self) -> int:

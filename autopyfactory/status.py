@@ -10,7 +10,9 @@ when there is no answer yet, when the last good answer is older than
 Failures are handled here, once, for every status plugin (WMS and batch):
 
 - every call has a hard deadline (``maxage``: an answer slower than that
-  could never be fresh), on top of the plugin's own timeouts;
+  could never be fresh), on top of the plugin's own timeouts; a call past
+  it is abandoned and the next one goes ahead, up to 3 abandoned calls
+  still running (then calls fail at once until one returns);
 - a failed call is retried from the poller thread (never from a queue's
   cycle) after 1, 2, 4, ... seconds, at most ``sleep``;
 - a circuit breaker per endpoint: after ``breakerfailures`` consecutive
@@ -30,6 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from autopyfactory.commands import TimedCaller
 from autopyfactory.config import QueueConfig
 from autopyfactory.context import FactoryContext
 from autopyfactory.interfaces import StatusPlugin
@@ -42,6 +45,7 @@ BREAKER_OPEN = "open"  # cooling down: no calls until the cool-down ends
 BREAKER_HALF_OPEN = "half-open"  # one probe call decides
 
 DEFAULT_BREAKER_FAILURES = 3
+MAX_ABANDONED_CALLS = 3  # hung status calls left running per endpoint before calls stop
 RETRY_FIRST = 1.0  # first retry after a failure (seconds); doubles up to ``sleep``
 WAKE_MIN_GAP = 1.0  # wake-ups never make two queries closer than this (or ``sleep``)
 
@@ -57,57 +61,10 @@ class Unknown:
     """What a status plugin puts in its answer for a key it could not determine.
 
     The key is then unknown (never zero) and ``reason`` is shown in the cycle
-    message, e.g. ``Unknown("no entry for ANALY_X in the job statistics")``.
+    message, e.g. ``Unknown("no status for ANALY_X in the queue information")``.
     """
 
     reason: str
-
-
-class TimedCaller:
-    """Runs a call in a helper thread and gives up waiting after a deadline.
-
-    Python cannot kill a thread: a call that overran keeps running in the
-    background, and until it returns every new call fails at once instead of
-    piling up more stuck threads.
-    """
-
-    def __init__(self, name: str):
-        self.name = name
-        self._stuck: threading.Thread | None = None
-        self._stuck_since = 0.0
-        self.in_call_since: float | None = None
-
-    def __call__(self, fn: Callable[[], Any], timeout: float) -> Any:
-        if self._stuck is not None:
-            if self._stuck.is_alive():
-                raise TimeoutError(
-                    f"the call started {time.time() - self._stuck_since:.0f}s ago has still not returned"
-                )
-            self._stuck = None
-        box: dict[str, Any] = {}
-        done = threading.Event()
-
-        def target() -> None:
-            try:
-                box["value"] = fn()
-            except BaseException as exc:  # handed to the caller
-                box["error"] = exc
-            finally:
-                done.set()
-
-        thread = threading.Thread(target=target, name=f"call:{self.name}", daemon=True)
-        started = time.time()
-        self.in_call_since = started
-        thread.start()
-        try:
-            if not done.wait(timeout):
-                self._stuck, self._stuck_since = thread, started
-                raise TimeoutError(f"no answer within {timeout:g}s")
-        finally:
-            self.in_call_since = None
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
 
 
 class StatusPoller:
@@ -123,13 +80,15 @@ class StatusPoller:
         breaker_failures: int = DEFAULT_BREAKER_FAILURES,
         breaker_cooldown: float | None = None,
         call_timeout: float | None = None,
+        name: str | None = None,
         clock: Callable[[], float] = time.time,
     ):
         self.kind = kind
         # epoch seconds: answers are compared with submission times; tests pass a fake clock
         self.clock = clock
         self.plugin = plugin
-        self.endpoint = endpoint
+        self.endpoint = endpoint  # identity: queues with the same one share this poller
+        self.name = name or endpoint  # what operators read (URL, host, cluster)
         self.sleep = sleep
         self.maxage = maxage
         self.breaker_failures = max(1, int(breaker_failures))
@@ -146,7 +105,7 @@ class StatusPoller:
         self.breaker = BREAKER_CLOSED
         self.breaker_until: float | None = None  # end of the cool-down while open
         self.breaker_opened = 0  # how many times it opened
-        self._caller = TimedCaller(f"{kind}:{endpoint}")
+        self._caller = TimedCaller(f"{kind}:{endpoint}", MAX_ABANDONED_CALLS)
         self._snapshot: Snapshot | None = None
         self._queues: set[str] = set()
         self._lock = threading.Lock()
@@ -253,7 +212,7 @@ class StatusPoller:
         with self._answered:
             self._answered.notify_all()
         if self.failures:
-            log.info("%s status from %s is back after %d failure(s)", self.kind, self.endpoint, self.failures)
+            log.info("%s status from %s is back after %d failure(s)", self.kind, self.name, self.failures)
         self.failures = 0
         self.last_success = started
         self.breaker, self.breaker_until = BREAKER_CLOSED, None
@@ -269,10 +228,10 @@ class StatusPoller:
             self.breaker_until = self.clock() + self.breaker_cooldown
             self.breaker_opened += 1
             log.warning("%s status from %s failed (%d in a row): %s; circuit breaker open, next try in %gs",
-                        self.kind, self.endpoint, self.failures, self.last_error, self.breaker_cooldown)
+                        self.kind, self.name, self.failures, self.last_error, self.breaker_cooldown)
         else:
             log.warning("%s status from %s failed (%d in a row): %s",
-                        self.kind, self.endpoint, self.failures, self.last_error)
+                        self.kind, self.name, self.failures, self.last_error)
 
     # -- reading
     @property
@@ -309,28 +268,32 @@ class StatusPoller:
         now = self.clock() if now is None else now
         snapshot = self._snapshot
         if snapshot is None:
-            return None, None, f"no answer yet from {self.endpoint}{self._failing(now)}"
+            return None, None, f"no answer yet from {self.name}{self._failing(now)}"
         age = now - snapshot.taken
         if age > self.maxage:
             return None, snapshot.taken, (
-                f"answer from {self.endpoint} is {age:.0f}s old (maxage {self.maxage:g}s){self._failing(now)}"
+                f"answer from {self.name} is {age:.0f}s old (maxage {self.maxage:g}s){self._failing(now)}"
             )
         info = snapshot.data.get(key)
         if info is None:
-            return None, snapshot.taken, f"{self.endpoint} reports nothing for {key}"
+            return None, snapshot.taken, f"{self.name} reports nothing for {key}"
         if isinstance(info, Unknown):
-            return None, snapshot.taken, f"{self.endpoint}: {info.reason}"
+            return None, snapshot.taken, f"{self.name}: {info.reason}"
         return info, snapshot.taken, ""
 
     def health(self) -> dict[str, Any]:
-        """The endpoint's health for the status page and metrics (times are epoch seconds)."""
+        """The endpoint's health for the status page and metrics (times are epoch seconds).
+
+        ``endpoint`` is its readable name, ``id`` what tells it from others.
+        """
         now = self.clock()
         snapshot = self._snapshot
         age = None if snapshot is None else now - snapshot.taken
         return {
             "kind": self.kind,
             "plugin": getattr(self.plugin, "name", type(self.plugin).__name__),
-            "endpoint": self.endpoint,
+            "endpoint": self.name,
+            "id": self.endpoint,
             "queues": sorted(self.queues),
             "calls": self.calls,
             "consecutive_failures": self.failures,
@@ -341,6 +304,7 @@ class StatusPoller:
             "last_attempt": self.last_attempt,
             "last_duration": self.last_duration,
             "in_call_since": self._caller.in_call_since,
+            "abandoned_calls": self._caller.abandoned,
             "breaker": self.breaker,
             "breaker_until": self.breaker_until,
             "breaker_opened": self.breaker_opened,
@@ -390,7 +354,8 @@ class StatusService:
                 plugin = plugin_cls(options, self.context)
                 sleep, maxage = self.context.config.status_timing(kind, plugin_cls)
                 failures, cooldown = self.breaker_settings(kind, plugin_cls)
-                poller = StatusPoller(kind, plugin, endpoint, sleep, maxage, failures, cooldown)
+                poller = StatusPoller(kind, plugin, endpoint, sleep, maxage, failures, cooldown,
+                                      name=self._unique_name(kind, plugin_cls.endpoint_name(options)))
                 self.pollers[(kind, endpoint)] = poller
                 if self._deferred is not None:
                     self._deferred.append(poller)
@@ -398,6 +363,15 @@ class StatusService:
                     poller.start()
         poller.add_queue(queue.wmsqueue if kind == "wmsstatus" else queue.name)
         return poller
+
+    def _unique_name(self, kind: str, name: str) -> str:
+        """``name``, or ``name #2``… when another endpoint of this kind has it (two proxies, one URL)."""
+        taken = {p.name for (k, _), p in self.pollers.items() if k == kind}
+        unique, n = name, 1
+        while unique in taken:
+            n += 1
+            unique = f"{name} #{n}"
+        return unique
 
     def breaker_settings(self, kind: str, plugin_cls: type) -> tuple[int, float | None]:
         """([Factory] <kind>.<plugin>.breakerfailures, .breakercooldown); None = twice ``sleep``."""

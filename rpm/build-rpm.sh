@@ -1,9 +1,11 @@
 #!/bin/bash
-# Build the autopyfactory RPM from this checkout, offline.
-#   rpm/build-rpm.sh [TOPDIR]      (default: build/rpm; the RPM lands in TOPDIR/RPMS/noarch/)
-# APF_RPM_PYTHON: the python that runs pip in %install (needs pip, setuptools>=64, wheel;
-# default python3). --nodeps: BuildRequires are RPM packages, and a Debian build
-# host's RPM database is empty.
+# Build the autopyfactory RPMs for EL9 and EL10 from this checkout.
+#   rpm/build-rpm.sh [TOPDIR]   (default build/rpm; RPMs land in TOPDIR/RPMS/noarch/, *.el9 and *.el10)
+#   APF_RPM_TARGETS="9 10"      which EL releases to build for
+#   APF_RPM_PYTHON              the python that builds the wheel off EL (needs pip, setuptools>=64, wheel)
+# The bundled libraries (rpm/bundled.txt) are downloaded as wheels with pip into Source1.
+# Off EL (this Debian build host) rpm/macros.fallback stands in for EL's python, pyproject and
+# systemd macros, and --nodeps skips BuildRequires (they are EL packages).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 topdir=$(mkdir -p "${1:-$here/build/rpm}" && cd "${1:-$here/build/rpm}" && pwd)
@@ -17,8 +19,23 @@ fi
 mkdir -p "$topdir"/SOURCES "$topdir"/SPECS "$topdir"/BUILD "$topdir"/RPMS "$topdir"/SRPMS
 tar -C "$here" --exclude-vcs --exclude=./.venv --exclude=./var --exclude=./build --exclude=./dist \
     --exclude=__pycache__ --exclude='*.egg-info' --exclude=./.pytest_cache --exclude=./.ruff_cache \
-    --exclude=./.hypothesis --transform "s,^\.,$(printf 'autopyfactory-%s' "$version")," \
+    --exclude=./.hypothesis --transform "s,^\.,autopyfactory-$version," \
     -czf "$topdir/SOURCES/autopyfactory-$version.tar.gz" .
+wheels=$(mktemp -d)
+trap 'rm -rf "$wheels"' EXIT
+"$python" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+    --platform manylinux2014_x86_64 --python-version 3.11 --implementation cp \
+    -d "$wheels" -r "$here/rpm/bundled.txt" 2>"$wheels/pip.log" || { cat "$wheels/pip.log" >&2; exit 1; }
+rm "$wheels/pip.log"
+tar -C "$wheels" -czf "$topdir/SOURCES/autopyfactory-bundled-$version.tar.gz" .
+cp "$here/rpm/bundled.txt" "$topdir/SOURCES/"
+cp "$here/etc/sysusers.d/autopyfactory.conf" "$topdir/SOURCES/autopyfactory.sysusers"
 cp "$here/rpm/autopyfactory.spec" "$topdir/SPECS/"
-exec rpmbuild -bb --nodeps --define "_topdir $topdir" --define "apf_python $python" \
-    "$topdir/SPECS/autopyfactory.spec"
+fallback=()
+if [ -z "$(rpm --eval '%{?pyproject_wheel}')" ]; then
+    fallback=(--load "$here/rpm/macros.fallback" --nodeps)
+fi
+for release in ${APF_RPM_TARGETS:-9 10}; do
+    rpmbuild -bb --quiet "${fallback[@]}" --define "_topdir $topdir" --define "apf_build_python $python" \
+        --define "rhel $release" --define "dist .el$release" "$topdir/SPECS/autopyfactory.spec"
+done

@@ -3,7 +3,11 @@
 Serves ``/api/v1/statistics/active_job_stats_by_site`` (recorded shape, see
 tests/data/panda/) and ``/queueinfo`` (CRIC-like queue listing). ``mode``
 chooses the answer: good, http500, hang, truncated, cut, false, emptydata,
-nosite, notjson, pickle, huge (50 MB, well-formed). ``down()`` closes the
+nosite (a good answer without the TEST_SITE_* sites, as PanDA omits idle
+sites), notjson, pickle, huge (50 MB, well-formed), drip (headers, then the
+body one byte every ``DRIP_GAP`` s), dripheaders (a header line that never
+ends, a byte at a time). A drip goes on after the mode changes, until the
+client hangs up, ``release`` is set or ``DRIP_FOR`` s passed. ``down()`` closes the
 listening socket; ``up()`` serves again on the same port.
 """
 
@@ -15,12 +19,15 @@ import pickle
 import socket
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 DATA = Path(__file__).parent / "data" / "panda"
 STATS_PATH = "/api/v1/statistics/active_job_stats_by_site"
 HUGE_BYTES = 50 * 1000 * 1000
+DRIP_GAP = 0.1  # seconds between two bytes (or header lines) of a dripping answer
+DRIP_FOR = 60.0
 
 
 def recorded_stats() -> dict:
@@ -178,6 +185,8 @@ class PandaDouble:
                         self.close_connection = True
                     elif double.mode == "huge":
                         self._send_huge()
+                    elif double.mode in ("drip", "dripheaders"):
+                        self._drip(double.mode == "dripheaders")
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
@@ -187,6 +196,22 @@ class PandaDouble:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def _drip(self, in_headers: bool):
+                body = json.dumps(double.stats).encode()
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                if in_headers:  # one endless header line, a byte at a time
+                    parts = [head + b"X-Drip: "] + [b"x"] * int(DRIP_FOR / DRIP_GAP)
+                else:
+                    head += b"Content-Length: %d\r\n\r\n" % len(body)
+                    parts = [head] + [body[i:i + 1] for i in range(len(body))]
+                stop = time.monotonic() + DRIP_FOR
+                for part in parts:
+                    self.wfile.write(part)
+                    self.wfile.flush()
+                    if double.release.wait(DRIP_GAP) or time.monotonic() > stop:
+                        break
+                self.close_connection = True
 
             def _send_huge(self):
                 # well-formed JSON of HUGE_BYTES: the recorded sites plus one site with a long name

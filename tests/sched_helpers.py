@@ -10,16 +10,16 @@ UNKNOWN = object()
 
 
 def _builtins() -> list[type[SchedulerPlugin]]:
-    from autopyfactory.plugins.sched import builtin, limits, queuestatus, throttle
+    from autopyfactory.plugins.sched import backlog, builtin, limits, queuestatus, throttle
 
     return [
         builtin.Ready, builtin.Fixed, builtin.Scale, limits.MinPerCycle, limits.MaxPerCycle, limits.MaxPending,
         limits.MinPending, limits.MaxToRun, limits.MaxPerFactory, limits.KeepNRunning, queuestatus.StatusTest,
-        queuestatus.StatusOffline, throttle.Throttle, builtin.Null,
+        queuestatus.StatusOffline, throttle.Throttle, builtin.Null, backlog.Backlog,
     ]
 
 
-ALL = _builtins()  # every scheduler plugin of DESIGN.md, in its order
+ALL = _builtins()  # every built-in scheduler plugin (docs/schedulers.md), in its order, then Backlog
 
 
 def make(cls: type[SchedulerPlugin], factory: dict | None = None, **params) -> SchedulerPlugin:

@@ -69,3 +69,11 @@ def test_reaction_benchmark_smoke(slurm):
     assert set(result["reaction_seconds"]) == set(result["first_pilot_state"])
     assert all(value > 0 for value in result["reaction_seconds"].values())
     assert all(state.startswith("PENDING") for state in result["first_pilot_state"].values()), result
+
+
+def test_page_benchmark_smoke():
+    from bench import page
+
+    result = page.measure(5, repeat=1)
+    assert result["queues"] == 5 and result["page_bytes"] > result["queue_page_bytes"] > 0
+    assert result["page"] > 0 and result["json"] > 0

@@ -10,7 +10,6 @@ from types import SimpleNamespace
 
 from autopyfactory.factory import Factory
 from autopyfactory.plugins.registry import PluginRegistry
-from autopyfactory.services import build
 from autopyfactory.services.cleaner import LogCleaner
 from tests.conftest import local_queue, wait_for
 
@@ -38,7 +37,7 @@ def test_cleaner_is_a_factory_service(confdir):
     confdir.write(local_queue("Q", confdir.spool))
     config = confdir.load()
     factory = Factory(config, PluginRegistry.discover([]))
-    assert any(isinstance(s, LogCleaner) for s in build(factory))
+    assert any(isinstance(s, LogCleaner) for s in factory.services)
     assert any(isinstance(s, LogCleaner) for s in factory.services)
 
 

@@ -74,6 +74,8 @@ def test_counts_states_peers_and_history(condor_pool: CondorPool):
     assert fault.jobid == "0.0" and fault.exitcode == 3 and fault.runtime == 300
     assert next(p for p in q2.finished if p.state == "fault").exitcode == 137
     assert {p.jobid: p.state for p in q2.finished}["2.1"] == "removed"
+    # start - QDate of the pilots that started in the last hour (QDate is now - 600 unless set)
+    assert sorted(q1.queue_waits) == [0, 500, 500, 500] and q2.queue_waits == (0,) and q3.queue_waits == ()
     assert q1.peers == {"fac-B": {"pending": 1, "running": 1, "submitted_last": float(now - 30)}}
     assert q2.peers["old-apf"]["pending"] == 1
     # one query and one history call for every queue; projection limited; history bounded to the hour
@@ -82,6 +84,23 @@ def test_counts_states_peers_and_history(condor_pool: CondorPool):
     assert query["projection"] == PROJECTION
     history_call = [kw for name, kw in double.calls if name == "history"][0]
     assert "EnteredCurrentStatus >=" in history_call["constraint"] and "EnteredCurrentStatus <" in history_call["since"]
+
+
+def test_pilots_leaving_the_queue_are_running_and_shown_as_exiting(condor_pool: CondorPool):
+    now = int(time.time())
+    jobs = [
+        job_ad(1, 0, 2, JobStartDate=now - 100, **mine("q1", "W1")),  # running
+        job_ad(1, 1, 6, JobStartDate=now - 100, **mine("q1", "W1")),  # transferring output
+        job_ad(1, 2, 3, JobStartDate=now - 100, EnteredCurrentStatus=now - 2, **mine("q1", "W1")),  # removed, leaving
+        job_ad(1, 3, 3, EnteredCurrentStatus=now - 2, **mine("q1", "W1")),  # removed before it started
+        job_ad(1, 4, 1, **mine("q1", "W1")),  # idle
+    ]
+    history = [  # removed after it ran, and gone from the queue: finished, not exiting
+        job_ad(0, 0, 3, JobStartDate=now - 900, EnteredCurrentStatus=now - 600, **mine("q1", "W1")),
+    ]
+    q1 = plugin(condor_pool, ScheddDouble(jobs, history), {"q1": "W1"}).poll(["q1"])["q1"]
+    assert (q1.pending, q1.running, q1.exiting) == (1, 3, 2)
+    assert {p.jobid: p.state for p in q1.finished} == {"1.3": "removed", "0.0": "done"}
 
 
 def test_constraint_keeps_out_other_jobs(condor_pool: CondorPool):
@@ -190,3 +209,16 @@ def test_unreachable_direct_schedd_is_unknown(condor_pool: CondorPool):
     status = plugin(condor_pool, ScheddDouble(), {"q": "W"}, scheddhost="down.example.org", scheddport=9618)
     with pytest.raises(htcondor2.HTCondorException, match="Failed to connect to schedd at <down.example.org:9618>"):
         status.poll(["q"])
+
+
+def test_constraint_matches_our_factory_id_literally(condor_pool: CondorPool):
+    """The factory id goes into a ClassAd regexp escaped: dots, plus signs and dashes are themselves."""
+    import classad2
+
+    fid = "fac.tory-1+x"
+    p = plugin(condor_pool, ScheddDouble(), {"q": "q"})
+    p.context.factory_id = fid
+    expr = classad2.ExprTree(p.constraint([]))
+    assert expr.eval(classad2.ClassAd({"FACTORY_JOBID": f"{fid}#5.0"})) is True
+    assert expr.eval(classad2.ClassAd({"FACTORY_JOBID": "facXtory-1+x#5.0"})) is False
+    assert expr.eval(classad2.ClassAd({"FACTORY_JOBID": "fac.tory-1x#5.0"})) is False

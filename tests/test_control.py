@@ -41,14 +41,14 @@ def test_status_prints_a_table_of_queues(control_factory, capsys):
     assert lines[0].startswith("factory test-factory  version ")
     header = next(i for i, line in enumerate(lines) if line.startswith("QUEUE"))
     columns = lines[header].split()
-    assert columns[:7] == ["QUEUE", "PENDING", "RUNNING", "EXITING", "DONE1H", "FAULT1H", "STATE"]
+    assert columns[:7] == ["QUEUE", "HEALTH", "PENDING", "RUNNING", "EXITING", "DONE1H", "FAULT1H"]
     rows = {}
     for line in lines[header + 2:]:
         if not line:
             break
         rows[line.split()[0]] = line.split()
-    assert rows["ALPHA"][2] == "2" and rows["ALPHA"][6] == "active"
-    assert rows["BETA"][1:3] == ["0", "0"]
+    assert rows["ALPHA"][1] == "ok" and rows["ALPHA"][3] == "2"
+    assert rows["BETA"][2:4] == ["0", "0"]
     assert any(line.startswith("ENDPOINT") for line in lines)
 
 
@@ -58,7 +58,7 @@ def test_pause_resume_and_loglevel(control_factory, capsys):
     assert code == 0 and out.strip() == "queue BETA paused: it keeps reporting, submits nothing"
     assert queue.paused
     code, out, _ = apf_run(capsys, "status", *conf(control_factory))
-    assert "paused" in next(line for line in out.splitlines() if line.startswith("BETA"))
+    assert next(line for line in out.splitlines() if line.startswith("BETA")).split()[1] == "paused"
     code, out, _ = apf_run(capsys, "resume", "BETA", *conf(control_factory))
     assert code == 0 and out.strip() == "queue BETA active" and not queue.paused
     code, _, err = apf_run(capsys, "pause", "NOPE", *conf(control_factory))
@@ -113,10 +113,10 @@ def test_endpoint_from_factory_conf(tmp_path):
 
 
 def test_format_status_with_unknown_counts():
-    text = format_status({"factoryId": "f", "version": "3", "started": "s", "last_cycle": None},
-                         [{"name": "Q", "pending": None, "running": None, "paused": True}])
+    text = format_status({"factory_id": "f", "version": "3", "started": "s", "last_cycle": None},
+                         [{"name": "Q", "health": "paused", "pending": None, "running": None, "wms": None}])
     row = text.splitlines()[-1].split()
-    assert row[:3] == ["Q", "?", "?"] and "paused" in row
+    assert row[:4] == ["Q", "paused", "?", "?"]
 
 
 def test_apf_command_line(control_factory):

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from autopyfactory.credentials import CredentialService, run_command
+from autopyfactory.commands import run
+from autopyfactory.credentials import CredentialService
 from autopyfactory.factory import Factory
 from autopyfactory.plugins.registry import PluginRegistry
 from tests.conftest import local_queue, wait_for
@@ -237,9 +238,9 @@ def test_status_counts_down_and_all_status(confdir, tmp_path):
 
 
 def test_run_command_never_uses_a_shell(tmp_path):
-    result = run_command(["echo", "$HOME; rm -rf /"], timeout=10)
+    result = run(["echo", "$HOME; rm -rf /"], timeout=10)
     assert result.ok and result.stdout.strip() == "$HOME; rm -rf /"
-    missing = run_command([str(tmp_path / "nope")], timeout=10)
+    missing = run([str(tmp_path / "nope")], timeout=10)
     assert not missing.ok and "cannot run" in missing.describe()
 
 

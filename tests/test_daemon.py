@@ -112,19 +112,24 @@ def test_bad_config_refuses_to_start_and_says_why(daemon, confdir):
     assert not daemon.pidfile.exists() or not daemon.pidfile.read_text().strip()
 
 
-def test_sighup_reloads_reopens_logs_and_rejects_a_broken_config(daemon, confdir):
+def test_sigusr2_reopens_logs_sighup_reloads_and_rejects_a_broken_config(daemon, confdir):
     confdir.write(two_queues(confdir, "Q1"))
     assert daemon.run().returncode == 0
     pid = daemon.pid
     wait_for(lambda: daemon.logged("queue Q1 cycle 2"), what="cycles of Q1")
 
-    # logrotate moves the file away and signals: the daemon writes a fresh file
+    # logrotate moves the file away and sends SIGUSR2: a fresh file, and a half-edited
+    # queues.conf is not picked up by the rotation
     rotated = daemon.log.with_suffix(".log.1")
     daemon.log.rename(rotated)
     confdir.write(two_queues(confdir, "Q1", "Q2"))
+    os.kill(pid, signal.SIGUSR2)
+    wait_for(lambda: daemon.logged("log files reopened"), what="the reopened log")
+    wait_for(lambda: daemon.logged("queue Q1 cycle"), what="Q1 in the new file")
+    assert not daemon.logged("reload applied")
+    # SIGHUP reloads
     os.kill(pid, signal.SIGHUP)
     wait_for(lambda: daemon.logged("reload applied: added ['Q2']"), what="the reload")
-    assert daemon.logged("log files reopened")
     wait_for(lambda: daemon.logged("queue Q2 cycle 1"), what="Q2's first cycle")
     assert "reload applied" not in rotated.read_text()
 
@@ -197,7 +202,9 @@ def test_foreground_cycles_exit_zero(daemon, confdir):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="changing user needs root")
-def test_runas_drops_privileges_with_supplementary_groups(confdir):
+@pytest.mark.parametrize("factory_keys", ["", "logserver.enabled = true\nlogserver.port = 0\n"],
+                         ids=["plain", "with-web-server"])
+def test_runas_drops_privileges_with_supplementary_groups(confdir, factory_keys):
     user = pwd.getpwnam("nobody")
     root = Path(tempfile.mkdtemp(prefix="apf-runas-", dir="/tmp"))
     try:
@@ -205,7 +212,7 @@ def test_runas_drops_privileges_with_supplementary_groups(confdir):
         from tests.conftest import ConfDir
 
         conf = ConfDir(root)
-        conf.write(local_queue("Q1", conf.spool))
+        conf.write(local_queue("Q1", conf.spool), factory=factory_keys)
         conf.spool.mkdir()
         os.chown(conf.spool, user.pw_uid, user.pw_gid)
         # baseLogDir does not exist: created for nobody before privileges are dropped

@@ -30,11 +30,13 @@ class FakeRecord:
 
 
 class Submitter:
-    credential_profile = ""
+    def __init__(self):
+        self.credential_profile = ""
 
 
 class Context:
-    credentials = None
+    def __init__(self):
+        self.credentials = None
 
 
 class View:
@@ -98,3 +100,24 @@ def test_faults_in_the_last_hour_and_overdue_cycles_are_warnings():
 def test_healthy_queue_is_ok():
     assert queue_health(View(None)).level == "ok"
     assert queue_health(View(FakeRecord(wms={}, batch={}), finished={"done": 5, "fault": 0})).level == "ok"
+
+
+class Credentials:
+    def __init__(self, state):
+        self.state = state
+
+    def status(self, profile):
+        return self.state
+
+
+def test_credential_states_name_the_profile():
+    from autopyfactory.info import CredentialStatus
+
+    view = View(FakeRecord(wms={}, batch={}))
+    view.submitter.credential_profile = "tok"
+    view.context.credentials = Credentials(CredentialStatus("tok", False, 0.0, "token expired 60 s ago"))
+    assert queue_health(view) == Health("critical", "credential tok not usable: token expired 60 s ago")
+    view.context.credentials = Credentials(CredentialStatus("tok", True, 3600.0, "fine"))
+    assert queue_health(view) == Health("warning", "credential tok expires in 1.0 h")
+    view.context.credentials = Credentials(None)
+    assert queue_health(view) == Health("critical", "credential tok not usable: not checked yet")

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import configparser
+import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
 
 from autopyfactory import __version__
-from tests.conftest import local_queue, wait_for
+from tests.conftest import ConfDir, local_queue, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 INIT = REPO / "etc" / "init.d" / "autopyfactory"
-RPM_NAME = f"autopyfactory-{__version__}-1.noarch.rpm"
+# what each target OS (BaseOS + AppStream, no EPEL) provides that the RPM may require
+TARGETS = {
+    "el9": {"python(abi) = 3.11", "/usr/bin/python3.11", "/bin/sh", "logrotate", "shadow-utils"},
+    "el10": {"python(abi) = 3.12", "/usr/bin/python3.12", "/bin/sh", "logrotate"},
+}
+INTERPRETER = {"el9": "/usr/bin/python3.11", "el10": "/usr/bin/python3.12"}
 
 CONFIG_NOREPLACE = [
     "/etc/apf/factory.conf", "/etc/apf/queues.conf", "/etc/apf/auth.conf", "/etc/apf/monitor.conf",
@@ -26,18 +32,28 @@ CONFIG_NOREPLACE = [
 
 
 @pytest.fixture(scope="module")
-def rpm_file(tmp_path_factory) -> Path:
+def rpms(tmp_path_factory) -> dict[str, Path]:
     if not shutil.which("rpmbuild"):
         pytest.fail("rpmbuild is missing: tests/services/rpm.sh installs it (make test runs it)")
     topdir = tmp_path_factory.mktemp("rpmbuild")
     result = subprocess.run([str(REPO / "rpm" / "build-rpm.sh"), str(topdir)], capture_output=True, text=True,
                             env={**os.environ, "APF_RPM_PYTHON": sys.executable}, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    path = topdir / "RPMS" / "noarch" / RPM_NAME
-    assert path.exists(), result.stdout[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]  # rpm's dependency generator ran
     # building must leave the building python's own installation alone
     assert (Path(sys.executable).parent / "autopyfactory").exists()
-    return path
+    return {target: topdir / "RPMS" / "noarch" / f"autopyfactory-{__version__}-1.{target}.noarch.rpm"
+            for target in TARGETS}
+
+
+@pytest.fixture(scope="module", params=sorted(TARGETS))
+def target(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def rpm_file(rpms, target) -> Path:
+    return rpms[target]
 
 
 def query(rpm_file: Path, *args: str) -> str:
@@ -45,38 +61,54 @@ def query(rpm_file: Path, *args: str) -> str:
                           timeout=60).stdout
 
 
-@pytest.fixture(scope="module")
-def payload(rpm_file, tmp_path_factory) -> Path:
-    """The RPM's files unpacked (rpm2archive + tarfile: no cpio here)."""
-    work = tmp_path_factory.mktemp("payload")
-    copy = work / rpm_file.name
-    shutil.copy(rpm_file, copy)
-    subprocess.run(["rpm2archive", str(copy)], check=True, timeout=60)
-    root = work / "root"
-    with tarfile.open(str(copy) + ".tgz") as archive:
-        archive.extractall(root, filter="data")
+def unpack(rpm_file: Path, root: Path) -> Path:
+    """The RPM's files as rpm2cpio | cpio extracts them."""
+    root.mkdir()
+    cpio = subprocess.run(f"rpm2cpio {shlex.quote(str(rpm_file))} | cpio -idm --quiet", shell=True, cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert cpio.returncode == 0, cpio.stderr
     return root
 
 
-def test_rpm_is_noarch_with_the_package_version(rpm_file):
-    assert query(rpm_file, "--qf", "%{NAME} %{VERSION} %{ARCH}") == f"autopyfactory {__version__} noarch"
+def test_rpm_is_noarch_with_the_package_version(rpm_file, target):
+    assert query(rpm_file, "--qf", "%{NAME} %{VERSION} %{RELEASE} %{ARCH}") == \
+        f"autopyfactory {__version__} 1.{target} noarch"
 
 
-def test_rpm_file_list(rpm_file):
+def test_rpm_requires_only_what_the_target_os_provides(rpm_file, target):
+    requires = {line.strip() for line in query(rpm_file, "--requires").splitlines()}
+    requires = {r for r in requires if not r.startswith(("rpmlib(", "config(autopyfactory)"))}
+    assert requires <= TARGETS[target], sorted(requires - TARGETS[target])
+    assert f"python(abi) = {INTERPRETER[target][-4:]}" in requires
+    # what it bundles instead, one Provides per line of rpm/bundled.txt
+    bundled = {line.split("==")[0]: line.split("==")[1] for line in
+               (REPO / "rpm/bundled.txt").read_text().split() if "==" in line}
+    provides = set(query(rpm_file, "--provides").splitlines())
+    for name, version in bundled.items():
+        assert f"bundled(python3dist({name})) = {version}" in provides
+    assert {"pluggy", "python-daemon", "requests", "jinja2", "markupsafe", "waitress"} <= set(bundled)
+
+
+def test_rpm_file_list(rpm_file, target):
     files = set(query(rpm_file, "-l").split())
+    sitelib = f"/usr/lib/python{INTERPRETER[target][-4:]}/site-packages"
     expected = {
         "/usr/bin/autopyfactory", "/usr/bin/apf",
-        "/usr/lib/systemd/system/autopyfactory.service", "/etc/init.d/autopyfactory",
-        "/usr/libexec/autopyfactory/apf-wrapper.sh", "/usr/libexec/autopyfactory/apf_wrapper.py",
-        "/usr/libexec/autopyfactory/plugins/local.py", "/usr/libexec/autopyfactory/plugins/exec.py",
+        "/usr/lib/systemd/system/autopyfactory.service", "/usr/lib/sysusers.d/autopyfactory.conf",
+        "/etc/init.d/autopyfactory", f"/usr/share/licenses/autopyfactory-{__version__}/LICENSE",
+        f"{sitelib}/autopyfactory/wrappers/apf-wrapper.sh", f"{sitelib}/autopyfactory/wrappers/plugins/local.py",
+        f"{sitelib}/autopyfactory/cli/daemon.py", f"{sitelib}/autopyfactory-{__version__}.dist-info/METADATA",
+        "/usr/share/autopyfactory/bundled/pluggy/__init__.py",
         "/var/log/autopyfactory", "/var/log/autopyfactory/pilots", "/var/lib/autopyfactory",
         "/etc/apf/plugins.d", *CONFIG_NOREPLACE,
     }
     assert expected <= files, sorted(expected - files)
-    modules = {f for f in files if "/site-packages/autopyfactory/" in f}
-    for module in ("cli/daemon.py", "factory.py", "credentials.py", "services/cleaner.py", "plugins/auth/x509.py"):
-        assert any(f.endswith("/site-packages/autopyfactory/" + module) for f in modules), module
-    assert not any("__pycache__" in f or "/tests/" in f for f in files)
+    # FHS places only; no bytecode of another python, no compiled code in a noarch package
+    places = ("/usr/bin/", "/usr/lib/systemd/", "/usr/lib/sysusers.d/", f"{sitelib}/", "/usr/share/autopyfactory",
+              "/usr/share/doc/autopyfactory", "/usr/share/licenses/autopyfactory", "/etc/apf", "/etc/init.d/",
+              "/etc/sysconfig/", "/etc/logrotate.d/", "/var/log/autopyfactory", "/var/lib/autopyfactory")
+    assert all(f.startswith(places) for f in files), sorted(f for f in files if not f.startswith(places))
+    assert not any("__pycache__" in f or "/tests/" in f or f.endswith(".so") for f in files)
 
 
 def test_rpm_config_files_are_noreplace(rpm_file):
@@ -92,39 +124,44 @@ def test_rpm_config_files_are_noreplace(rpm_file):
     assert set(CONFIG_NOREPLACE) <= configs
 
 
-def test_rpm_ownership_and_scripts(rpm_file):
+def test_rpm_ownership_and_scripts(rpm_file, target):
     owners = dict(line.split(" ", 1) for line in
                   query(rpm_file, "--qf", "[%{FILENAMES} %{FILEUSERNAME}:%{FILEMODES:perms}\n]").splitlines())
     assert owners["/var/log/autopyfactory"] == "autopyfactory:drwxr-xr-x"
     assert owners["/var/lib/autopyfactory"] == "autopyfactory:drwxr-x---"
     assert owners["/etc/apf/auth.conf"] == "root:-rw-r-----"
-    assert owners["/usr/libexec/autopyfactory/apf-wrapper.sh"] == "root:-rwxr-xr-x"
     scripts = query(rpm_file, "--scripts")
-    pre = scripts.split("preinstall scriptlet")[1].split("scriptlet")[0]
-    assert "useradd -r" in pre and "groupadd -r autopyfactory" in pre
-    assert "try-restart" in scripts and "condrestart" in scripts
-    requires = query(rpm_file, "--requires")
-    assert "python3-daemon >= 3.0" in requires and "python3-pluggy >= 1.5" in requires
+    assert "systemctl" in scripts and "try-restart" in scripts or "systemd-update-helper" in scripts
+    if target == "el9":  # rpm 4.19 on EL10 creates sysusers.d users itself
+        pre = scripts.split("preinstall scriptlet")[1].split("scriptlet")[0]
+        assert "useradd -r" in pre and "autopyfactory" in pre
 
 
-def test_rpm_payload_runs(payload, tmp_path):
-    shebang = (payload / "usr/bin/autopyfactory").read_text().splitlines()[0]
-    assert shebang == "#!/usr/bin/python3 -s"
-    sitelib = next(payload.glob("usr/lib/python3*/site-packages"))
-    # the packaged code imports and answers, from the payload alone
-    result = subprocess.run([sys.executable, "-I", "-c",
-                             f"import sys; sys.path[:0] = [{str(sitelib)!r}] + [p for p in {sys.path!r} if 'site-packages' in p]; "
-                             "import autopyfactory.cli.daemon as d; print(d.__file__); d.main(['--version'])"],
-                            capture_output=True, text=True, timeout=60)
-    assert result.stdout.startswith(str(sitelib)), result.stderr
-    assert f"autopyfactory {__version__}" in result.stdout
-    # the installed wrapper runs from /usr/libexec (plugins beside it)
-    wrapper = payload / "usr/libexec/autopyfactory/apf-wrapper.sh"
-    ran = subprocess.run(["sh", str(wrapper), "--wrappermode=test"], capture_output=True, text=True, timeout=60,
-                         env={k: v for k, v in os.environ.items() if not k.startswith("APF_")})
-    assert ran.returncode == 0 and ran.stdout.strip().endswith("APF-WRAPPER-END status=test exit=0"), ran.stderr
-    # the shipped factory.conf is the one in etc/apf
-    assert (payload / "etc/apf/factory.conf").read_text() == (REPO / "etc/apf/factory.conf").read_text()
+def test_rpm_payload_runs_a_cycle_with_its_interpreter(rpms, target, tmp_path):
+    interpreter = INTERPRETER[target]
+    if not os.path.exists(interpreter):
+        pytest.skip(f"{interpreter} (the {target} RPM's interpreter) is not on this build host")
+    root = unpack(rpms[target], tmp_path / "root")
+    command = root / "usr/bin/autopyfactory"
+    assert command.read_text().splitlines()[0] == f"#!{interpreter} -s"
+    # -S: no site-packages of this host at all; the payload alone must carry everything
+    version = subprocess.run([interpreter, "-S", str(command), "--version"], capture_output=True, text=True,
+                             timeout=60)
+    assert version.stdout.strip() == f"autopyfactory {__version__}", version.stderr
+    (tmp_path / "conf").mkdir()
+    confdir = ConfDir(tmp_path / "conf")
+    path = confdir.write(local_queue("RPM", confdir.spool))
+    confdir.work("RPM", 1)
+    environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "APF_WRAPPER_DIR")}
+    ran = subprocess.run([interpreter, "-S", str(command), "--conf", str(path), "--foreground", "--cycles", "1"],
+                         capture_output=True, text=True, timeout=120, env=environment, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    assert "queue RPM cycle 1: wms ready=1" in ran.stdout and "; submitted 1" in ran.stdout
+    jdl = json.loads(next(confdir.logs.rglob("*.jdl")).read_text())
+    assert jdl["argv"][0].startswith(str(root / "usr/lib")) and jdl["argv"][0].endswith("wrappers/apf-wrapper.sh")
+    # the shipped factory.conf is the one in etc/apf, and the daemon refuses it until it is edited
+    assert (root / "etc/apf/factory.conf").read_text() == (REPO / "etc/apf/factory.conf").read_text()
+    assert "[DEMO]" not in (root / "etc/apf/queues.conf").read_text()
 
 
 def test_systemd_unit():
@@ -132,20 +169,32 @@ def test_systemd_unit():
     unit.optionxform = str
     unit.read(REPO / "etc/systemd/autopyfactory.service")
     service = unit["Service"]
-    assert service["Type"] == "forking"
-    assert service["PIDFile"] in service["ExecStart"]
+    assert service["Type"] == "notify" and service["User"] == "autopyfactory"
+    assert "--foreground" in service["ExecStart"] and "--log" not in service["ExecStart"].split()
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
-    assert "--foreground" not in service["ExecStart"]
+    assert service["StateDirectory"] == "autopyfactory" and service["RuntimeDirectory"] == "autopyfactory"
+    assert service["LogsDirectory"].split()[0] == "autopyfactory"
     assert service["EnvironmentFile"] == "-/etc/sysconfig/autopyfactory"
     assert unit["Install"]["WantedBy"] == "multi-user.target"
-    for word in service["ExecStart"].split():
-        if word.startswith("--"):
-            assert word in ("--conf", "--pidfile", "--log", "--loglevel", "--runas"), word
+    # what the factory needs stays possible: /etc readable, sbatch and condor_submit run as this user
+    assert service["ProtectSystem"] == "strict" and "InaccessiblePaths" not in service
+    assert "AF_UNIX" in service["RestrictAddressFamilies"] and "AF_INET" in service["RestrictAddressFamilies"]
+
+
+def test_systemd_unit_is_rated_ok_by_systemd_analyze():
+    if not shutil.which("systemd-analyze"):
+        pytest.fail("systemd-analyze is missing: tests/services/systemd.sh installs it (make test runs it)")
+    result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager",
+                             str(REPO / "etc/systemd/autopyfactory.service")],
+                            capture_output=True, text=True, timeout=120)
+    verdict = result.stdout.strip().splitlines()[-1]
+    exposure = float(verdict.split("autopyfactory.service:")[1].split()[0])
+    assert exposure <= 3.0, verdict
 
 
 def test_logrotate_signals_instead_of_restarting():
     text = (REPO / "etc/logrotate.d/autopyfactory").read_text()
-    assert "kill -HUP" in text
+    assert "kill -USR2" in text and "HUP" not in text  # reopen the log, never reload the queues
     assert "restart" not in text.replace("instead of restarting", "").replace("never restarted", "")
     assert "copytruncate" not in text
 

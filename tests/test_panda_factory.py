@@ -84,7 +84,6 @@ SCENARIOS = {
     "cut": "ChunkedEncodingError",
     "false": "success is False: database connection lost",
     "emptydata": "'data' is empty",
-    "nosite": "no entry for TEST_SITE_A in the job statistics",
     "huge": "larger than maxbytes",
     "pickle": "never unpickled",
     "down": "Connection refused",
@@ -113,7 +112,7 @@ def test_factory_survives_bad_panda_and_resumes(mode, panda, start_factory, conf
     assert all(r.submitted == 0 for r in unknown), [r.message for r in unknown]
     for record in unknown[2:]:  # the first ones may still say only "stale"
         assert "WMS status unknown" in record.message and "submitting 0" in record.message
-        assert f"url={panda.url}" in record.message, record.message
+        assert f"{panda.url}" in record.message, record.message  # the endpoint by its URL
     assert any(SCENARIOS[mode] in r.message for r in unknown), [r.message for r in unknown]
 
     # nothing else stopped: the daemon's queues live, the Local WMS queue keeps cycling with known status
@@ -122,14 +121,10 @@ def test_factory_survives_bad_panda_and_resumes(mode, panda, start_factory, conf
              what="Local queue cycles during the PanDA trouble")
 
     poller = factory.queues["PANDAQ"].wms_poller
+    wait_for(lambda: poller.health()["consecutive_failures"] >= 3, what="failures counted")
     health = poller.health()
-    if mode == "nosite":
-        assert health["consecutive_failures"] == 0  # the endpoint answers; only the site is unknown
-    else:
-        wait_for(lambda: poller.health()["consecutive_failures"] >= 3, what="failures counted")
-        health = poller.health()
-        assert SCENARIOS[mode] in health["last_error"]
-        assert health["breaker"] in ("open", "half-open")
+    assert SCENARIOS[mode] in health["last_error"]
+    assert health["breaker"] in ("open", "half-open")
 
     # good again: the queue submits again
     came_back = time.time()
@@ -192,3 +187,40 @@ def test_300_queues_one_endpoint_one_request_per_interval(panda, start_factory):
     # one request per 2 s interval, whatever the number of queues (never one per queue)
     assert requests <= elapsed / 2.0 + 1, f"{requests} requests in {elapsed:.1f}s"
     assert pollers[0].calls >= requests
+
+
+def test_idle_site_absent_from_panda_gets_its_test_pilots(panda, start_factory):
+    # PanDA omits sites without active jobs; a site in "test" must still get its StatusTest pilots
+    panda.queueinfo = dict(panda.queueinfo, IDLE_SITE={"name": "IDLE_SITE", "status": "test"})
+    queue = panda_queue("IDLEQ", panda.url, wmsqueue="IDLE_SITE", **{
+        "wmsstatus.panda.queueinfourl": panda.queueinfo_url,
+        "schedplugin": "Ready, StatusTest", "sched.statustest.pilots": 2})
+    run = start_factory(queue)
+    wait_for(lambda: any(r.submitted for r in run.cycles("IDLEQ")), what="test pilots for the idle site")
+    record = next(r for r in run.cycles("IDLEQ") if r.submitted)
+    assert record.submitted == 2 and record.wms["ready"] == 0, record.message
+    assert run.factory.queues["IDLEQ"].wms_poller.health()["consecutive_failures"] == 0
+
+
+@pytest.mark.parametrize("mode", ["drip", "dripheaders"])
+def test_trickling_panda_is_unknown_and_the_endpoint_recovers(mode, panda, start_factory):
+    # headers then one byte every 0.1 s (or one header line that never ends): no single read ever
+    # times out, yet the queue must be unknown with the reason, and good answers must be used again
+    # at once although the trickling connections are still open
+    run = start_factory(panda_queue("PANDAQ", panda.url, timeout=0.5))
+    wait_for(lambda: any(r.submitted > 0 for r in run.cycles("PANDAQ")), what="a first submission")
+    went_bad = time.time()
+    panda.mode = mode
+    wait_for(lambda: sum(r.wms is None for r in run.cycles("PANDAQ", went_bad)) >= 5,
+             what="five cycles with unknown WMS status")
+    reason = "not complete within the timeout of 0.5s" if mode == "drip" else "no answer within 1.5s"
+    wait_for(lambda: any(reason in r.message for r in run.cycles("PANDAQ", went_bad)),
+             what=f"the reason {reason!r}")
+    assert all(r.submitted == 0 for r in run.cycles("PANDAQ", went_bad) if r.wms is None)
+
+    came_back = time.time()
+    panda.mode = "good"  # the trickling connections go on dripping (panda.release is not set)
+    wait_for(lambda: any(r.submitted > 0 for r in run.cycles("PANDAQ", came_back)), timeout=15,
+             what="submissions resumed while the old answers still trickle")
+    health = run.factory.queues["PANDAQ"].wms_poller.health()
+    assert health["abandoned_calls"] <= 3  # hung calls are capped and reported

@@ -75,12 +75,28 @@ def test_bad_answers_raise_with_a_clear_message(confdir, panda, mode, message):
     context.close()
 
 
-def test_site_missing_from_data_is_unknown_for_that_queue_only(confdir, panda):
-    plugin, context = plugin_for(confdir, panda_queue("q", panda.url))
+def test_site_missing_from_a_good_answer_has_zero_jobs(confdir, panda):
+    # PanDA lists only sites with active jobs: an idle site is absent, not broken
+    plugin, context = plugin_for(
+        confdir, panda_queue("q", panda.url, **{"wmsstatus.panda.queueinfourl": panda.queueinfo_url}))
     panda.mode = "nosite"
     result = plugin.poll(QUEUES)
-    assert result["TEST_SITE_A"] == Unknown("no entry for TEST_SITE_A in the job statistics")
-    assert isinstance(result["CERN-PROD_UCORE"], WMSQueueInfo)
+    assert result["TEST_SITE_A"] == WMSQueueInfo(status="online")
+    assert result["TEST_SITE_B"] == WMSQueueInfo(status="offline")
+    assert result["CERN-PROD_UCORE"] == WMSQueueInfo(notready=9, ready=12, running=350, done=100, failed=4)
+    context.close()
+
+
+@pytest.mark.parametrize("mode", ["http500", "false", "emptydata", "truncated"])
+def test_site_missing_from_a_bad_answer_stays_unknown(confdir, panda, mode):
+    # zero only when PanDA answered well: a failed answer never turns into "no jobs"
+    plugin, context = plugin_for(confdir, panda_queue("q", panda.url, **{"wmsstatus.panda.timeout": "2"}))
+    poller = StatusPoller("wmsstatus", plugin, "panda", sleep=60, maxage=60)
+    poller.add_queue("IDLE_SITE")
+    panda.mode = mode
+    poller.poll_once()
+    info, _, why = poller.get("IDLE_SITE")
+    assert info is None and panda.url in why
     context.close()
 
 

@@ -18,7 +18,6 @@ from autopyfactory.persistence import (
     SCHEMA_VERSION,
     QueueState,
     Store,
-    pilot_series,
     thin,
 )
 from autopyfactory.plugins.registry import PluginRegistry
@@ -336,7 +335,7 @@ def test_factory_restart_goes_on_from_the_stored_state(confdir):
         # wait until the three pilots have ended and the store has them
         wait_for(lambda: queue.finished_counts(time.time() - 3600)["done"] == 3, what="3 pilots done")
         before = (queue.cycles, queue.submitted_total, queue.errors_total, queue.last_submission)
-        series = pilot_series(queue, 0)
+        series = queue.store.pilot_series(queue.name, 0)
         assert len(series) == 1 and series[0][1:] == (0, 0)
         assert first.context.store.credentials("fine")[0].message == "fine"
     finally:
@@ -351,12 +350,12 @@ def test_factory_restart_goes_on_from_the_stored_state(confdir):
         assert (queue.cycles - 2, queue.submitted_total, queue.errors_total, queue.last_submission) == before
         summary = queue.summary()
         assert summary["done_1h"] == 3 and summary["fault_1h"] == 0
-        assert summary["cycles"] == before[0] + 2
+        assert summary["cycle_count"] == before[0] + 2
         numbers = [r.number for r in queue.records]
         assert numbers == [3, 2, 1]  # the restored record of cycle 1 under the two new ones
         # the scheduler chain was handed the pilots that finished before the restart
         assert "SeenFinished: 3 finished" in queue.records[0].message
-        assert len(pilot_series(queue, 0)) == before[0] + 2
+        assert len(queue.store.pilot_series(queue.name, 0)) == before[0] + 2
     finally:
         second.stop()
 

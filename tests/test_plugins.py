@@ -99,3 +99,40 @@ def test_entry_point_plugin_package(tmp_path, monkeypatch):
     registry = PluginRegistry.discover([])
     assert registry.find("sched", "Triple") is not None
     assert "apf_extra_plugins" in registry.origins[("sched", "triple")]
+
+
+BOARD = """
+from autopyfactory.config import Key
+from autopyfactory.info import WMSQueueInfo
+from autopyfactory.interfaces import WMSStatusPlugin
+
+class Board(WMSStatusPlugin):
+    '''Ten jobs ready everywhere; pilots find the board at BOARD_URL.'''
+    name = "Board"
+    keys = {"url": Key("str", "http://board.invalid/")}
+
+    @classmethod
+    def pilot_environment(cls, options, config):
+        return {"BOARD_URL": options["url"]}
+
+    def poll(self, queues):
+        return {q: WMSQueueInfo(ready=10) for q in queues}
+"""
+
+
+def test_a_wms_plugin_says_what_its_pilots_need_in_their_environment(confdir):
+    """Submit plugins ask the queue's WMS plugin (any plugin, not only Local by name)."""
+    confdir.dropin("board.py", BOARD)
+    confdir.write(local_queue("B", confdir.spool, wmsstatusplugin="Board", **{"wmsstatus.board.url": "http://b/"})
+                  + local_queue("L", confdir.spool))
+    config = confdir.load()
+    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    try:
+        assert factory.context.wms_environment(config.queues["B"]) == {"BOARD_URL": "http://b/"}
+        assert factory.context.wms_environment(config.queues["L"]) == {"APF_WMS_SPOOLDIR": str(confdir.spool)}
+        submitter = factory.registry.get("batchsubmit", "Local")(config.queues["B"], factory.context)
+        assert submitter.submit(0).count == 0
+        [jdl] = (confdir.logs).rglob("*.jdl")
+        assert '"BOARD_URL": "http://b/"' in jdl.read_text()
+    finally:
+        factory.stop()

@@ -180,6 +180,8 @@ def test_200_pilots_are_one_sbatch_call_and_removal_spares_running(slurm, confdi
         info = wait_for(lambda: (i := status.poll(["BULK"])["BULK"]).running > 0 and i, "some pilots running",
                         timeout=DEADLINE, every=0.5)
         assert info.pending + info.running + info.done + info.fault == 200
+        # the queue wait of every pilot that started, from Slurm's own submit and start times
+        assert len(info.queue_waits) >= info.running and all(0 <= w < 600 for w in info.queue_waits)
 
         before = running_ids(slurm, fid)
         removed = submitter.remove(1000)

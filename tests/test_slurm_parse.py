@@ -104,6 +104,9 @@ def test_counts_per_queue_arrays_held_finished_and_peers():
     assert (q2.pending, q2.held, q2.running, q2.done, q2.fault) == (1, 1, 0, 0, 1)
     assert {p.jobid: p.state for p in q2.finished} == {"20_1": "removed", "20_2": "fault"}
     assert (q3.pending, q3.running, q3.done, q3.fault) == (0, 0, 0, 0)
+    # start - submit of the pilots that started in the last hour, running or finished (Backlog reads them)
+    assert sorted(q1.queue_waits) == [55, 55, 55] and sorted(q2.queue_waits) == [55, 115]
+    assert q3.queue_waits == ()
     # fac-B serves W1 too: a peer of q1, not of q2
     peer_b = q1.peers["fac-B"]
     assert (peer_b["pending"], peer_b["running"]) == (5, 1)
@@ -182,3 +185,29 @@ def test_run_helper_never_raises():
     assert slow.error.startswith("timed out") and slow.returncode is None
     bad = run(["sh", "-c", "echo oops >&2; exit 3"])
     assert bad.returncode == 3 and "oops" in bad.describe()
+
+
+def test_completing_pilots_are_running_and_shown_as_exiting():
+    tag = pilot_tag(FACTORY, "W1", "q1")
+    peer = pilot_tag("fac-B", "W1", "other")
+    out = "\n".join([
+        line("50", "50", "0", "RUNNING", tag, start="2026-01-02T03:05:00", end="NONE"),
+        line("51", "50", "1", "COMPLETING", tag, start="2026-01-02T03:05:00", end="2026-01-02T03:20:00"),
+        line("52", "50", "2", "COMPLETING", tag, start="2026-01-02T03:05:00", end="2026-01-02T03:21:00"),
+        line("60", "60", "N/A", "STAGE_OUT", tag, start="2026-01-02T03:05:00", end="2026-01-02T03:22:00"),
+        line("61", "61", "N/A", "PENDING", tag),
+        line("70", "70", "N/A", "COMPLETING", peer, start="2026-01-02T03:05:00", end="2026-01-02T03:22:00"),
+    ])
+    now = time.mktime(time.strptime("2026-01-02T03:30:00", "%Y-%m-%dT%H:%M:%S"))
+    q1 = plugin(wmsqueues={"q1": "W1"}).summarize(out, ["q1", "q2"], now)["q1"]
+    # running still counts them (they hold their nodes); exiting says how many are on their way out
+    assert (q1.pending, q1.running, q1.exiting, q1.done, q1.fault) == (1, 4, 3, 0, 0)
+    assert q1.to_dict()["exiting"] == 3
+    assert q1.peers["fac-B"]["running"] == 1  # a peer's exiting pilot is not ours
+
+
+def test_no_exiting_pilots_is_zero():
+    out = line("50", "50", "0", "RUNNING", pilot_tag(FACTORY, "W1", "q1"), start="2026-01-02T03:05:00")
+    now = time.mktime(time.strptime("2026-01-02T03:30:00", "%Y-%m-%dT%H:%M:%S"))
+    q1 = plugin(wmsqueues={"q1": "W1"}).summarize(out, ["q1"], now)["q1"]
+    assert (q1.running, q1.exiting) == (1, 0)

@@ -7,12 +7,13 @@ import time
 
 import pytest
 
+from autopyfactory.commands import TimedCaller
 from autopyfactory.status import (
     BREAKER_CLOSED,
     BREAKER_HALF_OPEN,
     BREAKER_OPEN,
+    MAX_ABANDONED_CALLS,
     StatusPoller,
-    TimedCaller,
     Unknown,
 )
 from tests.conftest import wait_for
@@ -138,15 +139,35 @@ def test_hard_deadline_on_a_hanging_plugin_and_no_pile_up():
     poller = make(plugin, call_timeout=0.3, breaker_failures=10)
     poller.poll_once()  # returns although the plugin hangs (for 30s: then it would answer)
     assert poller.failures == 1 and "no answer within 0.3s" in poller.last_error
-    # the stuck call still runs: the next attempt fails at once without calling again
+    # abandoned calls go on hanging: new calls still go ahead, up to MAX_ABANDONED_CALLS of them...
+    for _ in range(MAX_ABANDONED_CALLS - 1):
+        poller.poll_once()
+    assert len(plugin.calls) == MAX_ABANDONED_CALLS
+    assert poller.health()["abandoned_calls"] == MAX_ABANDONED_CALLS
+    # ...then the next attempts fail at once without calling again, saying why
     poller.poll_once()
-    assert len(plugin.calls) == 1
-    assert "still not returned" in poller.last_error
+    assert len(plugin.calls) == MAX_ABANDONED_CALLS
+    assert "3 call(s) abandoned after their deadline have still not returned" in poller.last_error
     plugin.release.set()
     plugin.mode = "good"
-    wait_for(lambda: not poller._caller._stuck.is_alive(), what="stuck call to end")
+    wait_for(lambda: poller._caller.abandoned == 0, what="stuck calls to end")
     poller.poll_once()
     assert poller.failures == 0 and poller.get("q1")[0] == {"ready": 1}
+
+
+def test_a_hung_call_never_blocks_recovery():
+    # the endpoint hangs one call for good, then answers again: the next poll must not wait for the hung one
+    plugin = ScriptedPlugin()
+    plugin.mode = "hang"
+    poller = make(plugin, call_timeout=0.3, breaker_failures=10)
+    poller.poll_once()
+    assert poller.get("q1")[0] is None
+    plugin.mode = "good"
+    poller.poll_once()
+    assert poller.failures == 0 and poller.get("q1")[0] == {"ready": 1}
+    assert poller.health()["abandoned_calls"] == 1  # still hanging, reported
+    plugin.release.set()
+    wait_for(lambda: poller.health()["abandoned_calls"] == 0, what="the hung call to end")
 
 
 def test_retry_backoff_doubles_from_one_second_up_to_sleep():

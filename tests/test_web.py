@@ -93,9 +93,9 @@ def test_queue_json_matches_the_batch_system(web_factory):
 
 def test_factory_json(web_factory):
     data = get(web_factory, "/api/v1/factory").json()
-    assert data["factoryId"] == "test-factory"
+    assert data["factory_id"] == "test-factory"
     assert data["version"] == web_factory.factory.version
-    assert data["queues"] == 2
+    assert data["queue_count"] == 2
     assert data["admin"]["enabled"] is True
     kinds = {e["kind"] for e in data["endpoints"]}
     assert kinds == {"wmsstatus", "batchstatus"}
@@ -141,7 +141,7 @@ def test_metrics_names_and_values(web_factory):
     assert metric(text, "apf_queue_pilots", queue="BETA", state="pending") == 0
     assert metric(text, "apf_submitted_total", queue="ALPHA") == api["submitted_total"]
     assert metric(text, "apf_cycle_errors_total", queue="ALPHA") == 0
-    assert metric(text, "apf_cycle_duration_seconds", queue="ALPHA") >= 0
+    assert metric(text, "apf_cycle_duration_seconds_count", queue="ALPHA") >= api["cycle_count"] >= 2
     assert "# TYPE apf_credential_seconds_left gauge" in text
     assert metric(text, "apf_queue_paused", queue="ALPHA") == 0
 
@@ -451,3 +451,63 @@ def test_a_port_in_use_leaves_the_factory_running(confdir, caplog):
             run.stop()
     finally:
         taken.close()
+
+
+def test_last_reload_time_outcome_and_problems_in_the_api_and_on_the_page(web_factory):
+    assert get(web_factory, "/api/v1/factory").json()["last_reload"] is None
+    assert "none since start" in get(web_factory, "/").text
+    queues = web_factory.confdir.root / "queues.conf"
+    text = queues.read_text()
+    queues.write_text(text.replace("apfqueue.sleep = 0.3", "apfqueue.sleep = soon", 1))
+    try:
+        assert post(web_factory, "reload").status_code == 400
+    finally:
+        queues.write_text(text)
+    last = get(web_factory, "/api/v1/factory").json()["last_reload"]
+    assert {"time", "ok", "problems"} <= set(last) and last["ok"] is False
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", last["time"])
+    assert any("apfqueue.sleep" in p and "\n" not in p for p in last["problems"]), last
+    page = get(web_factory, "/").text.split('id="last-reload"')[1].split("</div>")[0]
+    assert last["time"] in page and "rejected" in page and "apfqueue.sleep" in page
+    assert post(web_factory, "reload").status_code == 200
+    last = get(web_factory, "/api/v1/factory").json()["last_reload"]
+    assert last["ok"] is True and last["problems"] == []
+    assert "applied" in get(web_factory, "/").text.split('id="last-reload"')[1].split("</div>")[0]
+
+
+def test_queue_page(web_factory):
+    stable_counts(web_factory, "ALPHA")
+    page = get(web_factory, "/queues/ALPHA")
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    html = page.text
+    assert "<script" not in html and 'class="chart"' in html and 'class="xtick"' in html
+    assert 'id="cycles"' in html and 'class="chain wide"' in html and "Ready" in html
+    config = html.split('id="config"')[1].split("</table>")[0]
+    assert "<td>batchsubmitplugin</td><td>Local</td>" in config
+    # the status page links each queue name to its page
+    assert 'href="/queues/ALPHA"' in get(web_factory, "/").text
+    assert get(web_factory, "/queues/NOPE").status_code == 404
+    assert get(web_factory, "/queues/%3Cscript%3E").status_code == 404
+
+
+def test_status_page_puts_problems_first(web_factory):
+    stable_counts(web_factory, "ALPHA")
+    web_factory.factory.queues["BETA"].fault_backoff = "fault backoff: 8 of 8 pilots faulted"
+    try:
+        html = get(web_factory, "/").text
+        rows = re.findall(r'data-queue="(\w+)" data-health="(\w+)"', html)
+        assert rows == [("BETA", "critical"), ("ALPHA", "ok")], rows
+        assert "fault backoff: 8 of 8 pilots faulted" in html.split('id="queue-BETA"')[1].split("</tr>")[0]
+    finally:
+        web_factory.factory.queues["BETA"].fault_backoff = None
+    rows = re.findall(r'data-queue="(\w+)" data-health="(\w+)"', get(web_factory, "/").text)
+    assert [name for name, _ in rows] == ["ALPHA", "BETA"]  # all well: by name
+
+
+def test_queue_page_config_hides_secrets():
+    from autopyfactory.web.app import shown_config
+
+    shown = dict(shown_config({"batchsubmit.condorce.proxy": "atlas", "executable": "/bin/pilot",
+                               "executable.arguments": "--url https://u:hunter2@example.org", "schedplugin": ["Ready"]}))
+    assert shown["executable"] == "/bin/pilot" and shown["schedplugin"] == "Ready"
+    assert "hunter2" not in shown["executable.arguments"]

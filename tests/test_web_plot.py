@@ -49,3 +49,43 @@ def test_ring_is_bounded_and_keeps_the_newest():
     assert [p[0] for p in points] == [15.0, 16.0, 17.0, 18.0, 19.0]
     assert ring.get("Q", since=18) == [(18.0, 18, None), (19.0, 19, None)]
     assert ring.get("OTHER", since=0) == []
+
+
+def test_chart_has_a_time_axis_a_value_axis_a_legend_and_readable_labels():
+    from autopyfactory.web.plot import pilots_chart
+
+    start = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+    history = [(start + i * 300, i % 7, 20 + i) for i in range(36)]  # three hours
+    svg = parse(pilots_chart(history, title="Q"))
+    xticks = [t.text for t in svg.iter(f"{SVG}text") if t.get("class") == "xtick"]
+    yticks = [int(t.text) for t in svg.iter(f"{SVG}text") if t.get("class") == "ytick"]
+    assert xticks[:2] == ["00:00", "00:30"] and len(xticks) == 6
+    assert yticks[0] == 0 and yticks[-1] >= 55 and yticks == sorted(yticks)
+    assert int(svg.get("font-size")) >= 11 and all(t.get("font-size") is None for t in svg.iter(f"{SVG}text"))
+    text = "".join(svg.itertext())
+    assert "pending" in text and "running" in text and "time (UTC)" in text
+    lines = svg.findall(f"{SVG}polyline")
+    # Okabe-Ito colours, and pending dashed: the two lines differ without colour too
+    assert {(p.get("stroke"), p.get("stroke-dasharray")) for p in lines} == {
+        (PENDING_COLOUR, "5 3"), (RUNNING_COLOUR, None)}
+
+
+def test_pilot_log_files_are_found_under_the_submission_day(tmp_path):
+    from autopyfactory.web.logs import LogFiles
+
+    day, before = "2026-01-02", "2026-01-01"
+    (tmp_path / before / "Q").mkdir(parents=True)
+    for name in ("77.3.out", "77.3.err", "77.log", "78.0.out"):
+        (tmp_path / before / "Q" / name).write_text("x")
+    (tmp_path / day / "Q").mkdir(parents=True)
+    (tmp_path / day / "Q" / "9.0.out").write_text("x")
+    logs = LogFiles(str(tmp_path))
+    end = 1_767_312_000.0 + 600  # 2026-01-02T00:10Z: submitted the day before
+    assert logs.pilot_files("Q", "77.3", end) == [
+        ("77.3.out", f"/logs/{before}/Q/77.3.out"), ("77.3.err", f"/logs/{before}/Q/77.3.err"),
+        ("77.log", f"/logs/{before}/Q/77.log")]
+    # a Slurm array task 77_3 wrote 77.3.out
+    assert [name for name, _ in logs.pilot_files("Q", "77_3", end)] == ["77.3.out", "77.3.err", "77.log"]
+    assert logs.pilot_files("Q", "9.0", end) == [("9.0.out", f"/logs/{day}/Q/9.0.out")]
+    assert logs.pilot_files("Q", "12.0", end) == []
+    assert logs.pilot_files("../etc", "passwd", end) == []

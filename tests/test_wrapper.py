@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import wait_for
 
-WRAPPERS = Path(__file__).resolve().parent.parent / "wrappers"
+WRAPPERS = Path(__file__).resolve().parent.parent / "autopyfactory" / "wrappers"
 WRAPPER = WRAPPERS / "apf-wrapper.sh"
 SHELLS = [s for s in ("dash", "sh", "bash") if shutil.which(s)]
 

@@ -56,8 +56,12 @@ class RunningFactory:
 
 def start_factory(confdir: ConfDir, queues: dict[str, int], *, maxrunning: int = 2,
                   factory_extra: str = "", monitor: str = "", queue_extra: dict | None = None,
-                  port: int | None = None, auth: str = "") -> RunningFactory:
-    """A factory with one Local queue per name in ``queues`` (value: work items to seed)."""
+                  port: int | None = None, auth: str = "", executables: dict[str, str] | None = None,
+                  sections: str = "") -> RunningFactory:
+    """A factory with one Local queue per name in ``queues`` (value: work items to seed).
+
+    ``executables``: a queue's own pilot instead of PILOT; ``sections``: more queue sections as text.
+    """
     root = confdir.root
     stop_file = root / "pilots.stop"
     pilot = root / "pilot.sh"
@@ -68,10 +72,10 @@ def start_factory(confdir: ConfDir, queues: dict[str, int], *, maxrunning: int =
     token_file.chmod(0o600)
     port = port or free_port()
     text = "".join(
-        local_queue(name, confdir.spool, executable=str(pilot), **{"batchsubmit.local.maxrunning": str(maxrunning)},
-                    **(queue_extra or {}))
+        local_queue(name, confdir.spool, executable=(executables or {}).get(name, str(pilot)),
+                    **{"batchsubmit.local.maxrunning": str(maxrunning)}, **(queue_extra or {}))
         for name in queues
-    )
+    ) + sections
     confdir.write(text, factory=(
         f"logserver.enabled = True\nlogserver.port = {port}\nadmin.tokenfile = {token_file}\n"
         f"factoryAdminEmail = ops@example.org\n{factory_extra}"

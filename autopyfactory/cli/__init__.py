@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from autopyfactory.config import ConfigError, FactoryConfig, load
+from autopyfactory.config import ConfigError, FactoryConfig, load, placeholders
 
 
 def load_or_report(path: str) -> FactoryConfig | None:
@@ -14,6 +14,11 @@ def load_or_report(path: str) -> FactoryConfig | None:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem)
+        return None
+    unset = placeholders(config)
+    for problem in unset:
+        print(problem)
+    if unset:
         return None
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -8,6 +8,9 @@ reload and show its problems.
 
 Exit codes: 0 done, 1 the factory refused (bad token, unknown queue, bad
 config on reload), 2 usage or local config problem, 3 factory unreachable.
+``apf status`` exits like a monitoring check instead: 0 every queue ok,
+paused, drained or disabled; 1 any warning; 2 any critical; 3 the factory
+cannot be reached (or does not know the QUEUE asked for).
 """
 
 from __future__ import annotations
@@ -16,14 +19,21 @@ import argparse
 import configparser
 import json
 import os
+import re
 import sys
+from collections import Counter
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
 from autopyfactory.config import FACTORY_KEYS, FACTORY_SECTION
+from autopyfactory.health import LEVELS, one_line
+from autopyfactory.timefmt import duration
 
 TIMEOUT = (5.0, 60.0)  # connect, read (a reload may take a while)
+REASON_CHARS = 80  # health reasons and errors in the tables: one short line each
+URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.I)
 
 
 class ControlError(Exception):
@@ -103,16 +113,6 @@ def show(value: Any) -> str:
     return "?" if value is None else str(value)
 
 
-def left(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds >= 86400:
-        return f"{seconds / 86400:.1f} d"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 60:.0f} min"
-
-
 def table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
 
@@ -124,31 +124,60 @@ def table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset
 
 
 def format_status(factory: dict, queues: list[dict]) -> str:
+    """The factory, its queues (problems first), credentials and endpoints as tables; one line per cell."""
+    reload = factory.get("last_reload")
+    reloaded = "" if not reload else f"  last reload {reload.get('time')} {'ok' if reload.get('ok') else 'REJECTED'}"
+    counts = Counter(q.get("health") for q in queues)
     lines = [
-        f"factory {factory.get('factoryId')}  version {factory.get('version')}  host {factory.get('host', '?')}",
-        f"started {factory.get('started')}  last cycle {factory.get('last_cycle') or 'none yet'}",
+        f"factory {factory.get('factory_id')}  version {factory.get('version')}  host {factory.get('host', '?')}",
+        f"started {factory.get('started')}  last cycle {factory.get('last_cycle') or 'none yet'}{reloaded}",
+        "queues: " + (", ".join(f"{counts[level]} {level}" for level in LEVELS if counts[level]) or "none"),
         "",
     ]
     rows = []
-    for q in queues:
+    for q in sorted(queues, key=lambda q: (rank(q.get("health")), q["name"])):
+        wms = q.get("wms") or {}
         rows.append([
-            q["name"], show(q.get("pending")), show(q.get("running")), show(q.get("exiting")),
-            show(q.get("done_1h")), show(q.get("fault_1h")), "paused" if q.get("paused") else "active",
-            q.get("last_cycle") or "-", (q.get("last_message") or "")[:70],
+            q["name"], q.get("health") or "?", show(q.get("pending")), show(q.get("running")),
+            show(q.get("exiting")), show(q.get("done_1h")), show(q.get("fault_1h")),
+            show(wms.get("ready")), show(wms.get("running")), q.get("last_cycle") or "-",
+            one_line(q.get("health_reason") or "", REASON_CHARS),
         ])
-    lines.append(table(["QUEUE", "PENDING", "RUNNING", "EXITING", "DONE1H", "FAULT1H", "STATE",
-                        "LAST CYCLE", "LAST MESSAGE"], rows, right={1, 2, 3, 4, 5}))
+    lines.append(table(["QUEUE", "HEALTH", "PENDING", "RUNNING", "EXITING", "DONE1H", "FAULT1H",
+                        "WMSREADY", "WMSRUN", "LAST CYCLE", "REASON"], rows, right={2, 3, 4, 5, 6, 7, 8}))
     credentials = factory.get("credentials") or []
     if credentials:
         lines += ["", table(["CREDENTIAL", "STATE", "LEFT", "MESSAGE"], [
-            [c["profile"], "ok" if c["ok"] else "NOT USABLE", left(c.get("seconds_left")), c.get("message") or ""]
-            for c in credentials], right={2})]
+            [c["profile"], "ok" if c["ok"] else "NOT USABLE", duration(c.get("seconds_left")),
+             one_line(c.get("message") or "", REASON_CHARS)] for c in credentials], right={2})]
     endpoints = factory.get("endpoints") or []
     if endpoints:
         lines += ["", table(["ENDPOINT", "KIND", "STATE", "LAST ERROR"], [
-            [e["endpoint"], e["kind"], "healthy" if e["healthy"] else "STALE", e.get("last_error") or ""]
+            [e["endpoint"], e["kind"], endpoint_state(e), error_line(e.get("last_error") or "")]
             for e in endpoints])]
     return "\n".join(lines)
+
+
+def error_line(error: str) -> str:
+    """An endpoint's error in one short line: URLs (the endpoint column names it) left out; --json has it all."""
+    return one_line(URL.sub("…", error), REASON_CHARS)
+
+
+def endpoint_state(endpoint: dict) -> str:
+    if endpoint.get("consecutive_failures"):
+        return f"FAILING x{endpoint['consecutive_failures']}" + (" (breaker open)" if endpoint.get("breaker") == "open"
+                                                                 else "")
+    return "healthy" if endpoint.get("healthy") else "STALE"
+
+
+def rank(level: str | None) -> int:
+    return LEVELS.index(level) if level in LEVELS else -1  # an unknown level sorts first
+
+
+def check_code(queues: list[dict]) -> int:
+    """Exit code of a monitoring check: 2 any queue critical, 1 any warning, 0 otherwise."""
+    levels = {q.get("health") for q in queues}
+    return 2 if "critical" in levels else 1 if "warning" in levels else 0
 
 
 # ---------------------------------------------------------------- commands
@@ -159,13 +188,21 @@ def client_for(args: argparse.Namespace) -> Client:
     return Client(url, args.token_file or token_file)
 
 
-def cmd_status(args: argparse.Namespace, client: Client) -> None:
-    factory = client.call("GET", "/api/v1/factory")
-    queues = client.call("GET", "/api/v1/queues")["queues"]
+def cmd_status(args: argparse.Namespace, client: Client) -> int:
+    try:
+        factory = client.call("GET", "/api/v1/factory")
+        if args.queue:
+            queues = [client.call("GET", f"/api/v1/queues/{quote(args.queue, safe='')}", params={"cycles": 0})]
+            queues[0].pop("cycles", None)
+        else:
+            queues = client.call("GET", "/api/v1/queues")["queues"]
+    except ControlError as exc:  # no answer, or an error instead of one: the check cannot tell (UNKNOWN)
+        raise ControlError(str(exc), 3) from None
     if args.json:
         print(json.dumps({"factory": factory, "queues": queues}, indent=1))
     else:
         print(format_status(factory, queues))
+    return check_code(queues)
 
 
 def cmd_reload(args: argparse.Namespace, client: Client) -> None:
@@ -181,8 +218,6 @@ def cmd_reload(args: argparse.Namespace, client: Client) -> None:
 
 def cmd_pause(args: argparse.Namespace, client: Client) -> None:
     action = "pause" if args.command == "pause" else "resume"
-    from urllib.parse import quote
-
     answer = client.call("POST", f"/api/v1/admin/queues/{quote(args.queue, safe='')}/{action}", admin=True)
     state = "paused: it keeps reporting, submits nothing" if answer.get("paused") else "active"
     print(f"queue {answer.get('name', args.queue)} {state}")
@@ -245,11 +280,10 @@ def cmd_stop(args: argparse.Namespace, client: Client) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        args.action(args, client_for(args))
+        return args.action(args, client_for(args)) or 0
     except ControlError as exc:
         print(f"apf {args.command}: {exc}", file=sys.stderr)
         return exc.code
-    return 0
 
 
 def add_parsers(sub: argparse._SubParsersAction, default_conf: str) -> None:
@@ -263,8 +297,10 @@ def add_parsers(sub: argparse._SubParsersAction, default_conf: str) -> None:
         p.set_defaults(func=run, action=action)
         return p
 
-    command("status", cmd_status, "show the queues of a running factory").add_argument(
-        "--json", action="store_true", help="print the raw JSON")
+    status = command("status", cmd_status, "show the health of a running factory's queues; exits like a "
+                     "monitoring check: 0 ok, 1 warning, 2 critical, 3 unreachable")
+    status.add_argument("queue", nargs="?", default=None, help="only this queue")
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
     command("reload", cmd_reload, "re-read the configuration of a running factory")
     command("pause", cmd_pause, "stop a queue submitting (it keeps reporting)").add_argument("queue")
     command("resume", cmd_pause, "let a paused queue submit again").add_argument("queue")

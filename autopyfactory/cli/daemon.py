@@ -9,8 +9,10 @@ a failed start as a failure).
 
 Signals: SIGTERM/SIGINT stop gracefully (a cycle under way finishes its
 submission; threads are joined with a bound; a second signal exits at
-once); SIGHUP reopens the log file and reloads the configuration; SIGUSR1
-logs every thread's stack.
+once); SIGHUP reloads the configuration; SIGUSR2 reopens the log file
+(logrotate), nothing else; SIGUSR1 logs every thread's stack. Under systemd
+(Type=notify) it reports READY=1, RELOADING=1 and STOPPING=1 on $NOTIFY_SOCKET,
+and logs to the journal without timestamps of its own ($JOURNAL_STREAM).
 """
 
 from __future__ import annotations
@@ -23,16 +25,22 @@ import os
 import pwd
 import select
 import signal
-import sqlite3  # noqa: F401  loaded before --runas drops privileges (persistence store; see run())
+import socket
 import sys
 import threading
 import time
 
 from autopyfactory import __version__
-from autopyfactory.config import ConfigError, FactoryConfig, load
+from autopyfactory.config import ConfigError, FactoryConfig, load, placeholders
+
+# the factory and all it imports (web server, persistence, ...) are loaded now, before
+# --runas drops privileges: the new user may not be able to read the Python installation
+from autopyfactory.factory import Factory
+from autopyfactory.plugins.registry import PluginRegistry
 
 DEFAULT_CONF = "/etc/apf/factory.conf"
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
+JOURNAL_FORMAT = "%(levelname)s [%(threadName)s] %(name)s: %(message)s"  # the journal stamps each line
 READY_TIMEOUT = 120.0  # seconds the starting process waits for the daemon to come up
 STOP_TIMEOUT = 30.0  # bound on joining the queue threads at stop
 
@@ -48,7 +56,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--runas", default=None, metavar="USER",
                    help="drop privileges to USER (default: factoryUser when started as root)")
     p.add_argument("--log", default="stdout", metavar="PATH|stdout|syslog")
-    p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--loglevel", default="info", type=str.lower, choices=["debug", "info", "warning", "error"])
     p.add_argument("--pidfile", default=None, metavar="PATH")
     p.add_argument("--version", action="version", version=f"autopyfactory {__version__}")
     return p
@@ -59,8 +67,11 @@ def parser() -> argparse.ArgumentParser:
 
 def setup_logging(target: str, level: str, owner: pwd.struct_passwd | None = None) -> logging.Handler:
     """Log to a file (reopened when moved away or on SIGHUP), stdout or syslog."""
-    if target == "stdout":
-        handler: logging.Handler = logging.StreamHandler(sys.stdout)
+    if target == "stdout" and os.environ.get("JOURNAL_STREAM"):
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(JOURNAL_FORMAT))
+    elif target == "stdout":
+        handler = logging.StreamHandler(sys.stdout)
     elif target == "syslog":
         # APF_SYSLOG_SOCKET: another socket than /dev/log (containers, tests)
         address = os.environ.get("APF_SYSLOG_SOCKET", "/dev/log")
@@ -76,7 +87,7 @@ def setup_logging(target: str, level: str, owner: pwd.struct_passwd | None = Non
         if owner is not None and os.geteuid() == 0:
             # the daemon reopens it after dropping privileges
             os.chown(target, owner.pw_uid, owner.pw_gid)
-    if target != "syslog":
+    if handler.formatter is None:
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -98,6 +109,21 @@ def reopen_logs() -> None:
             finally:
                 handler.release()
     log.info("log files reopened")
+
+
+def notify(state: str) -> None:
+    """Tell systemd (Type=notify) our state on $NOTIFY_SOCKET; nothing when it is not set."""
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return
+    if address.startswith("@"):  # abstract namespace
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode())
+    except OSError as exc:
+        log.warning("cannot notify systemd (%s): %s", address, exc)
 
 
 def log_uncaught() -> None:
@@ -238,16 +264,21 @@ def drop_privileges(user: pwd.struct_passwd) -> None:
 
 def run(args: argparse.Namespace, config: FactoryConfig, ready=None) -> int:
     """Build and run the factory in this process until stopped."""
-    from autopyfactory.factory import Factory
-    from autopyfactory.plugins.registry import PluginRegistry
-
     log_uncaught()
     for warning in config.warnings:
         log.warning("config: %s", warning)
     registry = PluginRegistry.discover(config.get("plugindirs"))
     factory = Factory(config, registry)
-    if args.log not in ("stdout", "syslog"):
-        factory.reload_hooks.append(reopen_logs)
+    reload = factory.reload
+
+    def reload_and_notify(*args, **kwargs):
+        notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            return reload(*args, **kwargs)
+        finally:
+            notify("READY=1")
+
+    factory.reload = reload_and_notify
     stopping = {"count": 0}
 
     def on_stop(signum, frame):
@@ -257,6 +288,7 @@ def run(args: argparse.Namespace, config: FactoryConfig, ready=None) -> int:
             logging.shutdown()
             os._exit(1)
         log.info("signal %s: stopping (cycles under way finish first)", signal.Signals(signum).name)
+        notify("STOPPING=1")
         factory.request_stop()
 
     def on_hangup(signum, frame):
@@ -265,10 +297,15 @@ def run(args: argparse.Namespace, config: FactoryConfig, ready=None) -> int:
     def on_usr1(signum, frame):
         factory.request_dump()
 
+    def on_usr2(signum, frame):
+        # not in the handler itself: the interrupted thread may hold a log handler's lock
+        threading.Thread(target=reopen_logs, name="reopen-logs", daemon=True).start()
+
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, on_hangup)
     signal.signal(signal.SIGUSR1, on_usr1)
+    signal.signal(signal.SIGUSR2, on_usr2)
     try:
         factory.start(cycles=args.cycles)
     except Exception:
@@ -277,6 +314,7 @@ def run(args: argparse.Namespace, config: FactoryConfig, ready=None) -> int:
         raise
     if ready is not None:
         ready()
+    notify(f"READY=1\nSTATUS=running {len(factory.queues)} queue(s)\nMAINPID={os.getpid()}")
     try:
         factory.wait()
     finally:
@@ -393,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        return 2
+    for problem in placeholders(config)[:1]:
+        print(f"autopyfactory: refusing to start: {problem}", file=sys.stderr)
         return 2
     try:
         user = resolve_user(args, config)

@@ -1,53 +1,64 @@
 """Services that run beside the queues in the factory process.
 
-Each service has ``start()`` and ``stop()``; ``build`` decides from the
-config which ones this factory runs (web server, log cleaner, persistence...).
+``build`` decides from the config which ones this factory runs (web server,
+log cleaner, persistence) and says what each needs to hear; the factory
+wires them in itself (see ``Factory.__init__``). Each service has
+``start()`` and ``stop()``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 # imported with the factory, not when build() runs: a daemon started with --runas has
 # dropped privileges by then and may no longer read the Python installation
 from autopyfactory.persistence import PersistenceService, Store
+from autopyfactory.services.cleaner import LogCleaner
+from autopyfactory.web.history import PilotHistory
+from autopyfactory.web.server import WebServer
 
 if TYPE_CHECKING:
-    from autopyfactory.factory import Factory
+    from autopyfactory.config import FactoryConfig
+    from autopyfactory.view import FactoryView
 
 log = logging.getLogger(__name__)
 
 
-def build(factory: Factory) -> list:
-    from autopyfactory.services.cleaner import LogCleaner
+@dataclass
+class Services:
+    running: list = field(default_factory=list)  # started in this order, stopped in reverse
+    store: Store | None = None  # persistence store, when it could be opened
+    cycle_listeners: list[Callable[..., Any]] = field(default_factory=list)  # (queue, record) after every cycle
+    credential_listeners: list[Callable[..., Any]] = field(default_factory=list)  # (state) after every check
 
-    services: list = []
+
+def build(factory: FactoryView) -> Services:
+    services = Services()
     if factory.config.get("logserver.enabled"):
-        from autopyfactory.web import web_service
-
-        services.append(web_service(factory))
-    services.append(LogCleaner(factory))
+        history = PilotHistory()
+        server = WebServer(factory, history)
+        services.running.append(server)
+        services.cycle_listeners.append(history.cycle_done)
+        services.cycle_listeners.append(server.app.cycle_durations.cycle_done)  # the cycle-duration histogram
+    services.running.append(LogCleaner(factory))
     # opened here, before any queue starts, so the queues restore from it
-    persistence = build_persistence(factory)
-    if persistence is not None:
-        services.append(persistence)
+    services.store = open_store(factory.config)
+    if services.store is not None:
+        persistence = PersistenceService(services.store)
+        services.running.append(persistence)
+        services.cycle_listeners.append(persistence.cycle_done)
+        services.credential_listeners.append(persistence.credential_checked)
     return services
 
 
-def build_persistence(factory: Factory):
-    """Open the store (before any queue starts, so queues restore from it) and hook it in."""
-    config = factory.config
+def open_store(config: FactoryConfig) -> Store | None:
+    """The persistence store, or None (logged) when it cannot be opened: the factory runs without history."""
     path = config.persistence_path
     try:
-        store = Store(path, keepdays=config.get("persistence.keepdays"))
-    except Exception as exc:  # e.g. a directory we may not write: the factory runs, without history
+        return Store(path, keepdays=config.get("persistence.keepdays"))
+    except Exception as exc:  # e.g. a directory we may not write
         log.error("persistence: cannot open %s (%s: %s): running without history", path, type(exc).__name__, exc)
         return None
-    service = PersistenceService(store)
-    factory.context.store = store
-    factory.listeners.append(service.cycle_done)
-    listeners = getattr(factory.credentials, "listeners", None)
-    if listeners is not None:
-        listeners.append(service.credential_checked)
-    return service

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from autopyfactory.factory import Factory
+    from autopyfactory.view import FactoryView
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ DiskUsage = Callable[[str], Any]
 class LogCleaner:
     name = "cleaner"
 
-    def __init__(self, factory: Factory, interval: float = 300.0,
+    def __init__(self, factory: FactoryView, interval: float = 300.0,
                  disk_usage: DiskUsage = shutil.disk_usage, active_seconds: float = 3600.0,
                  today: Callable[[], dt.date] | None = None):
         self.factory = factory

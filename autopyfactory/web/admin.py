@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from autopyfactory.config import ConfigError, FactoryConfig, load
+from autopyfactory.config import FactoryConfig
 from autopyfactory.records import AdminAction
+from autopyfactory.timefmt import iso
 
 if TYPE_CHECKING:
-    from autopyfactory.factory import Factory
+    from autopyfactory.view import FactoryView
 
 log = logging.getLogger(__name__)
 
@@ -84,38 +85,21 @@ class AdminToken:
         return True, ""
 
 
-def reload_factory(factory: Factory) -> tuple[int, dict[str, Any]]:
+def reload_factory(factory: FactoryView) -> tuple[int, dict[str, Any]]:
     """Apply the configuration files again; (HTTP status, JSON answer).
 
-    Calls ``factory.reload()``: it raises ConfigError when the new files are
-    bad (the old configuration stays in force) and may return a dict saying
-    what changed. A factory without ``reload`` has its files validated only.
+    A configuration with errors is refused whole (400, the problems); the
+    running one stays in force.
     """
-    reload = getattr(factory, "reload", None)
-    try:
-        if callable(reload):
-            result = reload()
-            if isinstance(result, list) and result:
-                # Factory.reload() -> list[Problem]: non-empty means rejected, old config in force
-                raise ConfigError(result)
-            answer: dict[str, Any] = {"reloaded": True, "message": "configuration reloaded"}
-            last = getattr(factory, "last_reload", None)
-            if isinstance(result, dict):
-                answer["changes"] = result
-            elif isinstance(last, dict):
-                answer["changes"] = last
-            return 200, answer
-        config = load(factory.config.path)
-    except ConfigError as exc:
-        problems = [str(p) for p in exc.problems]
+    problems = [str(p) for p in factory.reload()]
+    if problems:
         log.error("reload refused, the running configuration stays: %s", "; ".join(problems))
         return 400, {"error": "configuration has errors; the running configuration stays",
                      "problems": problems}
-    return 200, {
-        "reloaded": False,
-        "message": "configuration is valid, but this factory cannot apply it live; restart to apply",
-        "warnings": [str(w) for w in config.warnings],
-    }
+    changes = factory.last_reload
+    if changes is not None:
+        changes = {**changes, "time": iso(changes.get("time"))}
+    return 200, {"reloaded": True, "message": "configuration reloaded", "changes": changes}
 
 
 def set_loglevel(level: str) -> str:
@@ -301,7 +285,7 @@ def parse_action(path: str) -> tuple[str, str | None] | None:
 class AdminAPI:
     """The admin endpoints over one factory; ``queue_view`` renders a queue as the JSON API does."""
 
-    def __init__(self, factory: Factory, queue_view: Callable[[Any], dict]):
+    def __init__(self, factory: FactoryView, queue_view: Callable[[Any], dict]):
         self.factory = factory
         self.queue_view = queue_view
         self.token = AdminToken(factory.config.get("admin.tokenfile", ""))
@@ -310,7 +294,7 @@ class AdminAPI:
 
     @property
     def store(self):
-        store = getattr(self.factory.context, "store", None)
+        store = self.factory.store
         return store if store is not None and store.usable else None
 
     def handle(self, environ: dict, path: str, is_local: bool) -> Answer:

@@ -1,6 +1,7 @@
 """The factory's web application (WSGI): status page, logs, metrics, JSON and admin API.
 
     GET  /                                  status page (HTML, no JavaScript)
+    GET  /queues/<name>                     one queue: plot, cycles, chain steps, faulted pilots, config
     GET  /logs/...                          pilot logs under baseLogDir
     GET  /robots.txt
     GET  /metrics                           Prometheus exposition
@@ -22,32 +23,35 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable
+from email.utils import formatdate
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
 import jinja2
 
-from autopyfactory.metrics import exposition, factory_registry
-from autopyfactory.web import admin, logs
-from autopyfactory.web.history import finished_last_hour, pilot_history
-from autopyfactory.web.plot import pilots_svg
+from autopyfactory.health import LEVELS, one_line
+from autopyfactory.metrics import CycleDurations, exposition, factory_registry
+from autopyfactory.timefmt import duration, iso
+from autopyfactory.web import admin, api, logs
+from autopyfactory.web.history import PilotHistory
+from autopyfactory.web.plot import pilots_chart, pilots_svg
 
 if TYPE_CHECKING:
-    from autopyfactory.factory import Factory
     from autopyfactory.queue import APFQueue
+    from autopyfactory.view import FactoryView
 
 log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 DEFAULT_CYCLES = 20
+PAGE_CYCLES = 30  # recent cycles in the queue page's table
+CHAIN_CYCLES = 3  # latest cycles whose scheduler chain the queue page spells out
+FAULTED_PILOTS = 10  # latest faulted pilots the queue page links logs for
+REASON_CHARS = 70  # health reason and last message on the status page: a few short lines at most
+MESSAGE_CHARS = 80
 ADMIN_ACTIONS_SHOWN = 10  # latest admin actions on the status page
 
-STATUS_TEXT = {
-    200: "200 OK", 202: "202 Accepted", 206: "206 Partial Content", 301: "301 Moved Permanently", 304: "304 Not Modified",
-    400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not Found",
-    405: "405 Method Not Allowed", 409: "409 Conflict", 413: "413 Payload Too Large",
-    416: "416 Range Not Satisfiable", 500: "500 Internal Server Error", 503: "503 Service Unavailable",
-}
 SECURITY_HEADERS = [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
                     ("Referrer-Policy", "same-origin")]
 
@@ -71,21 +75,33 @@ def text_response(status: int, text: str) -> Response:
     return Response(status, (text.rstrip("\n") + "\n").encode())
 
 
-def iso(when: float | None) -> str | None:
-    return None if when is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+def error_response(environ: dict, status: int, message: str) -> Response:
+    """An error: a JSON body under /api/ (every error of the API is one), text elsewhere."""
+    if (environ.get("PATH_INFO") or "").startswith("/api/"):
+        return json_response(status, {"error": message})
+    return text_response(status, message)
 
 
-def ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
+def body_length(environ: dict) -> int:
+    try:
+        return int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
+def history_of(records: list) -> list[tuple[float, int | None, int | None]]:
+    """(time, pending, running) of cycle records given newest first, oldest first."""
+    return [(r.started, None if r.batch is None else r.batch.get("pending"),
+             None if r.batch is None else r.batch.get("running")) for r in reversed(records)]
+
+
+def shown_config(values: dict) -> list[tuple[str, str]]:
+    """A queue's effective keys for the queue page, sorted; secrets redacted as by the admin API."""
+    shown = []
+    for key, value in sorted(values.items()):
+        value = admin.redact(key, value)
+        shown.append((key, ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)))
+    return shown
 
 
 def is_loopback(address: str | None) -> bool:
@@ -99,23 +115,28 @@ def is_loopback(address: str | None) -> bool:
 
 
 class WebApp:
-    """WSGI callable over one factory."""
+    """WSGI callable over one factory; its plots come from ``history``."""
 
-    def __init__(self, factory: Factory):
+    def __init__(self, factory: FactoryView, history: PilotHistory):
         self.factory = factory
+        self.history = history
         config = factory.config
         self.logs = logs.LogFiles(config.get("baseLogDir"))
         self.allow_robots = bool(config.get("logserver.allowrobots", False))
         self.admin_api = admin.AdminAPI(factory, self.queue_view)
         self.token = self.admin_api.token
-        self.metrics = factory_registry(factory)
+        self.cycle_durations = CycleDurations()  # fed by a cycle listener (web_service)
+        self.metrics = factory_registry(factory, self.cycle_durations)
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("autopyfactory.web", "templates"),
             autoescape=jinja2.select_autoescape(["html"]),
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.templates.filters["ago"] = ago
+        self.templates.filters["ago"] = duration
+        self.templates.filters["iso"] = iso
+        self.templates.filters["one_line"] = one_line
+        self.templates.globals.update(REASON_CHARS=REASON_CHARS, MESSAGE_CHARS=MESSAGE_CHARS)
         self.templates.filters["urlpath"] = lambda s: quote(str(s))
         self.hostname = socket.gethostname()
 
@@ -125,9 +146,9 @@ class WebApp:
             response = self.route(environ)
         except Exception:
             log.exception("web: %s %s failed", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
-            response = text_response(500, "internal error (see the factory log)")
+            response = error_response(environ, 500, "internal error (see the factory log)")
         headers = response.headers + SECURITY_HEADERS
-        start_response(STATUS_TEXT.get(response.status, f"{response.status} Error"), headers)
+        start_response(f"{response.status} {HTTPStatus(response.status).phrase}", headers)
         if environ.get("REQUEST_METHOD") == "HEAD":
             close = getattr(response.body, "close", None)
             if callable(close):
@@ -142,39 +163,49 @@ class WebApp:
         raw = environ.get("PATH_INFO", "") or "/"
         # PEP 3333: PATH_INFO is bytes decoded as latin-1; file and queue names are UTF-8
         path = raw.encode("latin-1", "replace").decode("utf-8", "replace")
+        if body_length(environ) > admin.MAX_BODY:
+            return error_response(environ, 413, f"request body larger than {admin.MAX_BODY} bytes")
         if path.startswith("/api/v1/admin/"):
             return self.admin(environ, path[len("/api/v1/admin/"):])
         if method not in ("GET", "HEAD"):
-            response = text_response(405, f"{method} not allowed here")
+            response = error_response(environ, 405, f"{method} not allowed here (GET or HEAD)")
             response.headers.append(("Allow", "GET, HEAD"))
             return response
         if path == "/":
             return self.status_page()
+        if path.startswith("/queues/"):
+            return self.queue_page(path[len("/queues/"):].rstrip("/"))
         if path == "/robots.txt":
             return self.robots()
         if path == "/metrics":
             return Response(200, exposition(self.metrics), "text/plain; version=0.0.4; charset=utf-8")
         if path == "/logs" or path.startswith("/logs/"):
             return self.serve_logs(environ, path[len("/logs"):])
+        if path.startswith("/api/"):
+            return self.api(environ, path)
+        return text_response(404, "not found")
+
+    def api(self, environ: dict, path: str) -> Response:
+        """GET /api/v1/factory | /api/v1/queues | /api/v1/queues/<name>[?cycles=N]."""
         if path.rstrip("/") == "/api/v1/factory":
             return json_response(200, self.factory_view())
         if path.rstrip("/") == "/api/v1/queues":
-            return json_response(200, {"queues": [self.queue_view(q) for q in self.queue_list()]})
-        if path.startswith("/api/v1/queues/"):
-            name = path[len("/api/v1/queues/"):].rstrip("/")
-            queue = self.factory.queues.get(name)
-            if queue is None:
-                return json_response(404, {"error": f"no queue {name!r}",
-                                           "queues": sorted(self.factory.queues)})
-            query = parse_qs(environ.get("QUERY_STRING", ""))
-            try:
-                count = max(0, int(query.get("cycles", [DEFAULT_CYCLES])[0]))
-            except ValueError:
-                return json_response(400, {"error": "cycles must be an integer"})
-            return json_response(200, self.queue_view(queue, cycles=count))
-        if path.startswith("/api/"):
+            return json_response(200, {"queues": self.queue_views()})
+        if not path.startswith("/api/v1/queues/"):
             return json_response(404, {"error": f"no such endpoint {path}"})
-        return text_response(404, "not found")
+        name = path[len("/api/v1/queues/"):].rstrip("/")
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        try:
+            count = max(0, int(query.get("cycles", [DEFAULT_CYCLES])[0]))
+        except ValueError:
+            return json_response(400, {"error": "cycles must be an integer"})
+        queue = self.factory.queues.get(name)
+        if queue is not None:
+            return json_response(200, self.queue_view(queue, cycles=count))
+        qconfig = self.factory.config.queues.get(name)
+        if qconfig is not None:
+            return json_response(200, self.disabled_view(qconfig, cycles=count))
+        return json_response(404, {"error": f"no queue {name!r}", "queues": sorted(self.factory.config.queues)})
 
     # ------------------------------------------------------------ views
     def queue_list(self) -> list[APFQueue]:
@@ -188,57 +219,102 @@ class WebApp:
         return None
 
     def queue_view(self, queue: APFQueue, cycles: int | None = None) -> dict:
-        records = queue.recent_records()  # one copy, so last_message and cycles agree
-        view = queue.summary(records)
-        # "cycles" of the API is the list of cycle records; the count keeps its own name
-        view["cycle_count"] = view.pop("cycles", queue.cycles)
-        view["done_1h"], view["fault_1h"] = finished_last_hour(self.factory, view)
+        view = api.queue_view(queue, cycles=cycles)
         view["logs"] = self.today_logs(queue.name)
-        if cycles is not None:
-            view["cycles"] = [r.to_dict() for r in records[:cycles]]
         return view
+
+    def disabled_view(self, qconfig, cycles: int | None = None) -> dict:
+        return api.disabled_view(qconfig, self.factory.config, cycles) | {"logs": None}
+
+    def queue_views(self) -> list[dict]:
+        """Every queue of queues.conf by name: the running ones, and the disabled ones."""
+        views = [self.queue_view(q) for q in self.factory.queues.values()]
+        views += [self.disabled_view(q) for name, q in self.factory.config.queues.items() if name not in self.factory.queues]
+        return sorted(views, key=lambda v: v["name"])
 
     def factory_view(self) -> dict:
         factory = self.factory
         view = factory.summary()
         view["host"] = self.hostname
         view["admin_email"] = factory.config.get("factoryAdminEmail", "")
-        now = time.time()
-        view["credentials"] = [
-            {"profile": name,
-             "ok": bool(state and state.ok),
-             "seconds_left": None if state is None else state.seconds_left,
-             "message": "not checked yet" if state is None else state.message}
-            for name, state in sorted(factory.credentials.all_status().items())
-        ]
-        endpoints = []
-        for health in factory.status.health():
-            health = dict(health)
-            health["last_success"] = iso(health["last_success"])
-            endpoints.append(health)
-        view["endpoints"] = sorted(endpoints, key=lambda h: (h["kind"], h["endpoint"]))
+        view["health"] = self.health_counts()
+        view["credentials"] = [api.credential_view(name, state)
+                               for name, state in sorted(factory.credentials.all_status().items())]
+        view["endpoints"] = sorted((api.endpoint_view(h) for h in factory.status.health()),
+                                   key=lambda e: (e["kind"], e["endpoint"]))
         _, why = self.token.load()
         view["admin"] = {"enabled": not why, "why": why or None}
-        view["now"] = iso(now)
+        view["last_reload"] = api.reload_view(getattr(factory, "last_reload", None))
+        view["now"] = iso(time.time())
         return view
 
+    def health_counts(self) -> dict[str, int]:
+        """Queues of queues.conf at each health level (disabled ones included)."""
+        counts = dict.fromkeys(LEVELS, 0)
+        for queue in self.factory.queues.values():
+            counts[queue.health().level] += 1
+        counts["disabled"] += len([n for n in self.factory.config.queues if n not in self.factory.queues])
+        return counts
+
     def status_page(self) -> Response:
+        """Every queue, problems first: critical, warning, then the rest (``Health.rank``), by name."""
         factory = self.factory_view()
-        rows = []
         now = time.time()
-        for queue in self.queue_list():
-            view = self.queue_view(queue)
-            record = queue.last_record
-            view["age"] = None if record is None else now - record.started
-            view["plot"] = pilots_svg(pilot_history(self.factory, queue.name), title=queue.name)
-            rows.append(view)
+        rows = sorted((self.page_row(queue, now) for queue in self.factory.queues.values()),
+                      key=lambda row: (row["rank"], row["name"]))
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[row["health"]] = counts.get(row["health"], 0) + 1
+        levels = [(level, counts[level]) for level in LEVELS if level in counts]
         html = self.templates.get_template("status.html").render(
-            factory=factory, queues=rows, started_ago=now - self.factory.started,
+            factory=factory, queues=rows, levels=levels, started_ago=now - self.factory.started,
             admin_actions=self.admin_api.recent(ADMIN_ACTIONS_SHOWN),
             keepdays=self.factory.config.get("persistence.keepdays"),
         )
         return Response(200, html.encode(), "text/html; charset=utf-8",
                         [("Cache-Control", "no-store"), ("Refresh", "60")])
+
+    def page_row(self, queue: APFQueue, now: float) -> dict:
+        """One queue as a row of the status page: the API's view, the WMS's own counts, a small plot.
+
+        The plot is drawn from the cycle records the queue keeps in memory (restored
+        from the store at start): no store query per queue, so 2,000 queues stay fast.
+        """
+        records = queue.recent_records()
+        view = queue.summary(records[:1])
+        view["rank"] = LEVELS.index(view["health"])
+        view["logs"] = self.today_logs(queue.name)
+        last = records[0] if records else None
+        wms = last.wms if last is not None else None
+        view["wms_ready"] = None if wms is None else wms.get("ready")
+        view["wms_running"] = None if wms is None else wms.get("running")
+        view["age"] = None if last is None else now - last.started
+        view["plot"] = pilots_svg(history_of(records), title=queue.name)
+        return view
+
+    def queue_page(self, name: str) -> Response:
+        queue = self.factory.queues.get(name)
+        if queue is None:
+            return text_response(404, f"no queue {name!r}")
+        now = time.time()
+        records = queue.recent_records()
+        view = self.queue_view(queue)
+        last = records[0] if records else None
+        html = self.templates.get_template("queue.html").render(
+            factory=self.factory_view(), q=view, now=now,
+            wms=last.wms if last is not None else None,
+            chart=pilots_chart(self.history.series(queue), title=name),
+            cycles=records[:PAGE_CYCLES], chain=records[:CHAIN_CYCLES],
+            faulted=self.faulted_pilots(queue, now),
+            config=shown_config(queue.config.values),
+        )
+        return Response(200, html.encode(), "text/html; charset=utf-8",
+                        [("Cache-Control", "no-store"), ("Refresh", "60")])
+
+    def faulted_pilots(self, queue: APFQueue, now: float) -> list[dict]:
+        """The latest faulted pilots of ``queue`` with the URLs of the log files they left."""
+        pilots = [p for p in queue.finished_pilots(now) if p.state == "fault"][:FAULTED_PILOTS]
+        return [{"pilot": p, "files": self.logs.pilot_files(queue.name, p.jobid, p.end)} for p in pilots]
 
     def robots(self) -> Response:
         if self.allow_robots:
@@ -258,7 +334,7 @@ class WebApp:
         except logs.NotFound:
             return text_response(404, "not found")
         size = info.st_size
-        headers = [("Accept-Ranges", "bytes"), ("Last-Modified", logs.http_date(info.st_mtime)),
+        headers = [("Accept-Ranges", "bytes"), ("Last-Modified", formatdate(info.st_mtime, usegmt=True)),
                    ("Content-Security-Policy", "sandbox"), ("Cache-Control", "no-cache")]
         wanted = logs.parse_range(environ.get("HTTP_RANGE"), size)
         if wanted == "unsatisfiable":

@@ -2,10 +2,9 @@
 
 A cycle listener appends ``(time, pending, running)`` after every cycle to a
 small ring per queue (unknown batch status is kept as ``None``, a gap in the
-plot, never a zero). The web pages read history and the one-hour done/fault
-counts only through ``pilot_history`` and ``finished_last_hour`` below; when
-the factory has a persistence store, those read it (history across restarts)
-and the ring is the fallback.
+plot, never a zero). The status page reads it through ``PilotHistory.series``,
+which reads the persistence store instead when the factory has one (history
+across restarts).
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from autopyfactory.factory import Factory
     from autopyfactory.queue import APFQueue
     from autopyfactory.records import CycleRecord
 
@@ -53,29 +51,13 @@ class PilotHistory:
         with self._lock:
             return [p for p in self._rings.get(queue, ()) if p[0] >= since]
 
+    def series(self, queue: APFQueue, seconds: float = PLOT_SECONDS) -> list[Point]:
+        """(time, pending, running) of ``queue`` over the last ``seconds``, oldest first.
 
-def pilot_history(factory: Factory, queue: str, seconds: float = PLOT_SECONDS) -> list[Point]:
-    """(time, pending, running) of ``queue`` over the last ``seconds``, oldest first.
-
-    From the persistence store when the factory has one (the plot survives
-    restarts), otherwise from the in-memory ring.
-    """
-    apfqueue = factory.queues.get(queue)
-    store = getattr(apfqueue, "store", None)
-    if store is not None and store.usable:
-        from autopyfactory.persistence import pilot_series
-
-        return pilot_series(apfqueue, time.time() - seconds, max_points=RING_POINTS)
-    history: PilotHistory | None = getattr(factory, "pilot_history", None)
-    if history is None:
-        return []
-    return history.get(queue, time.time() - seconds)
-
-
-def finished_last_hour(factory: Factory, summary: dict) -> tuple[int | None, int | None]:
-    """(done, fault) pilots of one queue over the last hour; ``None`` when unknown.
-
-    From ``APFQueue.summary()`` (``summary``): the persistence store when the
-    factory has one, else the batch status's own memory of finished pilots.
-    """
-    return summary.get("done_1h"), summary.get("fault_1h")
+        From the persistence store when the factory has one (the plot survives
+        restarts), otherwise from the in-memory ring.
+        """
+        store = queue.store
+        if store is not None and store.usable:
+            return store.pilot_series(queue.name, time.time() - seconds, max_points=RING_POINTS)
+        return self.get(queue.name, time.time() - seconds)

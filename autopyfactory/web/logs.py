@@ -15,9 +15,12 @@ import os
 import stat
 import time
 from dataclasses import dataclass
+from urllib.parse import quote
 
 TEXT_SUFFIXES = (".out", ".err", ".log", ".jdl", ".txt", ".json", ".sub", ".sh")
 CHUNK = 256 * 1024
+DAY = 86400.0
+LOOK_BACK_DAYS = 3  # a pilot's logs are in the directory of the day it was submitted
 
 
 class NotFound(Exception):
@@ -80,6 +83,30 @@ class LogFiles:
         except BaseException:
             os.close(fd)
             raise
+
+    def pilot_files(self, queue: str, jobid: str, end: float) -> list[tuple[str, str]]:
+        """(file name, URL path) of the logs a pilot left under ``<baseLogDir>/<date>/<queue>/``.
+
+        Every submit plugin writes ``<cluster>.<proc>.out`` and ``.err`` there
+        (Slurm: ``<arrayjob>.<task>``, its id being ``<arrayjob>_<task>``), and
+        HTCondor its user log ``<cluster>.log``. The day is the submission's: the
+        days from the pilot's end back over ``LOOK_BACK_DAYS`` are tried, newest first.
+        """
+        stem = jobid.replace("_", ".")
+        names = (f"{stem}.out", f"{stem}.err", f"{stem.split('.')[0]}.log")
+        for back in range(LOOK_BACK_DAYS):
+            day = time.strftime("%Y-%m-%d", time.gmtime(end - back * DAY))
+            found = []
+            for name in names:
+                try:
+                    real = self.resolve(f"/{day}/{queue}/{name}")
+                except NotFound:
+                    continue
+                if os.path.isfile(real):
+                    found.append((name, "/logs/" + "/".join(quote(p) for p in (day, queue, name))))
+            if found:
+                return found
+        return []
 
     def listing(self, real: str) -> list[Entry]:
         """Entries of a directory under baseLogDir; links leading outside are left out."""
@@ -156,6 +183,3 @@ def file_chunks(handle, start: int, length: int):
     finally:
         handle.close()
 
-
-def http_date(when: float) -> str:
-    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(when))

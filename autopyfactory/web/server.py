@@ -1,29 +1,71 @@
-"""The web server service: waitress serving WebApp from its own thread."""
+"""The web server service: waitress serving WebApp from its own thread.
+
+Waitress reads requests in its I/O loop, not in worker threads, so slow
+clients never hold a worker; two guards are added for slow and many clients
+(docs/web.md, "Slow clients and floods"):
+
+- a request must arrive whole within ``REQUEST_TIMEOUT`` seconds of its
+  first byte, or its connection is closed (slowloris);
+- past ``MAX_CONNECTIONS`` open connections, each new one closes the least
+  recently active connection that is neither being served nor sent to
+  (connection floods), instead of refusing every newcomer.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from waitress import create_server, wasyncore
+from waitress.channel import HTTPChannel
 
 from autopyfactory.web.app import WebApp
 
 if TYPE_CHECKING:
-    from autopyfactory.factory import Factory
+    from autopyfactory.view import FactoryView
+    from autopyfactory.web.history import PilotHistory
 
 log = logging.getLogger(__name__)
 
 WORKER_THREADS = 8
+REQUEST_TIMEOUT = 10  # seconds from the first byte of a request to its last
+MAX_CONNECTIONS = 250  # open connections kept; more evict the least recently active idle one
+IDLE_TIMEOUT = 30  # seconds a connection may stay silent between requests
+
+
+class GuardedChannel(HTTPChannel):
+    """A waitress connection with a deadline for each request and eviction under a flood."""
+
+    request_deadline = 0.0  # monotonic time the request being read must be complete by
+
+    def __init__(self, server, sock, addr, adj, map=None):
+        super().__init__(server, sock, addr, adj, map)
+        if len(server.active_channels) > MAX_CONNECTIONS:
+            idle = [c for c in server.active_channels.values()
+                    if c is not self and not c.requests and not c.total_outbufs_len and not c.will_close]
+            if idle:
+                min(idle, key=lambda c: c.last_activity).will_close = True
+
+    def received(self, data: bytes) -> bool:
+        if self.request is None:  # the first bytes of a new request
+            self.request_deadline = time.monotonic() + REQUEST_TIMEOUT
+        return super().received(data)
+
+    def readable(self) -> bool:
+        # checked by the I/O loop at least once a second (asyncore_loop_timeout)
+        if self.request is not None and not self.requests and time.monotonic() > self.request_deadline:
+            self.will_close = True
+        return super().readable()
 
 
 class WebServer:
     """``logserver.bind``:``logserver.port`` (port 0 picks a free port; see ``port``)."""
 
-    def __init__(self, factory: Factory):
+    def __init__(self, factory: FactoryView, history: PilotHistory):
         self.factory = factory
-        self.app = WebApp(factory)
+        self.app = WebApp(factory, history)
         self.bind = factory.config.get("logserver.bind") or "127.0.0.1"
         self.requested_port = int(factory.config.get("logserver.port"))
         self.port: int | None = None
@@ -47,13 +89,15 @@ class WebServer:
             self._server = create_server(
                 self.app, host=self.bind, port=self.requested_port, threads=WORKER_THREADS,
                 ident="autopyfactory", clear_untrusted_proxy_headers=True,
-                channel_timeout=60, connection_limit=200,
+                channel_timeout=IDLE_TIMEOUT, cleanup_interval=5, asyncore_use_poll=True,
+                connection_limit=MAX_CONNECTIONS + 50,  # reached only when every connection is busy
             )
         except (OSError, ValueError) as exc:
             # the queues matter more than their web page: keep the factory running, say it loudly
             self.error = f"cannot listen on {self.bind}:{self.requested_port}: {exc}"
             log.error("web: %s; the factory runs without its web server", self.error)
             return
+        self._server.channel_class = GuardedChannel
         self.port = self._server.effective_port
         self._thread = threading.Thread(target=self._run, name="web", daemon=True)
         self._thread.start()

@@ -1,10 +1,12 @@
 #!/bin/bash
-# rpmbuild for tests/test_packaging.py (Debian's "rpm" package); idempotent and quiet.
+# For tests/test_packaging.py (Debian packages): rpmbuild, cpio to unpack the payload, and
+# python3-packaging for rpm's python3dist() generator; idempotent and quiet.
 set -euo pipefail
-if command -v rpmbuild >/dev/null 2>&1; then
+if command -v rpmbuild >/dev/null 2>&1 && command -v cpio >/dev/null 2>&1 \
+        && /usr/bin/python3 -c 'import packaging' 2>/dev/null; then
     exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null
-apt-get install -y -qq --no-install-recommends rpm >/dev/null
+apt-get install -y -qq --no-install-recommends rpm cpio python3-packaging >/dev/null
 command -v rpmbuild >/dev/null

@@ -28,10 +28,6 @@ class SSH(AuthPlugin):
         "checktime": Key("int", 3600, min=1),
     }
 
-    @property
-    def check_interval(self) -> float:
-        return float(self.options["checktime"])
-
     def check(self) -> CredentialStatus:
         name, key = self.section.name, self.options["privatekey"]
         for label in ("privatekey", "publickey", "passwordfile"):

@@ -8,8 +8,9 @@ import os
 import shlex
 import time
 
+from autopyfactory.commands import run
 from autopyfactory.config import Key
-from autopyfactory.credentials import run_command, write_private
+from autopyfactory.credentials import write_private
 from autopyfactory.info import CredentialStatus
 from autopyfactory.interfaces import AuthPlugin
 
@@ -56,10 +57,6 @@ class Token(AuthPlugin):
         "timeout": Key("float", 60.0, min=1),
     }
 
-    @property
-    def check_interval(self) -> float:
-        return float(self.options["checktime"])
-
     def time_left(self) -> tuple[float | None, str]:
         path = self.options["tokenfile"]
         try:
@@ -72,8 +69,8 @@ class Token(AuthPlugin):
 
     def renew(self) -> str:
         argv = shlex.split(self.options["renewcommand"])
-        env = {**os.environ, "APF_TOKEN_FILE": self.options["tokenfile"]}
-        result = run_command(argv, float(self.options["timeout"]), env=env)
+        env = {"APF_TOKEN_FILE": self.options["tokenfile"]}
+        result = run(argv, float(self.options["timeout"]), env=env)
         if not result.ok:
             return f"renewal failed: {result.describe()}"
         if looks_like_jwt(result.stdout):
@@ -87,20 +84,8 @@ class Token(AuthPlugin):
         return ""
 
     def check(self) -> CredentialStatus:
-        name, path = self.section.name, self.options["tokenfile"]
-        left, why = self.time_left()
-        message = ""
-        if self.options["renewcommand"] and (left is None or left < self.options["minlife"]):
-            failure = self.renew()
-            if failure:
-                message = failure
-            else:
-                left, why = self.time_left()
-                message = "renewed"
-                if left is not None and left < self.options["minlife"]:
-                    message = "renewed, still below token.minlife"
-        if left is None:
-            return CredentialStatus(name, False, None, "; ".join(m for m in (why, message) if m), path)
-        if left <= 0:
-            return CredentialStatus(name, False, 0, "; ".join(m for m in ("expired", message) if m), path)
-        return CredentialStatus(name, True, left, message, path)
+        path = self.options["tokenfile"]
+        left, why, message = self.renew_when_due(self.time_left, bool(self.options["renewcommand"]))
+        if message == "renewed" and left is not None and left < self.options["minlife"]:
+            message = "renewed, still below token.minlife"
+        return self.unusable(left, why, message, path) or CredentialStatus(self.section.name, True, left, message, path)

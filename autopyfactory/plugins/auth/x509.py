@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
+from autopyfactory.commands import run
 from autopyfactory.config import Key
-from autopyfactory.credentials import private_tempfile, run_command
+from autopyfactory.credentials import private_tempfile
 from autopyfactory.info import CredentialStatus
 from autopyfactory.interfaces import AuthPlugin
 
@@ -61,10 +62,6 @@ class X509(AuthPlugin):
     }
 
     @property
-    def check_interval(self) -> float:
-        return float(self.options["checktime"])
-
-    @property
     def timeout(self) -> float:
         return float(self.options["timeout"])
 
@@ -73,7 +70,7 @@ class X509(AuthPlugin):
         """Seconds left of the proxy at ``path`` (voms-proxy-info), or None and why."""
         if not os.path.exists(path):
             return None, f"no proxy file {path}"
-        result = run_command(["voms-proxy-info", "-file", path, "-timeleft"], self.timeout)
+        result = run(["voms-proxy-info", "-file", path, "-timeleft"], self.timeout)
         if not result.ok:
             return None, result.describe()
         try:
@@ -86,14 +83,14 @@ class X509(AuthPlugin):
         vorole = self.options["vorole"]
         if not vorole:
             return ""
-        result = run_command(["voms-proxy-info", "-file", path, "-fqan"], self.timeout)
+        result = run(["voms-proxy-info", "-file", path, "-fqan"], self.timeout)
         if not result.ok:
             return result.describe()
         fqans = [line.strip() for line in result.stdout.splitlines() if line.strip()]
         wanted = fqan_of(vorole)
         if not any(f == wanted or f.startswith(wanted.rstrip("/") + "/") for f in fqans):
             return f"proxy lacks VO role {wanted} (has {', '.join(fqans) or 'none'})"
-        left = run_command(["voms-proxy-info", "-file", path, "-actimeleft"], self.timeout)
+        left = run(["voms-proxy-info", "-file", path, "-actimeleft"], self.timeout)
         if left.ok:
             try:
                 if int(left.stdout.strip().splitlines()[-1]) <= 0:
@@ -144,7 +141,7 @@ class X509(AuthPlugin):
                 if argv[0] == "myproxy-get-delegation" and self.options["myproxypassfile"]:
                     with open(self.options["myproxypassfile"]) as handle:
                         stdin = handle.read()
-                result = run_command(argv, self.timeout, stdin=stdin)
+                result = run(argv, self.timeout, input=stdin)
                 if not result.ok:
                     return f"renewal failed: {result.describe()}"
             os.chmod(tmp, 0o600)
@@ -165,19 +162,10 @@ class X509(AuthPlugin):
 
     def check(self) -> CredentialStatus:
         path = self.options["proxyfile"]
-        left, why = self.time_left(path)
-        message = ""
-        if self.options["renew"] and (left is None or left < self.options["minlife"]):
-            failure = self.renew()
-            if failure:
-                message = failure
-            else:
-                left, why = self.time_left(path)
-                message = "renewed"
-        if left is None:
-            return CredentialStatus(self.section.name, False, None, "; ".join(m for m in (why, message) if m), path)
-        if left <= 0:
-            return CredentialStatus(self.section.name, False, 0, "; ".join(m for m in ("expired", message) if m), path)
+        left, why, message = self.renew_when_due(lambda: self.time_left(path), self.options["renew"])
+        failed = self.unusable(left, why, message, path)
+        if failed is not None:
+            return failed
         problem = self.role_problem(path)
         if problem:
             return CredentialStatus(self.section.name, False, left, problem, path)

@@ -15,6 +15,7 @@ attributed from those.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Collection, Iterable
 from typing import Any
@@ -23,10 +24,14 @@ from autopyfactory import commands
 from autopyfactory.config import Key
 from autopyfactory.info import BatchQueueInfo, FinishedPilot
 from autopyfactory.interfaces import BatchStatusPlugin
+from autopyfactory.plugins.batchstatus._tally import LIVE_STATES, Tally, wms_queues
 
 log = logging.getLogger(__name__)
 
 HISTORY_WINDOW = 3600.0
+# the HTCondor bindings are an extra: every Condor plugin names them
+CONDOR_REQUIRES = {"htcondor2": "install it with pip install 'autopyfactory[condor]' "
+                                "(RPM: python3-condor from the HTCondor repository)"}
 HISTORY_LIMIT = 100_000
 PROJECTION = [
     "ClusterId", "ProcId", "JobStatus", "APF_FACTORY", "APF_QUEUE", "MATCH_APF_QUEUE", "APF_WMSQUEUE",
@@ -35,7 +40,7 @@ PROJECTION = [
 ]
 
 # HTCondor JobStatus -> pilot state. Source: HTCondor manual, "Job ClassAd
-# Attributes", JobStatus; mapping as in reference/apf-semantics.md (held is
+# Attributes", JobStatus; the table in docs/semantics.md (held is
 # pending and shown apart; completed is told apart by exit code).
 CONDOR_STATES: dict[int, str] = {
     1: "pending",  # Idle
@@ -47,6 +52,16 @@ CONDOR_STATES: dict[int, str] = {
     7: "running",  # Suspended
 }
 HELD = 5
+REMOVED, TRANSFERRING_OUTPUT = 3, 6
+
+
+def leaving(ad) -> bool:
+    """A pilot in the queue on its way out: transferring its output, or removed after it started.
+
+    Such a pilot is counted as running (it still holds its slot) and shown apart as "exiting".
+    """
+    status = int(ad.get("JobStatus") or 0)
+    return status == TRANSFERRING_OUTPUT or (status == REMOVED and bool(ad.get("JobStartDate")))
 
 STATUS_KEYS = {
     "scheddhost": Key("str", "", help="schedd host (default: the local schedd, or the collector's)"),
@@ -148,14 +163,17 @@ class Condor(BatchStatusPlugin):
     bindings call). Interval: ``[Factory] batchstatus.condor.sleep``.
 
     Returns {queue: BatchQueueInfo}: pending (held included and shown apart),
-    running, done/fault of the last hour (queue + history), ``finished``
+    running (pilots transferring output or removed after they started
+    included, and shown apart as exiting), done/fault of the last hour (queue + history), ``finished``
     pilots for Throttle, and ``peers`` (other factories' pilots of the same
     WMS queue). A failed or timed out call raises (status unknown).
     """
 
     name = "Condor"
+    requires = CONDOR_REQUIRES
     keys = STATUS_KEYS
     endpoint_keys = ("scheddhost", "scheddport", "collectorhost", "collectorport")
+    name_keys = ("scheddhost", "scheddport", "collectorhost", "collectorport")
     default_sleep = 60.0
     default_maxage = 600.0
 
@@ -167,15 +185,10 @@ class Condor(BatchStatusPlugin):
     def timeout(self) -> float:
         return float(self.options.get("timeout") or 60.0)
 
-    def _wmsqueue(self, queue: str) -> str:
-        config = getattr(self.context, "config", None)
-        qconfig = config.queues.get(queue) if config is not None else None
-        return qconfig.wmsqueue if qconfig is not None else queue
-
     def constraint(self, wmsqueues: Iterable[str]) -> str:
         """This factory's pilots and other factories' pilots of our WMS queues."""
         fid = self.context.factory_id
-        mine = f"(APF_FACTORY =?= {quote(fid)} || regexp({quote('^' + _regex_escape(fid) + '#')}, "\
+        mine = f"(APF_FACTORY =?= {quote(fid)} || regexp({quote('^' + re.escape(fid) + '#')}, "\
                f"FACTORY_JOBID ?: \"\"))"
         peers = " || ".join(f"APF_WMSQUEUE =?= {quote(w)} || MATCH_APF_QUEUE =?= {quote(w)}"
                             for w in sorted(set(wmsqueues)))
@@ -188,7 +201,7 @@ class Condor(BatchStatusPlugin):
 
     def poll(self, queues: Collection[str]) -> dict[str, BatchQueueInfo]:
         wanted = list(queues)
-        wms_of = {q: self._wmsqueue(q) for q in wanted}
+        wms_of = wms_queues(self.context, wanted)
         constraint = self.constraint(wms_of.values())
         now = time.time()
         try:
@@ -209,14 +222,12 @@ class Condor(BatchStatusPlugin):
                   wms_of: dict[str, str], now: float) -> dict[str, BatchQueueInfo]:
         fid = self.context.factory_id
         wanted = set(queues)
-        wms_wanted = set(wms_of.values())
-        counts = {q: {"pending": 0, "running": 0, "held": 0} for q in wanted}
+        tally = Tally({q: wms_of[q] for q in wanted})
         finished: dict[str, dict[str, FinishedPilot]] = {q: {} for q in wanted}
-        peers: dict[str, dict[str, dict[str, float]]] = {}
         for source, ad_list in (("queue", ads), ("history", history)):
             for ad in ad_list:
                 factory, queue, wmsqueue = pilot_identity(ad)
-                state = pilot_state(ad)
+                state = "running" if source == "queue" and leaving(ad) else pilot_state(ad)
                 if state == "unknown":
                     log.warning("HTCondor JobStatus %r not in the state table; counted as pending",
                                 ad.get("JobStatus"))
@@ -224,34 +235,17 @@ class Condor(BatchStatusPlugin):
                 if factory == fid:
                     if queue not in wanted:
                         continue
-                    if state in ("pending", "running"):
+                    tally.waited(queue, _number(ad.get("QDate")), _number(ad.get("JobStartDate")), now,
+                                 HISTORY_WINDOW)
+                    if state in LIVE_STATES:
                         if source == "queue":
-                            counts[queue][state] += 1
-                            if int(ad.get("JobStatus") or 0) == HELD:
-                                counts[queue]["held"] += 1
+                            tally.mine(queue, state, held=int(ad.get("JobStatus") or 0) == HELD,
+                                       exiting=leaving(ad))
                         continue
                     pilot = finished_pilot(ad, fid)
                     if now - pilot.end <= HISTORY_WINDOW:
                         finished[queue][pilot.jobid] = pilot
-                elif source == "queue" and wmsqueue in wms_wanted and state in ("pending", "running"):
-                    peer = peers.setdefault(wmsqueue, {}).setdefault(
-                        factory or "unknown", {"pending": 0, "running": 0, "submitted_last": 0.0})
-                    peer[state] += 1
-                    qdate = _number(ad.get("QDate")) or 0.0
-                    peer["submitted_last"] = max(peer["submitted_last"], qdate)
-        answer = {}
-        for queue in wanted:
-            ended = tuple(sorted(finished[queue].values(), key=lambda p: -p.end))
-            c = counts[queue]
-            answer[queue] = BatchQueueInfo(
-                pending=c["pending"], running=c["running"], held=c["held"],
-                done=sum(1 for p in ended if p.state == "done"),
-                fault=sum(1 for p in ended if p.state == "fault"),
-                finished=ended, peers={f: dict(v) for f, v in peers.get(wms_of[queue], {}).items()},
-            )
-        return answer
+                elif source == "queue" and wmsqueue in tally.wms_wanted and state in LIVE_STATES:
+                    tally.peer(wmsqueue, factory or "unknown", state, submitted=_number(ad.get("QDate")))
+        return tally.answer({queue: pilots.values() for queue, pilots in finished.items()})
 
-
-def _regex_escape(text: str) -> str:
-    """Escape PCRE metacharacters (ClassAd regexp is PCRE)."""
-    return "".join("\\" + ch if ch in ".^$*+?()[]{}|\\" else ch for ch in text)

@@ -27,6 +27,7 @@ from autopyfactory import commands
 from autopyfactory.config import Key
 from autopyfactory.info import BatchQueueInfo, FinishedPilot
 from autopyfactory.interfaces import BatchStatusPlugin
+from autopyfactory.plugins.batchstatus._tally import LIVE_STATES, Tally, wms_queues
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ SQUEUE_FORMAT = ",".join(f"{name}:|" for name in SQUEUE_FIELDS)
 REMEMBER_FINISHED = 3600.0  # done/fault cover the last hour; squeue forgets after MinJobAge
 
 # Slurm job state (squeue %T / State) -> pilot state. Source: squeue(1), section
-# "JOB STATE CODES", Slurm 22.05; mapping as in reference/apf-semantics.md.
+# "JOB STATE CODES", Slurm 22.05; the table in docs/semantics.md.
 SLURM_STATES: dict[str, str] = {
     "PENDING": "pending",
     "CONFIGURING": "pending",
@@ -66,6 +67,8 @@ SLURM_STATES: dict[str, str] = {
 }
 HELD_STATES = frozenset({"REQUEUE_HOLD", "RESV_DEL_HOLD"})
 HELD_REASONS = frozenset({"JobHeldUser", "JobHeldAdmin"})
+# running pilots on their way out: counted as running and shown apart as "exiting"
+EXITING_STATES = frozenset({"COMPLETING", "STAGE_OUT"})
 
 
 def pilot_tag(factory: str, wmsqueue: str, queue: str) -> str:
@@ -254,7 +257,8 @@ class Slurm(BatchStatusPlugin):
     ``batchstatus.slurm.timeout`` (60 s). Interval: ``[Factory] batchstatus.slurm.sleep``.
 
     Returns {queue: BatchQueueInfo} for every queue asked: pending (held
-    included and shown apart), running, done and fault over the last hour
+    included and shown apart), running (COMPLETING and STAGE_OUT included and
+    shown apart as exiting), done and fault over the last hour
     (pilots squeue has forgotten are remembered here), ``finished`` pilots
     with start/end/exit code for Throttle, and ``peers``: other factories'
     pilots of the same WMS queue, {factoryId: {pending, running, submitted_last}}.
@@ -268,6 +272,7 @@ class Slurm(BatchStatusPlugin):
         "timeout": Key("float", 60.0, min=1, help="seconds before squeue is given up"),
     }
     endpoint_keys = ("squeue", "slurmconf")
+    name_keys = ("slurmconf",)
     default_sleep = 60.0
     default_maxage = 600.0
     runner: commands.Runner = staticmethod(commands.run)
@@ -281,11 +286,6 @@ class Slurm(BatchStatusPlugin):
     def argv(self) -> list[str]:
         return [self.options.get("squeue") or "squeue", "-h", "-r", "-t", "all", "-O", SQUEUE_FORMAT]
 
-    def _wmsqueue(self, queue: str) -> str:
-        config = getattr(self.context, "config", None)
-        qconfig = config.queues.get(queue) if config is not None else None
-        return qconfig.wmsqueue if qconfig is not None else queue
-
     def poll(self, queues: Collection[str]) -> dict[str, BatchQueueInfo]:
         self.calls += 1
         result = self.runner(self.argv(), timeout=float(self.options.get("timeout") or 60.0),
@@ -298,10 +298,7 @@ class Slurm(BatchStatusPlugin):
         """Counts per queue from squeue output (see the module docstring for its format)."""
         factory = self.context.factory_id
         wanted = set(queues)
-        wms_of = {q: self._wmsqueue(q) for q in wanted}
-        wms_wanted = set(wms_of.values())
-        counts = {q: {"pending": 0, "running": 0, "held": 0} for q in wanted}
-        peers: dict[str, dict[str, dict[str, float]]] = {}  # wmsqueue -> factory -> counts
+        tally = Tally(wms_queues(self.context, wanted))
         seen: dict[str, dict[str, FinishedPilot]] = {q: {} for q in wanted}
         times = _Times()
         for number, fields, tag in _tagged_lines(output):
@@ -310,15 +307,15 @@ class Slurm(BatchStatusPlugin):
             if tag[0] == factory:
                 if tag[2] not in wanted:
                     continue
-            elif tag[1] not in wms_wanted:
+            elif tag[1] not in tally.wms_wanted:
                 continue
-            if tag[0] == factory and state in ("pending", "running"):
+            if tag[0] == factory and state in LIVE_STATES:
                 # most lines: this factory's pending and running pilots, only counted
-                count = _task_count(fields[2], number)
-                bucket = counts[tag[2]]
-                bucket[state] += count
-                if state == "pending" and (fields[8] in HELD_REASONS or slurm_state in HELD_STATES):
-                    bucket["held"] += count
+                tally.mine(tag[2], state, _task_count(fields[2], number),
+                           held=state == "pending" and (fields[8] in HELD_REASONS or slurm_state in HELD_STATES),
+                           exiting=slurm_state in EXITING_STATES)
+                if state == "running":
+                    tally.waited(tag[2], times(fields[4]), times(fields[5]), now, REMEMBER_FINISHED)
                 continue
             if tag[0] == factory and state is not None and fields[2].isdigit():
                 # a finished pilot seen in an earlier poll: an end does not change, nothing to parse again
@@ -338,33 +335,21 @@ class Slurm(BatchStatusPlugin):
             if line.factory == factory:
                 if line.queue not in wanted:
                     continue
-                if state in ("pending", "running"):
-                    bucket = counts[line.queue]
-                    bucket[state] += line.count
-                    if state == "pending" and (line.reason in HELD_REASONS or line.state in HELD_STATES):
-                        bucket["held"] += line.count
+                if state in LIVE_STATES:
+                    tally.mine(line.queue, state, line.count,
+                               held=state == "pending" and (line.reason in HELD_REASONS or line.state in HELD_STATES),
+                               exiting=line.state in EXITING_STATES)
                 elif line.end is not None:
+                    tally.waited(line.queue, line.submit, line.start, now, REMEMBER_FINISHED)
                     for jobid in line.ids:
                         seen[line.queue][jobid] = FinishedPilot(jobid, line.start, line.end, line.exitcode,
                                                                 state, factory)
-            elif line.wmsqueue in wms_wanted and state in ("pending", "running"):
-                peer = peers.setdefault(line.wmsqueue, {}).setdefault(
-                    line.factory, {"pending": 0, "running": 0, "submitted_last": 0.0})
-                peer[state] += line.count
-                if line.submit is not None and line.submit > peer["submitted_last"]:
-                    peer["submitted_last"] = line.submit
-        answer = {}
+            elif line.wmsqueue in tally.wms_wanted and state in LIVE_STATES:
+                tally.peer(line.wmsqueue, line.factory, state, line.count, line.submit)
         for queue in wanted:
             memory = self._finished.setdefault(queue, {})
             memory.update(seen[queue])
             for jobid in [j for j, p in memory.items() if now - p.end > REMEMBER_FINISHED]:
                 del memory[jobid]
-            finished = tuple(sorted(memory.values(), key=lambda p: -p.end))
-            done = sum(1 for p in finished if p.state == "done")
-            fault = sum(1 for p in finished if p.state == "fault")
-            c = counts[queue]
-            answer[queue] = BatchQueueInfo(
-                pending=c["pending"], running=c["running"], held=c["held"], done=done, fault=fault,
-                finished=finished, peers={f: dict(v) for f, v in peers.get(wms_of[queue], {}).items()},
-            )
-        return answer
+        return tally.answer({queue: self._finished[queue].values() for queue in wanted})
+

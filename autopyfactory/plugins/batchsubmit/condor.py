@@ -16,7 +16,12 @@ from autopyfactory import commands
 from autopyfactory.config import Key, split_list
 from autopyfactory.interfaces import BatchSubmitPlugin, SubmitResult
 from autopyfactory.paths import default_executable, wrapper_dir
-from autopyfactory.plugins.batchstatus.condor import STATUS_KEYS, connect_schedd, quote
+from autopyfactory.plugins.batchstatus.condor import (
+    CONDOR_REQUIRES,
+    STATUS_KEYS,
+    connect_schedd,
+    quote,
+)
 
 
 class SubmitDescriptionError(ValueError):
@@ -101,6 +106,7 @@ class CondorBase(BatchSubmitPlugin):
     """Shared by CondorLocal, CondorCE, CondorARC and CondorSSH (not a plugin itself)."""
 
     keys: dict[str, Key] = BASE_KEYS
+    requires = CONDOR_REQUIRES
     universe = "vanilla"
     token_authenticates = False  # the grid resource takes a token (scitokens_file)
 

@@ -11,7 +11,6 @@ from autopyfactory.config import Key
 from autopyfactory.interfaces import BatchSubmitPlugin, SubmitResult
 from autopyfactory.localbatch import LocalBatch
 from autopyfactory.paths import default_executable
-from autopyfactory.plugins.wmsstatus.local import spooldir
 
 
 class Local(BatchSubmitPlugin):
@@ -37,9 +36,7 @@ class Local(BatchSubmitPlugin):
 
     def submit(self, n: int) -> SubmitResult:
         logdir = self.context.logdir(self.queue.name)
-        extra = {}
-        if self.queue.values.get("wmsstatusplugin") == "Local":
-            extra["APF_WMS_SPOOLDIR"] = spooldir(self.queue.options("wmsstatus.local"), self.context.config)
+        extra = self.context.wms_environment(self.queue)
 
         def environment(jobid: str, out: str) -> dict[str, str]:
             return {**self.context.pilot_environment(self.queue, jobid, out), **extra}

@@ -131,10 +131,7 @@ class Slurm(BatchSubmitPlugin):
         credential = self.credential()
         if credential is not None and credential[0] in PILOT_VARIABLES:
             env[PILOT_VARIABLES[credential[0]]] = credential[1]
-        if self.queue.values.get("wmsstatusplugin") == "Local":
-            from autopyfactory.plugins.wmsstatus.local import spooldir
-
-            env["APF_WMS_SPOOLDIR"] = spooldir(self.queue.options("wmsstatus.local"), self.context.config)
+        env.update(self.context.wms_environment(self.queue))
         return env
 
     @staticmethod

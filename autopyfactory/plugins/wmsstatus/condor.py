@@ -13,10 +13,11 @@ import time
 from collections.abc import Collection
 from typing import Any, Protocol
 
+from autopyfactory.commands import TimedCaller
 from autopyfactory.config import Key
 from autopyfactory.info import WMSQueueInfo
 from autopyfactory.interfaces import WMSStatusPlugin
-from autopyfactory.status import TimedCaller
+from autopyfactory.plugins.batchstatus.condor import CONDOR_REQUIRES
 
 # HTCondor JobStatus -> WMSQueueInfo field. 1 idle, 2 running, 5 held (waits for
 # an operator, so not ready for a pilot); removed/completed jobs are not work.
@@ -78,6 +79,7 @@ class Condor(WMSStatusPlugin):
     """
 
     name = "Condor"
+    requires = CONDOR_REQUIRES
     keys = {
         "pool": Key("str", "", help="collector host[:port] (default: local HTCondor configuration)"),
         "schedd": Key("str", "", help="one schedd name (default: all schedds of the pool)"),
@@ -86,6 +88,7 @@ class Condor(WMSStatusPlugin):
         "timeout": Key("float", 60.0, min=0.1, help="seconds for each query"),
     }
     endpoint_keys = ("pool", "schedd", "queueattr", "constraint")
+    name_keys = ("pool", "schedd")
     default_sleep = 60.0
     default_maxage = 600.0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection
+from typing import Any
 
 from autopyfactory.config import FactoryConfig, Key
 from autopyfactory.info import WMSQueueInfo
@@ -42,8 +43,14 @@ class Local(WMSStatusPlugin):
     name = "Local"
     keys = {"spooldir": Key("path", "", help="directory holding one sub-directory per WMS queue")}
     endpoint_keys = ("spooldir",)
+    name_keys = ("spooldir",)
     default_sleep = 10.0
     default_maxage = 120.0
+
+    @classmethod
+    def pilot_environment(cls, options: dict[str, Any], config: FactoryConfig) -> dict[str, str]:
+        """The pilot wrapper claims work items from ``APF_WMS_SPOOLDIR``."""
+        return {"APF_WMS_SPOOLDIR": spooldir(options, config)}
 
     def poll(self, queues: Collection[str]) -> dict[str, WMSQueueInfo | Unknown]:
         root = spooldir(self.options, self.context.config)

@@ -8,10 +8,14 @@ network is ever unpickled or evaluated.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 import time
 from collections.abc import Collection
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
@@ -22,7 +26,7 @@ from autopyfactory.status import Unknown
 
 STATS_PATH = "/statistics/active_job_stats_by_site"
 
-# PanDA job status -> WMSQueueInfo field (reference/apf-semantics.md, "WMS side").
+# PanDA job status -> WMSQueueInfo field (the table in docs/semantics.md).
 # States not listed (e.g. new ones) are not counted.
 JOB_STATES: dict[str, str] = {
     "pending": "notready",
@@ -70,6 +74,42 @@ def site_info(counts: Any, status: str) -> WMSQueueInfo | Unknown:
     return WMSQueueInfo(status=status, **totals)
 
 
+def _read_body(answer: requests.Response, deadline: float, maxbytes: int, what: str, late: str) -> bytearray:
+    """The body, read until ``maxbytes`` at most and until the ``deadline`` (monotonic) at the latest.
+
+    Each read has the request's read timeout, but a server trickling a byte
+    now and then never lets one expire: a watchdog shuts the socket down at
+    the deadline, which ends the read under way.
+    """
+    sock = getattr(getattr(answer.raw, "connection", None), "sock", None)
+    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _shut, (sock,))
+    watchdog.daemon = True
+    if sock is not None:
+        watchdog.start()
+    try:
+        body = bytearray()
+        for chunk in answer.iter_content(CHUNK):
+            body += chunk
+            if len(body) > maxbytes:
+                raise PandaError(f"{what}: answer larger than maxbytes {maxbytes}, not read further")
+            if time.monotonic() > deadline:
+                raise PandaError(late)
+        if time.monotonic() > deadline:  # cut short by the watchdog
+            raise PandaError(late)
+        return body
+    except requests.RequestException:
+        if time.monotonic() > deadline:  # cut by the watchdog
+            raise PandaError(late) from None
+        raise
+    finally:
+        watchdog.cancel()
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's, also under TLS
+
+
 class Panda(WMSStatusPlugin):
     """Jobs waiting in PanDA per PanDA queue (``wmsqueue`` = PanDA site/queue name).
 
@@ -84,14 +124,16 @@ class Panda(WMSStatusPlugin):
     - ``tokenfile`` *: file holding a bearer token (re-read at every poll).
     - ``capath`` *: CA directory or bundle (e.g. ``/etc/grid-security/certificates``);
       default: the system CAs.
-    - ``timeout`` (30 s): connect and read timeout, and the limit for a whole answer.
+    - ``timeout`` (30 s): connect and read timeout, and the limit for a whole answer
+      (enforced while reading: a trickling answer is cut at the deadline).
     - ``maxbytes`` (16 MiB): a larger answer is a failure (read is stopped there).
 
     Returns {wmsqueue: WMSQueueInfo} with PanDA job states mapped to
     notready/ready/running/done/failed. Unknown (never zero): any failure of
     the request (timeout, not 200, not JSON, ``success`` not true, no ``data``
-    object, empty ``data``), and per queue a site missing from ``data`` or
-    from the queue information.
+    object, empty ``data``), and per queue a malformed site entry or a queue
+    missing from the queue information. A site missing from ``data`` has no
+    active jobs (PanDA omits those): zero, not unknown.
     """
 
     name = "Panda"
@@ -108,6 +150,15 @@ class Panda(WMSStatusPlugin):
     default_sleep = 150.0
     default_maxage = 600.0
 
+    @classmethod
+    def endpoint_name(cls, options: dict[str, Any]) -> str:
+        """The PanDA URL, without any ``user:password@``."""
+        url = urlsplit(str(options.get("url") or ""))
+        if not url.hostname:
+            return url.geturl() or "local"
+        host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
+        return urlunsplit(url._replace(netloc=host + (f":{url.port}" if url.port else "")))
+
     def __init__(self, options: dict[str, Any], context):
         super().__init__(options, context)
         key = ("panda-session", type(self).endpoint(options))
@@ -123,8 +174,7 @@ class Panda(WMSStatusPlugin):
             kwargs["verify"] = capath
         profile = self.options.get("proxy")
         if profile:
-            credentials = self.context.credentials
-            state = credentials.status(profile) if credentials is not None else None
+            state = self.context.credential(profile)
             if state is None:
                 raise PandaError(f"credential {profile} not checked yet")
             if not state.ok:
@@ -151,6 +201,7 @@ class Panda(WMSStatusPlugin):
         timeout = float(self.options.get("timeout") or 30.0)
         maxbytes = int(self.options.get("maxbytes") or 16 * 1024 * 1024)
         deadline = time.monotonic() + timeout
+        late = f"{what}: answer not complete within the timeout of {timeout:g}s"
         self.requests += 1
         try:
             with self.session.get(url, timeout=(timeout, timeout), stream=True, **self._auth()) as answer:
@@ -163,13 +214,7 @@ class Panda(WMSStatusPlugin):
                 declared = answer.headers.get("Content-Length", "")
                 if declared.isdigit() and int(declared) > maxbytes:
                     raise PandaError(f"{what}: answer of {int(declared)} bytes is larger than maxbytes {maxbytes}")
-                body = bytearray()
-                for chunk in answer.iter_content(CHUNK):
-                    body += chunk
-                    if len(body) > maxbytes:
-                        raise PandaError(f"{what}: answer larger than maxbytes {maxbytes}, not read further")
-                    if time.monotonic() > deadline:
-                        raise PandaError(f"{what}: answer not complete within the timeout of {timeout:g}s")
+                body = _read_body(answer, deadline, maxbytes, what, late)
         except requests.RequestException as exc:
             raise PandaError(f"{what}: {type(exc).__name__}: {_short(exc, 300)}") from None
         if body[:1] == b"\x80":
@@ -219,9 +264,6 @@ class Panda(WMSStatusPlugin):
                     result[wmsqueue] = Unknown(f"no status for {wmsqueue} in the queue information")
                     continue
                 status = value.strip().lower()
-            counts = data.get(wmsqueue)
-            if counts is None:
-                result[wmsqueue] = Unknown(f"no entry for {wmsqueue} in the job statistics")
-                continue
-            result[wmsqueue] = site_info(counts, status)
+            # PanDA lists only sites with active jobs: a good answer without the site means none
+            result[wmsqueue] = site_info(data.get(wmsqueue, {}), status)
         return result

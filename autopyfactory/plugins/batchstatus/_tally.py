@@ -1,0 +1,74 @@
+"""One tally of a batch status poll, for every batch status plugin that sees the whole
+batch system (not a plugin module: its name starts with ``_``).
+
+The plugin reads its batch system its own way and tells the tally what each
+pilot is; the tally counts, per factory queue, this factory's pending (held
+among them) and running (exiting among them) pilots, collects the finished ones, and counts other
+factories' pilots per WMS queue (``BatchQueueInfo.peers``, see peers.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
+
+from autopyfactory.info import BatchQueueInfo, FinishedPilot
+
+LIVE_STATES = ("pending", "running")  # what is counted; the other states end up in ``finished``
+
+
+def wms_queues(context: Any, queues: Collection[str]) -> dict[str, str]:
+    """The WMS queue of each factory queue (its own name when the config does not know it)."""
+    config = getattr(context, "config", None)
+    known = config.queues if config is not None else {}
+    return {q: known[q].wmsqueue if q in known else q for q in queues}
+
+
+class Tally:
+    def __init__(self, wms_of: Mapping[str, str]):
+        self.wms_of = wms_of  # factory queue -> WMS queue, for every queue asked about
+        self.wms_wanted = set(wms_of.values())
+        self.counts = {q: {"pending": 0, "running": 0, "held": 0, "exiting": 0} for q in wms_of}
+        self.peers: dict[str, dict[str, dict[str, float]]] = {}  # wmsqueue -> factory -> counts
+        self.waits: dict[str, list[float]] = {q: [] for q in wms_of}  # queue waits of recently started pilots
+
+    def mine(self, queue: str, state: str, count: int = 1, held: bool = False, exiting: bool = False) -> None:
+        """``count`` pilots of this factory's ``queue`` in a live ``state`` (pending or running);
+        ``held`` ones are counted in pending too, ``exiting`` ones (ending, still there) in running."""
+        bucket = self.counts[queue]
+        bucket[state] += count
+        if held:
+            bucket["held"] += count
+        if exiting:
+            bucket["exiting"] += count
+
+    def waited(self, queue: str, submitted: float | None, started: float | None, now: float,
+               window: float = 3600.0) -> None:
+        """A pilot of ``queue`` submitted and started at these times: keep its wait in the batch queue
+        when it started in the last ``window`` seconds (what the Backlog scheduler reads)."""
+        if submitted is not None and started is not None and now - window <= started <= now:
+            self.waits[queue].append(max(0.0, started - submitted))
+
+    def peer(self, wmsqueue: str, factory: str, state: str, count: int = 1,
+             submitted: float | None = None) -> None:
+        """``count`` live pilots of another ``factory`` serving ``wmsqueue``, submitted at ``submitted``."""
+        peer = self.peers.setdefault(wmsqueue, {}).setdefault(
+            factory, {"pending": 0, "running": 0, "submitted_last": 0.0})
+        peer[state] += count
+        if submitted is not None and submitted > peer["submitted_last"]:
+            peer["submitted_last"] = submitted
+
+    def answer(self, finished: Mapping[str, Iterable[FinishedPilot]]) -> dict[str, BatchQueueInfo]:
+        """{queue: BatchQueueInfo}; ``finished``: each queue's ended pilots (done/fault count them)."""
+        answer = {}
+        for queue, wmsqueue in self.wms_of.items():
+            ended = tuple(sorted(finished.get(queue, ()), key=lambda p: -p.end))
+            c = self.counts[queue]
+            answer[queue] = BatchQueueInfo(
+                pending=c["pending"], running=c["running"], held=c["held"], exiting=c["exiting"],
+                done=sum(1 for p in ended if p.state == "done"),
+                fault=sum(1 for p in ended if p.state == "fault"),
+                finished=ended, peers={f: dict(v) for f, v in self.peers.get(wmsqueue, {}).items()},
+                queue_waits=tuple(self.waits[queue]),
+            )
+        return answer

@@ -1,0 +1,91 @@
+"""The operator's command line: versions, log levels, placeholders, check-config as operators read it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from autopyfactory import __version__
+from tests.conftest import local_queue
+
+BIN = [sys.executable, "-m"]
+
+
+def cli(module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*BIN, f"autopyfactory.cli.{module}", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_both_commands_print_the_version():
+    assert cli("apf", "--version").stdout.strip() == f"apf (autopyfactory) {__version__}"
+    assert cli("daemon", "--version").stdout.strip() == f"autopyfactory {__version__}"
+
+
+def test_log_level_is_case_insensitive(confdir):
+    path = confdir.write(local_queue("Q", confdir.spool))
+    result = cli("daemon", "--conf", str(path), "--foreground", "--cycles", "1", "--loglevel", "WARNING")
+    assert result.returncode == 0, result.stderr
+    assert "cycle" not in result.stdout and " INFO " not in result.stdout
+
+
+def test_a_placeholder_stops_the_daemon_with_one_line(confdir):
+    path = confdir.write(local_queue("Q", confdir.spool))
+    path.write_text(path.read_text().replace("factoryId = test-factory", "factoryId = CHANGEME-factory"))
+    result = cli("daemon", "--conf", str(path), "--foreground", "--cycles", "1")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (f"autopyfactory: refusing to start: {path}: [Factory] factoryId: "
+                             "still the placeholder 'CHANGEME-factory': set it for this site\n")
+    check = cli("apf", "check-config", "--conf", str(path))
+    assert check.returncode == 2 and "[Factory] factoryId: still the placeholder" in check.stdout
+
+
+def test_check_config_into_a_closed_pipe_is_quiet(confdir):
+    path = confdir.write("".join(local_queue(f"Q{i}", confdir.spool) for i in range(200)))
+    process = subprocess.Popen([*BIN, "autopyfactory.cli.apf", "check-config", "--conf", str(path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline().startswith(b"# ")
+    process.stdout.close()  # what `| head -1` does
+    stderr = process.stderr.read().decode()
+    process.wait(60)
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+def test_check_config_prints_canonical_keys_and_the_values_used(confdir):
+    path = confdir.write(local_queue("Q", confdir.spool, batchqueue=""))
+    text = cli("apf", "check-config", "--conf", str(path)).stdout
+    lines = set(text.splitlines())
+    assert "factoryId = test-factory" in lines and "factoryid = test-factory" not in lines
+    assert f"persistence.dbpath = {confdir.root / 'apf.sqlite'}" in lines  # the default, resolved
+    assert "batchqueue = Q" in lines and "wmsqueue = Q" in lines
+    assert any(line.startswith("executable = /") and line.endswith("/wrappers/apf-wrapper.sh") for line in lines)
+    assert "batchsubmit.local.maxrunning = 4" in lines
+    as_json = json.loads(cli("apf", "check-config", "--json", "--conf", str(path)).stdout)
+    assert as_json["factory"]["factoryId"] == "test-factory"
+    assert as_json["factory"]["persistence.dbpath"] == str(confdir.root / "apf.sqlite")
+    assert as_json["queues"]["Q"]["enabled"] is True
+    assert as_json["queues"]["Q"]["values"]["wmsstatus.local.spooldir"] == str(confdir.spool)
+
+
+def test_under_systemd_it_notifies_and_logs_for_the_journal(confdir, tmp_path):
+    import os
+    import socket
+
+    path = confdir.write(local_queue("Q", confdir.spool))
+    address = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(address)
+        listener.settimeout(60)
+        result = subprocess.run([*BIN, "autopyfactory.cli.daemon", "--conf", str(path), "--foreground",
+                                 "--cycles", "1"], capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "NOTIFY_SOCKET": address, "JOURNAL_STREAM": "8:1234"})
+        messages = []
+        listener.settimeout(0.5)
+        try:
+            while True:
+                messages.append(listener.recv(4096).decode())
+        except TimeoutError:
+            pass
+    assert result.returncode == 0, result.stderr
+    assert messages and messages[0].startswith("READY=1\n"), messages
+    assert result.stdout == ""  # to the journal (stderr), without a timestamp of our own
+    assert result.stderr.splitlines()[0].startswith("INFO [MainThread] autopyfactory.")

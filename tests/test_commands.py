@@ -1,0 +1,92 @@
+"""The one command runner and the one timed library call (autopyfactory/commands.py)."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from autopyfactory.commands import CallTimeout, TimedCaller, call, run
+from tests.conftest import wait_for
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a killed child of a reaped parent may linger a moment as a zombie of init
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_timeout_kills_the_grandchildren_too(tmp_path):
+    """A command that started its own children leaves none running after its timeout."""
+    pidfile = tmp_path / "grandchild.pid"
+    script = f"sleep 300 >/dev/null 2>&1 </dev/null & echo $! > {pidfile}; wait"
+    result = run(["sh", "-c", script], timeout=1.0)
+    assert result.error == "timed out after 1s" and result.returncode is None and not result.ok
+    grandchild = int(pidfile.read_text())
+    try:
+        wait_for(lambda: not alive(grandchild), timeout=10, what="the grandchild sleep to die")
+    finally:
+        if alive(grandchild):
+            os.kill(grandchild, 9)
+
+
+def test_timeout_returns_while_a_grandchild_holds_the_pipes(tmp_path):
+    """The grandchild shares stdout: killing only the child would wait for the grandchild's end."""
+    pidfile = tmp_path / "grandchild.pid"
+    result = run(["sh", "-c", f"sleep 300 & echo $! > {pidfile}; echo started; wait"], timeout=1.0)
+    assert result.error == "timed out after 1s" and "started" in result.stdout
+    assert not alive(int(pidfile.read_text()))
+
+
+def test_env_is_added_to_the_environment_and_stdin_is_fed():
+    result = run(["sh", "-c", 'read line; echo "$APF_TEST_VALUE:$line:$PATH"'], timeout=10,
+                 env={"APF_TEST_VALUE": "x"}, input="hello\n")
+    assert result.ok and result.stdout.startswith("x:hello:") and result.stdout.strip().endswith(os.environ["PATH"])
+
+
+def test_results_say_what_happened(tmp_path):
+    missing = run([str(tmp_path / "nope")], timeout=10)
+    assert not missing.ok and missing.returncode is None and "cannot run" in missing.describe()
+    failed = run(["sh", "-c", "echo on stdout; exit 2"], timeout=10)
+    assert not failed.ok and failed.returncode == 2 and failed.error == "exit code 2"
+    assert failed.describe() == "sh: exit code 2: on stdout"  # no stderr: stdout says why
+    assert run(["true"], timeout=10).describe() == "true ok"
+
+
+def test_timed_caller_gives_up_and_refuses_to_pile_up():
+    caller = TimedCaller("t")
+    release = threading.Event()
+    try:
+        with pytest.raises(CallTimeout, match="t timed out: no answer within 0.2s"):
+            caller(release.wait, 0.2)
+        assert caller.in_call_since is None
+        with pytest.raises(CallTimeout, match="still not returned"):
+            caller(lambda: 1, 5)
+    finally:
+        release.set()
+    wait_for(lambda: _returns(caller), timeout=10, what="the stuck call to end")
+
+
+def _returns(caller: TimedCaller) -> bool:
+    try:
+        return caller(lambda: True, 5)
+    except CallTimeout:
+        return False
+
+
+def test_call_is_a_one_off_timed_call():
+    release = threading.Event()
+    try:
+        with pytest.raises(CallTimeout, match="hung timed out"):
+            call(release.wait, 30, timeout=0.2, what="hung")
+        assert call(lambda: "fresh", timeout=5) == "fresh"  # a one-off call is not held up by the stuck one
+    finally:
+        release.set()

@@ -1,0 +1,215 @@
+"""``apf replay``: the simulator on hand-computed cases, its policies, and the real console script."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+
+import pytest
+
+from autopyfactory.cli.simulate import simulate
+from autopyfactory.config import load
+from autopyfactory.plugins.registry import PluginRegistry
+from autopyfactory.replay.model import Model, percentile, replay
+from autopyfactory.replay.policies import BUILTIN, PolicyError, builtin_chains_path, make_policy
+from autopyfactory.replay.traces import Job, TraceError, bursty, read_trace
+from tests.test_simulate import APF
+
+CONTRACT_KEYS = ["policy", "jobs", "jobs_done", "payload_wait_mean", "payload_wait_p50", "payload_wait_p95",
+                 "payload_wait_p99", "empty_pilot_fraction", "wasted_slot_fraction", "pilots", "submissions",
+                 "peak_pending_pilots"]
+
+
+def run(jobs, policy="apf-default", **model):
+    m = Model(**model)
+    return replay(jobs, m, make_policy(policy, m.cycle, m.slots))
+
+
+# ---------------------------------------------------------------- hand-computed cases
+
+
+def test_one_job_one_pilot():
+    # job at 10 s; poll at 60 s sees it; cycle at 120 s submits; 100 s queue delay; starts at 220 s
+    result = run([Job(10, 500)], slots=1, queue_delay="fixed:100")
+    assert result.waits == [210]
+    assert (result.jobs_done, result.pilots, result.empty, result.submissions, result.peak_pending_pilots) == (1, 1, 0, 1, 1)
+    # the job ends at 720 s; empty tries at 720 and 780 s, then the pilot exits: 560 s of slot, 500 busy
+    assert result.pilot_time == 560 and result.busy_time == 500
+    metrics = result.metrics()
+    assert metrics["wasted_slot_fraction"] == round(60 / 560, 4)
+    assert metrics["payload_wait_p95"] == 210
+
+
+def test_burst_larger_than_the_slots():
+    # 4 jobs of 100 s at 0, 2 slots, no queue delay: the cycle at 0 sends 4 pilots; two start and take
+    # jobs 1-2, then jobs 3-4 at 100 s; pilots 3-4 wait for a slot until pilots 1-2 exit (260 s) and find nothing
+    result = run([Job(0, 100)] * 4, slots=2, queue_delay="fixed:0")
+    assert sorted(result.waits) == [0, 0, 100, 100]
+    assert (result.pilots, result.empty, result.submissions, result.peak_pending_pilots) == (4, 2, 4, 4)
+    assert result.pilot_time == 260 + 260 + 60 + 60 and result.busy_time == 400
+    assert result.metrics()["empty_pilot_fraction"] == 0.5
+
+
+@pytest.mark.parametrize("second, pilots, waits", [
+    (130, 1, [0, 30]),   # the first pilot still tries at 160 s and takes it
+    (170, 2, [0, 70]),   # the first pilot exited at 160 s: seen at the 180 s poll, new pilot at the 240 s cycle
+])
+def test_an_idle_gap_empties_the_pilots(second, pilots, waits):
+    result = run([Job(0, 100), Job(second, 10)], slots=5, queue_delay="fixed:0")
+    assert result.waits == waits
+    assert (result.pilots, result.empty, result.jobs_done) == (pilots, 0, 2)
+
+
+def test_backlog_counts_idle_pilots_removes_excess_and_looks_ahead():
+    from autopyfactory.info import BatchQueueInfo, WMSQueueInfo
+    from autopyfactory.interfaces import SchedInfo
+    from autopyfactory.plugins.sched.backlog import Backlog
+    from tests.sched_helpers import make
+
+    def info(ready, running_jobs, pending, running, waits=(), now=0.0):
+        return SchedInfo(WMSQueueInfo(ready=ready, running=running_jobs),
+                         BatchQueueInfo(pending=pending, running=running, queue_waits=waits), now=now)
+
+    plain = make(Backlog)
+    assert plain.calc(0, info(10, 3, 2, 5)) == (6, "Backlog: 6 (10 ready - 0 offset - 2 pending - 2 idle running)")
+    assert plain.calc(0, info(0, 0, 4, 0))[0] == 0
+    assert plain.calc(7, SchedInfo(None, BatchQueueInfo()))[0] == 0
+    remover = make(Backlog, removeidle=True)
+    assert remover.calc(0, info(1, 0, 4, 2))[1].endswith("): remove 4 pending")  # 1 - 4 - 2 = -5, at most 4
+    ahead = make(Backlog, lookahead=1)
+    assert ahead.calc(0, info(0, 0, 0, 0, (300,), now=0))[0] == 0
+    # 12 new jobs in 120 s = 0.1/s; x 300 s median queue wait = 30 expected; 12 ready - 2 pending + 30
+    assert ahead.calc(0, info(8, 4, 2, 4, (100, 300, 900), now=120))[0] == 8 - 2 + 30
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers():
+    jobs = bursty(seed=3, hours=6, burst_size=50, idle_gap=3600)
+    first = [run(jobs, name, seed=7).metrics() for name in BUILTIN]
+    again = [run(jobs, name, seed=7).metrics() for name in BUILTIN]
+    other = run(jobs, "apf-default", seed=8).metrics()
+    assert first == again
+    assert other != first[0]
+    assert all(m["jobs_done"] == m["jobs"] == len(jobs) for m in first)
+
+
+def test_percentile_is_nearest_rank():
+    assert percentile([1, 2, 3, 4], 0.5) == 2
+    assert percentile(list(range(1, 101)), 0.95) == 95
+    assert percentile([], 0.5) is None
+
+
+# ---------------------------------------------------------------- the same chain as apf simulate
+
+
+def test_apf_default_decides_as_apf_simulate():
+    """Every cycle of a replay: the decision equals `apf simulate`'s final on the same numbers."""
+    jobs = bursty(seed=5, hours=8, burst_size=150, idle_gap=5400)
+    result = run(jobs, slots=80, queue_delay="exp:400")
+    config = load(builtin_chains_path())
+    registry = PluginRegistry.discover([])
+    queue = config.queues["apf-default"]
+    assert len(result.decisions) > 100 and {n for *_, n in result.decisions} - {0}
+    for t, ready, pending, running, n in result.decisions:
+        _, _, final = simulate(config, registry, queue, ready, pending, running)
+        assert final == n, (t, ready, pending, running)
+
+
+# ---------------------------------------------------------------- policies
+
+
+def test_peers_hold_their_rules():
+    from autopyfactory.info import BatchQueueInfo, WMSQueueInfo
+    from autopyfactory.interfaces import SchedInfo
+
+    def info(ready, pending, running, busy=0):
+        return SchedInfo(WMSQueueInfo(ready=ready, running=busy), BatchQueueInfo(pending=pending, running=running))
+
+    harvester = make_policy("harvester", 120, 150)
+    assert harvester.decide(info(500, 10, 0)) == 90         # queue limit 100 - 10 queued
+    assert harvester.decide(info(500, 10, 100)) == 40       # 150 workers max - 110
+    assert harvester.decide(SchedInfo(None, BatchQueueInfo())) == 1  # no job statistics: one worker
+    glidein = make_policy("glideinwms", 120, 150)
+    assert glidein.decide(info(30, 0, 0)) == 10             # 30 idle jobs / ramp-up 3
+    assert glidein.decide(info(30, 10, 0)) == 12            # (20 / 3) + reserve 5 after a cycle
+    assert [glidein.decide(info(0, 8, 0)) for _ in range(5)] == [0, 0, 0, 0, -8]  # removed after 5 idle cycles
+    cobald = make_policy("cobald", 120, 150)
+    assert cobald.decide(info(0, 0, 0)) == 1                # the limiter's minimum
+    assert cobald.decide(info(5, 0, 1, busy=1)) == 121 - 1  # fully used: demand + 1/s x 120 s
+
+
+def test_queue_policy_from_an_operators_queues_conf(tmp_path):
+    conf = tmp_path / "queues.conf"
+    conf.write_text("[MYQ]\nwmsstatusplugin = Local\nbatchstatusplugin = Local\nbatchsubmitplugin = Local\n"
+                    "schedplugin = Ready, MaxPerCycle\nsched.maxpercycle.maximum = 3\n")
+    result = run([Job(0, 10)] * 10, f"queue:{conf}:MYQ", queue_delay="fixed:0")
+    assert result.jobs_done == 10
+    assert result.decisions[0][-1] == 3  # the operator's own cap
+    with pytest.raises(PolicyError, match=r"no section \[OTHER\]"):
+        make_policy(f"queue:{conf}:OTHER", 120, 10)
+    conf.write_text("[MYQ]\nwmsstatusplugin = Local\nbatchstatusplugin = Local\nbatchsubmitplugin = Local\n"
+                    "schedplugin = Ready, NoSuchPlugin\n")
+    with pytest.raises(PolicyError, match=r"queues.conf: \[MYQ\] schedplugin: unknown scheduler plugin"):
+        make_policy(f"queue:{conf}:MYQ", 120, 10)
+    with pytest.raises(PolicyError, match="unknown policy"):
+        make_policy("apf", 120, 10)
+
+
+# ---------------------------------------------------------------- traces
+
+
+def test_swf_and_csv_traces(tmp_path):
+    swf = tmp_path / "t.swf.gz"
+    swf.write_bytes(gzip.compress(b"; comment\n1 100 -1 30 1\n2 -1 -1 5 1\n3 40 -1 -1 1\n4 50 -1 7 1\n"))
+    assert read_trace(str(swf)) == [Job(0, 7), Job(50, 30)]
+    csv = tmp_path / "t.csv"
+    csv.write_text("submit,runtime\n10,5\n0,3\n")
+    assert read_trace(str(csv)) == [Job(0, 3), Job(10, 5)]
+    csv.write_text("submit,runtime\n10,five\n")
+    with pytest.raises(TraceError, match=r"t.csv: line 2: expected 'submit,runtime'"):
+        read_trace(str(csv))
+    with pytest.raises(TraceError, match="cannot read"):
+        read_trace(str(tmp_path / "missing.swf"))
+
+
+def test_shipped_traces_are_whole():
+    assert len(read_trace("nasa-ipsc")) == 18239
+    assert len(read_trace("lublin-256")) == 10000
+
+
+# ---------------------------------------------------------------- the console script
+
+
+def test_apf_replay_json_contract(tmp_path):
+    trace = tmp_path / "w.csv"
+    trace.write_text("submit,runtime\n" + "".join(f"{i * 37 % 3000},{100 + i % 900}\n" for i in range(300)))
+    done = subprocess.run([APF, "replay", "--trace", str(trace), "--json", "--seed", "4"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["trace"] == str(trace) and data["model"]["seed"] == 4 and data["model"]["slots"] == 200
+    assert [r["policy"] for r in data["results"]] == list(BUILTIN)
+    for result in data["results"]:
+        assert list(result) == CONTRACT_KEYS
+        assert result["jobs"] == result["jobs_done"] == 300
+
+
+def test_apf_replay_on_a_shipped_trace_and_bad_input(tmp_path):
+    done = subprocess.run([APF, "replay", "--trace", "lublin-256", "--policy", "apf-default", "--policy",
+                           "recommended"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "apf-default" in done.stdout and "recommended" in done.stdout
+    bad = subprocess.run([APF, "replay", "--trace", "lublin-256", "--queue-delay", "gauss:3"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "queue delay: expected fixed:S" in bad.stderr
+
+
+def test_apf_replay_plots(tmp_path):
+    pytest.importorskip("matplotlib")
+    trace = tmp_path / "w.csv"
+    trace.write_text("submit,runtime\n" + "".join(f"{i * 11},{300}\n" for i in range(100)))
+    done = subprocess.run([APF, "replay", "--trace", str(trace), "--plot", str(tmp_path / "plots")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for name in ("burst.svg", "pareto.svg"):
+        assert (tmp_path / "plots" / name).read_text().lstrip().startswith("<?xml")
