@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import configparser
 import logging
 import sys
 import threading
@@ -11,12 +10,11 @@ import traceback
 from collections.abc import Callable
 
 from autopyfactory import __version__, services
-from autopyfactory.config import FACTORY_KEYS, ConfigError, FactoryConfig, Problem, load
+from autopyfactory.config import ConfigError, FactoryConfig, Problem, load
 from autopyfactory.context import FactoryContext
 from autopyfactory.credentials import CredentialService
 from autopyfactory.interfaces import MonitorPlugin
-from autopyfactory.plugins.registry import PluginRegistry
-from autopyfactory.queue import APFQueue, FactoryPilots
+from autopyfactory.queue import APFQueue, FactoryPilots, build_chain
 from autopyfactory.records import CycleRecord
 from autopyfactory.status import StatusService
 from autopyfactory.timefmt import iso
@@ -28,7 +26,6 @@ class Factory:
     """Every part of one factory process, built and wired here; see ``FactoryView`` for what others read."""
 
     config: FactoryConfig  # in force; replaced by a reload
-    registry: PluginRegistry
     started: float  # epoch seconds
     version: str
     context: FactoryContext  # what plugins get
@@ -42,18 +39,18 @@ class Factory:
     last_reload: dict | None  # outcome of the last reload, for the status page and the admin API
     reload_hooks: list[Callable[[], None]]  # run before a requested reload (the daemon reopens its logs)
 
-    def __init__(self, config: FactoryConfig, registry: PluginRegistry):
+    def __init__(self, config: FactoryConfig):
+        """The factory of a validated config, with the plugins it was validated with."""
         self.config = config
-        self.registry = registry
         self.started = time.time()
         self.version = __version__
-        self.context = FactoryContext(config, registry)
+        self.context = FactoryContext(config)
         self.credentials = CredentialService(self.context)
         self.context.credentials = self.credentials
         self.status = StatusService(self.context)
         self.pilots = FactoryPilots(config.get("maxperfactory.maximum"))
         self.monitors = {
-            name: registry.get("monitor", section.get("monitorplugin"))(section, self.context)
+            name: config.registry.get("monitor", section.get("monitorplugin"))(section, self.context)
             for name, section in config.monitor.items()
         }
         self.queues = {}
@@ -106,9 +103,9 @@ class Factory:
             if queue.alive:
                 log.warning("queue %s: thread still busy after %.0fs", name, timeout)
             self.pilots.remove(name)
-            still = {q.config.wmsqueue for q in self.queues.values()}
-            self.status.release("wmsstatus", queue.config, still)
-            self.status.release("batchstatus", queue.config, set(self.queues))
+            remaining = [q.config for q in self.queues.values()]
+            self.status.release("wmsstatus", queue.config, remaining)
+            self.status.release("batchstatus", queue.config, remaining)
 
     def wait(self) -> None:
         """Until stop() is called, or every queue has run its --cycles.
@@ -192,9 +189,8 @@ class Factory:
             started = time.time()
             interval = self.config.get("config.reconfig.interval")
             try:
-                registry = PluginRegistry.discover(_plugindirs(path))
-                new = load(path, registry)
-                problems = self._probe(new, registry)
+                new = load(path)
+                problems = self._probe(new)
             except ConfigError as exc:
                 new, problems = None, list(exc.problems)
             except Exception as exc:  # a reload must never take the running factory down
@@ -206,22 +202,22 @@ class Factory:
                                     "problems": [str(p) for p in problems]}
             else:
                 assert new is not None
-                self.last_reload = self._apply(new, registry, started)
+                self.last_reload = self._apply(new, started)
                 interval = new.get("config.reconfig.interval")
             self._next_reconfig = time.time() + interval if interval else None
             return problems
 
-    def _probe(self, new: FactoryConfig, registry) -> list[Problem]:
+    def _probe(self, new: FactoryConfig) -> list[Problem]:
         """Build (without starting) what the new config needs, to reject it before touching anything."""
         problems: list[Problem] = []
-        probe = FactoryContext(new, registry)
+        registry = new.registry
+        probe = FactoryContext(new)
         for name, qconfig in new.enabled_queues.items():
             old = self.queues.get(name)
             if old is not None and old.config.raw == qconfig.raw:
                 continue
             try:
-                for sched in qconfig.values["schedplugin"]:
-                    registry.get("sched", sched)(qconfig, new.factory)
+                build_chain(registry, qconfig, new.factory)
                 registry.get("batchsubmit", qconfig.values["batchsubmitplugin"])(qconfig, probe)
                 for kind in ("wmsstatus", "batchstatus"):
                     plugin_cls = registry.get(kind, qconfig.values[f"{kind}plugin"])
@@ -240,7 +236,7 @@ class Factory:
                 problems.append(Problem(section.source, name, "monitorplugin", str(exc)))
         return problems
 
-    def _apply(self, new: FactoryConfig, registry, started: float) -> dict:
+    def _apply(self, new: FactoryConfig, started: float) -> dict:
         old_config = self.config
         wanted = new.enabled_queues
         removed = [name for name in self.queues if name not in wanted]
@@ -253,9 +249,7 @@ class Factory:
             log.info("reload: stopping queue %s (%s)", name, "removed" if name in removed else "changed")
             self.stop_queue(name)
         self.config = new
-        self.registry = registry
         self.context.config = new
-        self.context.registry = registry
         self.pilots.maximum = new.get("maxperfactory.maximum")
         self.credentials.reconfigure(new.auth)
         self._reconfigure_monitors(new)
@@ -284,7 +278,7 @@ class Factory:
             if current is not None and current.section.raw == section.raw:
                 monitors[name] = current
                 continue
-            monitor = self.registry.get("monitor", section.get("monitorplugin"))(section, self.context)
+            monitor = new.registry.get("monitor", section.get("monitorplugin"))(section, self.context)
             monitor.start()
             monitors[name] = monitor
         for name, monitor in self.monitors.items():
@@ -333,12 +327,8 @@ class Factory:
         }
 
 
-def _plugindirs(path: str) -> list[str]:
-    """``plugindirs`` of a factory.conf, read before the full load (it decides which plugins exist)."""
-    parser = configparser.ConfigParser(interpolation=configparser.BasicInterpolation())
-    key = FACTORY_KEYS["plugindirs"]
-    try:
-        parser.read(path, encoding="utf-8")
-        return key.parse(parser.get("Factory", "plugindirs"))
-    except (configparser.Error, OSError, ValueError):
-        return list(key.default)
+
+def build_factory(path: str) -> Factory:
+    """The factory of ``factory.conf`` at ``path``, not started: validated (ConfigError
+    otherwise) and running the plugins it was validated with."""
+    return Factory(load(path))

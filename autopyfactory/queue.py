@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from autopyfactory.config import QueueConfig
+from autopyfactory.config import QueueConfig, Section
 from autopyfactory.context import FactoryContext
 from autopyfactory.health import Health, queue_health
 from autopyfactory.info import BatchQueueInfo, FinishedPilot, WMSQueueInfo
@@ -29,6 +29,7 @@ from autopyfactory.records import CycleRecord, SchedStep
 from autopyfactory.timefmt import iso
 
 if TYPE_CHECKING:
+    from autopyfactory.plugins.registry import PluginRegistry
     from autopyfactory.status import StatusPoller, StatusService
 
 log = logging.getLogger(__name__)
@@ -155,15 +156,15 @@ class APFQueue:
         self.pilots = pilots
         self.listeners = listeners if listeners is not None else []
         registry = context.registry
-        self.schedulers: list[SchedulerPlugin] = [
-            registry.get("sched", name)(config, context.config.factory)
-            for name in config.values["schedplugin"]
-        ]
+        self.schedulers = build_chain(registry, config, context.config.factory)
         self.submitter: BatchSubmitPlugin = registry.get("batchsubmit", config.values["batchsubmitplugin"])(
             config, context
         )
         self.wms_poller: StatusPoller = status.poller_for("wmsstatus", config)
         self.batch_poller: StatusPoller = status.poller_for("batchstatus", config)
+        # what each poller is asked for on behalf of this queue
+        self.wms_key = self.wms_poller.plugin.queue_key(config)
+        self.batch_key = self.batch_poller.plugin.queue_key(config)
         self.records: deque[CycleRecord] = deque(maxlen=KEEP_RECORDS)
         self._records_lock = threading.Lock()
         self.cycles = 0
@@ -261,7 +262,7 @@ class APFQueue:
             left = deadline - time.time()
             if left <= 0:
                 return
-            for poller, key in ((self.wms_poller, self.config.wmsqueue), (self.batch_poller, self.name)):
+            for poller, key in ((self.wms_poller, self.wms_key), (self.batch_poller, self.batch_key)):
                 snapshot = poller.snapshot
                 if snapshot is None or key not in snapshot.data:
                     poller.wait_for_answer(snapshot, left)
@@ -271,7 +272,7 @@ class APFQueue:
 
     # ------------------------------------------------------------ status
     def batch_status(self) -> tuple[BatchQueueInfo | None, float | None, str]:
-        return self.batch_poller.get(self.name)
+        return self.batch_poller.get(self.batch_key)
 
     # ------------------------------------------------------------ the cycle
     def run_cycle(self) -> CycleRecord:
@@ -299,7 +300,7 @@ class APFQueue:
         return record
 
     def _cycle(self, record: CycleRecord) -> None:
-        wms, _, wms_why = self.wms_poller.get(self.config.wmsqueue)
+        wms, _, wms_why = self.wms_poller.get(self.wms_key)
         batch, batch_taken, batch_why = self.batch_status()
         record.wms = wms.to_dict() if wms is not None else None
         record.batch = batch.to_dict() if batch is not None else None
@@ -478,10 +479,22 @@ def spread(name: str) -> float:
     return 0.5 + 0.5 * (zlib.crc32(name.encode()) / 2**32)
 
 
-def run_chain(schedulers: list[SchedulerPlugin], info: SchedInfo, steps: list[SchedStep]) -> int:
-    """The scheduler chain: starts at 0, each plugin gets the number the previous one returned.
+def build_chain(registry: PluginRegistry, queue: QueueConfig, factory: Section) -> list[SchedulerPlugin]:
+    """The scheduler chain of ``queue``: one plugin per name of its ``schedplugin`` list, in order.
 
-    Appends one step per plugin to ``steps`` (also when a later plugin raises).
+    ``registry`` is the one the config was validated with (``FactoryConfig.registry``),
+    ``factory`` the [Factory] section. Raises what a plugin's constructor raises.
+    Hand the result to ``run_chain``.
+    """
+    return [registry.get("sched", name)(queue, factory) for name in queue.values["schedplugin"]]
+
+
+def run_chain(schedulers: list[SchedulerPlugin], info: SchedInfo, steps: list[SchedStep]) -> int:
+    """Run a scheduler chain (from ``build_chain``) on ``info``: it starts at 0, each plugin
+    gets the number the previous one returned; the last one's number is returned.
+
+    Appends one ``SchedStep`` per plugin to ``steps`` (also when a later plugin raises).
+    No safety rule is applied here: the cycle applies them after the chain.
     """
     n = 0
     for plugin in schedulers:

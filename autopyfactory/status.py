@@ -28,7 +28,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -361,7 +361,7 @@ class StatusService:
                     self._deferred.append(poller)
                 else:
                     poller.start()
-        poller.add_queue(queue.wmsqueue if kind == "wmsstatus" else queue.name)
+        poller.add_queue(plugin_cls.queue_key(queue))
         return poller
 
     def _unique_name(self, kind: str, name: str) -> str:
@@ -376,13 +376,15 @@ class StatusService:
     def breaker_settings(self, kind: str, plugin_cls: type) -> tuple[int, float | None]:
         """([Factory] <kind>.<plugin>.breakerfailures, .breakercooldown); None = twice ``sleep``."""
         values = self.context.config.factory.values
-        prefix = f"{kind}.{plugin_cls.name.lower()}"
-        failures = values.get(f"{prefix}.breakerfailures") or DEFAULT_BREAKER_FAILURES
-        return int(failures), values.get(f"{prefix}.breakercooldown")
+        prefix = plugin_cls.key_prefix()
+        failures = values.get(f"{prefix}breakerfailures") or DEFAULT_BREAKER_FAILURES
+        return int(failures), values.get(f"{prefix}breakercooldown")
 
-    def release(self, kind: str, queue: QueueConfig, still_used: set[str]) -> None:
-        """A queue stops using its poller; a poller nobody uses stops."""
-        key = queue.wmsqueue if kind == "wmsstatus" else queue.name
+    def release(self, kind: str, queue: QueueConfig, remaining: Iterable[QueueConfig]) -> None:
+        """A queue stops using its poller (unless a ``remaining`` queue asks for the same); a poller nobody uses stops."""
+        plugin_cls = self.context.registry.get(kind, queue.values[f"{kind}plugin"])
+        key = plugin_cls.queue_key(queue)
+        still_used = {plugin_cls.queue_key(other) for other in remaining}
         with self._lock:
             for (k, endpoint), poller in list(self.pollers.items()):
                 if k == kind and key in poller.queues and key not in still_used:

@@ -22,9 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from autopyfactory.cli.daemon import setup_logging
-from autopyfactory.config import FactoryConfig, load
-from autopyfactory.factory import Factory
-from autopyfactory.plugins.registry import PluginRegistry
+from autopyfactory.config import FactoryConfig
+from autopyfactory.factory import Factory, build_factory
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,8 +60,8 @@ def section(name: str, keys: dict[str, object]) -> str:
 
 
 def make_factory(conf: Path) -> tuple[Factory, FactoryConfig]:
-    config = load(str(conf))
-    return Factory(config, PluginRegistry.discover(config.get("plugindirs"))), config
+    factory = build_factory(str(conf))
+    return factory, factory.config
 
 
 @contextlib.contextmanager

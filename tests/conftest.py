@@ -11,7 +11,6 @@ import pytest
 
 from autopyfactory.config import FactoryConfig, load
 from autopyfactory.factory import Factory
-from autopyfactory.plugins.registry import PluginRegistry
 from tests.waiting import wait_for  # noqa: F401  (the tests' one wait_for)
 
 
@@ -98,7 +97,7 @@ def started_factory():
 
     def start(confdir: ConfDir, cycles: int | None = None) -> Factory:
         config = confdir.load()
-        factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+        factory = Factory(config)
         factory.start(cycles=cycles)
         factories.append(factory)
         return factory

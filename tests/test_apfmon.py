@@ -170,9 +170,8 @@ def test_a_full_queue_drops_calls_instead_of_growing(confdir, hanging):
     confdir.write("", monitor=monitor_conf(hanging.url, "apfmon.timeout = 30\napfmon.maxqueued = 5\n"))
     config = confdir.load()
     from autopyfactory.context import FactoryContext
-    from autopyfactory.plugins.registry import PluginRegistry
 
-    context = FactoryContext(config, PluginRegistry.discover([]))
+    context = FactoryContext(config)
     monitor = APFMon(config.monitor["apfmon"], context)
     monitor.start()
     try:

@@ -9,7 +9,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from autopyfactory.factory import Factory
-from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.services.cleaner import LogCleaner
 from tests.conftest import local_queue, wait_for
 
@@ -36,7 +35,7 @@ def cleaner_for(confdir, **kwargs) -> LogCleaner:
 def test_cleaner_is_a_factory_service(confdir):
     confdir.write(local_queue("Q", confdir.spool))
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover([]))
+    factory = Factory(config)
     assert any(isinstance(s, LogCleaner) for s in factory.services)
     assert any(isinstance(s, LogCleaner) for s in factory.services)
 

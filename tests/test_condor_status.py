@@ -12,7 +12,6 @@ from autopyfactory.commands import CallTimeout
 from autopyfactory.context import FactoryContext
 from autopyfactory.factory import Factory
 from autopyfactory.plugins.batchstatus.condor import PROJECTION, Condor
-from autopyfactory.plugins.registry import PluginRegistry
 from tests.condordouble import CondorPool, ScheddDouble, job_ad
 from tests.conftest import ConfDir, wait_for
 
@@ -143,7 +142,7 @@ def test_factory_loop_with_two_condor_queues_and_one_schedd(confdir: ConfDir, co
         confdir.work(name, 3)
     confdir.write(queues, factory="batchstatus.condor.sleep = 0.2\n")
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = Factory(config)
     factory.start()
     try:
         def pending():
@@ -180,7 +179,7 @@ def test_direct_schedd_address_is_polled_and_submitted_to(condor_pool: CondorPoo
                   "batchstatusplugin = Condor\nbatchsubmitplugin = CondorLocal\n"
                   "batchstatus.condor.scheddhost = schedd.example.org\nbatchstatus.condor.scheddport = 9619\n")
     config = confdir.load()
-    context = FactoryContext(config, PluginRegistry.discover(config.get("plugindirs")))
+    context = FactoryContext(config)
     result = context.registry.get("batchsubmit", "CondorLocal")(config.queues["q"], context).submit(2)
     assert result.error is None and result.count == 2 and far.count("submit") == 1
 

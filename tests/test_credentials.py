@@ -21,7 +21,6 @@ import pytest
 from autopyfactory.commands import run
 from autopyfactory.credentials import CredentialService
 from autopyfactory.factory import Factory
-from autopyfactory.plugins.registry import PluginRegistry
 from tests.conftest import local_queue, wait_for
 
 VOMS_PROXY_INFO = """\
@@ -94,7 +93,7 @@ def x509_profile(tmp_path: Path, **extra: str) -> str:
 def service(confdir, auth: str) -> CredentialService:
     confdir.write(local_queue("Q", confdir.spool), auth=auth)
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover([]))
+    factory = Factory(config)
     return factory.credentials
 
 
@@ -263,7 +262,7 @@ def run_factory_cycles(confdir, auth: str, cycles: int = 2) -> Factory:
     confdir.write(queue.replace("batchsubmitplugin = Local", "batchsubmitplugin = ProxyLocal"), auth=auth)
     confdir.work("Q", 3)
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = Factory(config)
     factory.start(cycles=cycles)
     factory.wait()
     factory.stop(10)

@@ -13,7 +13,6 @@ import time
 import pytest
 
 from autopyfactory.factory import Factory
-from autopyfactory.plugins.registry import PluginRegistry
 from tests.conftest import local_queue, wait_for
 
 FAST = """\
@@ -65,7 +64,7 @@ def start_factory(confdir):
     def start(queues: str, factory_extra: str = FAST) -> Running:
         confdir.write(queues, factory=factory_extra)
         config = confdir.load()
-        factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+        factory = Factory(config)
         running = Running(factory)
         factory.start()
         started.append(factory)

@@ -9,7 +9,6 @@ import pytest
 from autopyfactory.config import ConfigError
 from autopyfactory.context import FactoryContext
 from autopyfactory.info import WMSQueueInfo
-from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.plugins.wmsstatus.panda import Panda, PandaError
 from autopyfactory.status import StatusPoller, Unknown
 
@@ -27,8 +26,7 @@ def panda_queue(name: str, url: str, **extra: str) -> str:
 def plugin_for(confdir, queues_text: str, auth: str = "") -> tuple[Panda, FactoryContext]:
     confdir.write(queues_text, auth=auth)
     config = confdir.load()
-    registry = PluginRegistry.discover(config.get("plugindirs"))
-    context = FactoryContext(config, registry)
+    context = FactoryContext(config)
     queue = next(iter(config.queues.values()))
     return Panda(queue.plugin_options(Panda), context), context
 

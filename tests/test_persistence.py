@@ -20,7 +20,6 @@ from autopyfactory.persistence import (
     Store,
     thin,
 )
-from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.records import AdminAction, CycleRecord, SchedStep
 from tests.conftest import local_queue, wait_for
 
@@ -314,7 +313,7 @@ class AlwaysFine(AuthPlugin):
 
 def run_factory(confdir, cycles: int) -> Factory:
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = Factory(config)
     factory.start(cycles=cycles)
     wait_for(lambda: not any(q.alive for q in factory.queues.values()), what="the cycles to finish")
     return factory

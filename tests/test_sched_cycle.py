@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from autopyfactory.factory import Factory
-from autopyfactory.plugins.registry import PluginRegistry
 from tests.conftest import wait_for
 from tests.sched_helpers import queue_text
 
@@ -11,7 +10,7 @@ from tests.sched_helpers import queue_text
 def run_factory_until(confdir, done, timeout: float = 90.0):
     """Run the factory until ``done(queue)`` holds; returns the queue."""
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = Factory(config)
     factory.start()
     try:
         queue = factory.queues["SITE"]
@@ -59,7 +58,7 @@ def test_keepnrunning_lowered_removes_only_idle_pilots(confdir):
         },
     ))
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = Factory(config)
     factory.start()
     queue = factory.queues["SITE"]
     try:

@@ -21,7 +21,6 @@ from autopyfactory.factory import Factory
 from autopyfactory.plugins.batchstatus.slurm import SQUEUE_FORMAT, parse_squeue
 from autopyfactory.plugins.batchstatus.slurm import Slurm as SlurmStatus
 from autopyfactory.plugins.batchsubmit.slurm import Slurm as SlurmSubmit
-from autopyfactory.plugins.registry import PluginRegistry
 from tests.conftest import ConfDir, wait_for
 from tests.slurmcluster import SlurmCluster
 
@@ -83,7 +82,7 @@ batchstatus.slurm.maxage = 30
 
 def start(confdir: ConfDir) -> Factory:
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = Factory(config)
     factory.start()
     return factory
 
@@ -166,7 +165,7 @@ def test_200_pilots_are_one_sbatch_call_and_removal_spares_running(slurm, confdi
                              **{"executable__arguments": "600"})
     fid = write_factory(confdir, queue_text)
     config = confdir.load()
-    context = FactoryContext(config, PluginRegistry.discover(config.get("plugindirs")))
+    context = FactoryContext(config)
     qconfig = config.queues["BULK"]
     submitter = SlurmSubmit(qconfig, context)
     status = SlurmStatus(qconfig.plugin_options(SlurmStatus), context)
@@ -270,7 +269,7 @@ def test_token_profile_reaches_the_pilot_as_a_bearer_token(slurm, confdir: ConfD
     fid = write_factory(confdir, queue)
     (confdir.root / "auth.conf").write_text(f"[tok]\nplugin = Token\ntoken.tokenfile = {token}\ntoken.minlife = 0\n")
     config = confdir.load()
-    context = FactoryContext(config, PluginRegistry.discover(config.get("plugindirs")))
+    context = FactoryContext(config)
     context.credentials = CredentialService(context)
     context.credentials.check_all()
     try:

@@ -6,9 +6,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from autopyfactory.factory import Factory
+from autopyfactory.factory import Factory, build_factory
 from autopyfactory.localbatch import LocalBatch
-from autopyfactory.plugins.registry import PluginRegistry
 from tests.conftest import ConfDir, local_queue
 
 TOKEN = "t0ken-for-tests-" + "a" * 24
@@ -82,7 +81,6 @@ def start_factory(confdir: ConfDir, queues: dict[str, int], *, maxrunning: int =
     ), monitor=monitor, auth=auth)
     for name, items in queues.items():
         confdir.work(name, items)
-    config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = build_factory(str(confdir.root / "factory.conf"))
     factory.start()
     return RunningFactory(factory, confdir, f"http://127.0.0.1:{port}", port, token_file, stop_file)

@@ -1,0 +1,65 @@
+"""The keys of [Factory] and of a queue section, with their types and defaults.
+
+Keys keep their APF 2.4 names. Plugins declare their own keys (``keys`` of
+each plugin class); these tables are the factory's and the queue's own.
+"""
+
+from __future__ import annotations
+
+from autopyfactory.settings import Key
+
+FACTORY_SECTION = "Factory"
+
+FACTORY_KEYS: dict[str, Key] = {
+    "factoryId": Key("str", required=True, help="name of this factory, unique across the grid"),
+    "factoryAdminEmail": Key("str", ""),
+    "factoryUser": Key("str", ""),
+    "enablequeues": Key("bool", True),
+    "queueConf": Key("list", [], help="comma list of queue files or http(s) URLs"),
+    "queueDirConf": Key("path", ""),
+    "authConf": Key("path", ""),
+    "monitorConf": Key("path", ""),
+    "baseLogDir": Key("path", "/var/log/apf"),
+    "baseLogDirUrl": Key("str", ""),
+    "logserver.enabled": Key("bool", False),
+    "logserver.port": Key("int", 25880, min=0, max=65535),
+    "logserver.bind": Key("str", "127.0.0.1"),
+    "logserver.allowrobots": Key("bool", False),
+    "cleanlogs.keepdays": Key("int", 14, min=0),
+    "cleanlogs.maxdiskpercent": Key("float", 90.0, min=0, max=100),
+    "factory.sleep": Key("float", 30.0, min=0.1),
+    "maxperfactory.maximum": Key("int", None, min=0),
+    "plugindirs": Key("list", ["/etc/apf/plugins.d"]),
+    "persistence.dbpath": Key("path", ""),
+    "persistence.keepdays": Key("int", 14, min=1),
+    "peers.alivecycles": Key("int", 3, min=1),
+    "admin.tokenfile": Key("path", ""),
+    "admin.allowremote": Key("bool", False, help="admin API also for clients not on the loopback interface"),
+    "config.reconfig.interval": Key("int", 0, min=0),
+}
+
+# [Factory] wmsstatus.<plugin>.sleep / .maxage / .breakerfailures / .breakercooldown (batchstatus alike)
+STATUS_TIMING_PARAMS: dict[str, Key] = {
+    "sleep": Key("float", None, min=0.1, help="seconds between two status queries"),
+    "maxage": Key("float", None, min=0.1, help="status older than this is unknown"),
+    "breakerfailures": Key("int", None, min=1, help="consecutive failures that open the circuit breaker"),
+    "breakercooldown": Key("float", None, min=0.1, help="seconds the breaker stays open before a probe"),
+}
+
+QUEUE_KEYS: dict[str, Key] = {
+    "enabled": Key("bool", True),
+    "wmsqueue": Key("str", None, help="name of the queue in the WMS (default: the section name)"),
+    "batchqueue": Key("str", None, help="batch-side queue / partition (default: wmsqueue)"),
+    "apfqueue.sleep": Key("float", 360.0, min=0.1),
+    "wmsstatusplugin": Key("str", required=True),
+    "batchstatusplugin": Key("str", required=True),
+    "batchsubmitplugin": Key("str", required=True),
+    "schedplugin": Key("list", ["Ready"]),
+    "monitorsection": Key("list", []),
+    "executable": Key("path", ""),
+    "executable.arguments": Key("str", ""),
+    "cleanlogs.keepdays": Key("int", None, min=0),
+    "vo": Key("str", ""),
+    "cloud": Key("str", ""),
+    "grid": Key("str", ""),
+}
