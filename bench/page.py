@@ -42,6 +42,7 @@ def get(app, path: str) -> tuple[float, int, int]:
 
 def measure(n: int, repeat: int) -> dict:
     from autopyfactory.web.app import WebApp
+    from autopyfactory.web.history import PilotHistory
 
     with tempfile.TemporaryDirectory(prefix="apf-bench-page-") as tmp:
         root = Path(tmp)
@@ -52,7 +53,7 @@ def measure(n: int, repeat: int) -> dict:
         try:
             wait_until(lambda: all(q.cycles >= CYCLES for q in factory.queues.values()),
                        f"{CYCLES} cycles of {n} queues", deadline=60 + n * 0.1)
-            app = WebApp(factory)
+            app = WebApp(factory, PilotHistory())
             figures = {}
             for name, path in (("json", "/api/v1/queues"), ("page", "/"), ("queue_page", "/queues/Q0000")):
                 times = []

@@ -463,7 +463,7 @@ def test_last_reload_time_outcome_and_problems_in_the_api_and_on_the_page(runnin
     finally:
         queues.write_text(text)
     last = get(running, "/api/v1/factory").json()["last_reload"]
-    assert set(last) == {"time", "ok", "problems"} and last["ok"] is False
+    assert {"time", "ok", "problems"} <= set(last) and last["ok"] is False
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", last["time"])
     assert any("apfqueue.sleep" in p and "\n" not in p for p in last["problems"]), last
     page = get(running, "/").text.split('id="last-reload"')[1].split("</div>")[0]
