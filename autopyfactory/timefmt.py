@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # UTC, e.g. 2026-01-02T03:04:05Z
 
@@ -46,5 +46,5 @@ def parse_time(text: str, now: float | None = None) -> float:
         raise ValueError(f"not a time (expected ISO 8601 like 2026-12-02T06:00Z, or relative like +2h, 30m; "
                          f"got {text!r})") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return when.timestamp()

@@ -130,11 +130,9 @@ def test_one_mail_per_queue_and_cause_per_interval(confdir, smtp):
     try:
         for _ in range(3):  # critical, gone, critical again: all within one interval
             queue.fault_backoff = "fault backoff: 8 of 8 pilots faulted, one probe pilot per cycle"
-            cycles = queue.cycles
-            wait_for(lambda: queue.cycles >= cycles + 3, what="3 cycles in fault backoff")
+            wait_for(lambda start=queue.cycles: queue.cycles >= start + 3, what="3 cycles in fault backoff")
             queue.fault_backoff = None
-            cycles = queue.cycles
-            wait_for(lambda: queue.cycles >= cycles + 3, what="3 cycles without")
+            wait_for(lambda start=queue.cycles: queue.cycles >= start + 3, what="3 cycles without")
         wait_for(lambda: service.outbox.empty() and service.sent == 1, what="the mail sent")
         (mail,) = smtp.messages
         assert mail["Subject"].endswith("Q critical: fault backoff") and "8 of 8 pilots faulted" in body(mail)
