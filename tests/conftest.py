@@ -63,6 +63,17 @@ class ConfDir:
             (directory / f"item-{existing + i}.json").write_text(json.dumps({"command": command or ["true"]}))
 
 
+def datagrams(sock, quiet: float = 0.5) -> list[str]:
+    """The datagrams waiting on ``sock`` and those that follow until it is ``quiet`` seconds silent, decoded."""
+    sock.settimeout(quiet)
+    messages = []
+    try:
+        while True:
+            messages.append(sock.recv(65536).decode())
+    except TimeoutError:
+        return messages
+
+
 def stop_process(process) -> None:
     """SIGTERM a factory subprocess, SIGKILL it if it does not stop within 30 s."""
     if process.poll() is None:

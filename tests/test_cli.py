@@ -10,7 +10,7 @@ import pytest
 
 from autopyfactory import __version__
 from autopyfactory.cli.apf import build_parser
-from tests.conftest import local_queue
+from tests.conftest import datagrams, local_queue
 
 BIN = [sys.executable, "-m"]
 
@@ -81,13 +81,7 @@ def test_under_systemd_it_notifies_and_logs_for_the_journal(confdir, tmp_path):
         result = subprocess.run([*BIN, "autopyfactory.cli.daemon", "--conf", str(path), "--foreground",
                                  "--cycles", "1"], capture_output=True, text=True, timeout=120,
                                 env={**os.environ, "NOTIFY_SOCKET": address, "JOURNAL_STREAM": "8:1234"})
-        messages = []
-        listener.settimeout(0.5)
-        try:
-            while True:
-                messages.append(listener.recv(4096).decode())
-        except TimeoutError:
-            pass
+        messages = datagrams(listener)
     assert result.returncode == 0, result.stderr
     assert messages and messages[0].startswith("READY=1\n"), messages
     assert result.stdout == ""  # to the journal (stderr), without a timestamp of our own

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import local_queue, wait_for
+from tests.conftest import datagrams, local_queue, wait_for
 
 DAEMON = [sys.executable, "-m", "autopyfactory.cli.daemon"]
 REPO = Path(__file__).resolve().parent.parent
@@ -259,13 +259,7 @@ def test_log_to_syslog(daemon, confdir, tmp_path):
         env = {**os.environ, "PYTHONPATH": str(REPO), "APF_SYSLOG_SOCKET": path}
         result = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
         assert result.returncode == 0, result.stderr
-        messages = []
-        server.settimeout(1)
-        try:
-            while True:
-                messages.append(server.recv(65536).decode())
-        except TimeoutError:
-            pass
+        messages = datagrams(server, quiet=1)
         assert any("autopyfactory[" in m and "queue Q1 cycle 1" in m for m in messages), messages[:5]
     finally:
         server.close()
