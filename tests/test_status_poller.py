@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -37,10 +39,10 @@ class ScriptedPlugin:
 
     name = "Scripted"
 
-    def __init__(self, clock=time.time):
+    def __init__(self, clock=time.time, mode: str = "good"):
         self.clock = clock
         self.calls: list[float] = []  # when each call came, by ``clock``
-        self.mode = "good"
+        self.mode = mode  # good | fail | hang | notadict
         self.release = threading.Event()
         self.lock = threading.Lock()
 
@@ -54,6 +56,17 @@ class ScriptedPlugin:
         if self.mode == "notadict":
             return ["q1"]
         return {q: {"ready": 1} for q in queues} | {"odd": Unknown("site missing from data")}
+
+
+@contextlib.contextmanager
+def running(poller: StatusPoller) -> Iterator[StatusPoller]:
+    """The poller's own thread, for the length of the block."""
+    poller.start()
+    try:
+        yield poller
+    finally:
+        poller.stop()
+        poller.join(5)
 
 
 def make(plugin, **kw) -> StatusPoller:
@@ -87,11 +100,9 @@ def test_stale_answer_is_unknown_and_names_endpoint_and_error():
 
 def test_breaker_opens_after_k_failures_then_probe_closes_it():
     clock = FakeClock()
-    plugin = ScriptedPlugin(clock)
-    plugin.mode = "fail"
+    plugin = ScriptedPlugin(clock, mode="fail")
     poller = make(plugin, breaker_failures=3, breaker_cooldown=2.0, clock=clock)
-    poller.start()
-    try:
+    with running(poller):
         # failures are retried after the backoff (min(sleep, 1s) = 0.2s), by the poller's clock
         t0 = clock.now
         for failures in (1, 2):
@@ -128,14 +139,10 @@ def test_breaker_opens_after_k_failures_then_probe_closes_it():
         assert health["healthy"] and health["last_success"] == clock.now
         assert health["failures_total"] == 4 and health["breaker_opened"] == 2
         assert health["last_error"] == "ConnectionError: endpoint down"  # kept for the status page
-    finally:
-        poller.stop()
-        poller.join(5)
 
 
 def test_hard_deadline_on_a_hanging_plugin_and_no_pile_up():
-    plugin = ScriptedPlugin()
-    plugin.mode = "hang"
+    plugin = ScriptedPlugin(mode="hang")
     poller = make(plugin, call_timeout=0.3, breaker_failures=10)
     poller.poll_once()  # returns although the plugin hangs (for 30s: then it would answer)
     assert poller.failures == 1 and "no answer within 0.3s" in poller.last_error
@@ -157,8 +164,7 @@ def test_hard_deadline_on_a_hanging_plugin_and_no_pile_up():
 
 def test_a_hung_call_never_blocks_recovery():
     # the endpoint hangs one call for good, then answers again: the next poll must not wait for the hung one
-    plugin = ScriptedPlugin()
-    plugin.mode = "hang"
+    plugin = ScriptedPlugin(mode="hang")
     poller = make(plugin, call_timeout=0.3, breaker_failures=10)
     poller.poll_once()
     assert poller.get("q1")[0] is None
@@ -172,8 +178,7 @@ def test_a_hung_call_never_blocks_recovery():
 
 def test_retry_backoff_doubles_from_one_second_up_to_sleep():
     clock = FakeClock()
-    plugin = ScriptedPlugin(clock)
-    plugin.mode = "fail"
+    plugin = ScriptedPlugin(clock, mode="fail")
     poller = make(plugin, sleep=10.0, breaker_failures=100, clock=clock)
     waits = []
     for _ in range(6):
@@ -188,8 +193,7 @@ def test_retry_backoff_doubles_from_one_second_up_to_sleep():
     poller.poll_once()
     assert poller.due_in() == 10.0
     # a short ``sleep`` bounds the first retry too
-    short = make(ScriptedPlugin(clock), sleep=0.5, breaker_failures=100, clock=clock)
-    short.plugin.mode = "fail"
+    short = make(ScriptedPlugin(clock, mode="fail"), sleep=0.5, breaker_failures=100, clock=clock)
     short.poll_once()
     assert short.due_in() == pytest.approx(0.5)
     # a wake-up never brings a retry closer than min(sleep, 1s)
@@ -200,23 +204,17 @@ def test_retry_backoff_doubles_from_one_second_up_to_sleep():
 
 def test_backoff_and_breaker_wait_in_the_poller_thread():
     """The poller thread queries exactly when due_in() says, not before (real time here)."""
-    plugin = ScriptedPlugin()
-    plugin.mode = "fail"
+    plugin = ScriptedPlugin(mode="fail")
     poller = make(plugin, sleep=0.3, breaker_failures=2, breaker_cooldown=0.6)
-    poller.start()
-    try:
+    with running(poller):
         wait_for(lambda: poller.breaker == BREAKER_OPEN, what="breaker open")
         wait_for(lambda: len(plugin.calls) >= 3, what="the probe")
         first, retry, probe = plugin.calls[:3]
         assert retry - first >= 0.3 and probe - retry >= 0.6
-    finally:
-        poller.stop()
-        poller.join(5)
 
 
 def test_not_a_dict_is_a_failure():
-    plugin = ScriptedPlugin()
-    plugin.mode = "notadict"
+    plugin = ScriptedPlugin(mode="notadict")
     poller = make(plugin)
     poller.poll_once()
     assert poller.snapshot is None and "not a dict" in poller.last_error
@@ -224,9 +222,8 @@ def test_not_a_dict_is_a_failure():
 
 
 def test_half_open_probe_failure_reopens_immediately():
-    plugin = ScriptedPlugin()
+    plugin = ScriptedPlugin(mode="fail")
     poller = make(plugin, breaker_failures=5)
-    plugin.mode = "fail"
     poller.breaker = BREAKER_HALF_OPEN
     poller.poll_once()
     assert poller.breaker == BREAKER_OPEN and poller.failures == 1
@@ -236,8 +233,7 @@ def test_wake_ups_are_merged():
     clock = FakeClock()
     plugin = ScriptedPlugin(clock)
     poller = make(plugin, sleep=30.0, clock=clock)
-    poller.start()
-    try:
+    with running(poller):
         wait_for(lambda: len(plugin.calls) >= 1, what="first poll")
         assert poller.due_in() == 30.0
         # fifty wake-ups: one extra query, 1s after the first (not 30s, not fifty)
@@ -254,9 +250,6 @@ def test_wake_ups_are_merged():
         assert plugin.calls[1] - plugin.calls[0] == 1.0
         # served: back to the normal interval
         assert poller.due_in() == 30.0
-    finally:
-        poller.stop()
-        poller.join(5)
 
 
 def test_timed_caller_passes_results_and_errors():
