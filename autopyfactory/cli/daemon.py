@@ -31,6 +31,7 @@ import threading
 import time
 
 from autopyfactory import __version__
+from autopyfactory.commands import pid_exists
 from autopyfactory.config import ConfigError, FactoryConfig, load, placeholders
 
 # the factory and all it imports (web server, persistence, ...) are loaded now, before
@@ -146,12 +147,8 @@ class AlreadyRunning(Exception):
 
 def _pid_is_factory(pid: int) -> bool:
     """A live process that looks like a factory (a pidfile left by a dead one may name a reused pid)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_exists(pid):
         return False
-    except PermissionError:
-        pass
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
             return b"autopyfactory" in handle.read()
