@@ -28,7 +28,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,8 +81,11 @@ class StatusPoller:
         breaker_cooldown: float | None = None,
         call_timeout: float | None = None,
         name: str | None = None,
+        clock: Callable[[], float] = time.time,
     ):
         self.kind = kind
+        # epoch seconds: answers are compared with submission times; tests pass a fake clock
+        self.clock = clock
         self.plugin = plugin
         self.endpoint = endpoint  # identity: queues with the same one share this poller
         self.name = name or endpoint  # what operators read (URL, host, cluster)
@@ -107,7 +110,8 @@ class StatusPoller:
         self._queues: set[str] = set()
         self._lock = threading.Lock()
         self._answered = threading.Condition()  # notified on every new answer
-        self._wake = threading.Event()
+        self._woken = False  # a wake-up asked for a query sooner than ``sleep``
+        self._wake = threading.Event()  # wake-up or stop: the thread looks again at what is due
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{kind}:{endpoint}", daemon=True)
 
@@ -146,20 +150,33 @@ class StatusPoller:
         Wake-ups are merged: queries stay at least ``min(sleep, 1s)`` apart,
         and an open circuit breaker is not shortened by them.
         """
+        self._woken = True
         self._wake.set()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if self.breaker == BREAKER_OPEN:
-                left = (self.breaker_until or 0.0) - time.time()
-                if left > 0:
-                    self._stop.wait(left)
-                    continue
-                self.breaker = BREAKER_HALF_OPEN
-            self._wake.clear()
-            self.poll_once()
-            if self.breaker != BREAKER_OPEN:
-                self._pause()
+            left = self.due_in()
+            if left <= 0:
+                self.poll_once()
+            elif self._wake.wait(left):
+                self._wake.clear()
+
+    def due_in(self) -> float:
+        """Seconds until the next query is due by the poller's clock (0 or less: now).
+
+        Queries start ``sleep`` apart (start to start), sooner after a failure
+        (backoff) or a wake-up; while the circuit breaker is open, only the end
+        of its cool-down counts.
+        """
+        now = self.clock()
+        if self.breaker == BREAKER_OPEN:
+            return (self.breaker_until or 0.0) - now
+        if self.last_attempt is None:
+            return 0.0
+        wait = self._next_wait()
+        if self._woken:
+            wait = min(wait, self.sleep, WAKE_MIN_GAP)
+        return self.last_attempt + wait - now
 
     def _next_wait(self) -> float:
         if self.failures == 0:
@@ -167,23 +184,17 @@ class StatusPoller:
         # retry sooner after a failure, backing off up to the normal interval
         return min(self.sleep, RETRY_FIRST * 2.0 ** min(self.failures - 1, 16))
 
-    def _pause(self) -> None:
-        """Wait until the next query is due (start to start), or an early wake-up."""
-        last = self.last_attempt or time.time()
-        due = last + self._next_wait()
-        while not self._stop.is_set():
-            left = due - time.time()
-            if left <= 0:
-                return
-            if self._wake.wait(left):
-                self._wake.clear()
-                due = min(due, last + min(self.sleep, WAKE_MIN_GAP))
-
     def poll_once(self) -> None:
-        """One query of the plugin (from the poller thread; tests may call it directly)."""
+        """One query of the plugin (from the poller thread; tests may call it directly).
+
+        A query while the circuit breaker is open (its cool-down over) is the probe.
+        """
         queues = self.queues
-        started = time.time()
+        started = self.clock()
         self.last_attempt = started
+        self._woken = False
+        if self.breaker == BREAKER_OPEN:
+            self.breaker = BREAKER_HALF_OPEN
         if not queues:
             return
         self.calls += 1
@@ -195,7 +206,7 @@ class StatusPoller:
             self._failed(started, exc)
             return
         finally:
-            self.last_duration = time.time() - started
+            self.last_duration = self.clock() - started
         with self._lock:
             self._snapshot = Snapshot(data, started)
         with self._answered:
@@ -214,7 +225,7 @@ class StatusPoller:
         self.last_error_time = started
         if self.breaker == BREAKER_HALF_OPEN or self.failures >= self.breaker_failures:
             self.breaker = BREAKER_OPEN
-            self.breaker_until = time.time() + self.breaker_cooldown
+            self.breaker_until = self.clock() + self.breaker_cooldown
             self.breaker_opened += 1
             log.warning("%s status from %s failed (%d in a row): %s; circuit breaker open, next try in %gs",
                         self.kind, self.name, self.failures, self.last_error, self.breaker_cooldown)
@@ -254,7 +265,7 @@ class StatusPoller:
 
     def get(self, key: str, now: float | None = None) -> tuple[Any, float | None, str]:
         """(info or None, time the answer was taken, why it is unknown)."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         snapshot = self._snapshot
         if snapshot is None:
             return None, None, f"no answer yet from {self.name}{self._failing(now)}"
@@ -275,7 +286,7 @@ class StatusPoller:
 
         ``endpoint`` is its readable name, ``id`` what tells it from others.
         """
-        now = time.time()
+        now = self.clock()
         snapshot = self._snapshot
         age = None if snapshot is None else now - snapshot.taken
         return {

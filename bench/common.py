@@ -17,9 +17,8 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from autopyfactory.cli.daemon import setup_logging
@@ -63,16 +62,6 @@ def section(name: str, keys: dict[str, object]) -> str:
 def make_factory(conf: Path) -> tuple[Factory, FactoryConfig]:
     factory = build_factory(str(conf))
     return factory, factory.config
-
-
-def wait_until(condition: Callable[[], object], what: str, deadline: float, every: float = 0.05) -> object:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise RuntimeError(f"timed out after {deadline:.0f}s waiting for {what}")
 
 
 @contextlib.contextmanager
