@@ -12,7 +12,7 @@ import glob
 import os
 from typing import TYPE_CHECKING
 
-from autopyfactory.config import apf24
+import autopyfactory.config.apf24 as apf24
 from autopyfactory.config.reader import KeyTable, Reader, closest, did_you_mean, lower_table, origin
 from autopyfactory.config.tables import (
     FACTORY_KEYS,
