@@ -14,7 +14,7 @@ from autopyfactory.config import ConfigError, FactoryConfig, Problem, load
 from autopyfactory.context import FactoryContext
 from autopyfactory.credentials import CredentialService
 from autopyfactory.interfaces import MonitorPlugin
-from autopyfactory.queue import APFQueue, FactoryPilots, build_chain
+from autopyfactory.queue import APFQueue, FactoryPilots, Pause, build_chain
 from autopyfactory.records import CycleRecord
 from autopyfactory.status import StatusService
 from autopyfactory.timefmt import iso
@@ -87,10 +87,12 @@ class Factory:
         log.info("factory %s %s started with %d queue(s): %s", self.config.factory_id,
                  self.version, len(self.queues), ", ".join(self.queues) or "-")
 
-    def start_queue(self, qconfig, cycles: int | None = None, paused: bool = False) -> APFQueue:
+    def start_queue(self, qconfig, cycles: int | None = None, pause: Pause | None = None) -> APFQueue:
+        """Build and start a queue; ``pause``: the one it had before a reload (else the stored one, if any)."""
         with self._reload_lock:
             queue = APFQueue(qconfig, self.context, self.status, self.pilots, self.listeners)
-            queue.paused = paused
+            if pause is not None:
+                queue.set_pause(pause)
             self.queues[queue.name] = queue
             queue.start(cycles)
             return queue
@@ -133,6 +135,8 @@ class Factory:
             with self._reload_lock:
                 if self.queues and not any(q.alive for q in self.queues.values()):
                     return
+                for queue in self.queues.values():  # at --until, not at the queue's next cycle
+                    queue.end_pause_when_due()
             self._stopping.wait(0.2)
 
     def request_reload(self) -> None:
@@ -244,7 +248,7 @@ class Factory:
         changed = [name for name in wanted if name in self.queues and self.queues[name].config.raw != wanted[name].raw]
         unchanged = [name for name in wanted if name in self.queues and name not in changed]
 
-        paused = {name for name in changed if self.queues[name].paused}
+        pauses = {name: self.queues[name].pause for name in changed}
         for name in removed + changed:
             log.info("reload: stopping queue %s (%s)", name, "removed" if name in removed else "changed")
             self.stop_queue(name)
@@ -256,7 +260,7 @@ class Factory:
         for name in added + changed:
             log.info("reload: starting queue %s (%s)", name, "added" if name in added else "changed")
             # an operator's pause outlives a config edit
-            self.start_queue(wanted[name], paused=name in paused)
+            self.start_queue(wanted[name], pause=pauses.get(name))
         notes = []
         for key in ("logserver.enabled", "logserver.port", "logserver.bind", "persistence.dbpath"):
             if old_config.get(key, None) != new.get(key, None):

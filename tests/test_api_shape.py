@@ -122,6 +122,7 @@ def test_every_endpoint_answers_as_documented(api_factory, tmp_path):
         ("POST", "/api/v1/queues"): ("POST", "/api/v1/queues", 405),
         ("POST", "/api/v1/admin/reload"): ("POST", "/api/v1/admin/reload", 200),
         ("POST", "/api/v1/admin/queues/ANALY_X/pause"): ("POST", "/api/v1/admin/queues/ANALY_X/pause", 200),
+        ("POST", "/api/v1/admin/queues/ANALY_X/drain"): ("POST", "/api/v1/admin/queues/ANALY_X/drain", 200),
         ("POST", "/api/v1/admin/loglevel"): ("POST", "/api/v1/admin/loglevel", 200),
         ("GET", "/api/v1/admin/config"): ("GET", "/api/v1/admin/config", 200),
         ("GET", "/api/v1/admin/log?lines=2"): ("GET", "/api/v1/admin/log?lines=2", 200),
@@ -134,6 +135,8 @@ def test_every_endpoint_answers_as_documented(api_factory, tmp_path):
     try:
         for key, (method, path, status) in live.items():
             kw = {"json": {"level": logging.getLevelName(level).lower()}} if path.endswith("loglevel") else {}
+            if path.endswith("/drain"):
+                kw = {"json": {"reason": "site downtime", "until": "+8h"}}
             got = answer(api_factory, method, path, **kw)
             assert got.status_code == status, (path, got.status_code, got.text)
             assert got.headers["Content-Type"] == "application/json", path

@@ -12,7 +12,14 @@ FACTORY_SECTION = "Factory"
 
 FACTORY_KEYS: dict[str, Key] = {
     "factoryId": Key("str", required=True, help="name of this factory, unique across the grid"),
-    "factoryAdminEmail": Key("str", ""),
+    "factoryAdminEmail": Key("str", "", help="where alarm mails go (alarms: docs/operations.md)"),
+    "factorySMTPServer": Key("str", "", help="host[:port] of the SMTP server for alarm mails; empty: no mails"),
+    "alarms.interval": Key("float", 3600.0, min=0, help="seconds: at most one mail per queue and cause"),
+    "alarms.credentialexpiry": Key("float", 6 * 3600.0, min=0,
+                                   help="seconds: a credential with less time left raises an alarm"),
+    "alarms.unknownafter": Key("float", 1800.0, min=0,
+                               help="seconds a queue's WMS or batch status may stay unknown before an alarm"),
+    "alarms.sender": Key("str", "", help="From: of alarm mails (default autopyfactory@<this host>)"),
     "factoryUser": Key("str", ""),
     "enablequeues": Key("bool", True),
     "queueConf": Key("list", [], help="comma list of queue files or http(s) URLs"),
