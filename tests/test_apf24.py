@@ -223,3 +223,10 @@ def test_factory_from_apf24_files_runs_cycles(tmp_path, panda, condor_pool):
     assert "APPS/HEP/ATLAS-SITE-LCG,ENV/PROXY" in text and "<QueueName>lcg</QueueName>" in text
     assert "RUCIO_ACCOUNT=pilot" in ads["ANALY_LRZ"]["Environment"]
     assert "BNL_TEST-gridgk03" not in records
+
+
+def test_min_email_repeat_seconds_is_the_alarm_interval(confdir):
+    confdir.write(local_queue("Q", confdir.spool), factory="factoryMinEmailRepeatSeconds = 600\n")
+    config = confdir.load()
+    assert config.get("alarms.interval") == 600.0
+    assert any(p.key == "factoryMinEmailRepeatSeconds" and "alarms.interval" in p.message for p in config.warnings)

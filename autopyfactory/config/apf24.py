@@ -80,12 +80,28 @@ IGNORED_FACTORY_KEYS: dict[str, str] = {
     "mappingsConf": "the pilot wrapper maps VO names itself (docs/migration.md, 'The pilot wrapper')",
     "cycles": "the factory runs until stopped; for a bounded run use autopyfactory --cycles N",
     "logserver.index": "the log server always lists directories",
-    "factoryMinEmailRepeatSeconds": "not read by this version",
     "queuesconfigplugin": "queues are configured from queueConf/queueDirConf only",
     "queuesconfig.*": "queues are configured from queueConf/queueDirConf only",
     "proxyConf": "APF 2.3's proxy.conf is not read; write its profiles into authConf "
                  "(plugin = X509, x509.<key>)",
 }
+
+RENAMED_FACTORY_KEYS: dict[str, str] = {  # APF 2.4 [Factory] key -> the key that means the same here
+    "factoryMinEmailRepeatSeconds": "alarms.interval",
+}
+
+
+def rename_factory_keys(raw: dict[str, str]) -> list[tuple[str, str]]:
+    """Read APF 2.4's [Factory] keys under their new names (``raw`` has lower-case keys);
+    (old, new) of each one renamed. The new name wins when both are set."""
+    renamed = []
+    for old, new in RENAMED_FACTORY_KEYS.items():
+        if old.lower() in raw:
+            value = raw.pop(old.lower())
+            raw.setdefault(new.lower(), value)
+            renamed.append((old, new))
+    return renamed
+
 
 IGNORED_PROFILE_KEYS: dict[str, str] = {
     "authbasedir": "profile paths are absolute or relative to auth.conf",

@@ -48,6 +48,8 @@ def factory_section(reader: Reader, parser: configparser.ConfigParser, path: str
     basedir = os.path.dirname(path)
     section = Section(FACTORY_SECTION, path)
     section.raw = apf24.drop_none(reader.items(parser, path, FACTORY_SECTION))
+    for old_key, new_key in apf24.rename_factory_keys(section.raw):
+        reader.warn(path, FACTORY_SECTION, old_key, f"APF 2.4 key, read as {new_key}")
     known = lower_table(FACTORY_KEYS)
     reader.fill(section, known, basedir)
     for lower, text in section.raw.items():
