@@ -133,10 +133,20 @@ class Factory:
             if self._next_reconfig is not None and time.time() >= self._next_reconfig:
                 log.info("config.reconfig.interval: re-reading the configuration")
                 self.reload()
-            with self._reload_lock:
-                if self.queues and not any(q.alive for q in self.queues.values()):
-                    return
+            if not self.supervise():
+                return
             self._stopping.wait(0.2)
+
+    def supervise(self) -> bool:
+        """Restart queue threads that died, once their backoff is over; False when no queue
+        has anything left to do (every one ran its --cycles)."""
+        now = time.time()
+        with self._reload_lock:
+            queues = list(self.queues.values())
+            for queue in queues:
+                if queue.died and not queue.stopping and not queue.alive and now >= (queue.restart_due or 0):
+                    queue.restart()
+        return not queues or any(q.alive or q.died for q in queues)
 
     def request_reload(self) -> None:
         """Ask the waiting thread to reload (safe to call from a signal handler)."""

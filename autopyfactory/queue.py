@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEEP_RECORDS = 100
+RESTART_FIRST = 1.0  # a dead queue thread is restarted after 1, 2, 4, ... seconds
+RESTART_MAX = 300.0
 FINISHED_WINDOW = 3600.0  # finished pilots handed to the scheduler chain: at least the last hour
 
 
@@ -174,6 +176,11 @@ class APFQueue:
         self.fault_backoff: str | None = None  # why submission is throttled to one probe pilot, when it is
         self.started = False  # the thread was started (health: a started queue whose thread died is critical)
         self.ran_its_cycles = False  # the thread ended after --cycles N, as asked
+        self.died: str | None = None  # why the thread died, until the factory restarts it
+        self.restart_due: float | None = None  # when the factory restarts the dead thread
+        self.restarts = 0  # threads restarted after dying
+        self._deaths_in_row = 0  # deaths without a completed cycle between them: the restart backoff
+        self._last_cycle: int | None = None  # --cycles N: the cycle count at which the queue ends
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.store = context.store  # persistence store (autopyfactory/persistence.py) or None
@@ -217,8 +224,19 @@ class APFQueue:
 
     def start(self, cycles: int | None = None) -> None:
         self.started = True
-        self._thread = threading.Thread(target=self.run, args=(cycles,), name=f"queue:{self.name}", daemon=True)
+        self._last_cycle = None if cycles is None else self.cycles + cycles  # restored cycles do not count
+        self._start_thread()
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self.run, name=f"queue:{self.name}", daemon=True)
         self._thread.start()
+
+    def restart(self) -> None:
+        """Start a new thread for a queue whose thread died (counters and records kept)."""
+        self.restarts += 1
+        log.warning("queue %s: restarting its thread (restart %d; it died: %s)", self.name, self.restarts, self.died)
+        self.died = self.restart_due = None
+        self._start_thread()
 
     def stop(self) -> None:
         self._stop.set()
@@ -237,13 +255,25 @@ class APFQueue:
     def sleep(self) -> float:
         return float(self.config.values["apfqueue.sleep"])
 
-    def run(self, cycles: int | None = None) -> None:
+    def run(self) -> None:
+        """The queue thread; if anything kills it, the factory restarts it later (``restart_due``)."""
+        try:
+            self._run()
+        except BaseException as exc:  # noqa: BLE001 - a thread that dies is reported and restarted, never lost
+            self._deaths_in_row += 1
+            delay = min(RESTART_MAX, RESTART_FIRST * 2.0 ** min(self._deaths_in_row - 1, 16))
+            self.died = f"{type(exc).__name__}: {exc}"[:300]
+            self.restart_due = time.time() + delay
+            log.critical("queue %s: its thread died (%s); restarting it in %.0fs", self.name, self.died, delay,
+                         exc_info=True)
+
+    def _run(self) -> None:
         self._wait_for_first_status()
         wait = self.sleep * spread(self.name)
-        first = self.cycles  # restored from the store: --cycles counts this process's cycles
         while not self._stop.is_set():
             self.run_cycle()
-            if cycles is not None and self.cycles - first >= cycles:
+            self._deaths_in_row = 0
+            if self._last_cycle is not None and self.cycles >= self._last_cycle:
                 self.ran_its_cycles = True
                 break
             self._stop.wait(wait)
@@ -493,10 +523,14 @@ def run_chain(schedulers: list[SchedulerPlugin], info: SchedInfo, steps: list[Sc
 
 
 def cycle_ceiling(n: int, config: QueueConfig) -> tuple[int, str]:
-    """Hard ceiling ``sched.maxpercycle.maximum`` on a submission, whatever the chain said."""
+    """Hard ceilings on one submission, whatever the chain said: ``sched.maxpercycle.maximum``
+    when set, and always ``apfqueue.maxpercycle`` (default 1000)."""
     maximum = config.values.get("sched.maxpercycle.maximum")
     if n > 0 and maximum is not None and n > maximum:
         return maximum, f"MaxPerCycle ceiling: {n} capped to {maximum}"
+    default = config.values.get("apfqueue.maxpercycle")
+    if n > 0 and default is not None and n > default:
+        return default, f"apfqueue.maxpercycle ceiling: {n} capped to {default}"
     return n, ""
 
 
