@@ -351,12 +351,18 @@ class APFQueue:
             if why:
                 record.holds.append(why)
         if n > 0:
-            result = self.submitter.submit(n)
-            self._take(result, record)
-            record.submitted = result.count
+            try:
+                result = self.submitter.submit(n)
+            except Exception:
+                self._submitted_maybe(n)
+                raise
+            # recorded first: nothing that can fail comes between the batch system's answer and this
             self.pilots.settle(self.name, result.count)
             if result.count > 0:
                 self.last_submission = record.submitted_at = time.time()
+            record.submitted = result.count
+            self._take(result, record)
+            if result.count > 0:
                 self._stored_submission("submit", result)
                 self.batch_poller.wake()
         elif n < 0:
@@ -367,6 +373,19 @@ class APFQueue:
                 self.last_submission = record.submitted_at = time.time()
                 self._stored_submission("remove", result)
                 self.batch_poller.wake()
+
+    def _submitted_maybe(self, n: int) -> None:
+        """The submit plugin raised: the batch system may have taken some of the ``n`` pilots before.
+
+        Counted as a submission with an unknown outcome: up to ``n`` pilots count for
+        MaxPerFactory, and the queue plans again only from a batch status newer than now
+        (invariant 2), which shows whatever was accepted.
+        """
+        self.pilots.settle(self.name, n)
+        self.last_submission = time.time()
+        if self.store is not None:
+            self.store.record_submission(self.name, self.last_submission, "submit", 0, [])
+        self.batch_poller.wake()
 
     def _alive_peers(self, batch: BatchQueueInfo | None, now: float) -> int:
         """Other factories serving this WMS queue that submitted within their last peers.alivecycles cycles."""
