@@ -23,6 +23,8 @@ from autopyfactory.timefmt import iso
 
 log = logging.getLogger(__name__)
 
+SUBMIT_GRACE = 10.0  # seconds beyond a submit plugin's own timeout that a stopping queue is waited for
+
 
 class Factory:
     """Every part of one factory process, built and wired here; see ``FactoryView`` for what others read."""
@@ -69,6 +71,9 @@ class Factory:
         self._reload_requested = threading.Event()
         self._dump_requested = threading.Event()
         self._next_reconfig: float | None = None
+        # stopped queues whose submission outlived the wait: their successor starts when it ends
+        self._waiting: dict[str, APFQueue] = {}
+        self._deferred: dict[str, tuple] = {}  # name -> (config, paused, old instance) not started yet
 
     @property
     def store(self):
@@ -90,25 +95,44 @@ class Factory:
         log.info("factory %s %s started with %d queue(s): %s", self.config.factory_id,
                  self.version, len(self.queues), ", ".join(self.queues) or "-")
 
-    def start_queue(self, qconfig, cycles: int | None = None, paused: bool = False) -> APFQueue:
+    def start_queue(self, qconfig, cycles: int | None = None, paused: bool = False,
+                    replaces: APFQueue | None = None) -> APFQueue:
+        """Start a queue; ``replaces``: the stopped instance it takes over from (a changed queue)."""
         with self._reload_lock:
             queue = APFQueue(qconfig, self.context, self.status, self.pilots, self.listeners)
             queue.paused = paused
+            if replaces is not None and replaces.last_submission is not None:
+                # invariant 2 across instances: plan from a batch status newer than the old one's submission
+                queue.last_submission = max(queue.last_submission or 0.0, replaces.last_submission)
             self.queues[queue.name] = queue
             queue.start(cycles)
             return queue
 
-    def stop_queue(self, name: str, timeout: float = 10.0) -> None:
+    def stop_queue(self, name: str, timeout: float = 10.0, replaced: bool = False) -> APFQueue:
+        """Stop a queue; it is out of ``queues`` only once it can submit nothing any more.
+
+        A submission under way is waited for, bounded by the submit plugin's own
+        timeout (a reload must never let two instances of one queue submit).
+        ``replaced``: a new instance follows, which keeps the pilots in flight counted.
+        """
         with self._reload_lock:
-            queue = self.queues.pop(name)
+            queue = self.queues[name]
             queue.stop()
             queue.join(timeout)
             if queue.alive:
-                log.warning("queue %s: thread still busy after %.0fs", name, timeout)
-            self.pilots.remove(name)
+                bound = queue.submit_timeout + SUBMIT_GRACE
+                log.warning("queue %s: waiting up to %.0fs for its submission under way", name, bound)
+                if not queue.wait_submission(bound):
+                    log.error("queue %s: submission still under way after %.0fs; the queue stays stopped "
+                              "until it ends", name, bound)
+                    self._waiting[name] = queue
+            del self.queues[name]
+            if not replaced:
+                self.pilots.remove(name)
             still = {q.config.wmsqueue for q in self.queues.values()}
             self.status.release("wmsstatus", queue.config, still)
             self.status.release("batchstatus", queue.config, set(self.queues))
+            return queue
 
     def wait(self) -> None:
         """Until stop() is called, or every queue has run its --cycles.
@@ -142,6 +166,13 @@ class Factory:
         has anything left to do (every one ran its --cycles)."""
         now = time.time()
         with self._reload_lock:
+            for name, old in list(self._waiting.items()):
+                if old.wait_submission(0):
+                    del self._waiting[name]
+                    deferred = self._deferred.pop(name, None)
+                    if deferred is not None:
+                        log.info("queue %s: its old instance's submission ended; starting the new one", name)
+                        self.start_queue(deferred[0], paused=deferred[1], replaces=old)
             queues = list(self.queues.values())
             for queue in queues:
                 if queue.died and not queue.stopping and not queue.alive and now >= (queue.restart_due or 0):
@@ -224,6 +255,11 @@ class Factory:
     def _probe(self, new: FactoryConfig, registry) -> list[Problem]:
         """Build (without starting) what the new config needs, to reject it before touching anything."""
         problems: list[Problem] = []
+        if new.factory_id != self.config.factory_id:
+            problems.append(Problem(new.path, "Factory", "factoryId", (
+                f"changed from {self.config.factory_id!r} to {new.factory_id!r}: it tags every pilot, so it"
+                " changes only at a restart (live, the running pilots would stop counting as this factory's"
+                " and be submitted again)")))
         probe = FactoryContext(new, registry)
         for name, qconfig in new.enabled_queues.items():
             old = self.queues.get(name)
@@ -259,9 +295,12 @@ class Factory:
         unchanged = [name for name in wanted if name in self.queues and name not in changed]
 
         paused = {name for name in changed if self.queues[name].paused}
+        stopped = {}
         for name in removed + changed:
             log.info("reload: stopping queue %s (%s)", name, "removed" if name in removed else "changed")
-            self.stop_queue(name)
+            stopped[name] = self.stop_queue(name, replaced=name in changed)
+        for name in removed:
+            self._deferred.pop(name, None)
         self.config = new
         self.registry = registry
         self.context.config = new
@@ -272,7 +311,12 @@ class Factory:
         for name in added + changed:
             log.info("reload: starting queue %s (%s)", name, "added" if name in added else "changed")
             # an operator's pause outlives a config edit
-            self.start_queue(wanted[name], paused=name in paused)
+            old = stopped.get(name) or self._deferred.get(name, (None, None, None))[2]
+            if name in self._waiting or name in self._deferred:
+                log.warning("reload: queue %s starts once its old instance's submission ends", name)
+                self._deferred[name] = (wanted[name], name in paused, old)
+                continue
+            self.start_queue(wanted[name], paused=name in paused, replaces=old)
         notes = []
         for key in ("logserver.enabled", "logserver.port", "logserver.bind", "persistence.dbpath"):
             if old_config.get(key, None) != new.get(key, None):

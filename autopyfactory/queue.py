@@ -182,6 +182,7 @@ class APFQueue:
         self._deaths_in_row = 0  # deaths without a completed cycle between them: the restart backoff
         self._last_cycle: int | None = None  # --cycles N: the cycle count at which the queue ends
         self._stop = threading.Event()
+        self._submitting = threading.Lock()  # held while the submit plugin runs; stop() waits for it
         self._thread: threading.Thread | None = None
         self.store = context.store  # persistence store (autopyfactory/persistence.py) or None
         if self.store is not None:
@@ -242,6 +243,18 @@ class APFQueue:
         self._stop.set()
         self.wms_poller.release_waiters()
         self.batch_poller.release_waiters()
+
+    @property
+    def submit_timeout(self) -> float:
+        """How long one submission can take: the submit plugin's own ``timeout`` (60 s when it has none)."""
+        return float(getattr(self.submitter, "timeout", None) or 60.0)
+
+    def wait_submission(self, timeout: float) -> bool:
+        """After stop(): wait until no submission is under way; True when none is (none can start now)."""
+        if not self._submitting.acquire(timeout=max(0.0, timeout)):
+            return False
+        self._submitting.release()
+        return True
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -351,15 +364,21 @@ class APFQueue:
             if why:
                 record.holds.append(why)
         if n > 0:
-            try:
-                result = self.submitter.submit(n)
-            except Exception:
-                self._submitted_maybe(n)
-                raise
-            # recorded first: nothing that can fail comes between the batch system's answer and this
-            self.pilots.settle(self.name, result.count)
-            if result.count > 0:
-                self.last_submission = record.submitted_at = time.time()
+            with self._submitting:
+                if self._stop.is_set():  # a stopped instance never submits: its successor may be running
+                    self.pilots.settle(self.name, 0)
+                    record.holds.append("queue stopping: submitting 0")
+                    return
+                try:
+                    result = self.submitter.submit(n)
+                except Exception:
+                    self._submitted_maybe(n)
+                    raise
+                # recorded first (and before a successor instance can read it): nothing that can
+                # fail comes between the batch system's answer and this
+                self.pilots.settle(self.name, result.count)
+                if result.count > 0:
+                    self.last_submission = record.submitted_at = time.time()
             record.submitted = result.count
             self._take(result, record)
             if result.count > 0:
