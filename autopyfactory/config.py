@@ -16,6 +16,7 @@ import difflib
 import glob
 import math
 import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -541,6 +542,19 @@ def plugin_key_table(registry: PluginRegistry) -> dict[str, tuple[str, Key]]:
     return table
 
 
+def _check_executable(reader: _Reader, source: str, section: str, queue: QueueConfig) -> None:
+    """A warning (not an error: a grid worker node may have it) for an executable missing here."""
+    executable = queue.values.get("executable")
+    if not executable or not queue.values.get("enabled", True):
+        return
+    found = (os.path.isfile(executable) and os.access(executable, os.X_OK)) if os.sep in executable \
+        else shutil.which(executable) is not None
+    if not found:
+        reader.warn(source, section, "executable",
+                    f"{executable!r} is not an executable file on this host: every pilot would fault"
+                    " (fine only if it exists where the pilots run)")
+
+
 def _queue_section(
     reader: _Reader,
     registry: PluginRegistry,
@@ -568,6 +582,8 @@ def _queue_section(
                 reader.error(source, name, canonical, "required key missing")
         else:
             queue.values[lower] = key.default
+
+    _check_executable(reader, source, where("executable"), queue)
 
     # plugin names must exist; keep the registry's spelling
     for selector, kind in PLUGIN_SELECTORS.items():

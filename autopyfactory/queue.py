@@ -355,6 +355,7 @@ class APFQueue:
             finished=self._finished(batch, record.started),
             alive_peers=self._alive_peers(batch, record.started),
         )
+        self.fault_backoff = fault_backoff(info.finished, self.config)
         n = run_chain(self.schedulers, info, record.steps)
         record.decided = n
         n = self._apply_safety(n, record, wms is None and wms_why, batch is None and batch_why, batch_taken)
@@ -480,6 +481,9 @@ class APFQueue:
             n, why = cycle_ceiling(n, self.config)
             if why:
                 record.holds.append(why)
+            if self.fault_backoff and n > 1:
+                record.holds.append(f"{self.fault_backoff}: {n} capped to 1")
+                n = 1
         return n
 
     # ------------------------------------------------------------ views
@@ -570,6 +574,26 @@ def cycle_ceiling(n: int, config: QueueConfig) -> tuple[int, str]:
     if n > 0 and default is not None and n > default:
         return default, f"apfqueue.maxpercycle ceiling: {n} capped to {default}"
     return n, ""
+
+
+def fault_backoff(finished: list[FinishedPilot], config: QueueConfig) -> str | None:
+    """Why the queue is in fault backoff (safety invariant 7), or None.
+
+    ``finished``: pilots that ended, latest first. Judged on the latest
+    ``apfqueue.faultbackoff.pilots`` that ended done or fault (removed ones do
+    not count): at least ``.minimum`` of them, more than ``.fraction`` faulted,
+    and the latest one too (a pilot that ends well ends the backoff at once).
+    """
+    values = config.values
+    if not values.get("apfqueue.faultbackoff", True):
+        return None
+    ended = [p for p in finished if p.state in ("done", "fault")][: int(values.get("apfqueue.faultbackoff.pilots", 10))]
+    if len(ended) < int(values.get("apfqueue.faultbackoff.minimum", 3)) or ended[0].state != "fault":
+        return None
+    faults = sum(1 for p in ended if p.state == "fault")
+    if faults <= float(values.get("apfqueue.faultbackoff.fraction", 0.5)) * len(ended):
+        return None
+    return f"fault backoff: {faults} of the last {len(ended)} pilots faulted, one probe pilot per cycle"
 
 
 def factory_ceiling(n: int, maximum: int | None, total: int) -> tuple[int, str]:
