@@ -152,12 +152,14 @@ class StatusPoller:
     def wake(self) -> None:
         """Ask for a query soon (e.g. right after a submission).
 
-        Wake-ups are merged: queries stay at least ``min(sleep, 1s)`` apart,
-        and an open circuit breaker is not shortened by them.
+        Wake-ups are merged: queries stay at least ``min(sleep, 1s)`` apart, at
+        most one query per interval is brought forward, and an open circuit
+        breaker is not shortened by them.
         """
         self._wake.set()
 
     def _run(self) -> None:
+        early = False  # the query about to run was brought forward by a wake-up
         while not self._stop.is_set():
             if self.breaker == BREAKER_OPEN:
                 left = (self.breaker_until or 0.0) - time.time()
@@ -168,7 +170,7 @@ class StatusPoller:
             self._wake.clear()
             self.poll_once()
             if self.breaker != BREAKER_OPEN:
-                self._pause()
+                early = self._pause(wake_allowed=not early)
 
     def _next_wait(self) -> float:
         if self.failures == 0:
@@ -176,17 +178,27 @@ class StatusPoller:
         # retry sooner after a failure, backing off up to the normal interval
         return min(self.sleep, RETRY_FIRST * 2.0 ** min(self.failures - 1, 16))
 
-    def _pause(self) -> None:
-        """Wait until the next query is due (start to start), or an early wake-up."""
+    def _pause(self, wake_allowed: bool = True) -> bool:
+        """Wait until the next query is due (start to start), or an early wake-up; True if woken early.
+
+        At most one query per interval is brought forward: after an early query
+        the next one waits the whole interval, so an endpoint sees at most two
+        queries per ``sleep`` however many queues submit. Queues that submitted
+        meanwhile wait for it (no double submission, invariant 2).
+        """
         last = self.last_attempt or time.time()
         due = last + self._next_wait()
+        early = False
         while not self._stop.is_set():
             left = due - time.time()
             if left <= 0:
-                return
+                return early
             if self._wake.wait(left):
                 self._wake.clear()
-                due = min(due, last + min(self.sleep, WAKE_MIN_GAP))
+                if wake_allowed:
+                    early = True
+                    due = min(due, last + min(self.sleep, WAKE_MIN_GAP))
+        return early
 
     def poll_once(self) -> None:
         """One query of the plugin (from the poller thread; tests may call it directly)."""
