@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from autopyfactory.config import FactoryConfig, QueueConfig
 from autopyfactory.info import CredentialStatus
+from autopyfactory.settings import FactoryConfig, QueueConfig
 
 # The context names what it holds by what it is used for (protocols), not by the
 # classes that hold it: those classes are made with a context, so importing them
@@ -33,13 +33,17 @@ class Credentials(Protocol):
 class FactoryContext:
     """What every plugin may use: the config, shared objects, log locations."""
 
-    def __init__(self, config: FactoryConfig, registry: Plugins):
+    def __init__(self, config: FactoryConfig):
         self.config = config
-        self.registry = registry
         self.credentials: Credentials | None = None  # set by the factory once it has made them
         self.store: Any = None  # persistence store (``persistence.Store``), set by the factory when enabled
         self._shared: dict[Any, Any] = {}
         self._lock = threading.Lock()
+
+    @property
+    def registry(self) -> Plugins:
+        """The plugins the config was validated with."""
+        return self.config.registry
 
     @property
     def factory_id(self) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import configparser
 import logging
 import sys
 import threading
@@ -11,12 +10,11 @@ import traceback
 from collections.abc import Callable
 
 from autopyfactory import __version__, services
-from autopyfactory.config import FACTORY_KEYS, ConfigError, FactoryConfig, Problem, load
+from autopyfactory.config import ConfigError, FactoryConfig, Problem, load
 from autopyfactory.context import FactoryContext
 from autopyfactory.credentials import CredentialService
 from autopyfactory.interfaces import MonitorPlugin
-from autopyfactory.plugins.registry import PluginRegistry
-from autopyfactory.queue import APFQueue, FactoryPilots
+from autopyfactory.queue import APFQueue, FactoryPilots, Pause, build_chain
 from autopyfactory.records import CycleRecord
 from autopyfactory.status import StatusService
 from autopyfactory.timefmt import iso
@@ -30,7 +28,6 @@ class Factory:
     """Every part of one factory process, built and wired here; see ``FactoryView`` for what others read."""
 
     config: FactoryConfig  # in force; replaced by a reload
-    registry: PluginRegistry
     started: float  # epoch seconds
     version: str
     context: FactoryContext  # what plugins get
@@ -44,18 +41,18 @@ class Factory:
     last_reload: dict | None  # outcome of the last reload, for the status page and the admin API
     reload_hooks: list[Callable[[], None]]  # run before a requested reload (the daemon reopens its logs)
 
-    def __init__(self, config: FactoryConfig, registry: PluginRegistry):
+    def __init__(self, config: FactoryConfig):
+        """The factory of a validated config, with the plugins it was validated with."""
         self.config = config
-        self.registry = registry
         self.started = time.time()
         self.version = __version__
-        self.context = FactoryContext(config, registry)
+        self.context = FactoryContext(config)
         self.credentials = CredentialService(self.context)
         self.context.credentials = self.credentials
         self.status = StatusService(self.context)
         self.pilots = FactoryPilots(config.get("maxperfactory.maximum"))
         self.monitors = {
-            name: registry.get("monitor", section.get("monitorplugin"))(section, self.context)
+            name: config.registry.get("monitor", section.get("monitorplugin"))(section, self.context)
             for name, section in config.monitor.items()
         }
         self.queues = {}
@@ -73,7 +70,7 @@ class Factory:
         self._next_reconfig: float | None = None
         # stopped queues whose submission outlived the wait: their successor starts when it ends
         self._waiting: dict[str, APFQueue] = {}
-        self._deferred: dict[str, tuple] = {}  # name -> (config, paused, old instance) not started yet
+        self._deferred: dict[str, tuple] = {}  # name -> (config, pause, old instance) not started yet
 
     @property
     def store(self):
@@ -95,12 +92,14 @@ class Factory:
         log.info("factory %s %s started with %d queue(s): %s", self.config.factory_id,
                  self.version, len(self.queues), ", ".join(self.queues) or "-")
 
-    def start_queue(self, qconfig, cycles: int | None = None, paused: bool = False,
+    def start_queue(self, qconfig, cycles: int | None = None, pause: Pause | None = None,
                     replaces: APFQueue | None = None) -> APFQueue:
-        """Start a queue; ``replaces``: the stopped instance it takes over from (a changed queue)."""
+        """Build and start a queue; ``pause``: the one it had before a reload (else the stored one, if any);
+        ``replaces``: the stopped instance it takes over from (a changed queue)."""
         with self._reload_lock:
             queue = APFQueue(qconfig, self.context, self.status, self.pilots, self.listeners)
-            queue.paused = paused
+            if pause is not None:
+                queue.set_pause(pause)
             if replaces is not None and replaces.last_submission is not None:
                 # invariant 2 across instances: plan from a batch status newer than the old one's submission
                 queue.last_submission = max(queue.last_submission or 0.0, replaces.last_submission)
@@ -129,9 +128,9 @@ class Factory:
             del self.queues[name]
             if not replaced:
                 self.pilots.remove(name)
-            still = {q.config.wmsqueue for q in self.queues.values()}
-            self.status.release("wmsstatus", queue.config, still)
-            self.status.release("batchstatus", queue.config, set(self.queues))
+            remaining = [q.config for q in self.queues.values()]
+            self.status.release("wmsstatus", queue.config, remaining)
+            self.status.release("batchstatus", queue.config, remaining)
             return queue
 
     def wait(self) -> None:
@@ -157,6 +156,9 @@ class Factory:
             if self._next_reconfig is not None and time.time() >= self._next_reconfig:
                 log.info("config.reconfig.interval: re-reading the configuration")
                 self.reload()
+            with self._reload_lock:
+                for queue in self.queues.values():  # at --until, not at the queue's next cycle
+                    queue.end_pause_when_due()
             if not self.supervise():
                 return
             self._stopping.wait(0.2)
@@ -172,7 +174,7 @@ class Factory:
                     deferred = self._deferred.pop(name, None)
                     if deferred is not None:
                         log.info("queue %s: its old instance's submission ended; starting the new one", name)
-                        self.start_queue(deferred[0], paused=deferred[1], replaces=old)
+                        self.start_queue(deferred[0], pause=deferred[1], replaces=old)
             queues = list(self.queues.values())
             for queue in queues:
                 if queue.died and not queue.stopping and not queue.alive and now >= (queue.restart_due or 0):
@@ -233,9 +235,8 @@ class Factory:
             started = time.time()
             interval = self.config.get("config.reconfig.interval")
             try:
-                registry = PluginRegistry.discover(_plugindirs(path))
-                new = load(path, registry)
-                problems = self._probe(new, registry)
+                new = load(path)
+                problems = self._probe(new)
             except ConfigError as exc:
                 new, problems = None, list(exc.problems)
             except Exception as exc:  # a reload must never take the running factory down
@@ -247,12 +248,12 @@ class Factory:
                                     "problems": [str(p) for p in problems]}
             else:
                 assert new is not None
-                self.last_reload = self._apply(new, registry, started)
+                self.last_reload = self._apply(new, started)
                 interval = new.get("config.reconfig.interval")
             self._next_reconfig = time.time() + interval if interval else None
             return problems
 
-    def _probe(self, new: FactoryConfig, registry) -> list[Problem]:
+    def _probe(self, new: FactoryConfig) -> list[Problem]:
         """Build (without starting) what the new config needs, to reject it before touching anything."""
         problems: list[Problem] = []
         if new.factory_id != self.config.factory_id:
@@ -260,14 +261,14 @@ class Factory:
                 f"changed from {self.config.factory_id!r} to {new.factory_id!r}: it tags every pilot, so it"
                 " changes only at a restart (live, the running pilots would stop counting as this factory's"
                 " and be submitted again)")))
-        probe = FactoryContext(new, registry)
+        registry = new.registry
+        probe = FactoryContext(new)
         for name, qconfig in new.enabled_queues.items():
             old = self.queues.get(name)
             if old is not None and old.config.raw == qconfig.raw:
                 continue
             try:
-                for sched in qconfig.values["schedplugin"]:
-                    registry.get("sched", sched)(qconfig, new.factory)
+                build_chain(registry, qconfig, new.factory)
                 registry.get("batchsubmit", qconfig.values["batchsubmitplugin"])(qconfig, probe)
                 for kind in ("wmsstatus", "batchstatus"):
                     plugin_cls = registry.get(kind, qconfig.values[f"{kind}plugin"])
@@ -286,7 +287,7 @@ class Factory:
                 problems.append(Problem(section.source, name, "monitorplugin", str(exc)))
         return problems
 
-    def _apply(self, new: FactoryConfig, registry, started: float) -> dict:
+    def _apply(self, new: FactoryConfig, started: float) -> dict:
         old_config = self.config
         wanted = new.enabled_queues
         removed = [name for name in self.queues if name not in wanted]
@@ -294,7 +295,7 @@ class Factory:
         changed = [name for name in wanted if name in self.queues and self.queues[name].config.raw != wanted[name].raw]
         unchanged = [name for name in wanted if name in self.queues and name not in changed]
 
-        paused = {name for name in changed if self.queues[name].paused}
+        pauses = {name: self.queues[name].pause for name in changed}
         stopped = {}
         for name in removed + changed:
             log.info("reload: stopping queue %s (%s)", name, "removed" if name in removed else "changed")
@@ -302,9 +303,7 @@ class Factory:
         for name in removed:
             self._deferred.pop(name, None)
         self.config = new
-        self.registry = registry
         self.context.config = new
-        self.context.registry = registry
         self.pilots.maximum = new.get("maxperfactory.maximum")
         self.credentials.reconfigure(new.auth)
         self._reconfigure_monitors(new)
@@ -314,9 +313,9 @@ class Factory:
             old = stopped.get(name) or self._deferred.get(name, (None, None, None))[2]
             if name in self._waiting or name in self._deferred:
                 log.warning("reload: queue %s starts once its old instance's submission ends", name)
-                self._deferred[name] = (wanted[name], name in paused, old)
+                self._deferred[name] = (wanted[name], pauses.get(name), old)
                 continue
-            self.start_queue(wanted[name], paused=name in paused, replaces=old)
+            self.start_queue(wanted[name], pause=pauses.get(name), replaces=old)
         notes = []
         for key in ("logserver.enabled", "logserver.port", "logserver.bind", "persistence.dbpath"):
             if old_config.get(key, None) != new.get(key, None):
@@ -338,7 +337,7 @@ class Factory:
             if current is not None and current.section.raw == section.raw:
                 monitors[name] = current
                 continue
-            monitor = self.registry.get("monitor", section.get("monitorplugin"))(section, self.context)
+            monitor = new.registry.get("monitor", section.get("monitorplugin"))(section, self.context)
             monitor.start()
             monitors[name] = monitor
         for name, monitor in self.monitors.items():
@@ -387,12 +386,8 @@ class Factory:
         }
 
 
-def _plugindirs(path: str) -> list[str]:
-    """``plugindirs`` of a factory.conf, read before the full load (it decides which plugins exist)."""
-    parser = configparser.ConfigParser(interpolation=configparser.BasicInterpolation())
-    key = FACTORY_KEYS["plugindirs"]
-    try:
-        parser.read(path, encoding="utf-8")
-        return key.parse(parser.get("Factory", "plugindirs"))
-    except (configparser.Error, OSError, ValueError):
-        return list(key.default)
+
+def build_factory(path: str) -> Factory:
+    """The factory of ``factory.conf`` at ``path``, not started: validated (ConfigError
+    otherwise) and running the plugins it was validated with."""
+    return Factory(load(path))

@@ -27,11 +27,10 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from autopyfactory.config import Key, QueueConfig, Section
 from autopyfactory.info import BatchQueueInfo, CredentialStatus, WMSQueueInfo
+from autopyfactory.settings import FactoryConfig, Key, QueueConfig, Section
 
 if TYPE_CHECKING:
-    from autopyfactory.config import FactoryConfig
     from autopyfactory.context import FactoryContext
     from autopyfactory.records import CycleRecord
 
@@ -52,7 +51,12 @@ class Plugin:
     @classmethod
     def key_prefix(cls) -> str:
         """Prefix of this plugin's keys in the config files."""
-        return f"{cls.kind}.{cls.name.lower()}."
+        return key_prefix(cls.kind, cls.name)
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """{param: default} of every key in ``keys`` (key families ``<param>.*`` have none)."""
+        return {param.lower(): key.default for param, key in cls.keys.items() if not param.endswith("*")}
 
 
 # ---------------------------------------------------------------- scheduler
@@ -119,6 +123,11 @@ class StatusPlugin(Plugin, ABC):
         return f"{cls.name}({', '.join(parts)})" if parts else cls.name
 
     @classmethod
+    def queue_key(cls, queue: QueueConfig) -> str:
+        """What ``poll`` is asked for and answers under, for this queue: its name."""
+        return queue.name
+
+    @classmethod
     def endpoint_name(cls, options: dict[str, Any]) -> str:
         """The endpoint as operators call it (page, API, metric label): ``local`` when nothing names it."""
         parts = [str(options[k]) for k in cls.name_keys if options.get(k)]
@@ -132,6 +141,11 @@ class WMSStatusPlugin(StatusPlugin):
     """``poll(wmsqueues)`` -> {wmsqueue: WMSQueueInfo}; a queue left out is unknown."""
 
     kind = "wmsstatus"
+
+    @classmethod
+    def queue_key(cls, queue: QueueConfig) -> str:
+        """Queues are asked for by their WMS queue (``wmsqueue``): queues sharing one share its status."""
+        return queue.wmsqueue
 
     @abstractmethod
     def poll(self, queues: Collection[str]) -> dict[str, WMSQueueInfo]: ...
@@ -223,10 +237,6 @@ class MonitorPlugin(Plugin, ABC):
 
     kind = "monitor"
 
-    @classmethod
-    def key_prefix(cls) -> str:
-        return ""
-
     def __init__(self, section: Section, context: FactoryContext):
         self.section = section
         self.context = context
@@ -252,14 +262,10 @@ class AuthPlugin(Plugin, ABC):
     # "token" (BEARER_TOKEN_FILE) or "ssh" (used by the factory only, never handed on)
     credential_type: ClassVar[str] = ""
 
-    @classmethod
-    def key_prefix(cls) -> str:
-        return f"{cls.name.lower()}."
-
     def __init__(self, section: Section, context: FactoryContext):
         self.section = section
         self.context = context
-        self.options = section.options(self.name.lower())
+        self.options = section.options(self.key_prefix())
 
     @property
     def check_interval(self) -> float:
@@ -296,11 +302,40 @@ class AuthPlugin(Plugin, ABC):
         return None
 
 
-PLUGIN_BASES: dict[str, type[Plugin]] = {
-    "sched": SchedulerPlugin,
-    "wmsstatus": WMSStatusPlugin,
-    "batchstatus": BatchStatusPlugin,
-    "batchsubmit": BatchSubmitPlugin,
-    "monitor": MonitorPlugin,
-    "auth": AuthPlugin,
+# ---------------------------------------------------------------- the kinds
+
+
+@dataclass(frozen=True)
+class PluginKind:
+    """One kind of plugin: its base class and how operators name it and its keys."""
+
+    base: type[Plugin]
+    title: str  # in messages: "unknown WMS status plugin"
+    selector: str  # the key naming the plugin: in a queue section, or in an auth/monitor profile
+    prefix: str  # of the plugin's keys, with {kind} and {name} (lower-case) filled in
+    in_queue: bool  # named in queues.conf (else in a profile of auth.conf or monitor.conf)
+
+    @property
+    def name(self) -> str:
+        """``sched``, ``wmsstatus``, ...: also the sub-package of its built-in plugins."""
+        return self.base.kind
+
+
+KINDS: dict[str, PluginKind] = {
+    kind.name: kind
+    for kind in (
+        PluginKind(SchedulerPlugin, "scheduler", "schedplugin", "{kind}.{name}.", True),
+        PluginKind(WMSStatusPlugin, "WMS status", "wmsstatusplugin", "{kind}.{name}.", True),
+        PluginKind(BatchStatusPlugin, "batch status", "batchstatusplugin", "{kind}.{name}.", True),
+        PluginKind(BatchSubmitPlugin, "batch submit", "batchsubmitplugin", "{kind}.{name}.", True),
+        PluginKind(MonitorPlugin, "monitor", "monitorplugin", "", False),
+        PluginKind(AuthPlugin, "credentials", "plugin", "{name}.", False),
+    )
 }
+QUEUE_KINDS: tuple[PluginKind, ...] = tuple(kind for kind in KINDS.values() if kind.in_queue)
+
+
+def key_prefix(kind: str, name: str) -> str:
+    """Prefix of the keys of plugin ``name`` of ``kind``: ``wmsstatus.panda.`` in queues.conf
+    (and [Factory] for status timing), ``x509.`` in auth.conf, none in monitor.conf."""
+    return KINDS[kind].prefix.format(kind=kind, name=name.lower())

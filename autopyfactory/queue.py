@@ -16,19 +16,20 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from autopyfactory.config import QueueConfig
+from autopyfactory.config import QueueConfig, Section
 from autopyfactory.context import FactoryContext
 from autopyfactory.health import Health, queue_health
 from autopyfactory.info import BatchQueueInfo, FinishedPilot, WMSQueueInfo
 from autopyfactory.interfaces import BatchSubmitPlugin, SchedInfo, SchedulerPlugin, SubmitResult
 from autopyfactory.peers import alive_peers, alive_window
-from autopyfactory.records import CycleRecord, SchedStep
+from autopyfactory.records import AdminAction, CycleRecord, SchedStep
 from autopyfactory.timefmt import iso
 
 if TYPE_CHECKING:
+    from autopyfactory.plugins.registry import PluginRegistry
     from autopyfactory.status import StatusPoller, StatusService
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,11 @@ class Pause:
     until: float | None = None  # epoch seconds; None = until resumed
     since: float = field(default_factory=time.time)
 
+    def describe(self) -> str:
+        """``drained until 2026-12-02T06:00:00Z: site downtime`` for logs and the audit trail."""
+        until = f" until {iso(self.until)}" if self.until else ""
+        return f"{self.mode}{until}" + (f": {self.reason}" if self.reason else "")
+
 
 class APFQueue:
     """A queue section of queues.conf brought to life."""
@@ -157,15 +163,15 @@ class APFQueue:
         self.pilots = pilots
         self.listeners = listeners if listeners is not None else []
         registry = context.registry
-        self.schedulers: list[SchedulerPlugin] = [
-            registry.get("sched", name)(config, context.config.factory)
-            for name in config.values["schedplugin"]
-        ]
+        self.schedulers = build_chain(registry, config, context.config.factory)
         self.submitter: BatchSubmitPlugin = registry.get("batchsubmit", config.values["batchsubmitplugin"])(
             config, context
         )
         self.wms_poller: StatusPoller = status.poller_for("wmsstatus", config)
         self.batch_poller: StatusPoller = status.poller_for("batchstatus", config)
+        # what each poller is asked for on behalf of this queue
+        self.wms_key = self.wms_poller.plugin.queue_key(config)
+        self.batch_key = self.batch_poller.plugin.queue_key(config)
         self.records: deque[CycleRecord] = deque(maxlen=KEEP_RECORDS)
         self._records_lock = threading.Lock()
         self.cycles = 0
@@ -173,6 +179,7 @@ class APFQueue:
         self.errors_total = 0
         self.last_submission: float | None = None
         self.pause: Pause | None = None  # set by apf pause / apf drain
+        self._pause_lock = threading.RLock()  # the queue's thread and the factory's both end a pause at --until
         self.fault_backoff: str | None = None  # why submission is throttled to one probe pilot, when it is
         self.started = False  # the thread was started (health: a started queue whose thread died is critical)
         self.ran_its_cycles = False  # the thread ended after --cycles N, as asked
@@ -197,6 +204,10 @@ class APFQueue:
         self.errors_total = state.errors_total
         self.last_submission = state.last_submission
         self.records.extend(self.store.recent_cycles(self.name, KEEP_RECORDS))
+        pause = self.store.queue_pause(self.name)
+        if pause is not None:
+            self.pause = Pause(**pause)
+            log.warning("queue %s: still %s (kept across the restart)", self.name, self.pause.describe())
         if state.cycles:
             log.info("queue %s: restored %d cycles, %d submitted, %d errors, last submission %s",
                      self.name, state.cycles, state.submitted_total, state.errors_total,
@@ -212,9 +223,30 @@ class APFQueue:
     @paused.setter
     def paused(self, value: bool) -> None:
         if value and self.pause is None:
-            self.pause = Pause("paused")
+            self.set_pause(Pause("paused"))
         elif not value:
-            self.pause = None
+            self.set_pause(None)
+
+    def set_pause(self, pause: Pause | None) -> None:
+        """Pause or drain the queue (``pause``), or resume it (None); kept in the store across restarts."""
+        with self._pause_lock:
+            self.pause = pause
+            if self.store is not None:
+                self.store.record_pause(self.name, None if pause is None else asdict(pause))
+
+    def end_pause_when_due(self, now: float | None = None) -> bool:
+        """Resume a pause whose ``until`` has come (logged, and audited as the system); True if it ended."""
+        now = time.time() if now is None else now
+        with self._pause_lock:
+            pause = self.pause
+            if pause is None or pause.until is None or pause.until > now:
+                return False
+            self.set_pause(None)
+        detail = f"{pause.describe()} ended by itself"
+        log.warning("queue %s: %s, submitting again", self.name, detail)
+        if self.store is not None:
+            self.store.record_admin(AdminAction(now, "system", "resume", self.name, "ok", 0, detail))
+        return True
 
     @property
     def stopping(self) -> bool:
@@ -304,7 +336,7 @@ class APFQueue:
             left = deadline - time.time()
             if left <= 0:
                 return
-            for poller, key in ((self.wms_poller, self.config.wmsqueue), (self.batch_poller, self.name)):
+            for poller, key in ((self.wms_poller, self.wms_key), (self.batch_poller, self.batch_key)):
                 snapshot = poller.snapshot
                 if snapshot is None or key not in snapshot.data:
                     poller.wait_for_answer(snapshot, left)
@@ -314,7 +346,7 @@ class APFQueue:
 
     # ------------------------------------------------------------ status
     def batch_status(self) -> tuple[BatchQueueInfo | None, float | None, str]:
-        return self.batch_poller.get(self.name)
+        return self.batch_poller.get(self.batch_key)
 
     # ------------------------------------------------------------ the cycle
     def run_cycle(self) -> CycleRecord:
@@ -342,7 +374,8 @@ class APFQueue:
         return record
 
     def _cycle(self, record: CycleRecord) -> None:
-        wms, _, wms_why = self.wms_poller.get(self.config.wmsqueue)
+        self.end_pause_when_due(record.started)
+        wms, _, wms_why = self.wms_poller.get(self.wms_key)
         batch, batch_taken, batch_why = self.batch_status()
         record.wms = wms.to_dict() if wms is not None else None
         record.batch = batch.to_dict() if batch is not None else None
@@ -464,13 +497,13 @@ class APFQueue:
             return hold(f"WMS status unknown ({wms_unknown}): submitting 0")
         if batch_unknown:
             return hold(f"batch status unknown ({batch_unknown}): submitting 0")
+        if self.pause is not None:
+            n = self._drain(record)
         if n == 0:
             return 0
         if self.last_submission is not None and (batch_taken is None or batch_taken <= self.last_submission):
             self.batch_poller.wake()
             return hold("waiting for batch status newer than the last submission: submitting 0")
-        if self.paused:
-            return hold("queue paused: submitting 0")
         if n > 0:
             profile = self.submitter.credential_profile
             if profile:
@@ -485,6 +518,16 @@ class APFQueue:
                 record.holds.append(f"{self.fault_backoff}: {n} capped to 1")
                 n = 1
         return n
+
+    def _drain(self, record: CycleRecord) -> int:
+        """While paused: 0; while drained: minus the pilots that have not started (removed, as scale-down does)."""
+        pause = self.pause
+        pending = (record.batch or {}).get("pending") or 0
+        if pause.mode == "drained" and pending > 0:
+            record.holds.append(f"queue drained: removing {pending} pilot(s) that have not started")
+            return -pending
+        record.holds.append(f"queue {pause.mode}: submitting 0")
+        return 0
 
     # ------------------------------------------------------------ views
     def recent_records(self, count: int | None = None) -> list[CycleRecord]:
@@ -550,10 +593,22 @@ def spread(name: str) -> float:
     return 0.5 + 0.5 * (zlib.crc32(name.encode()) / 2**32)
 
 
-def run_chain(schedulers: list[SchedulerPlugin], info: SchedInfo, steps: list[SchedStep]) -> int:
-    """The scheduler chain: starts at 0, each plugin gets the number the previous one returned.
+def build_chain(registry: PluginRegistry, queue: QueueConfig, factory: Section) -> list[SchedulerPlugin]:
+    """The scheduler chain of ``queue``: one plugin per name of its ``schedplugin`` list, in order.
 
-    Appends one step per plugin to ``steps`` (also when a later plugin raises).
+    ``registry`` is the one the config was validated with (``FactoryConfig.registry``),
+    ``factory`` the [Factory] section. Raises what a plugin's constructor raises.
+    Hand the result to ``run_chain``.
+    """
+    return [registry.get("sched", name)(queue, factory) for name in queue.values["schedplugin"]]
+
+
+def run_chain(schedulers: list[SchedulerPlugin], info: SchedInfo, steps: list[SchedStep]) -> int:
+    """Run a scheduler chain (from ``build_chain``) on ``info``: it starts at 0, each plugin
+    gets the number the previous one returned; the last one's number is returned.
+
+    Appends one ``SchedStep`` per plugin to ``steps`` (also when a later plugin raises).
+    No safety rule is applied here: the cycle applies them after the chain.
     """
     n = 0
     for plugin in schedulers:

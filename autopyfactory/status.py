@@ -32,7 +32,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,8 +89,11 @@ class StatusPoller:
         breaker_cooldown: float | None = None,
         call_timeout: float | None = None,
         name: str | None = None,
+        clock: Callable[[], float] = time.time,
     ):
         self.kind = kind
+        # epoch seconds: answers are compared with submission times; tests pass a fake clock
+        self.clock = clock
         self.plugin = plugin
         self.endpoint = endpoint  # identity: queues with the same one share this poller
         self.name = name or endpoint  # what operators read (URL, host, cluster)
@@ -116,7 +119,9 @@ class StatusPoller:
         self._bad: set[str] = set()  # keys whose last answer was invalid (warned once until it is good again)
         self._lock = threading.Lock()
         self._answered = threading.Condition()  # notified on every new answer
-        self._wake = threading.Event()
+        self._woken = False  # a wake-up asked for a query sooner than ``sleep``
+        self._early = False  # the last query was brought forward by a wake-up
+        self._wake = threading.Event()  # wake-up or stop: the thread looks again at what is due
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{kind}:{endpoint}", daemon=True)
 
@@ -156,21 +161,34 @@ class StatusPoller:
         most one query per interval is brought forward, and an open circuit
         breaker is not shortened by them.
         """
+        self._woken = True
         self._wake.set()
 
     def _run(self) -> None:
-        early = False  # the query about to run was brought forward by a wake-up
         while not self._stop.is_set():
-            if self.breaker == BREAKER_OPEN:
-                left = (self.breaker_until or 0.0) - time.time()
-                if left > 0:
-                    self._stop.wait(left)
-                    continue
-                self.breaker = BREAKER_HALF_OPEN
-            self._wake.clear()
-            self.poll_once()
-            if self.breaker != BREAKER_OPEN:
-                early = self._pause(wake_allowed=not early)
+            left = self.due_in()
+            if left <= 0:
+                self.poll_once()
+            elif self._wake.wait(left):
+                self._wake.clear()
+
+    def due_in(self) -> float:
+        """Seconds until the next query is due by the poller's clock (0 or less: now).
+
+        Queries start ``sleep`` apart (start to start), sooner after a failure
+        (backoff) or a wake-up; while the circuit breaker is open, only the end
+        of its cool-down counts.
+        """
+        now = self.clock()
+        if self.breaker == BREAKER_OPEN:
+            return (self.breaker_until or 0.0) - now
+        if self.last_attempt is None:
+            return 0.0
+        wait = self._next_wait()
+        if self._woken and not self._early:
+            # at most one query per interval is brought forward: two per ``sleep`` at most
+            wait = min(wait, self.sleep, WAKE_MIN_GAP)
+        return self.last_attempt + wait - now
 
     def _next_wait(self) -> float:
         if self.failures == 0:
@@ -178,33 +196,19 @@ class StatusPoller:
         # retry sooner after a failure, backing off up to the normal interval
         return min(self.sleep, RETRY_FIRST * 2.0 ** min(self.failures - 1, 16))
 
-    def _pause(self, wake_allowed: bool = True) -> bool:
-        """Wait until the next query is due (start to start), or an early wake-up; True if woken early.
-
-        At most one query per interval is brought forward: after an early query
-        the next one waits the whole interval, so an endpoint sees at most two
-        queries per ``sleep`` however many queues submit. Queues that submitted
-        meanwhile wait for it (no double submission, invariant 2).
-        """
-        last = self.last_attempt or time.time()
-        due = last + self._next_wait()
-        early = False
-        while not self._stop.is_set():
-            left = due - time.time()
-            if left <= 0:
-                return early
-            if self._wake.wait(left):
-                self._wake.clear()
-                if wake_allowed:
-                    early = True
-                    due = min(due, last + min(self.sleep, WAKE_MIN_GAP))
-        return early
-
     def poll_once(self) -> None:
-        """One query of the plugin (from the poller thread; tests may call it directly)."""
+        """One query of the plugin (from the poller thread; tests may call it directly).
+
+        A query while the circuit breaker is open (its cool-down over) is the probe.
+        """
         queues = self.queues
-        started = time.time()
+        started = self.clock()
+        # brought forward by a wake-up: then the next query waits the whole interval
+        self._early = self.last_attempt is not None and started < self.last_attempt + self._next_wait() - 0.01
         self.last_attempt = started
+        self._woken = False
+        if self.breaker == BREAKER_OPEN:
+            self.breaker = BREAKER_HALF_OPEN
         if not queues:
             return
         self.calls += 1
@@ -217,7 +221,7 @@ class StatusPoller:
             self._failed(started, exc)
             return
         finally:
-            self.last_duration = time.time() - started
+            self.last_duration = self.clock() - started
         with self._lock:
             self._snapshot = Snapshot(data, started)
         with self._answered:
@@ -256,7 +260,7 @@ class StatusPoller:
         self.last_error_time = started
         if self.breaker == BREAKER_HALF_OPEN or self.failures >= self.breaker_failures:
             self.breaker = BREAKER_OPEN
-            self.breaker_until = time.time() + self.breaker_cooldown
+            self.breaker_until = self.clock() + self.breaker_cooldown
             self.breaker_opened += 1
             log.warning("%s status from %s failed (%d in a row): %s; circuit breaker open, next try in %gs",
                         self.kind, self.name, self.failures, self.last_error, self.breaker_cooldown)
@@ -296,7 +300,7 @@ class StatusPoller:
 
     def get(self, key: str, now: float | None = None) -> tuple[Any, float | None, str]:
         """(info or None, time the answer was taken, why it is unknown)."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         snapshot = self._snapshot
         if snapshot is None:
             return None, None, f"no answer yet from {self.name}{self._failing(now)}"
@@ -317,7 +321,7 @@ class StatusPoller:
 
         ``endpoint`` is its readable name, ``id`` what tells it from others.
         """
-        now = time.time()
+        now = self.clock()
         snapshot = self._snapshot
         age = None if snapshot is None else now - snapshot.taken
         return {
@@ -392,7 +396,7 @@ class StatusService:
                     self._deferred.append(poller)
                 else:
                     poller.start()
-        poller.add_queue(queue.wmsqueue if kind == "wmsstatus" else queue.name)
+        poller.add_queue(plugin_cls.queue_key(queue))
         return poller
 
     def _unique_name(self, kind: str, name: str) -> str:
@@ -407,13 +411,15 @@ class StatusService:
     def breaker_settings(self, kind: str, plugin_cls: type) -> tuple[int, float | None]:
         """([Factory] <kind>.<plugin>.breakerfailures, .breakercooldown); None = twice ``sleep``."""
         values = self.context.config.factory.values
-        prefix = f"{kind}.{plugin_cls.name.lower()}"
-        failures = values.get(f"{prefix}.breakerfailures") or DEFAULT_BREAKER_FAILURES
-        return int(failures), values.get(f"{prefix}.breakercooldown")
+        prefix = plugin_cls.key_prefix()
+        failures = values.get(f"{prefix}breakerfailures") or DEFAULT_BREAKER_FAILURES
+        return int(failures), values.get(f"{prefix}breakercooldown")
 
-    def release(self, kind: str, queue: QueueConfig, still_used: set[str]) -> None:
-        """A queue stops using its poller; a poller nobody uses stops."""
-        key = queue.wmsqueue if kind == "wmsstatus" else queue.name
+    def release(self, kind: str, queue: QueueConfig, remaining: Iterable[QueueConfig]) -> None:
+        """A queue stops using its poller (unless a ``remaining`` queue asks for the same); a poller nobody uses stops."""
+        plugin_cls = self.context.registry.get(kind, queue.values[f"{kind}plugin"])
+        key = plugin_cls.queue_key(queue)
+        still_used = {plugin_cls.queue_key(other) for other in remaining}
         with self._lock:
             for (k, endpoint), poller in list(self.pollers.items()):
                 if k == kind and key in poller.queues and key not in still_used:

@@ -17,15 +17,13 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from autopyfactory.cli.daemon import setup_logging
-from autopyfactory.config import FactoryConfig, load
-from autopyfactory.factory import Factory
-from autopyfactory.plugins.registry import PluginRegistry
+from autopyfactory.config import FactoryConfig
+from autopyfactory.factory import Factory, build_factory
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,18 +60,8 @@ def section(name: str, keys: dict[str, object]) -> str:
 
 
 def make_factory(conf: Path) -> tuple[Factory, FactoryConfig]:
-    config = load(str(conf))
-    return Factory(config, PluginRegistry.discover(config.get("plugindirs"))), config
-
-
-def wait_until(condition: Callable[[], object], what: str, deadline: float, every: float = 0.05) -> object:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise RuntimeError(f"timed out after {deadline:.0f}s waiting for {what}")
+    factory = build_factory(str(conf))
+    return factory, factory.config
 
 
 @contextlib.contextmanager

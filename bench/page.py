@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import factory_id, make_factory, median, quiet, section, wait_until, write_config
+from bench.common import factory_id, make_factory, median, quiet, section, write_config
+from tests.waiting import wait_for
 
 CYCLES = 3
 
@@ -42,6 +43,7 @@ def get(app, path: str) -> tuple[float, int, int]:
 
 def measure(n: int, repeat: int) -> dict:
     from autopyfactory.web.app import WebApp
+    from autopyfactory.web.history import PilotHistory
 
     with tempfile.TemporaryDirectory(prefix="apf-bench-page-") as tmp:
         root = Path(tmp)
@@ -50,9 +52,9 @@ def measure(n: int, repeat: int) -> dict:
         factory, _ = make_factory(conf)
         factory.start(cycles=CYCLES)
         try:
-            wait_until(lambda: all(q.cycles >= CYCLES for q in factory.queues.values()),
-                       f"{CYCLES} cycles of {n} queues", deadline=60 + n * 0.1)
-            app = WebApp(factory)
+            wait_for(lambda: all(q.cycles >= CYCLES for q in factory.queues.values()),
+                     f"{CYCLES} cycles of {n} queues", timeout=60 + n * 0.1)
+            app = WebApp(factory, PilotHistory())
             figures = {}
             for name, path in (("json", "/api/v1/queues"), ("page", "/"), ("queue_page", "/queues/Q0000")):
                 times = []

@@ -30,9 +30,9 @@ from bench.common import (
     make_factory,
     median,
     section,
-    wait_until,
     write_config,
 )
+from tests.waiting import wait_for
 
 
 def run(queues: int, sleep: float, status_sleep: float) -> dict:
@@ -72,8 +72,8 @@ def run(queues: int, sleep: float, status_sleep: float) -> dict:
             factory.start()
             arrivals: dict[str, float] = {}
             try:
-                wait_until(lambda: all(q.cycles >= 1 for q in factory.queues.values()), "every queue's first cycle",
-                           3 * target)
+                wait_for(lambda: all(q.cycles >= 1 for q in factory.queues.values()), "every queue's first cycle",
+                         timeout=3 * target)
                 quiet = [q.name for q in factory.queues.values() if q.records[0].wms is None or q.submitted_total]
                 if quiet:
                     raise RuntimeError(f"queues not idle with known status before the work arrived: {quiet}")
@@ -89,7 +89,7 @@ def run(queues: int, sleep: float, status_sleep: float) -> dict:
                 def submitted() -> bool:
                     return all(q.submitted_total > 0 for q in factory.queues.values())
 
-                wait_until(submitted, "a pilot from every queue", 3 * target, every=0.2)
+                wait_for(submitted, "a pilot from every queue", timeout=3 * target, every=0.2)
                 first = {}
                 for q in factory.queues.values():
                     record = next(r for r in reversed(q.records) if r.submitted)

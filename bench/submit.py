@@ -41,9 +41,9 @@ from bench.common import (
     make_factory,
     median,
     section,
-    wait_until,
     write_config,
 )
+from tests.waiting import wait_for
 
 HOLD = "--hold"
 DEADLINE = 300.0
@@ -89,7 +89,7 @@ def factory_round(root: Path, partition: str, slurmconf: str, queues: int, per_q
         factory, _ = make_factory(conf)
         factory.start(cycles=1)
         try:
-            wait_until(lambda: not any(q.alive for q in factory.queues.values()), "every queue's cycle", DEADLINE)
+            wait_for(lambda: not any(q.alive for q in factory.queues.values()), "every queue's cycle", timeout=DEADLINE)
             records = [q.records[0] for q in factory.queues.values()]
         finally:
             factory.stop()

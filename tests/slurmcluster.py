@@ -38,6 +38,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from tests.waiting import wait_for
+
 DEFAULT_DIR = "/tmp/apf-slurm"
 PARTITION = "apf"
 START_TIMEOUT = 90.0
@@ -124,14 +126,14 @@ class SlurmCluster:
                                              for s in states)
 
     def wait_up(self, timeout: float = START_TIMEOUT) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
+        def up() -> bool:
             if self.ping():
-                return
+                return True
             self._resume_node()
-            time.sleep(0.5)
-        raise RuntimeError(f"Slurm cluster in {self.directory} did not come up within {timeout:.0f}s; "
-                           f"see {self.path('slurmctld.log')} and {self.path('slurmd.log')}")
+            return False
+
+        wait_for(up, f"the Slurm cluster in {self.directory} to come up (see {self.path('slurmctld.log')} "
+                     f"and {self.path('slurmd.log')})", timeout=timeout, every=0.5)
 
     def _resume_node(self) -> None:
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
@@ -252,9 +254,8 @@ PartitionName={self.partition} Nodes={self.nodename} Default=YES MaxTime=INFINIT
         if pid is None or not _alive(pid):
             return
         os.kill(pid, signal.SIGTERM)
-        deadline = time.time() + timeout
-        while _alive(pid) and time.time() < deadline:
-            time.sleep(0.2)
+        with contextlib.suppress(AssertionError):  # still alive: killed below
+            wait_for(lambda: not _alive(pid), f"pid {pid} to stop", timeout=timeout, every=0.2)
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import requests
 
-from tests.conftest import local_queue
-from tests.web_support import start_factory, wait_for
+from tests.conftest import local_queue, wait_for
+from tests.web_support import start_factory
 
 LIAR = '''
 import math

@@ -5,14 +5,13 @@ from __future__ import annotations
 import threading
 
 from autopyfactory.factory import Factory
-from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.queue import cycle_ceiling
 from tests.conftest import local_queue, wait_for
 
 
 def factory_of(confdir) -> Factory:
     config = confdir.load()
-    return Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    return Factory(config)
 
 
 def test_every_queue_has_a_ceiling_per_cycle_without_maxpercycle(confdir):

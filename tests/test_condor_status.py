@@ -12,9 +12,8 @@ from autopyfactory.commands import CallTimeout
 from autopyfactory.context import FactoryContext
 from autopyfactory.factory import Factory
 from autopyfactory.plugins.batchstatus.condor import PROJECTION, Condor
-from autopyfactory.plugins.registry import PluginRegistry
 from tests.condordouble import CondorPool, ScheddDouble, job_ad
-from tests.conftest import ConfDir
+from tests.conftest import ConfDir, wait_for
 
 FID = "fac-A"
 
@@ -143,18 +142,18 @@ def test_factory_loop_with_two_condor_queues_and_one_schedd(confdir: ConfDir, co
         confdir.work(name, 3)
     confdir.write(queues, factory="batchstatus.condor.sleep = 0.2\n")
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = Factory(config)
     factory.start()
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
+        def pending():
             infos = [factory.queues[q].batch_status()[0] for q in ("CA", "CB")]
-            if all(i is not None and i.pending == 3 for i in infos):
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError(f"pilots never showed as pending: {infos}")
-        time.sleep(1.0)  # a few more cycles: Ready sees 3 ready - 3 pending and submits nothing more
+            assert all(i is not None and i.pending == 3 for i in infos), infos
+            return True
+
+        wait_for(pending, what="3 pilots pending in each queue")
+        # a few more cycles: Ready sees 3 ready - 3 pending and submits nothing more
+        cycles = {q: factory.queues[q].cycles for q in ("CA", "CB")}
+        wait_for(lambda: all(factory.queues[q].cycles >= n + 3 for q, n in cycles.items()), what="3 more cycles")
         pollers = [p for (kind, _), p in factory.status.pollers.items() if kind == "batchstatus"]
     finally:
         factory.stop()
@@ -180,7 +179,7 @@ def test_direct_schedd_address_is_polled_and_submitted_to(condor_pool: CondorPoo
                   "batchstatusplugin = Condor\nbatchsubmitplugin = CondorLocal\n"
                   "batchstatus.condor.scheddhost = schedd.example.org\nbatchstatus.condor.scheddport = 9619\n")
     config = confdir.load()
-    context = FactoryContext(config, PluginRegistry.discover(config.get("plugindirs")))
+    context = FactoryContext(config)
     result = context.registry.get("batchsubmit", "CondorLocal")(config.queues["q"], context).submit(2)
     assert result.error is None and result.count == 2 and far.count("submit") == 1
 

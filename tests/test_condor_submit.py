@@ -19,7 +19,6 @@ from autopyfactory.config import ConfigError
 from autopyfactory.context import FactoryContext
 from autopyfactory.credentials import CredentialService
 from autopyfactory.plugins.batchsubmit.condor import CondorBase
-from autopyfactory.plugins.registry import PluginRegistry
 from tests.condordouble import CondorPool, ScheddDouble, job_ad
 from tests.conftest import ConfDir
 
@@ -55,7 +54,7 @@ def build(confdir: ConfDir, plugin: str, auth: str = "", queue: str = "Q1", **ke
     confdir.dropin("fakeproxy.py", PROXY_PLUGIN)
     confdir.write("\n".join(lines) + "\n", factory="factoryAdminEmail = admin@example.org\n", auth=auth)
     config = confdir.load()
-    context = FactoryContext(config, PluginRegistry.discover(config.get("plugindirs")))
+    context = FactoryContext(config)
     context.credentials = CredentialService(context)
     context.credentials.check_all()
     return context.registry.get("batchsubmit", plugin)(config.queues[queue], context)

@@ -16,7 +16,6 @@ import pytest
 
 from autopyfactory.factory import Factory
 from autopyfactory.localbatch import LocalBatch
-from autopyfactory.plugins.registry import PluginRegistry
 from tests.conftest import local_queue, wait_for
 
 
@@ -51,7 +50,7 @@ def test_full_disk_never_loses_submitted_pilots(confdir, small_disk):
                                                                  f"baseLogDir = {small_disk / 'logs'}")
     (confdir.root / "factory.conf").write_text(text)
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = Factory(config)
     factory.start()
     try:
         full = factory.queues["FULL"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from autopyfactory.factory import Factory
 from autopyfactory.info import FinishedPilot
-from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.queue import fault_backoff
 from tests.conftest import local_queue, wait_for
 
@@ -41,7 +40,7 @@ def test_black_hole_queue_submits_one_probe_per_cycle_and_recovers(confdir, tmp_
                                  "batchsubmit.local.maxrunning": "10"}))
     confdir.work("HOLE", 10)
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = Factory(config)
     factory.start()
     try:
         queue = factory.queues["HOLE"]

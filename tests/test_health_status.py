@@ -10,11 +10,10 @@ import requests
 
 from autopyfactory.cli import apf
 from autopyfactory.factory import Factory
-from autopyfactory.plugins.registry import PluginRegistry
-from tests.conftest import local_queue
+from tests.conftest import local_queue, wait_for
 from tests.test_credentials import PROXY_LOCAL, jwt
 from tests.test_panda_factory import FAST, panda_queue
-from tests.web_support import free_port, wait_for
+from tests.web_support import free_port
 
 
 def queues_conf(confdir, panda_url: str, broken: bool) -> str:
@@ -60,7 +59,7 @@ def test_apf_status_and_the_api_agree_and_exit_codes_follow_health(confdir, pand
     for name in ("OK_Q", "TOKEN_Q", "FAULT_Q"):
         confdir.work(name, 2)
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = Factory(config)
     factory.start()
     try:
         wanted = {"PANDA_Q": {"critical"}, "TOKEN_Q": {"critical"}, "FAULT_Q": {"warning", "critical"},

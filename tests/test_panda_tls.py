@@ -17,7 +17,6 @@ import pytest
 from autopyfactory.context import FactoryContext
 from autopyfactory.credentials import CredentialService
 from autopyfactory.info import WMSQueueInfo
-from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.plugins.wmsstatus.panda import Panda, PandaError
 from tests.panda_double import PandaDouble
 from tests.test_panda_plugin import PROXY_DROPIN, panda_queue
@@ -64,7 +63,7 @@ def make(confdir, panda, pki, **keys) -> tuple[Panda, FactoryContext]:
     auth = f"[atlas]\nplugin = FileProxy\nfileproxy.path = {pki / 'x509up'}\n"
     confdir.write(panda_queue("q", panda.url, **keys), auth=auth)
     config = confdir.load()
-    context = FactoryContext(config, PluginRegistry.discover(config.get("plugindirs")))
+    context = FactoryContext(config)
     context.credentials = CredentialService(context)
     context.credentials.check_all()
     queue = config.queues["q"]

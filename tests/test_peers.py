@@ -10,7 +10,6 @@ from autopyfactory.factory import Factory
 from autopyfactory.info import BatchQueueInfo, WMSQueueInfo
 from autopyfactory.interfaces import SchedInfo
 from autopyfactory.peers import alive_peers, alive_window, peers_pending, share
-from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.plugins.sched.builtin import Ready
 from tests.conftest import local_queue
 from tests.sched_helpers import make
@@ -113,7 +112,7 @@ def test_queue_counts_a_peer_alive_while_it_submits_or_has_pending_pilots(
     }).replace("batchstatusplugin = Local\n", "")
     confdir.write(queue, factory="peers.alivecycles = 3\n")  # alive window: 3 x 10 s
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = Factory(config)
     factory.start(cycles=1)
     try:
         wait_for(lambda: not factory.queues["Q1"].alive, what="one cycle")

@@ -20,7 +20,6 @@ from autopyfactory.persistence import (
     Store,
     thin,
 )
-from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.records import AdminAction, CycleRecord, SchedStep
 from tests.conftest import local_queue, wait_for
 
@@ -64,7 +63,7 @@ def test_old_schema_is_migrated_and_keeps_its_rows(tmp_path: Path):
     store.close()
     assert (state.cycles, state.submitted_total, state.errors_total, state.last_submission) == (41, 99, 2, 1000.5)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"pilots_end", "admin_audit_time"} <= indexes
     assert not list(tmp_path.glob("*.corrupt-*"))
@@ -314,7 +313,7 @@ class AlwaysFine(AuthPlugin):
 
 def run_factory(confdir, cycles: int) -> Factory:
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = Factory(config)
     factory.start(cycles=cycles)
     wait_for(lambda: not any(q.alive for q in factory.queues.values()), what="the cycles to finish")
     return factory

@@ -10,7 +10,6 @@ import pytest
 
 from autopyfactory.cli.simulate import simulate
 from autopyfactory.config import load
-from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.replay.model import Model, percentile, replay
 from autopyfactory.replay.policies import BUILTIN, PolicyError, builtin_chains_path, make_policy
 from autopyfactory.replay.traces import Job, TraceError, bursty, read_trace
@@ -107,11 +106,10 @@ def test_apf_default_decides_as_apf_simulate():
     jobs = bursty(seed=5, hours=8, burst_size=150, idle_gap=5400)
     result = run(jobs, slots=80, queue_delay="exp:400")
     config = load(builtin_chains_path())
-    registry = PluginRegistry.discover([])
     queue = config.queues["apf-default"]
     assert len(result.decisions) > 100 and {n for *_, n in result.decisions} - {0}
     for t, ready, pending, running, n in result.decisions:
-        _, _, final = simulate(config, registry, queue, ready, pending, running)
+        _, _, final = simulate(config, queue, ready, pending, running)
         assert final == n, (t, ready, pending, running)
 
 

@@ -6,15 +6,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from autopyfactory.cli.simulate import simulate
 from autopyfactory.factory import Factory
-from autopyfactory.plugins.registry import PluginRegistry
-from tests.conftest import local_queue
+from tests.conftest import local_queue, wait_for
 from tests.sched_helpers import queue_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,14 +174,11 @@ def test_simulate_gives_what_a_real_cycle_submits(confdir):
     confdir.write(queue, factory="maxperfactory.maximum = 3\n")
     confdir.work("SITE", 2)
     config = confdir.load()
-    registry = PluginRegistry.discover(config.get("plugindirs"))
-    factory = Factory(config, registry)
+    factory = Factory(config)
     factory.start(cycles=1)
     try:
         apfqueue = factory.queues["SITE"]
-        deadline = time.time() + 60
-        while apfqueue.cycles < 1 and time.time() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: apfqueue.cycles >= 1, what="the one cycle")
         assert apfqueue.cycles == 1
     finally:
         factory.stop()
@@ -193,7 +188,7 @@ def test_simulate_gives_what_a_real_cycle_submits(confdir):
     assert record.decided == 6
     assert record.submitted == 3
 
-    steps, holds, final = simulate(config, registry, config.queues["SITE"], record.wms["ready"],
+    steps, holds, final = simulate(config, config.queues["SITE"], record.wms["ready"],
                                    record.batch["pending"], record.batch["running"], record.wms["status"])
     assert [(s.plugin, s.n, s.message) for s in steps] == [(s.plugin, s.n, s.message) for s in record.steps]
     assert final == record.submitted

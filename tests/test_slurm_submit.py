@@ -9,7 +9,6 @@ import pytest
 from autopyfactory.commands import CommandResult
 from autopyfactory.context import FactoryContext
 from autopyfactory.plugins.batchsubmit.slurm import LAUNCHER, Slurm
-from autopyfactory.plugins.registry import PluginRegistry
 from tests.conftest import ConfDir
 
 
@@ -32,7 +31,7 @@ def make(confdir: ConfDir, runner, batchqueue: str = "short", **keys: str) -> Sl
     ]) + "\n"
     confdir.write(text)
     config = confdir.load()
-    context = FactoryContext(config, PluginRegistry.discover(config.get("plugindirs")))
+    context = FactoryContext(config)
     plugin = Slurm(config.queues["SITE_Q"], context)
     plugin.runner = runner
     return plugin

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 from autopyfactory.factory import Factory
-from autopyfactory.plugins.registry import PluginRegistry
 from tests.conftest import local_queue, wait_for
 
 INTERVAL = 4.0
@@ -28,7 +27,7 @@ def test_twenty_submitting_queues_make_at_most_two_queries_per_interval(confdir)
     for name in names:
         confdir.work(name, 3)
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = Factory(config)
     factory.start()
     try:
         queues = list(factory.queues.values())

@@ -19,7 +19,6 @@ import pytest
 from autopyfactory.context import FactoryContext
 from autopyfactory.factory import Factory
 from autopyfactory.info import WMSQueueInfo
-from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.plugins.wmsstatus.condor import Condor, HTCondorPool, pool_key
 from tests.conftest import local_queue, wait_for
 
@@ -76,7 +75,7 @@ JOBS = [
 def make_plugin(confdir, pool, **options) -> Condor:
     confdir.write(local_queue("q", confdir.spool))
     config = confdir.load()
-    context = FactoryContext(config, PluginRegistry.discover(config.get("plugindirs")))
+    context = FactoryContext(config)
     values = {k: key.default for k, key in Condor.keys.items()} | options
     context.shared(pool_key(values["pool"], values["schedd"]), lambda: pool)
     return Condor(values, context)
@@ -122,10 +121,8 @@ def test_hanging_schedd_times_out(confdir):
     schedd = ScheddDouble(JOBS)
     schedd.hanging = True
     plugin = make_plugin(confdir, PoolDouble(schedd), timeout=0.3)
-    started = time.time()
     with pytest.raises(TimeoutError, match="no answer within"):
         plugin.poll(["SITE_A"])
-    assert time.time() - started < 5
     with pytest.raises(TimeoutError, match="still not returned"):
         plugin.poll(["SITE_A"])
     assert len(schedd.queries) == 1  # no pile-up of stuck queries
@@ -147,7 +144,7 @@ def test_factory_with_condor_wms_submits_stops_and_resumes(confdir):
     confdir.write(queues, factory="wmsstatus.condor.sleep = 0.2\nwmsstatus.condor.maxage = 1.5\n"
                                   "wmsstatus.condor.breakercooldown = 0.5\n")
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = Factory(config)
     factory.context.shared(pool_key("", ""), lambda: PoolDouble(schedd))  # the one injection boundary
     records = []
     factory.listeners.append(lambda queue, record: records.append(record))

@@ -10,7 +10,6 @@ import pytest
 from autopyfactory.context import FactoryContext
 from autopyfactory.factory import Factory
 from autopyfactory.info import WMSQueueInfo
-from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.plugins.wmsstatus.local import Local
 from autopyfactory.status import Unknown
 from tests.conftest import local_queue, wait_for
@@ -19,7 +18,7 @@ from tests.conftest import local_queue, wait_for
 def make_plugin(confdir, spool) -> Local:
     confdir.write(local_queue("q", spool))
     config = confdir.load()
-    context = FactoryContext(config, PluginRegistry.discover(config.get("plugindirs")))
+    context = FactoryContext(config)
     return Local({"spooldir": str(spool)}, context)
 
 
@@ -62,7 +61,7 @@ def test_factory_local_queue_with_broken_spool_submits_zero_then_resumes(confdir
     confdir.work("LQ", 2)
     confdir.work("OTHER", 1)
     config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = Factory(config)
     records = []
     factory.listeners.append(lambda queue, record: records.append((queue.name, record)))
     factory.start()

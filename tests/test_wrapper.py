@@ -7,10 +7,11 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import wait_for
 
 WRAPPERS = Path(__file__).resolve().parent.parent / "autopyfactory" / "wrappers"
 WRAPPER = WRAPPERS / "apf-wrapper.sh"
@@ -156,15 +157,10 @@ def test_sigterm_stops_the_payload_and_still_ends_with_a_marker(tmp_path):
     process = subprocess.Popen(
         ["sh", str(WRAPPER), "--wrapperplugin=exec", "--", "sh", "-c", f'echo $$ > {pidfile}; exec sleep 60'],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 30
-    while not (pidfile.exists() and pidfile.read_text().strip()) and time.time() < deadline:
-        time.sleep(0.05)
-    payload = int(pidfile.read_text())
+    payload = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the payload's pid"))
     process.send_signal(signal.SIGTERM)
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 143
     assert out.strip().splitlines()[-1] == "APF-WRAPPER-END status=killed exit=143"
-    deadline = time.time() + 10
-    while Path(f"/proc/{payload}").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    assert not Path(f"/proc/{payload}").exists()
+    # well before its ``sleep 60`` would end by itself
+    wait_for(lambda: not Path(f"/proc/{payload}").exists(), what="the payload to be gone", timeout=30)

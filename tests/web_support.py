@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import socket
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autopyfactory.factory import Factory
+from autopyfactory.factory import Factory, build_factory
 from autopyfactory.localbatch import LocalBatch
-from autopyfactory.plugins.registry import PluginRegistry
 from tests.conftest import ConfDir, local_queue
 
 TOKEN = "t0ken-for-tests-" + "a" * 24
@@ -33,22 +30,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(check: Callable[[], object], timeout: float = 60.0, what: str = "condition", every: float = 0.2):
-    """Poll ``check`` until it returns something true; fail with ``what`` after ``timeout``."""
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = check()
-        except AssertionError as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 @dataclass
@@ -100,7 +81,6 @@ def start_factory(confdir: ConfDir, queues: dict[str, int], *, maxrunning: int =
     ), monitor=monitor, auth=auth)
     for name, items in queues.items():
         confdir.work(name, items)
-    config = confdir.load()
-    factory = Factory(config, PluginRegistry.discover(config.get("plugindirs")))
+    factory = build_factory(str(confdir.root / "factory.conf"))
     factory.start()
     return RunningFactory(factory, confdir, f"http://127.0.0.1:{port}", port, token_file, stop_file)

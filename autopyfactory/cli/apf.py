@@ -34,7 +34,6 @@ def check_config(args: argparse.Namespace) -> int:
 def effective_config(config: FactoryConfig) -> dict:
     """What the factory will really use: keys as the operator writes them, defaults and paths resolved."""
     from autopyfactory.paths import default_executable
-    from autopyfactory.plugins.registry import PluginRegistry
     from autopyfactory.plugins.wmsstatus.local import spooldir
 
     names = {key.lower(): key for key in FACTORY_KEYS}
@@ -42,14 +41,14 @@ def effective_config(config: FactoryConfig) -> dict:
     factory["persistence.dbpath"] = config.persistence_path
     names.update({key.lower(): key for key in QUEUE_KEYS})
     names.update({lower: full for lower, (full, _) in
-                  plugin_key_table(PluginRegistry.discover(config.get("plugindirs"))).items()})
+                  plugin_key_table(config.registry).items()})
     queues = {}
     for queue in config.queues.values():
         values = {names.get(k, k): v for k, v in queue.values.items()}
         values.update(wmsqueue=queue.wmsqueue, batchqueue=queue.batchqueue,
                       executable=values.get("executable") or default_executable())
         if queue.values.get("wmsstatusplugin") == "Local":
-            values["wmsstatus.local.spooldir"] = spooldir(queue.options("wmsstatus.local"), config)
+            values["wmsstatus.local.spooldir"] = spooldir(queue.plugin_options(config.registry.get("wmsstatus", "Local")), config)
         queues[queue.name] = {"source": queue.source, "enabled": running(config, queue), "values": values}
     return {"file": config.path, "factory": factory, "queues": queues}
 

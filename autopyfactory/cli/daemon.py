@@ -36,7 +36,6 @@ from autopyfactory.config import ConfigError, FactoryConfig, load, placeholders
 # the factory and all it imports (web server, persistence, ...) are loaded now, before
 # --runas drops privileges: the new user may not be able to read the Python installation
 from autopyfactory.factory import Factory
-from autopyfactory.plugins.registry import PluginRegistry
 
 DEFAULT_CONF = "/etc/apf/factory.conf"
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
@@ -267,8 +266,7 @@ def run(args: argparse.Namespace, config: FactoryConfig, ready=None) -> int:
     log_uncaught()
     for warning in config.warnings:
         log.warning("config: %s", warning)
-    registry = PluginRegistry.discover(config.get("plugindirs"))
-    factory = Factory(config, registry)
+    factory = Factory(config)  # with the plugins the config was validated with
     reload = factory.reload
 
     def reload_and_notify(*args, **kwargs):

@@ -26,8 +26,7 @@ from autopyfactory.cli import load_or_report
 from autopyfactory.config import FactoryConfig, QueueConfig
 from autopyfactory.info import BatchQueueInfo, WMSQueueInfo
 from autopyfactory.interfaces import SchedInfo
-from autopyfactory.plugins.registry import PluginRegistry
-from autopyfactory.queue import cycle_ceiling, factory_ceiling, run_chain
+from autopyfactory.queue import build_chain, cycle_ceiling, factory_ceiling, run_chain
 from autopyfactory.records import SchedStep
 
 STATUSES = ("online", "offline", "test")
@@ -80,7 +79,6 @@ def pick_queue(config: FactoryConfig, name: str | None) -> QueueConfig:
 
 def simulate(
     config: FactoryConfig,
-    registry: PluginRegistry,
     queue: QueueConfig,
     activated: int,
     pending: int,
@@ -88,7 +86,7 @@ def simulate(
     status: str = "online",
 ) -> tuple[list[SchedStep], list[str], int]:
     """(one step per scheduler plugin, ceilings applied after the chain, final number)."""
-    schedulers = [registry.get("sched", name)(queue, config.factory) for name in queue.values["schedplugin"]]
+    schedulers = build_chain(config.registry, queue, config.factory)
     info = SchedInfo(
         wms=WMSQueueInfo(ready=activated, status=status),
         batch=BatchQueueInfo(pending=pending, running=running),
@@ -116,10 +114,9 @@ def main(args: argparse.Namespace) -> int:
     except LookupError as exc:
         print(f"{config.path}: {exc}", file=sys.stderr)
         return 2
-    registry = PluginRegistry.discover(config.get("plugindirs"))
     try:
         steps, holds, final = simulate(
-            config, registry, queue, args.activated, args.pending, args.running, args.status
+            config, queue, args.activated, args.pending, args.running, args.status
         )
     except ChainError as exc:  # a drop-in plugin's bug: say which, do not dump a traceback on the operator
         print(f"queue {queue.name}: {exc}", file=sys.stderr)

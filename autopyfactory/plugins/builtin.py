@@ -11,10 +11,8 @@ import importlib
 import inspect
 import pkgutil
 
-from autopyfactory.interfaces import Plugin
+from autopyfactory.interfaces import KINDS, Plugin
 from autopyfactory.plugins.hookspecs import hookimpl
-
-KIND_PACKAGES = ["sched", "wmsstatus", "batchstatus", "batchsubmit", "monitor", "auth"]
 
 
 def plugin_classes(module) -> list[type[Plugin]]:
@@ -32,7 +30,7 @@ def plugin_classes(module) -> list[type[Plugin]]:
 
 def builtin_modules() -> list[str]:
     names = []
-    for kind in KIND_PACKAGES:
+    for kind in KINDS:
         package = importlib.import_module(f"autopyfactory.plugins.{kind}")
         for info in pkgutil.iter_modules(package.__path__):
             if not info.name.startswith("_"):

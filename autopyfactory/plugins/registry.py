@@ -12,9 +12,9 @@ from collections.abc import Iterable
 
 import pluggy
 
-from autopyfactory.config import Problem
-from autopyfactory.interfaces import PLUGIN_BASES, Plugin
+from autopyfactory.interfaces import KINDS, Plugin
 from autopyfactory.plugins import builtin, hookspecs
+from autopyfactory.settings import Problem
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ class PluginRegistry:
     """Plugin classes by kind and name (names matched case-insensitively)."""
 
     def __init__(self) -> None:
-        self._plugins: dict[str, dict[str, type[Plugin]]] = {kind: {} for kind in PLUGIN_BASES}
+        self._plugins: dict[str, dict[str, type[Plugin]]] = {kind: {} for kind in KINDS}
         self.problems: list[Problem] = []
         self.origins: dict[tuple[str, str], str] = {}
 

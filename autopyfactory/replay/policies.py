@@ -23,8 +23,7 @@ from importlib import resources
 
 from autopyfactory.config import ConfigError, FactoryConfig, QueueConfig, load
 from autopyfactory.interfaces import SchedInfo
-from autopyfactory.plugins.registry import PluginRegistry
-from autopyfactory.queue import cycle_ceiling, run_chain
+from autopyfactory.queue import build_chain, cycle_ceiling, run_chain
 from autopyfactory.records import SchedStep
 
 BUILTIN = ("apf-default", "harvester", "glideinwms", "cobald", "recommended")
@@ -37,11 +36,10 @@ class PolicyError(ValueError):
 class ChainPolicy:
     """A queue's scheduler chain, run as a live queue runs it."""
 
-    def __init__(self, name: str, config: FactoryConfig, queue: QueueConfig, registry: PluginRegistry):
+    def __init__(self, name: str, config: FactoryConfig, queue: QueueConfig):
         self.name = name
         self.queue = queue
-        self.schedulers = [registry.get("sched", plugin)(queue, config.factory)
-                           for plugin in queue.values["schedplugin"]]
+        self.schedulers = build_chain(config.registry, queue, config.factory)
         self.last_steps: list[SchedStep] = []
 
     def decide(self, info: SchedInfo) -> int:
@@ -74,8 +72,7 @@ def load_chain(name: str, path: str, section: str) -> ChainPolicy:
         raise PolicyError("\n".join(str(p) for p in exc.problems)) from None
     if section not in config.queues:
         raise PolicyError(f"{name}: {path}: no section [{section}] (expected one of {', '.join(config.queues)})")
-    registry = PluginRegistry.discover(config.get("plugindirs", []))
-    return ChainPolicy(name, config, config.queues[section], registry)
+    return ChainPolicy(name, config, config.queues[section])
 
 
 def builtin_chains_path() -> str:

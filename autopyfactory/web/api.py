@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from autopyfactory.health import DISABLED, Health
+from autopyfactory.health import DISABLED, Health, one_line
 from autopyfactory.timefmt import iso
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from autopyfactory.queue import APFQueue
     from autopyfactory.records import CycleRecord
 
+PROBLEM_CHARS = 300  # a reload problem: one line (the whole text is in the log)
 QUEUES_OFF = Health("disabled", "enablequeues = False in factory.conf")
 
 
@@ -112,6 +113,6 @@ def reload_view(outcome: dict | None) -> dict | None:
     if not outcome:
         return None
     return {"time": iso(outcome.get("time")), "ok": bool(outcome.get("ok")),
-            "problems": list(outcome.get("problems", [])),
+            "problems": [one_line(p, PROBLEM_CHARS) for p in outcome.get("problems", [])],
             **{key: list(outcome.get(key, [])) for key in ("added", "removed", "changed")}}
 

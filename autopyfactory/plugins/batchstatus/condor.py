@@ -98,13 +98,13 @@ def connect_schedd(options: dict[str, Any]) -> Any:
     """The htcondor2.Schedd of ``batchstatus.condor.scheddhost/scheddport/collectorhost/collectorport``."""
     import htcondor2
 
-    host, port = options.get("scheddhost") or "", options.get("scheddport")
-    collector = options.get("collectorhost") or ""
-    timeout = float(options.get("timeout") or 60.0)
+    host, port = options["scheddhost"], options["scheddport"]
+    collector = options["collectorhost"]
+    timeout = options["timeout"]
     if host and port:
         return htcondor2.Schedd(schedd_location(host, int(port)))
     if collector or host:  # a named schedd without a port: ask the configured collector (COLLECTOR_HOST)
-        where = f"{collector}:{options.get('collectorport') or 9618}" if collector else "COLLECTOR_HOST"
+        where = f"{collector}:{options['collectorport']}" if collector else "COLLECTOR_HOST"
         coll = htcondor2.Collector(where if collector else None)
         ad = commands.call(coll.locate, htcondor2.DaemonType.Schedd, host or None, timeout=timeout,
                            what=f"locate schedd {host or '(default)'} at {where}")
@@ -183,7 +183,7 @@ class Condor(BatchStatusPlugin):
 
     @property
     def timeout(self) -> float:
-        return float(self.options.get("timeout") or 60.0)
+        return self.options["timeout"]
 
     def constraint(self, wmsqueues: Iterable[str]) -> str:
         """This factory's pilots and other factories' pilots of our WMS queues."""

@@ -312,11 +312,11 @@ class Slurm(BatchStatusPlugin):
         self._warned: set[str] = set()
 
     def argv(self) -> list[str]:
-        return [self.options.get("squeue") or "squeue", "-h", "-r", "-t", "all", "-O", SQUEUE_FORMAT]
+        return [self.options["squeue"], "-h", "-r", "-t", "all", "-O", SQUEUE_FORMAT]
 
     def poll(self, queues: Collection[str]) -> dict[str, BatchQueueInfo]:
         self.calls += 1
-        result = self.runner(self.argv(), timeout=float(self.options.get("timeout") or 60.0),
+        result = self.runner(self.argv(), timeout=self.options["timeout"],
                              env=squeue_env(self.options))
         if not result.ok:
             raise RuntimeError(result.describe())

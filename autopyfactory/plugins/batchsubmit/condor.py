@@ -16,12 +16,8 @@ from autopyfactory import commands
 from autopyfactory.config import Key, split_list
 from autopyfactory.interfaces import BatchSubmitPlugin, SubmitResult
 from autopyfactory.paths import default_executable, wrapper_dir
-from autopyfactory.plugins.batchstatus.condor import (
-    CONDOR_REQUIRES,
-    STATUS_KEYS,
-    connect_schedd,
-    quote,
-)
+from autopyfactory.plugins.batchstatus.condor import CONDOR_REQUIRES, connect_schedd, quote
+from autopyfactory.plugins.batchstatus.condor import Condor as CondorStatus
 
 
 class SubmitDescriptionError(ValueError):
@@ -116,13 +112,11 @@ class CondorBase(BatchSubmitPlugin):
 
     def schedd_options(self) -> dict[str, Any]:
         """The schedd of this queue: its ``batchstatus.condor.*`` keys."""
-        options = {param.lower(): key.default for param, key in STATUS_KEYS.items()}
-        options.update(self.queue.options("batchstatus.condor"))
-        return options
+        return self.queue.plugin_options(CondorStatus)
 
     @property
     def timeout(self) -> float:
-        return float(self.options.get("timeout") or 60.0)
+        return self.options["timeout"]
 
     def credential_commands(self) -> tuple[dict[str, str], dict[str, str]]:
         """(submit commands, pilot environment) that hand this queue's credential to its pilots.
@@ -148,7 +142,7 @@ class CondorBase(BatchSubmitPlugin):
     def extra_commands(self) -> dict[str, str]:
         """condor_attributes (comma list) then condor_attributes.<name> keys."""
         commands_: dict[str, str] = {}
-        for item in split_list(self.options.get("condor_attributes") or ""):
+        for item in split_list(self.options["condor_attributes"]):
             name, eq, value = item.partition("=")
             if not eq:
                 raise SubmitDescriptionError(f"condor_attributes item {item!r} is not 'name = value'")
@@ -176,7 +170,7 @@ class CondorBase(BatchSubmitPlugin):
         env["APFCID"] = PILOT
         env["APF_WRAPPER_DIR"] = wrapper_dir()
         env.update(credential_env)
-        env.update(parse_environ(self.options.get("environ") or ""))
+        env.update(parse_environ(self.options["environ"]))
         arguments = shlex.split(queue.values.get("executable.arguments") or "")
         desc: dict[str, str] = {
             "universe": self.universe,
@@ -303,11 +297,11 @@ class CondorCE(CondorBase):
     }
 
     def grid_resource(self) -> str:
-        host = self.options.get("gridresource") or ""
+        host = self.options["gridresource"]
         if ":" in host:
             host, port = host.rsplit(":", 1)
         else:
-            port = str(self.options.get("port") or 9619)
+            port = str(self.options["port"])
         return f"condor {host} {host}:{port}"
 
 
@@ -323,7 +317,7 @@ class CondorARC(CondorBase):
     keys = {**BASE_KEYS, "gridresource": Key("str", "", required=True, help="ARC CE host or URL")}
 
     def grid_resource(self) -> str:
-        target = self.options.get("gridresource") or ""
+        target = self.options["gridresource"]
         if "://" not in target:
             target = f"https://{target}:443/arex"
         return f"arc {target}"
@@ -348,4 +342,4 @@ class CondorSSH(CondorBase):
 
     def grid_resource(self) -> str:
         o = self.options
-        return f"batch {o.get('batch') or 'slurm'} {o.get('user')}@{o.get('host')}"
+        return f"batch {o['batch']} {o.get('user')}@{o.get('host')}"

@@ -77,7 +77,7 @@ class Slurm(BatchSubmitPlugin):
     # ------------------------------------------------------------ helpers
     @property
     def timeout(self) -> float:
-        return float(self.options.get("timeout") or 60.0)
+        return self.options["timeout"]
 
     @property
     def partition(self) -> str:
@@ -99,7 +99,7 @@ class Slurm(BatchSubmitPlugin):
         """The sbatch command line of one cycle (raises ValueError on unsplittable arguments)."""
         o = self.options
         argv = [
-            o.get("sbatch") or "sbatch", "--parsable", f"--array=0-{n - 1}",
+            o["sbatch"], "--parsable", f"--array=0-{n - 1}",
             f"--job-name={self.job_name}", f"--comment={self.tag}",
             f"--output={os.path.join(logdir, '%A.%a.out')}", f"--error={os.path.join(logdir, '%A.%a.err')}",
             f"--chdir={logdir}", "--export=ALL", "--no-requeue",
@@ -111,7 +111,7 @@ class Slurm(BatchSubmitPlugin):
                 argv.append(f"{flag}={o[key]}")
         if o.get("cpus"):
             argv.append(f"--cpus-per-task={o['cpus']}")
-        argv.extend(shlex.split(o.get("extraargs") or ""))
+        argv.extend(shlex.split(o["extraargs"]))
         argv.append(launcher)
         argv.extend(shlex.split(self.queue.values.get("executable.arguments") or ""))
         return argv
@@ -165,7 +165,7 @@ class Slurm(BatchSubmitPlugin):
         if n <= 0:
             return SubmitResult(0)
         note = ""
-        maximum = int(self.options.get("maxarray") or 1000)
+        maximum = self.options["maxarray"]
         if n > maximum:
             note = f"Slurm: {n} capped to {maximum} (batchsubmit.slurm.maxarray)"
             n = maximum
@@ -204,7 +204,7 @@ class Slurm(BatchSubmitPlugin):
     # ------------------------------------------------------------ remove
     def _pending_ids(self, jobs: list[str] | None = None) -> tuple[list[tuple[float, int, str]], str | None]:
         """This queue's pending pilots as (submit time, task, id), or an error."""
-        argv = [self.options.get("squeue") or "squeue", "-h", "-r", "-t", "PENDING", "-O", SQUEUE_FORMAT]
+        argv = [self.options["squeue"], "-h", "-r", "-t", "PENDING", "-O", SQUEUE_FORMAT]
         if jobs:
             argv += ["-j", ",".join(jobs)]
         elif "," not in self.job_name:  # -n takes a comma list; the tag check below is what counts
@@ -243,7 +243,7 @@ class Slurm(BatchSubmitPlugin):
         chosen = [jobid for _, _, jobid in sorted(pending, reverse=True)[:n]]
         if not chosen:
             return SubmitResult(0, message="Slurm: no pending pilots to remove")
-        scontrol = self.options.get("scontrol") or "scontrol"
+        scontrol = self.options["scontrol"]
         hold = self._run([scontrol, "hold", *chosen])
         if not hold.ok and "Invalid job id" not in hold.stderr:
             return SubmitResult(0, error=hold.describe())
@@ -253,7 +253,7 @@ class Slurm(BatchSubmitPlugin):
             self._run([scontrol, "release", *chosen])
             return SubmitResult(0, error=error)
         if ids:
-            cancel = self._run([self.options.get("scancel") or "scancel", *ids])
+            cancel = self._run([self.options["scancel"], *ids])
             if not cancel.ok:
                 self._run([scontrol, "release", *chosen])
                 return SubmitResult(0, error=cancel.describe())

@@ -94,23 +94,23 @@ class Condor(WMSStatusPlugin):
 
     def __init__(self, options: dict[str, Any], context):
         super().__init__(options, context)
-        pool, schedd = options.get("pool") or "", options.get("schedd") or ""
+        pool, schedd = options["pool"], options["schedd"]
         self.pool = context.shared(pool_key(pool, schedd), lambda: HTCondorPool(pool, schedd))
         self._call = TimedCaller(f"condor:{pool or 'local'}")
 
     def constraint(self) -> str:
-        attr = self.options.get("queueattr") or "DESIRED_Sites"
+        attr = self.options["queueattr"]
         if not ATTRIBUTE.match(attr):
             raise ValueError(f"wmsstatus.condor.queueattr is not a ClassAd attribute name: {attr!r}")
         states = " || ".join(f"JobStatus == {code}" for code in sorted(JOB_STATUS))
         text = f"({attr} isnt undefined) && ({states})"
-        extra = (self.options.get("constraint") or "").strip()
+        extra = self.options["constraint"].strip()
         return f"{text} && ({extra})" if extra else text
 
     def poll(self, queues: Collection[str]) -> dict[str, WMSQueueInfo]:
-        attr = self.options.get("queueattr") or "DESIRED_Sites"
+        attr = self.options["queueattr"]
         constraint = self.constraint()
-        timeout = float(self.options.get("timeout") or 60.0)
+        timeout = self.options["timeout"]
         wanted = set(queues)
         counts = {q: {"notready": 0, "ready": 0, "running": 0} for q in wanted}
         deadline = time.monotonic() + timeout

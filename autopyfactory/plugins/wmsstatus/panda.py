@@ -198,8 +198,8 @@ class Panda(WMSStatusPlugin):
         """GET ``url`` and parse its JSON body, within ``timeout`` and ``maxbytes``."""
         if not url.startswith(("http://", "https://")):
             raise PandaError(f"{what}: not an http(s) URL: {url!r}")
-        timeout = float(self.options.get("timeout") or 30.0)
-        maxbytes = int(self.options.get("maxbytes") or 16 * 1024 * 1024)
+        timeout = self.options["timeout"]
+        maxbytes = self.options["maxbytes"]
         deadline = time.monotonic() + timeout
         late = f"{what}: answer not complete within the timeout of {timeout:g}s"
         self.requests += 1

@@ -1,0 +1,52 @@
+"""``load``: read factory.conf and every file it names, with the plugins they name.
+
+The one place where the configuration meets the plugin system: it reads
+[Factory] (whose ``plugindirs`` decides which plugins exist), builds the
+plugin registry and hands it to the validation of the other sections.
+"""
+
+from __future__ import annotations
+
+import os
+
+from autopyfactory.config.reader import Reader
+from autopyfactory.config.validate import (
+    check_references,
+    factory_section,
+    profile_file,
+    queue_files,
+    queue_section,
+)
+from autopyfactory.plugins.registry import PluginRegistry
+from autopyfactory.settings import ConfigError, FactoryConfig, QueueConfig
+
+
+def load(path: str) -> FactoryConfig:
+    """Read and validate factory.conf and every file it names, with the plugins it names.
+
+    Raises ConfigError listing every error; returns the config with its warnings
+    and, as ``registry``, the plugins it was validated with: the ones to run
+    (discovering them again would run every drop-in file a second time).
+    """
+    reader = Reader()
+    path = os.path.abspath(path)
+    parser = reader.parse_file(path)
+    if parser is None:
+        raise ConfigError(reader.errors)
+    factory = factory_section(reader, parser, path)
+    registry = PluginRegistry.discover(factory.get("plugindirs", []))
+    reader.problems.extend(registry.problems)
+
+    queues: dict[str, QueueConfig] = {}
+    for source, qparser in queue_files(reader, factory):
+        for name in qparser.sections():
+            if name in queues:
+                reader.error(source, name, "", f"queue defined twice (also in {queues[name].source})")
+                continue
+            queues[name] = queue_section(reader, registry, qparser, source, name)
+    auth = profile_file(reader, registry, factory.get("authConf"), "auth")
+    monitor = profile_file(reader, registry, factory.get("monitorConf"), "monitor")
+    check_references(reader, queues, auth, monitor)
+    if reader.errors:
+        raise ConfigError(reader.errors)
+    return FactoryConfig(path, factory, queues, auth, monitor, reader.warnings, registry=registry)

@@ -1,0 +1,147 @@
+"""Reading config files and filling sections, collecting every problem on the way.
+
+configparser lower-cases key names, so every lookup here is case-insensitive;
+key tables map the lower-case name to ``(canonical spelling, Key)`` and the
+canonical spelling is what messages show.
+"""
+
+from __future__ import annotations
+
+import configparser
+import difflib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from autopyfactory.settings import MISSING, Key, Problem, Section
+
+KeyTable = dict[str, tuple[str, Key]]
+
+
+def lower_table(table: dict[str, Key], prefix: str = "") -> KeyTable:
+    """``{lower-case full name: (full name, Key)}`` of a key table, names prefixed with ``prefix``."""
+    return {f"{prefix}{name}".lower(): (f"{prefix}{name}", key) for name, key in table.items()}
+
+
+def closest(key: str, known: Iterable[str]) -> str:
+    """`` (closest known key: ...)`` for a misspelt key, or nothing."""
+    match = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f" (closest known key: {match[0]})" if match else ""
+
+
+def origin(parser: configparser.ConfigParser, section: str, key: str) -> str:
+    """Section a key is written in: the section itself or DEFAULT."""
+    own = parser._sections.get(section, {})  # type: ignore[attr-defined]
+    return section if key in own else "DEFAULT"
+
+
+class Reader:
+    """Reads files and fills sections; every problem is collected, none stops the reading."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def error(self, file: str, section: str, key: str, message: str) -> None:
+        problem = Problem(file, section, key, message)
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+    def warn(self, file: str, section: str, key: str, message: str) -> None:
+        problem = Problem(file, section, key, message, "warning")
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    # ------------------------------------------------------------ parsing
+    def parse_text(self, text: str, source: str) -> configparser.ConfigParser | None:
+        parser = configparser.ConfigParser(interpolation=configparser.BasicInterpolation())
+        try:
+            parser.read_string(text, source=source)
+        except configparser.DuplicateOptionError as exc:
+            self.error(source, exc.section, exc.option, f"set twice in the section (line {exc.lineno})")
+            return None
+        except configparser.DuplicateSectionError as exc:
+            self.error(source, exc.section, "", f"section defined twice (line {exc.lineno})")
+            return None
+        except configparser.MissingSectionHeaderError as exc:
+            self.error(source, "", "", f"cannot parse line {exc.lineno}: {exc.line.strip()!r} "
+                       "comes before any [section]")
+            return None
+        except configparser.ParsingError as exc:
+            lines = ", ".join(f"line {n}: {line.strip()!r}" for n, line in exc.errors)
+            self.error(source, "", "", f"cannot parse ({lines}; expected key = value)")
+            return None
+        except configparser.Error as exc:
+            self.error(source, "", "", f"cannot parse: {' '.join(str(exc).split())}")
+            return None
+        return parser
+
+    def parse_file(self, path: str) -> configparser.ConfigParser | None:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as exc:
+            self.error(path, "", "", f"cannot read: {exc.strerror or exc}")
+            return None
+        return self.parse_text(text, path)
+
+    def parse_url(self, url: str) -> configparser.ConfigParser | None:
+        import requests
+
+        try:
+            answer = requests.get(url, timeout=30)
+            answer.raise_for_status()
+        except requests.RequestException as exc:
+            self.error(url, "", "", f"cannot fetch: {exc}")
+            return None
+        return self.parse_text(answer.text, url)
+
+    def items(self, parser: configparser.ConfigParser, source: str, section: str) -> dict[str, str]:
+        """Interpolated values of a section; a broken interpolation is a problem."""
+        values = {}
+        for key in parser[section]:
+            try:
+                values[key] = parser.get(section, key)
+            except configparser.Error as exc:
+                message = " ".join(str(exc).split())
+                self.error(source, section, key, f"bad %(...)s interpolation: {message}")
+        return values
+
+    # ------------------------------------------------------------ values
+    def typed(self, source: str, where: str, name: str, key: Key, raw: str, basedir: str) -> Any:
+        """``key.parse(raw)``, or MISSING after reporting why it is not a valid value."""
+        try:
+            return key.parse(raw, basedir)
+        except ValueError as exc:
+            self.error(source, where, name, str(exc))
+            return MISSING
+
+    def fill(
+        self,
+        section: Section,
+        table: KeyTable,
+        basedir: str,
+        where: Callable[[str], str] | None = None,
+        missing: str = "required key missing",
+        enforce: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """Set every key of ``table`` in ``section.values``: the typed value of ``section.raw``,
+        else the key's default. A required key that is not set is left out and, while
+        ``enforce()`` holds, reported with ``missing``. ``where(key)`` names the section a
+        bad value is written in (DEFAULT or the section itself)."""
+        for lower, (name, key) in table.items():
+            if lower in section.raw:
+                at = where(lower) if where is not None else section.name
+                value = self.typed(section.source, at, name, key, section.raw[lower], basedir)
+                if value is not MISSING:
+                    section.values[lower] = value
+            elif not key.required:
+                section.values[lower] = key.default
+            elif enforce():
+                self.error(section.source, section.name, name, missing)

@@ -1,0 +1,78 @@
+"""The keys of [Factory] and of a queue section, with their types and defaults.
+
+Keys keep their APF 2.4 names. Plugins declare their own keys (``keys`` of
+each plugin class); these tables are the factory's and the queue's own.
+"""
+
+from __future__ import annotations
+
+from autopyfactory.settings import Key
+
+FACTORY_SECTION = "Factory"
+
+FACTORY_KEYS: dict[str, Key] = {
+    "factoryId": Key("str", required=True, help="name of this factory, unique across the grid"),
+    "factoryAdminEmail": Key("str", "", help="where alarm mails go (alarms: docs/operations.md)"),
+    "factorySMTPServer": Key("str", "", help="host[:port] of the SMTP server for alarm mails; empty: no mails"),
+    "alarms.interval": Key("float", 3600.0, min=0, help="seconds: at most one mail per queue and cause"),
+    "alarms.credentialexpiry": Key("float", 6 * 3600.0, min=0,
+                                   help="seconds: a credential with less time left raises an alarm"),
+    "alarms.unknownafter": Key("float", 1800.0, min=0,
+                               help="seconds a queue's WMS or batch status may stay unknown before an alarm"),
+    "alarms.sender": Key("str", "", help="From: of alarm mails (default autopyfactory@<this host>)"),
+    "factoryUser": Key("str", ""),
+    "enablequeues": Key("bool", True),
+    "queueConf": Key("list", [], help="comma list of queue files or http(s) URLs"),
+    "queueDirConf": Key("path", ""),
+    "authConf": Key("path", ""),
+    "monitorConf": Key("path", ""),
+    "baseLogDir": Key("path", "/var/log/apf"),
+    "baseLogDirUrl": Key("str", ""),
+    "logserver.enabled": Key("bool", False),
+    "logserver.port": Key("int", 25880, min=0, max=65535),
+    "logserver.bind": Key("str", "127.0.0.1"),
+    "logserver.allowrobots": Key("bool", False),
+    "cleanlogs.keepdays": Key("int", 14, min=0),
+    "cleanlogs.maxdiskpercent": Key("float", 90.0, min=0, max=100),
+    "factory.sleep": Key("float", 30.0, min=0.1),
+    "maxperfactory.maximum": Key("int", None, min=0),
+    "plugindirs": Key("list", ["/etc/apf/plugins.d"]),
+    "persistence.dbpath": Key("path", ""),
+    "persistence.keepdays": Key("int", 14, min=1),
+    "peers.alivecycles": Key("int", 3, min=1),
+    "admin.tokenfile": Key("path", ""),
+    "admin.allowremote": Key("bool", False, help="admin API also for clients not on the loopback interface"),
+    "config.reconfig.interval": Key("int", 0, min=0),
+}
+
+# [Factory] wmsstatus.<plugin>.sleep / .maxage / .breakerfailures / .breakercooldown (batchstatus alike)
+STATUS_TIMING_PARAMS: dict[str, Key] = {
+    "sleep": Key("float", None, min=0.1, help="seconds between two status queries"),
+    "maxage": Key("float", None, min=0.1, help="status older than this is unknown"),
+    "breakerfailures": Key("int", None, min=1, help="consecutive failures that open the circuit breaker"),
+    "breakercooldown": Key("float", None, min=0.1, help="seconds the breaker stays open before a probe"),
+}
+
+QUEUE_KEYS: dict[str, Key] = {
+    "enabled": Key("bool", True),
+    "wmsqueue": Key("str", None, help="name of the queue in the WMS (default: the section name)"),
+    "batchqueue": Key("str", None, help="batch-side queue / partition (default: wmsqueue)"),
+    "apfqueue.sleep": Key("float", 360.0, min=0.1),
+    "apfqueue.maxpercycle": Key("int", 1000, min=0, help="most pilots one cycle submits, whatever the chain says"),
+    "apfqueue.faultbackoff": Key("bool", True, help="one probe pilot per cycle while most recent pilots fault"),
+    "apfqueue.faultbackoff.pilots": Key("int", 10, min=1, help="how many of the latest ended pilots are judged"),
+    "apfqueue.faultbackoff.minimum": Key("int", 3, min=1, help="ended pilots needed before judging"),
+    "apfqueue.faultbackoff.fraction": Key("float", 0.5, min=0, max=1,
+                                          help="fault backoff when more than this fraction of them faulted"),
+    "wmsstatusplugin": Key("str", required=True),
+    "batchstatusplugin": Key("str", required=True),
+    "batchsubmitplugin": Key("str", required=True),
+    "schedplugin": Key("list", ["Ready"]),
+    "monitorsection": Key("list", []),
+    "executable": Key("path", ""),
+    "executable.arguments": Key("str", ""),
+    "cleanlogs.keepdays": Key("int", None, min=0),
+    "vo": Key("str", ""),
+    "cloud": Key("str", ""),
+    "grid": Key("str", ""),
+}

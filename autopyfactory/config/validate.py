@@ -1,0 +1,288 @@
+"""Validating each file against the key tables of the factory, the queues and the plugins.
+
+The plugins are given (a registry built beforehand): this module reads what
+they declare and never builds the plugin system itself.
+"""
+
+from __future__ import annotations
+
+import configparser
+import functools
+import glob
+import os
+import shutil
+from typing import TYPE_CHECKING
+
+from autopyfactory.config.reader import KeyTable, Reader, closest, lower_table, origin
+from autopyfactory.config.tables import (
+    FACTORY_KEYS,
+    FACTORY_SECTION,
+    QUEUE_KEYS,
+    STATUS_TIMING_PARAMS,
+)
+from autopyfactory.interfaces import KINDS, QUEUE_KINDS, key_prefix
+from autopyfactory.settings import (
+    MISSING,
+    ConfigError,
+    FactoryConfig,
+    Problem,
+    QueueConfig,
+    Section,
+)
+
+if TYPE_CHECKING:
+    from autopyfactory.plugins.registry import PluginRegistry
+
+QUEUE_TABLE = lower_table(QUEUE_KEYS)
+
+
+# ---------------------------------------------------------------- factory.conf
+
+
+def factory_section(reader: Reader, parser: configparser.ConfigParser, path: str) -> Section:
+    """[Factory]: its keys, and ``<wmsstatus|batchstatus>.<plugin>.<timing>`` keys."""
+    if not parser.has_section(FACTORY_SECTION):
+        reader.error(path, FACTORY_SECTION, "", "section missing (expected a [Factory] section)")
+        raise ConfigError(reader.errors)
+    basedir = os.path.dirname(path)
+    section = Section(FACTORY_SECTION, path)
+    section.raw = reader.items(parser, path, FACTORY_SECTION)
+    known = lower_table(FACTORY_KEYS)
+    reader.fill(section, known, basedir)
+    for lower, text in section.raw.items():
+        if lower in known:
+            continue
+        parts = lower.split(".")
+        if len(parts) == 3 and parts[0] in ("wmsstatus", "batchstatus") and parts[2] in STATUS_TIMING_PARAMS:
+            value = reader.typed(path, FACTORY_SECTION, lower, STATUS_TIMING_PARAMS[parts[2]], text, basedir)
+            if value is not MISSING:
+                section.values[lower] = value
+            continue
+        reader.warn(path, FACTORY_SECTION, lower, "unknown key, ignored" + closest(lower, known))
+    return section
+
+
+def queue_files(reader: Reader, factory: Section) -> list[tuple[str, configparser.ConfigParser]]:
+    """(source, parsed file) of every queueConf entry and queueDirConf file."""
+    factory_path = factory.source
+    basedir = os.path.dirname(factory_path)
+    sources: list[str] = []
+    for entry in factory.get("queueConf"):
+        if entry.startswith(("http://", "https://")):
+            sources.append(entry)
+        else:
+            entry = entry.removeprefix("file://")
+            sources.append(os.path.normpath(os.path.join(basedir, os.path.expanduser(entry))))
+    directory = factory.get("queueDirConf")
+    if directory:
+        if os.path.isdir(directory):
+            sources.extend(sorted(glob.glob(os.path.join(directory, "*.conf"))))
+        else:
+            reader.error(factory_path, FACTORY_SECTION, "queueDirConf", f"not a directory (got {directory!r})")
+    if not sources:
+        reader.error(factory_path, FACTORY_SECTION, "queueConf", "no queue files (expected queueConf or queueDirConf)")
+    parsed = []
+    for source in sources:
+        if source.startswith(("http://", "https://")):
+            parser = reader.parse_url(source)
+        else:
+            parser = reader.parse_file(source)
+        if parser is not None:
+            parsed.append((source, parser))
+    return parsed
+
+
+# ---------------------------------------------------------------- queues.conf
+
+
+def plugin_key_table(registry: PluginRegistry) -> KeyTable:
+    """Every queue-level plugin key, lower-case full name -> (canonical name, Key)."""
+    table: KeyTable = {}
+    for kind in QUEUE_KINDS:
+        for plugin in registry.plugins(kind.name).values():
+            table.update(lower_table(plugin.keys, plugin.key_prefix()))
+    return table
+
+
+def queue_section(
+    reader: Reader, registry: PluginRegistry, parser: configparser.ConfigParser, source: str, name: str
+) -> QueueConfig:
+    """One queue: its own keys, its plugins (by the registry's spelling), their keys."""
+    basedir = "" if "://" in source else os.path.dirname(source)
+    where = functools.partial(origin, parser, name)
+    queue = QueueConfig(name, source)
+    queue.raw = reader.items(parser, source, name)
+    reader.fill(queue, QUEUE_TABLE, basedir, where, enforce=lambda: queue.enabled)
+    _check_executable(reader, queue, where)
+    _resolve_plugins(reader, registry, queue, where)
+    used = _fill_plugin_keys(reader, registry, queue, basedir, where)
+    _check_other_keys(reader, registry, queue, used, basedir, where)
+    return queue
+
+
+def _check_executable(reader: Reader, queue: QueueConfig, where) -> None:
+    """A warning (not an error: a grid worker node may have it) for an executable missing here."""
+    executable = queue.values.get("executable")
+    if not executable or not queue.enabled:
+        return
+    found = (os.path.isfile(executable) and os.access(executable, os.X_OK)) if os.sep in executable \
+        else shutil.which(executable) is not None
+    if not found:
+        reader.warn(queue.source, where("executable"), "executable",
+                    f"{executable!r} is not an executable file on this host: every pilot would fault"
+                    " (fine only if it exists where the pilots run)")
+
+
+def _resolve_plugins(reader: Reader, registry: PluginRegistry, queue: QueueConfig, where) -> None:
+    """Plugin names must exist; keep the registry's spelling."""
+    for kind in QUEUE_KINDS:
+        selector = kind.selector
+        if selector not in queue.values:
+            continue
+        chosen = queue.values[selector]
+        resolved = []
+        for plugin_name in chosen if isinstance(chosen, list) else [chosen]:
+            plugin = registry.find(kind.name, plugin_name)
+            if plugin is None:
+                available = ", ".join(sorted(registry.plugins(kind.name))) or "none"
+                reader.error(
+                    queue.source, where(selector), selector,
+                    f"unknown {kind.title} plugin (expected one of {available}, got {plugin_name!r})",
+                )
+            else:
+                resolved.append(plugin.name)
+                if queue.enabled:
+                    for why in plugin.missing():
+                        reader.error(queue.source, where(selector), selector, why)
+        queue.values[selector] = resolved if isinstance(chosen, list) else (resolved[0] if resolved else chosen)
+
+
+def _fill_plugin_keys(reader: Reader, registry: PluginRegistry, queue: QueueConfig, basedir: str, where) -> KeyTable:
+    """The keys of the plugins this queue uses (key families ``<param>.*`` aside); returns their table."""
+    used: KeyTable = {}
+    for kind in QUEUE_KINDS:
+        chosen = queue.values.get(kind.selector)
+        for plugin_name in chosen if isinstance(chosen, list) else [chosen]:
+            plugin = registry.find(kind.name, plugin_name) if plugin_name else None
+            if plugin is None:
+                continue
+            keys = {param: key for param, key in plugin.keys.items() if not param.endswith("*")}
+            table = lower_table(keys, plugin.key_prefix())
+            reader.fill(queue, table, basedir, where, f"required by the {plugin.name} plugin, missing",
+                        enforce=lambda: queue.enabled)
+            used.update(table)
+    return used
+
+
+def _check_other_keys(
+    reader: Reader, registry: PluginRegistry, queue: QueueConfig, used: KeyTable, basedir: str, where
+) -> None:
+    """Keys of plugins the queue does not use are still typed; the rest is unknown (a warning)."""
+    known = plugin_key_table(registry)
+    for lower, text in queue.raw.items():
+        if lower in QUEUE_TABLE or lower in used:
+            continue
+        found = known.get(lower) or _family_key(known, lower)
+        if found is not None:
+            value = reader.typed(queue.source, where(lower), found[0], found[1], text, basedir)
+            if value is not MISSING:
+                queue.values[lower] = value
+            continue
+        parts = lower.split(".")
+        kind = KINDS.get(parts[0]) if len(parts) >= 3 else None
+        if kind is not None and kind.in_queue and registry.find(kind.name, parts[1]) is None:
+            available = ", ".join(sorted(registry.plugins(kind.name))) or "none"
+            reader.warn(
+                queue.source, where(lower), lower,
+                f"key of a {kind.title} plugin that is not installed, ignored (available: {available})",
+            )
+            continue
+        reader.warn(queue.source, where(lower), lower,
+                    "unknown key, ignored" + closest(lower, list(QUEUE_TABLE) + list(known)))
+
+
+def _family_key(known: KeyTable, lower: str) -> tuple[str, object] | None:
+    """A key of a family declared as ``<param>.*`` (e.g. condor_attributes.<name>)."""
+    for full, (_, key) in known.items():
+        if full.endswith(".*") and lower.startswith(full[:-1]) and len(lower) > len(full) - 1:
+            return lower, key
+    return None
+
+
+# ---------------------------------------------------------------- auth.conf, monitor.conf
+
+
+def profile_file(reader: Reader, registry: PluginRegistry, path: str, kind_name: str) -> dict[str, Section]:
+    """auth.conf / monitor.conf: one section per profile, the kind's ``selector`` key names its plugin."""
+    kind = KINDS[kind_name]
+    selector = kind.selector
+    if not path:
+        return {}
+    parser = reader.parse_file(path)
+    if parser is None:
+        return {}
+    profiles: dict[str, Section] = {}
+    for name in parser.sections():
+        section = Section(name, path)
+        section.raw = reader.items(parser, path, name)
+        profiles[name] = section
+        plugin_name = section.raw.get(selector)
+        if not plugin_name:
+            reader.error(path, name, selector, f"required key missing (expected a {kind.title} plugin name)")
+            continue
+        plugin = registry.find(kind.name, plugin_name)
+        if plugin is None:
+            available = ", ".join(sorted(registry.plugins(kind.name))) or "none"
+            reader.error(path, name, selector,
+                         f"unknown {kind.title} plugin (expected one of {available}, got {plugin_name!r})")
+            continue
+        section.values[selector] = plugin.name
+        table = lower_table(plugin.keys, plugin.key_prefix())
+        reader.fill(section, table, os.path.dirname(path), missing=f"required by the {plugin.name} plugin, missing")
+        for lower in section.raw:
+            if lower != selector and lower not in table:
+                reader.warn(path, origin(parser, name, lower), lower, "unknown key, ignored" + closest(lower, table))
+    return profiles
+
+
+# ---------------------------------------------------------------- across files
+
+
+def check_references(
+    reader: Reader, queues: dict[str, QueueConfig], auth: dict[str, Section], monitor: dict[str, Section]
+) -> None:
+    """monitorsection and ``<kind>.<plugin>.proxy`` must name existing profiles."""
+    for queue in queues.values():
+        for section in queue.values.get("monitorsection", []):
+            if section not in monitor:
+                reader.error(
+                    queue.source, queue.name, "monitorsection",
+                    f"no section [{section}] in monitorConf "
+                    f"(expected one of {', '.join(monitor) or 'none'}, got {section!r})",
+                )
+        for plugin_kind in ("batchsubmit", "wmsstatus"):
+            plugin_name = queue.values.get(f"{plugin_kind}plugin")
+            if not plugin_name:
+                continue
+            proxy_key = key_prefix(plugin_kind, plugin_name) + "proxy"
+            profile = queue.values.get(proxy_key)
+            if profile and profile not in auth:
+                reader.error(
+                    queue.source, queue.name, proxy_key,
+                    f"no profile [{profile}] in authConf "
+                    f"(expected one of {', '.join(auth) or 'none'}, got {profile!r})",
+                )
+
+
+# ---------------------------------------------------------------- before running
+
+PLACEHOLDER = "CHANGEME"
+
+
+def placeholders(config: FactoryConfig) -> list[Problem]:
+    """Values still holding the shipped placeholder: the factory must not run with them."""
+    sections = [config.factory, *config.queues.values(), *config.auth.values(), *config.monitor.values()]
+    names = {key.lower(): key for key in (*FACTORY_KEYS, *QUEUE_KEYS)}
+    return [Problem(section.source, section.name, names.get(key, key),
+                    f"still the placeholder {value!r}: set it for this site")
+            for section in sections for key, value in section.raw.items() if PLACEHOLDER in value.upper()]
