@@ -388,7 +388,8 @@ class APFQueue:
             finished=self._finished(batch, record.started),
             alive_peers=self._alive_peers(batch, record.started),
         )
-        self.fault_backoff = fault_backoff(info.finished, self.config)
+        if self.config.values.get("apfqueue.faultbackoff", True):  # off: the attribute is left alone
+            self.fault_backoff = fault_backoff(info.finished, self.config)
         n = run_chain(self.schedulers, info, record.steps)
         record.decided = n
         n = self._apply_safety(n, record, wms is None and wms_why, batch is None and batch_why, batch_taken)
