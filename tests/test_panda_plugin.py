@@ -205,10 +205,11 @@ def test_proxy_profile_must_exist(confdir, panda):
         plugin_for(confdir, panda_queue("q", panda.url, **{"wmsstatus.panda.proxy": "nosuch"}))
 
 
-def test_url_is_required(confdir):
+def test_url_defaults_to_the_cern_panda_server(confdir):
+    """APF 2.4 sites never set a PanDA URL: the server APF 2.4 used is the default."""
     confdir.write("[q]\nwmsstatusplugin = Panda\nbatchstatusplugin = Local\nbatchsubmitplugin = Local\n")
-    with pytest.raises(ConfigError, match="wmsstatus.panda.url"):
-        confdir.load()
+    queue = confdir.load().queues["q"]
+    assert queue.plugin_options(Panda)["url"] == "https://pandaserver.cern.ch:25443/api/v1"
 
 
 def test_one_request_per_poll_for_2000_queues(confdir, panda):

@@ -14,6 +14,8 @@ def load_or_report(path: str) -> FactoryConfig | None:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem)
+        for warning in exc.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         return None
     unset = placeholders(config)
     for problem in unset:

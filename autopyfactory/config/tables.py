@@ -71,6 +71,10 @@ QUEUE_KEYS: dict[str, Key] = {
     "monitorsection": Key("list", []),
     "executable": Key("path", ""),
     "executable.arguments": Key("str", ""),
+    "executable.defaultarguments": Key("str", "", help="APF 2.4: arguments shared by queues, written into "
+                                       "executable.arguments as %(executable.defaultarguments)s"),
+    "override": Key("bool", True, help="APF 2.4: this file's values win over schedconfig/AGIS; "
+                    "queues.conf is the only source here, so its values always win"),
     "cleanlogs.keepdays": Key("int", None, min=0),
     "vo": Key("str", ""),
     "cloud": Key("str", ""),
