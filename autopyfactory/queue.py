@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEEP_RECORDS = 100
+RESTART_FIRST = 1.0  # a dead queue thread is restarted after 1, 2, 4, ... seconds
+RESTART_MAX = 300.0
 FINISHED_WINDOW = 3600.0  # finished pilots handed to the scheduler chain: at least the last hour
 
 
@@ -181,7 +183,13 @@ class APFQueue:
         self.fault_backoff: str | None = None  # why submission is throttled to one probe pilot, when it is
         self.started = False  # the thread was started (health: a started queue whose thread died is critical)
         self.ran_its_cycles = False  # the thread ended after --cycles N, as asked
+        self.died: str | None = None  # why the thread died, until the factory restarts it
+        self.restart_due: float | None = None  # when the factory restarts the dead thread
+        self.restarts = 0  # threads restarted after dying
+        self._deaths_in_row = 0  # deaths without a completed cycle between them: the restart backoff
+        self._last_cycle: int | None = None  # --cycles N: the cycle count at which the queue ends
         self._stop = threading.Event()
+        self._submitting = threading.Lock()  # held while the submit plugin runs; stop() waits for it
         self._thread: threading.Thread | None = None
         self.store = context.store  # persistence store (autopyfactory/persistence.py) or None
         if self.store is not None:
@@ -249,13 +257,36 @@ class APFQueue:
 
     def start(self, cycles: int | None = None) -> None:
         self.started = True
-        self._thread = threading.Thread(target=self.run, args=(cycles,), name=f"queue:{self.name}", daemon=True)
+        self._last_cycle = None if cycles is None else self.cycles + cycles  # restored cycles do not count
+        self._start_thread()
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self.run, name=f"queue:{self.name}", daemon=True)
         self._thread.start()
+
+    def restart(self) -> None:
+        """Start a new thread for a queue whose thread died (counters and records kept)."""
+        self.restarts += 1
+        log.warning("queue %s: restarting its thread (restart %d; it died: %s)", self.name, self.restarts, self.died)
+        self.died = self.restart_due = None
+        self._start_thread()
 
     def stop(self) -> None:
         self._stop.set()
         self.wms_poller.release_waiters()
         self.batch_poller.release_waiters()
+
+    @property
+    def submit_timeout(self) -> float:
+        """How long one submission can take: the submit plugin's own ``timeout`` (60 s when it has none)."""
+        return float(getattr(self.submitter, "timeout", None) or 60.0)
+
+    def wait_submission(self, timeout: float) -> bool:
+        """After stop(): wait until no submission is under way; True when none is (none can start now)."""
+        if not self._submitting.acquire(timeout=max(0.0, timeout)):
+            return False
+        self._submitting.release()
+        return True
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -269,13 +300,25 @@ class APFQueue:
     def sleep(self) -> float:
         return float(self.config.values["apfqueue.sleep"])
 
-    def run(self, cycles: int | None = None) -> None:
+    def run(self) -> None:
+        """The queue thread; if anything kills it, the factory restarts it later (``restart_due``)."""
+        try:
+            self._run()
+        except BaseException as exc:  # noqa: BLE001 - a thread that dies is reported and restarted, never lost
+            self._deaths_in_row += 1
+            delay = min(RESTART_MAX, RESTART_FIRST * 2.0 ** min(self._deaths_in_row - 1, 16))
+            self.died = f"{type(exc).__name__}: {exc}"[:300]
+            self.restart_due = time.time() + delay
+            log.critical("queue %s: its thread died (%s); restarting it in %.0fs", self.name, self.died, delay,
+                         exc_info=True)
+
+    def _run(self) -> None:
         self._wait_for_first_status()
         wait = self.sleep * spread(self.name)
-        first = self.cycles  # restored from the store: --cycles counts this process's cycles
         while not self._stop.is_set():
             self.run_cycle()
-            if cycles is not None and self.cycles - first >= cycles:
+            self._deaths_in_row = 0
+            if self._last_cycle is not None and self.cycles >= self._last_cycle:
                 self.ran_its_cycles = True
                 break
             self._stop.wait(wait)
@@ -345,6 +388,8 @@ class APFQueue:
             finished=self._finished(batch, record.started),
             alive_peers=self._alive_peers(batch, record.started),
         )
+        if self.config.values.get("apfqueue.faultbackoff", True):  # off: the attribute is left alone
+            self.fault_backoff = fault_backoff(info.finished, self.config)
         n = run_chain(self.schedulers, info, record.steps)
         record.decided = n
         n = self._apply_safety(n, record, wms is None and wms_why, batch is None and batch_why, batch_taken)
@@ -354,12 +399,24 @@ class APFQueue:
             if why:
                 record.holds.append(why)
         if n > 0:
-            result = self.submitter.submit(n)
-            self._take(result, record)
+            with self._submitting:
+                if self._stop.is_set():  # a stopped instance never submits: its successor may be running
+                    self.pilots.settle(self.name, 0)
+                    record.holds.append("queue stopping: submitting 0")
+                    return
+                try:
+                    result = self.submitter.submit(n)
+                except Exception:
+                    self._submitted_maybe(n)
+                    raise
+                # recorded first (and before a successor instance can read it): nothing that can
+                # fail comes between the batch system's answer and this
+                self.pilots.settle(self.name, result.count)
+                if result.count > 0:
+                    self.last_submission = record.submitted_at = time.time()
             record.submitted = result.count
-            self.pilots.settle(self.name, result.count)
+            self._take(result, record)
             if result.count > 0:
-                self.last_submission = record.submitted_at = time.time()
                 self._stored_submission("submit", result)
                 self.batch_poller.wake()
         elif n < 0:
@@ -370,6 +427,19 @@ class APFQueue:
                 self.last_submission = record.submitted_at = time.time()
                 self._stored_submission("remove", result)
                 self.batch_poller.wake()
+
+    def _submitted_maybe(self, n: int) -> None:
+        """The submit plugin raised: the batch system may have taken some of the ``n`` pilots before.
+
+        Counted as a submission with an unknown outcome: up to ``n`` pilots count for
+        MaxPerFactory, and the queue plans again only from a batch status newer than now
+        (invariant 2), which shows whatever was accepted.
+        """
+        self.pilots.settle(self.name, n)
+        self.last_submission = time.time()
+        if self.store is not None:
+            self.store.record_submission(self.name, self.last_submission, "submit", 0, [])
+        self.batch_poller.wake()
 
     def _alive_peers(self, batch: BatchQueueInfo | None, now: float) -> int:
         """Other factories serving this WMS queue that submitted within their last peers.alivecycles cycles."""
@@ -445,6 +515,9 @@ class APFQueue:
             n, why = cycle_ceiling(n, self.config)
             if why:
                 record.holds.append(why)
+            if self.fault_backoff and n > 1:
+                record.holds.append(f"{self.fault_backoff}: {n} capped to 1")
+                n = 1
         return n
 
     def _drain(self, record: CycleRecord) -> int:
@@ -548,11 +621,35 @@ def run_chain(schedulers: list[SchedulerPlugin], info: SchedInfo, steps: list[Sc
 
 
 def cycle_ceiling(n: int, config: QueueConfig) -> tuple[int, str]:
-    """Hard ceiling ``sched.maxpercycle.maximum`` on a submission, whatever the chain said."""
+    """Hard ceilings on one submission, whatever the chain said: ``sched.maxpercycle.maximum``
+    when set, and always ``apfqueue.maxpercycle`` (default 1000)."""
     maximum = config.values.get("sched.maxpercycle.maximum")
     if n > 0 and maximum is not None and n > maximum:
         return maximum, f"MaxPerCycle ceiling: {n} capped to {maximum}"
+    default = config.values.get("apfqueue.maxpercycle")
+    if n > 0 and default is not None and n > default:
+        return default, f"apfqueue.maxpercycle ceiling: {n} capped to {default}"
     return n, ""
+
+
+def fault_backoff(finished: list[FinishedPilot], config: QueueConfig) -> str | None:
+    """Why the queue is in fault backoff (safety invariant 7), or None.
+
+    ``finished``: pilots that ended, latest first. Judged on the latest
+    ``apfqueue.faultbackoff.pilots`` that ended done or fault (removed ones do
+    not count): at least ``.minimum`` of them, more than ``.fraction`` faulted,
+    and the latest one too (a pilot that ends well ends the backoff at once).
+    """
+    values = config.values
+    if not values.get("apfqueue.faultbackoff", True):
+        return None
+    ended = [p for p in finished if p.state in ("done", "fault")][: int(values.get("apfqueue.faultbackoff.pilots", 10))]
+    if len(ended) < int(values.get("apfqueue.faultbackoff.minimum", 3)) or ended[0].state != "fault":
+        return None
+    faults = sum(1 for p in ended if p.state == "fault")
+    if faults <= float(values.get("apfqueue.faultbackoff.fraction", 0.5)) * len(ended):
+        return None
+    return f"fault backoff: {faults} of the last {len(ended)} pilots faulted, one probe pilot per cycle"
 
 
 def factory_ceiling(n: int, maximum: int | None, total: int) -> tuple[int, str]:

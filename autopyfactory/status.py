@@ -18,6 +18,10 @@ Failures are handled here, once, for every status plugin (WMS and batch):
 - a circuit breaker per endpoint: after ``breakerfailures`` consecutive
   failures the endpoint is left alone for ``breakercooldown`` seconds, then
   one probe call decides (success closes the breaker, failure opens it again);
+- every queue's entry of an answer is checked (the expected type, counts
+  that are whole numbers from 0 to ``info.MAX_COUNT``): a bad entry is
+  unknown for that queue only, with the reason, and nothing downstream
+  (the factory-wide count, the views) ever sees it;
 - ``health()`` shows all of it (breaker state, last error, last success,
   consecutive failures) for the status page and the metrics.
 """
@@ -35,6 +39,7 @@ from typing import Any
 from autopyfactory.commands import TimedCaller
 from autopyfactory.config import QueueConfig
 from autopyfactory.context import FactoryContext
+from autopyfactory.info import check_batch, check_wms
 from autopyfactory.interfaces import StatusPlugin
 
 log = logging.getLogger(__name__)
@@ -65,6 +70,9 @@ class Unknown:
     """
 
     reason: str
+
+
+CHECKS = {"wmsstatus": check_wms, "batchstatus": check_batch}  # what each kind's answers must be
 
 
 class StatusPoller:
@@ -108,9 +116,11 @@ class StatusPoller:
         self._caller = TimedCaller(f"{kind}:{endpoint}", MAX_ABANDONED_CALLS)
         self._snapshot: Snapshot | None = None
         self._queues: set[str] = set()
+        self._bad: set[str] = set()  # keys whose last answer was invalid (warned once until it is good again)
         self._lock = threading.Lock()
         self._answered = threading.Condition()  # notified on every new answer
         self._woken = False  # a wake-up asked for a query sooner than ``sleep``
+        self._early = False  # the last query was brought forward by a wake-up
         self._wake = threading.Event()  # wake-up or stop: the thread looks again at what is due
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{kind}:{endpoint}", daemon=True)
@@ -147,8 +157,9 @@ class StatusPoller:
     def wake(self) -> None:
         """Ask for a query soon (e.g. right after a submission).
 
-        Wake-ups are merged: queries stay at least ``min(sleep, 1s)`` apart,
-        and an open circuit breaker is not shortened by them.
+        Wake-ups are merged: queries stay at least ``min(sleep, 1s)`` apart, at
+        most one query per interval is brought forward, and an open circuit
+        breaker is not shortened by them.
         """
         self._woken = True
         self._wake.set()
@@ -174,7 +185,8 @@ class StatusPoller:
         if self.last_attempt is None:
             return 0.0
         wait = self._next_wait()
-        if self._woken:
+        if self._woken and not self._early:
+            # at most one query per interval is brought forward: two per ``sleep`` at most
             wait = min(wait, self.sleep, WAKE_MIN_GAP)
         return self.last_attempt + wait - now
 
@@ -191,6 +203,8 @@ class StatusPoller:
         """
         queues = self.queues
         started = self.clock()
+        # brought forward by a wake-up: then the next query waits the whole interval
+        self._early = self.last_attempt is not None and started < self.last_attempt + self._next_wait() - 0.01
         self.last_attempt = started
         self._woken = False
         if self.breaker == BREAKER_OPEN:
@@ -202,6 +216,7 @@ class StatusPoller:
             data = self._caller(lambda: self.plugin.poll(queues), self.call_timeout)
             if not isinstance(data, dict):
                 raise TypeError(f"poll() returned {type(data).__name__}, not a dict")
+            data = self._checked(data)
         except Exception as exc:
             self._failed(started, exc)
             return
@@ -216,6 +231,26 @@ class StatusPoller:
         self.failures = 0
         self.last_success = started
         self.breaker, self.breaker_until = BREAKER_CLOSED, None
+
+    def _checked(self, data: dict) -> dict[str, Any]:
+        """The answer with every entry that is not what this kind of plugin must report made Unknown."""
+        check = CHECKS.get(self.kind)
+        if check is None:
+            return data
+        checked: dict[str, Any] = {}
+        for key, info in data.items():
+            if not isinstance(key, str):
+                continue
+            why = "" if info is None or isinstance(info, Unknown) else check(info)
+            if why:
+                if key not in self._bad:
+                    log.warning("%s status from %s for %s is invalid: %s", self.kind, self.name, key, why)
+                self._bad.add(key)
+                info = Unknown(f"invalid answer: {why}")
+            else:
+                self._bad.discard(key)
+            checked[key] = info
+        return checked
 
     def _failed(self, started: float, exc: Exception) -> None:
         self.failures += 1

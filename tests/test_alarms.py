@@ -115,6 +115,11 @@ def test_critical_and_recovery_mails_for_credential_status_and_reload(confdir, s
         run.stop()
 
 
+# these tests set APFQueue.fault_backoff by hand to drive the alarms; the queue's own rule
+# (off here, else it would set the attribute every cycle) is tested in test_fault_backoff.py
+HAND_SET = {"apfqueue.faultbackoff": "false"}
+
+
 def local_queue_with_token(confdir) -> str:
     from tests.conftest import local_queue
 
@@ -124,7 +129,7 @@ def local_queue_with_token(confdir) -> str:
 
 
 def test_one_mail_per_queue_and_cause_per_interval(confdir, smtp):
-    run = start_factory(confdir, {"Q": 0}, factory_extra=f"factorySMTPServer = {smtp.address}\n"
+    run = start_factory(confdir, {"Q": 0}, queue_extra=HAND_SET, factory_extra=f"factorySMTPServer = {smtp.address}\n"
                                                            "alarms.interval = 3600\n")
     service = next(s for s in run.factory.services if isinstance(s, alarms.Alarms))
     queue = run.factory.queues["Q"]
@@ -143,7 +148,7 @@ def test_one_mail_per_queue_and_cause_per_interval(confdir, smtp):
 
 def test_the_interval_over_the_state_then_is_mailed(confdir, smtp):
     """A recovery inside the interval is told once the interval is over (not lost, not repeated)."""
-    run = start_factory(confdir, {"Q": 0}, factory_extra=f"factorySMTPServer = {smtp.address}\n"
+    run = start_factory(confdir, {"Q": 0}, queue_extra=HAND_SET, factory_extra=f"factorySMTPServer = {smtp.address}\n"
                                                            "alarms.interval = 2\n")
     queue = run.factory.queues["Q"]
     try:
@@ -165,8 +170,9 @@ def test_a_dead_smtp_server_delays_no_cycle(confdir, monkeypatch, caplog):
     dead.bind(("127.0.0.1", 0))
     dead.listen(64)
     monkeypatch.setattr(alarms, "OUTBOX", 3)
-    run = start_factory(confdir, {"Q": 0}, factory_extra=f"factorySMTPServer = 127.0.0.1:{dead.getsockname()[1]}\n"
-                                                           "alarms.interval = 0\n")
+    run = start_factory(confdir, {"Q": 0}, queue_extra=HAND_SET,
+                        factory_extra=f"factorySMTPServer = 127.0.0.1:{dead.getsockname()[1]}\n"
+                                      "alarms.interval = 0\n")
     service = next(s for s in run.factory.services if isinstance(s, alarms.Alarms))
     queue = run.factory.queues["Q"]
 

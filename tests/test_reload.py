@@ -153,3 +153,17 @@ def test_config_reconfig_interval_rereads_the_queue_files(confdir, started_facto
     factory.request_stop()
     waiter.join(10)
     assert factory.reload() and "stopping" in str(factory.reload()[0])
+
+
+def test_reload_refuses_a_new_factory_id_with_the_reason(confdir, started_factory):
+    """factoryId tags every pilot: changed live, the running pilots would stop counting and be submitted again."""
+    confdir.write(queues(confdir, "Q1"))
+    factory = started_factory(confdir)
+    queue = factory.queues["Q1"]
+    path = confdir.root / "factory.conf"
+    path.write_text(path.read_text().replace("factoryId = test-factory", "factoryId = renamed"))
+    problems = factory.reload()
+    assert [(p.section, p.key) for p in problems] == [("Factory", "factoryId")]
+    assert "changes only at a restart" in problems[0].message and "'renamed'" in problems[0].message
+    assert factory.config.factory_id == "test-factory" and factory.queues["Q1"] is queue
+    assert factory.last_reload["ok"] is False

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from autopyfactory.commands import TimedCaller
+from autopyfactory.info import WMSQueueInfo
 from autopyfactory.status import (
     BREAKER_CLOSED,
     BREAKER_HALF_OPEN,
@@ -55,7 +56,7 @@ class ScriptedPlugin:
             self.release.wait(30)
         if self.mode == "notadict":
             return ["q1"]
-        return {q: {"ready": 1} for q in queues} | {"odd": Unknown("site missing from data")}
+        return {q: WMSQueueInfo(ready=1) for q in queues} | {"odd": Unknown("site missing from data")}
 
 
 @contextlib.contextmanager
@@ -80,7 +81,7 @@ def make(plugin, **kw) -> StatusPoller:
 def test_good_answer_and_unknown_marker():
     poller = make(ScriptedPlugin())
     poller.poll_once()
-    assert poller.get("q1")[0] == {"ready": 1}
+    assert poller.get("q1")[0] == WMSQueueInfo(ready=1)
     info, taken, why = poller.get("odd")
     assert info is None and taken is not None
     assert why == "Scripted(x): site missing from data"
@@ -133,7 +134,7 @@ def test_breaker_opens_after_k_failures_then_probe_closes_it():
         clock.advance(2.0)
         poller.wake()
         wait_for(lambda: poller.breaker == BREAKER_CLOSED, what="breaker closed")
-        assert poller.failures == 0 and poller.get("q1")[0] == {"ready": 1}
+        assert poller.failures == 0 and poller.get("q1")[0] == WMSQueueInfo(ready=1)
         assert len(plugin.calls) == 5
         health = poller.health()
         assert health["healthy"] and health["last_success"] == clock.now
@@ -159,7 +160,7 @@ def test_hard_deadline_on_a_hanging_plugin_and_no_pile_up():
     plugin.mode = "good"
     wait_for(lambda: poller._caller.abandoned == 0, what="stuck calls to end")
     poller.poll_once()
-    assert poller.failures == 0 and poller.get("q1")[0] == {"ready": 1}
+    assert poller.failures == 0 and poller.get("q1")[0] == WMSQueueInfo(ready=1)
 
 
 def test_a_hung_call_never_blocks_recovery():
@@ -170,7 +171,7 @@ def test_a_hung_call_never_blocks_recovery():
     assert poller.get("q1")[0] is None
     plugin.mode = "good"
     poller.poll_once()
-    assert poller.failures == 0 and poller.get("q1")[0] == {"ready": 1}
+    assert poller.failures == 0 and poller.get("q1")[0] == WMSQueueInfo(ready=1)
     assert poller.health()["abandoned_calls"] == 1  # still hanging, reported
     plugin.release.set()
     wait_for(lambda: poller.health()["abandoned_calls"] == 0, what="the hung call to end")

@@ -10,6 +10,7 @@ import configparser
 import functools
 import glob
 import os
+import shutil
 from typing import TYPE_CHECKING
 
 import autopyfactory.config.apf24 as apf24
@@ -136,10 +137,24 @@ def queue_section(
     queue.raw = apf24.drop_none(reader.items(section, queue.source, name))
     _translate_apf24(reader, queue, where)
     reader.fill(queue, QUEUE_TABLE, basedir, where, enforce=lambda: queue.enabled)
+    _check_executable(reader, queue, where)
     _resolve_plugins(reader, registry, queue, where)
     used = _fill_plugin_keys(reader, registry, queue, basedir, where)
     _check_other_keys(reader, registry, queue, used, basedir, where)
     return queue
+
+
+def _check_executable(reader: Reader, queue: QueueConfig, where) -> None:
+    """A warning (not an error: a grid worker node may have it) for an executable missing here."""
+    executable = queue.values.get("executable")
+    if not executable or not queue.enabled:
+        return
+    found = (os.path.isfile(executable) and os.access(executable, os.X_OK)) if os.sep in executable \
+        else shutil.which(executable) is not None
+    if not found:
+        reader.warn(queue.source, where("executable"), "executable",
+                    f"{executable!r} is not an executable file on this host: every pilot would fault"
+                    " (fine only if it exists where the pilots run)")
 
 
 def _place(places: dict[str, str], name: str, key: str) -> str:
