@@ -110,6 +110,17 @@ def _kill_group(process: subprocess.Popen) -> tuple[str, str]:
         return "", ""
 
 
+def pid_exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts: it exists, we may not signal it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class CallTimeout(TimeoutError):
     """A library call (e.g. the HTCondor bindings) did not return in time."""
 

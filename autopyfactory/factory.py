@@ -14,12 +14,14 @@ from autopyfactory.config import ConfigError, FactoryConfig, Problem, load
 from autopyfactory.context import FactoryContext
 from autopyfactory.credentials import CredentialService
 from autopyfactory.interfaces import MonitorPlugin
-from autopyfactory.queue import APFQueue, FactoryPilots, build_chain
+from autopyfactory.queue import APFQueue, FactoryPilots, Pause, build_chain
 from autopyfactory.records import CycleRecord
 from autopyfactory.status import StatusService
 from autopyfactory.timefmt import iso
 
 log = logging.getLogger(__name__)
+
+SUBMIT_GRACE = 10.0  # seconds beyond a submit plugin's own timeout that a stopping queue is waited for
 
 
 class Factory:
@@ -66,6 +68,9 @@ class Factory:
         self._reload_requested = threading.Event()
         self._dump_requested = threading.Event()
         self._next_reconfig: float | None = None
+        # stopped queues whose submission outlived the wait: their successor starts when it ends
+        self._waiting: dict[str, APFQueue] = {}
+        self._deferred: dict[str, tuple] = {}  # name -> (config, pause, old instance) not started yet
 
     @property
     def store(self):
@@ -87,25 +92,46 @@ class Factory:
         log.info("factory %s %s started with %d queue(s): %s", self.config.factory_id,
                  self.version, len(self.queues), ", ".join(self.queues) or "-")
 
-    def start_queue(self, qconfig, cycles: int | None = None, paused: bool = False) -> APFQueue:
+    def start_queue(self, qconfig, cycles: int | None = None, pause: Pause | None = None,
+                    replaces: APFQueue | None = None) -> APFQueue:
+        """Build and start a queue; ``pause``: the one it had before a reload (else the stored one, if any);
+        ``replaces``: the stopped instance it takes over from (a changed queue)."""
         with self._reload_lock:
             queue = APFQueue(qconfig, self.context, self.status, self.pilots, self.listeners)
-            queue.paused = paused
+            if pause is not None:
+                queue.set_pause(pause)
+            if replaces is not None and replaces.last_submission is not None:
+                # invariant 2 across instances: plan from a batch status newer than the old one's submission
+                queue.last_submission = max(queue.last_submission or 0.0, replaces.last_submission)
             self.queues[queue.name] = queue
             queue.start(cycles)
             return queue
 
-    def stop_queue(self, name: str, timeout: float = 10.0) -> None:
+    def stop_queue(self, name: str, timeout: float = 10.0, replaced: bool = False) -> APFQueue:
+        """Stop a queue; it is out of ``queues`` only once it can submit nothing any more.
+
+        A submission under way is waited for, bounded by the submit plugin's own
+        timeout (a reload must never let two instances of one queue submit).
+        ``replaced``: a new instance follows, which keeps the pilots in flight counted.
+        """
         with self._reload_lock:
-            queue = self.queues.pop(name)
+            queue = self.queues[name]
             queue.stop()
             queue.join(timeout)
             if queue.alive:
-                log.warning("queue %s: thread still busy after %.0fs", name, timeout)
-            self.pilots.remove(name)
+                bound = queue.submit_timeout + SUBMIT_GRACE
+                log.warning("queue %s: waiting up to %.0fs for its submission under way", name, bound)
+                if not queue.wait_submission(bound):
+                    log.error("queue %s: submission still under way after %.0fs; the queue stays stopped "
+                              "until it ends", name, bound)
+                    self._waiting[name] = queue
+            del self.queues[name]
+            if not replaced:
+                self.pilots.remove(name)
             remaining = [q.config for q in self.queues.values()]
             self.status.release("wmsstatus", queue.config, remaining)
             self.status.release("batchstatus", queue.config, remaining)
+            return queue
 
     def wait(self) -> None:
         """Until stop() is called, or every queue has run its --cycles.
@@ -131,9 +157,29 @@ class Factory:
                 log.info("config.reconfig.interval: re-reading the configuration")
                 self.reload()
             with self._reload_lock:
-                if self.queues and not any(q.alive for q in self.queues.values()):
-                    return
+                for queue in self.queues.values():  # at --until, not at the queue's next cycle
+                    queue.end_pause_when_due()
+            if not self.supervise():
+                return
             self._stopping.wait(0.2)
+
+    def supervise(self) -> bool:
+        """Restart queue threads that died, once their backoff is over; False when no queue
+        has anything left to do (every one ran its --cycles)."""
+        now = time.time()
+        with self._reload_lock:
+            for name, old in list(self._waiting.items()):
+                if old.wait_submission(0):
+                    del self._waiting[name]
+                    deferred = self._deferred.pop(name, None)
+                    if deferred is not None:
+                        log.info("queue %s: its old instance's submission ended; starting the new one", name)
+                        self.start_queue(deferred[0], pause=deferred[1], replaces=old)
+            queues = list(self.queues.values())
+            for queue in queues:
+                if queue.died and not queue.stopping and not queue.alive and now >= (queue.restart_due or 0):
+                    queue.restart()
+        return not queues or any(q.alive or q.died for q in queues)
 
     def request_reload(self) -> None:
         """Ask the waiting thread to reload (safe to call from a signal handler)."""
@@ -210,6 +256,11 @@ class Factory:
     def _probe(self, new: FactoryConfig) -> list[Problem]:
         """Build (without starting) what the new config needs, to reject it before touching anything."""
         problems: list[Problem] = []
+        if new.factory_id != self.config.factory_id:
+            problems.append(Problem(new.path, "Factory", "factoryId", (
+                f"changed from {self.config.factory_id!r} to {new.factory_id!r}: it tags every pilot, so it"
+                " changes only at a restart (live, the running pilots would stop counting as this factory's"
+                " and be submitted again)")))
         registry = new.registry
         probe = FactoryContext(new)
         for name, qconfig in new.enabled_queues.items():
@@ -244,10 +295,13 @@ class Factory:
         changed = [name for name in wanted if name in self.queues and self.queues[name].config.raw != wanted[name].raw]
         unchanged = [name for name in wanted if name in self.queues and name not in changed]
 
-        paused = {name for name in changed if self.queues[name].paused}
+        pauses = {name: self.queues[name].pause for name in changed}
+        stopped = {}
         for name in removed + changed:
             log.info("reload: stopping queue %s (%s)", name, "removed" if name in removed else "changed")
-            self.stop_queue(name)
+            stopped[name] = self.stop_queue(name, replaced=name in changed)
+        for name in removed:
+            self._deferred.pop(name, None)
         self.config = new
         self.context.config = new
         self.pilots.maximum = new.get("maxperfactory.maximum")
@@ -256,7 +310,12 @@ class Factory:
         for name in added + changed:
             log.info("reload: starting queue %s (%s)", name, "added" if name in added else "changed")
             # an operator's pause outlives a config edit
-            self.start_queue(wanted[name], paused=name in paused)
+            old = stopped.get(name) or self._deferred.get(name, (None, None, None))[2]
+            if name in self._waiting or name in self._deferred:
+                log.warning("reload: queue %s starts once its old instance's submission ends", name)
+                self._deferred[name] = (wanted[name], pauses.get(name), old)
+                continue
+            self.start_queue(wanted[name], pause=pauses.get(name), replaces=old)
         notes = []
         for key in ("logserver.enabled", "logserver.port", "logserver.bind", "persistence.dbpath"):
             if old_config.get(key, None) != new.get(key, None):

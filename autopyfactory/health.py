@@ -49,6 +49,7 @@ class QueueView(Protocol):
     alive: bool
     stopping: bool
     ran_its_cycles: bool
+    died: str | None  # why the queue thread died, until it is restarted
     last_record: Any  # records.CycleRecord or None
     sleep: float
     submitter: Any  # has credential_profile
@@ -85,6 +86,8 @@ def queue_health(queue: QueueView, now: float | None = None) -> Health:
 
 def _critical(queue: QueueView) -> str:
     if queue.started and not queue.alive and not queue.stopping and not queue.ran_its_cycles:
+        if queue.died:
+            return f"queue thread died ({queue.died}); restarting it"
         return "queue thread is not running"
     if queue.fault_backoff:
         return queue.fault_backoff

@@ -83,3 +83,56 @@ class CredentialStatus:
     seconds_left: float | None = None
     message: str = ""
     path: str = ""
+
+
+# ---------------------------------------------------------------- checking what plugins report
+
+MAX_COUNT = 10_000_000  # no queue has more pilots or jobs than this: a larger count is garbage
+
+
+def _bad_count(value) -> bool:
+    return not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT
+
+
+def _bad_time(value) -> bool:
+    return (not isinstance(value, int | float) or isinstance(value, bool)
+            or not 0 <= value < 1e11)  # NaN fails both comparisons
+
+
+def _counts(info, names: tuple[str, ...]) -> str:
+    for name in names:
+        value = getattr(info, name)
+        if _bad_count(value):
+            return f"{name} = {repr(value)[:40]}, not a whole number from 0 to {MAX_COUNT:,}"
+    return ""
+
+
+def check_wms(info) -> str:
+    """Why a WMS status plugin's answer for one queue cannot be used ("" when it can)."""
+    if not isinstance(info, WMSQueueInfo):
+        return f"status is {type(info).__name__}, not WMSQueueInfo"
+    if not isinstance(info.status, str):
+        return f"status = {repr(info.status)[:40]}, not a string"
+    return _counts(info, ("notready", "ready", "running", "done", "failed"))
+
+
+def check_batch(info) -> str:
+    """Why a batch status plugin's answer for one queue cannot be used ("" when it can)."""
+    if not isinstance(info, BatchQueueInfo):
+        return f"status is {type(info).__name__}, not BatchQueueInfo"
+    why = _counts(info, ("pending", "running", "exiting", "held", "done", "fault"))
+    if why:
+        return why
+    if not isinstance(info.finished, tuple | list) or not all(
+            isinstance(p, FinishedPilot) and not _bad_time(p.end) for p in info.finished):
+        return "finished is not a list of FinishedPilot with an end time"
+    if not isinstance(info.queue_waits, tuple | list) or any(_bad_time(w) for w in info.queue_waits):
+        return "queue_waits is not a list of seconds"
+    if not isinstance(info.peers, dict):
+        return f"peers is {type(info.peers).__name__}, not a dict"
+    for factory, counts in info.peers.items():
+        if (not isinstance(factory, str) or not isinstance(counts, dict)
+                or any(_bad_count(counts.get(k, 0)) for k in ("pending", "running"))
+                or _bad_time(counts.get("submitted_last", 0))):
+            return f"peers entry {repr(factory)[:40]} is not {{pending, running, submitted_last}}"
+    return ""

@@ -74,7 +74,10 @@ class LocalBatch:
         with self._lock:
             for pilot in pilots:
                 self._pilots[pilot.jobid] = pilot
-        self._dispatch()
+        try:
+            self._dispatch()  # queued already: a failure to start one now is that pilot's fault, not the submission's
+        except Exception:
+            log.exception("local batch: starting pilots of %s", queue)
         return [p.jobid for p in pilots]
 
     def remove_pending(self, queue: str, count: int) -> list[str]:
@@ -174,5 +177,9 @@ class LocalBatch:
             pilot.env = {}  # not needed once started: finished pilots are remembered an hour, keep them small
         except OSError as exc:
             pilot.state, pilot.end, pilot.exitcode = "fault", time.time(), 127
-            with open(pilot.err, "a") as err:
-                err.write(f"cannot start pilot {pilot.argv[0]}: {exc}\n")
+            log.warning("local batch: cannot start pilot %s of %s: %s", pilot.jobid, pilot.queue, exc)
+            try:
+                with open(pilot.err, "a") as err:
+                    err.write(f"cannot start pilot {pilot.argv[0]}: {exc}\n")
+            except OSError:
+                pass  # the disk is full or gone: the log line above says it

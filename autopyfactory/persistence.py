@@ -12,7 +12,9 @@ background):
   start, end, exit code): done/fault over the last hour and Throttle's
   run times come from here, so they survive a restart;
 - credential checks;
-- every call of the admin API, refused ones included (the audit trail);
+- every call of the admin API, refused ones included (the audit trail), and
+  the pauses that ended by themselves at their ``--until`` (client ``system``);
+- every queue's pause or drain (``apf pause``/``apf drain``) until it is resumed;
 - per queue counters (cycles, submitted, errors, last submission), restored
   when a queue starts so the no-double-submission rule and the counters go
   on from where the previous process stopped, even after ``kill -9``.
@@ -127,6 +129,16 @@ MIGRATIONS: list[str] = [
         detail TEXT NOT NULL
     );
     CREATE INDEX admin_audit_time ON admin_audit (time);
+    """,
+    # 4: operators' pauses and drains, so they outlive a restart (never pruned: a downtime may be long)
+    """
+    CREATE TABLE queue_pause (
+        queue TEXT PRIMARY KEY,
+        mode TEXT NOT NULL,         -- paused | drained
+        reason TEXT NOT NULL,
+        since REAL NOT NULL,
+        until REAL                  -- NULL = until resumed
+    );
     """,
 ]
 
@@ -388,7 +400,25 @@ class Store:
             ("DELETE FROM admin_audit WHERE id <= last_insert_rowid() - ?", (AUDIT_MAX_ROWS,)),
         ]))
 
+    def record_pause(self, queue: str, pause: dict | None) -> None:
+        """The queue's pause (``{"mode", "reason", "since", "until"}``), or None when it was resumed."""
+        if pause is None:
+            statements = [("DELETE FROM queue_pause WHERE queue = ?", (queue,))]
+        else:
+            statements = [("INSERT OR REPLACE INTO queue_pause (queue, mode, reason, since, until) VALUES (?,?,?,?,?)",
+                           (queue, pause["mode"], pause["reason"], pause["since"], pause["until"]))]
+        self._run("record pause", lambda conn: self._write(conn, statements))
+
     # ------------------------------------------------------------ reading
+    def queue_pause(self, queue: str) -> dict | None:
+        """The queue's stored pause as ``record_pause`` got it, or None."""
+        def work(conn: sqlite3.Connection) -> dict | None:
+            row = conn.execute("SELECT mode, reason, since, until FROM queue_pause WHERE queue = ?",
+                               (queue,)).fetchone()
+            return None if row is None else dict(zip(("mode", "reason", "since", "until"), row, strict=True))
+
+        return self._run("read pause", work, None)
+
     def queue_state(self, queue: str) -> QueueState:
         def work(conn: sqlite3.Connection) -> QueueState:
             row = conn.execute("SELECT cycles, submitted_total, errors_total, last_submission"

@@ -16,7 +16,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from autopyfactory.config import QueueConfig, Section
@@ -25,7 +25,7 @@ from autopyfactory.health import Health, queue_health
 from autopyfactory.info import BatchQueueInfo, FinishedPilot, WMSQueueInfo
 from autopyfactory.interfaces import BatchSubmitPlugin, SchedInfo, SchedulerPlugin, SubmitResult
 from autopyfactory.peers import alive_peers, alive_window
-from autopyfactory.records import CycleRecord, SchedStep
+from autopyfactory.records import AdminAction, CycleRecord, SchedStep
 from autopyfactory.timefmt import iso
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEEP_RECORDS = 100
+RESTART_FIRST = 1.0  # a dead queue thread is restarted after 1, 2, 4, ... seconds
+RESTART_MAX = 300.0
 FINISHED_WINDOW = 3600.0  # finished pilots handed to the scheduler chain: at least the last hour
 
 
@@ -138,6 +140,11 @@ class Pause:
     until: float | None = None  # epoch seconds; None = until resumed
     since: float = field(default_factory=time.time)
 
+    def describe(self) -> str:
+        """``drained until 2026-12-02T06:00:00Z: site downtime`` for logs and the audit trail."""
+        until = f" until {iso(self.until)}" if self.until else ""
+        return f"{self.mode}{until}" + (f": {self.reason}" if self.reason else "")
+
 
 class APFQueue:
     """A queue section of queues.conf brought to life."""
@@ -172,10 +179,17 @@ class APFQueue:
         self.errors_total = 0
         self.last_submission: float | None = None
         self.pause: Pause | None = None  # set by apf pause / apf drain
+        self._pause_lock = threading.RLock()  # the queue's thread and the factory's both end a pause at --until
         self.fault_backoff: str | None = None  # why submission is throttled to one probe pilot, when it is
         self.started = False  # the thread was started (health: a started queue whose thread died is critical)
         self.ran_its_cycles = False  # the thread ended after --cycles N, as asked
+        self.died: str | None = None  # why the thread died, until the factory restarts it
+        self.restart_due: float | None = None  # when the factory restarts the dead thread
+        self.restarts = 0  # threads restarted after dying
+        self._deaths_in_row = 0  # deaths without a completed cycle between them: the restart backoff
+        self._last_cycle: int | None = None  # --cycles N: the cycle count at which the queue ends
         self._stop = threading.Event()
+        self._submitting = threading.Lock()  # held while the submit plugin runs; stop() waits for it
         self._thread: threading.Thread | None = None
         self.store = context.store  # persistence store (autopyfactory/persistence.py) or None
         if self.store is not None:
@@ -190,6 +204,10 @@ class APFQueue:
         self.errors_total = state.errors_total
         self.last_submission = state.last_submission
         self.records.extend(self.store.recent_cycles(self.name, KEEP_RECORDS))
+        pause = self.store.queue_pause(self.name)
+        if pause is not None:
+            self.pause = Pause(**pause)
+            log.warning("queue %s: still %s (kept across the restart)", self.name, self.pause.describe())
         if state.cycles:
             log.info("queue %s: restored %d cycles, %d submitted, %d errors, last submission %s",
                      self.name, state.cycles, state.submitted_total, state.errors_total,
@@ -205,9 +223,30 @@ class APFQueue:
     @paused.setter
     def paused(self, value: bool) -> None:
         if value and self.pause is None:
-            self.pause = Pause("paused")
+            self.set_pause(Pause("paused"))
         elif not value:
-            self.pause = None
+            self.set_pause(None)
+
+    def set_pause(self, pause: Pause | None) -> None:
+        """Pause or drain the queue (``pause``), or resume it (None); kept in the store across restarts."""
+        with self._pause_lock:
+            self.pause = pause
+            if self.store is not None:
+                self.store.record_pause(self.name, None if pause is None else asdict(pause))
+
+    def end_pause_when_due(self, now: float | None = None) -> bool:
+        """Resume a pause whose ``until`` has come (logged, and audited as the system); True if it ended."""
+        now = time.time() if now is None else now
+        with self._pause_lock:
+            pause = self.pause
+            if pause is None or pause.until is None or pause.until > now:
+                return False
+            self.set_pause(None)
+        detail = f"{pause.describe()} ended by itself"
+        log.warning("queue %s: %s, submitting again", self.name, detail)
+        if self.store is not None:
+            self.store.record_admin(AdminAction(now, "system", "resume", self.name, "ok", 0, detail))
+        return True
 
     @property
     def stopping(self) -> bool:
@@ -218,13 +257,36 @@ class APFQueue:
 
     def start(self, cycles: int | None = None) -> None:
         self.started = True
-        self._thread = threading.Thread(target=self.run, args=(cycles,), name=f"queue:{self.name}", daemon=True)
+        self._last_cycle = None if cycles is None else self.cycles + cycles  # restored cycles do not count
+        self._start_thread()
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self.run, name=f"queue:{self.name}", daemon=True)
         self._thread.start()
+
+    def restart(self) -> None:
+        """Start a new thread for a queue whose thread died (counters and records kept)."""
+        self.restarts += 1
+        log.warning("queue %s: restarting its thread (restart %d; it died: %s)", self.name, self.restarts, self.died)
+        self.died = self.restart_due = None
+        self._start_thread()
 
     def stop(self) -> None:
         self._stop.set()
         self.wms_poller.release_waiters()
         self.batch_poller.release_waiters()
+
+    @property
+    def submit_timeout(self) -> float:
+        """How long one submission can take: the submit plugin's own ``timeout`` (60 s when it has none)."""
+        return float(getattr(self.submitter, "timeout", None) or 60.0)
+
+    def wait_submission(self, timeout: float) -> bool:
+        """After stop(): wait until no submission is under way; True when none is (none can start now)."""
+        if not self._submitting.acquire(timeout=max(0.0, timeout)):
+            return False
+        self._submitting.release()
+        return True
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -238,13 +300,25 @@ class APFQueue:
     def sleep(self) -> float:
         return float(self.config.values["apfqueue.sleep"])
 
-    def run(self, cycles: int | None = None) -> None:
+    def run(self) -> None:
+        """The queue thread; if anything kills it, the factory restarts it later (``restart_due``)."""
+        try:
+            self._run()
+        except BaseException as exc:  # noqa: BLE001 - a thread that dies is reported and restarted, never lost
+            self._deaths_in_row += 1
+            delay = min(RESTART_MAX, RESTART_FIRST * 2.0 ** min(self._deaths_in_row - 1, 16))
+            self.died = f"{type(exc).__name__}: {exc}"[:300]
+            self.restart_due = time.time() + delay
+            log.critical("queue %s: its thread died (%s); restarting it in %.0fs", self.name, self.died, delay,
+                         exc_info=True)
+
+    def _run(self) -> None:
         self._wait_for_first_status()
         wait = self.sleep * spread(self.name)
-        first = self.cycles  # restored from the store: --cycles counts this process's cycles
         while not self._stop.is_set():
             self.run_cycle()
-            if cycles is not None and self.cycles - first >= cycles:
+            self._deaths_in_row = 0
+            if self._last_cycle is not None and self.cycles >= self._last_cycle:
                 self.ran_its_cycles = True
                 break
             self._stop.wait(wait)
@@ -300,6 +374,7 @@ class APFQueue:
         return record
 
     def _cycle(self, record: CycleRecord) -> None:
+        self.end_pause_when_due(record.started)
         wms, _, wms_why = self.wms_poller.get(self.wms_key)
         batch, batch_taken, batch_why = self.batch_status()
         record.wms = wms.to_dict() if wms is not None else None
@@ -313,6 +388,8 @@ class APFQueue:
             finished=self._finished(batch, record.started),
             alive_peers=self._alive_peers(batch, record.started),
         )
+        if self.config.values.get("apfqueue.faultbackoff", True):  # off: the attribute is left alone
+            self.fault_backoff = fault_backoff(info.finished, self.config)
         n = run_chain(self.schedulers, info, record.steps)
         record.decided = n
         n = self._apply_safety(n, record, wms is None and wms_why, batch is None and batch_why, batch_taken)
@@ -322,12 +399,24 @@ class APFQueue:
             if why:
                 record.holds.append(why)
         if n > 0:
-            result = self.submitter.submit(n)
-            self._take(result, record)
+            with self._submitting:
+                if self._stop.is_set():  # a stopped instance never submits: its successor may be running
+                    self.pilots.settle(self.name, 0)
+                    record.holds.append("queue stopping: submitting 0")
+                    return
+                try:
+                    result = self.submitter.submit(n)
+                except Exception:
+                    self._submitted_maybe(n)
+                    raise
+                # recorded first (and before a successor instance can read it): nothing that can
+                # fail comes between the batch system's answer and this
+                self.pilots.settle(self.name, result.count)
+                if result.count > 0:
+                    self.last_submission = record.submitted_at = time.time()
             record.submitted = result.count
-            self.pilots.settle(self.name, result.count)
+            self._take(result, record)
             if result.count > 0:
-                self.last_submission = record.submitted_at = time.time()
                 self._stored_submission("submit", result)
                 self.batch_poller.wake()
         elif n < 0:
@@ -338,6 +427,19 @@ class APFQueue:
                 self.last_submission = record.submitted_at = time.time()
                 self._stored_submission("remove", result)
                 self.batch_poller.wake()
+
+    def _submitted_maybe(self, n: int) -> None:
+        """The submit plugin raised: the batch system may have taken some of the ``n`` pilots before.
+
+        Counted as a submission with an unknown outcome: up to ``n`` pilots count for
+        MaxPerFactory, and the queue plans again only from a batch status newer than now
+        (invariant 2), which shows whatever was accepted.
+        """
+        self.pilots.settle(self.name, n)
+        self.last_submission = time.time()
+        if self.store is not None:
+            self.store.record_submission(self.name, self.last_submission, "submit", 0, [])
+        self.batch_poller.wake()
 
     def _alive_peers(self, batch: BatchQueueInfo | None, now: float) -> int:
         """Other factories serving this WMS queue that submitted within their last peers.alivecycles cycles."""
@@ -396,13 +498,13 @@ class APFQueue:
             return hold(f"WMS status unknown ({wms_unknown}): submitting 0")
         if batch_unknown:
             return hold(f"batch status unknown ({batch_unknown}): submitting 0")
+        if self.pause is not None:
+            n = self._drain(record)
         if n == 0:
             return 0
         if self.last_submission is not None and (batch_taken is None or batch_taken <= self.last_submission):
             self.batch_poller.wake()
             return hold("waiting for batch status newer than the last submission: submitting 0")
-        if self.paused:
-            return hold("queue paused: submitting 0")
         if n > 0:
             profile = self.submitter.credential_profile
             if profile:
@@ -413,7 +515,20 @@ class APFQueue:
             n, why = cycle_ceiling(n, self.config)
             if why:
                 record.holds.append(why)
+            if self.fault_backoff and n > 1:
+                record.holds.append(f"{self.fault_backoff}: {n} capped to 1")
+                n = 1
         return n
+
+    def _drain(self, record: CycleRecord) -> int:
+        """While paused: 0; while drained: minus the pilots that have not started (removed, as scale-down does)."""
+        pause = self.pause
+        pending = (record.batch or {}).get("pending") or 0
+        if pause.mode == "drained" and pending > 0:
+            record.holds.append(f"queue drained: removing {pending} pilot(s) that have not started")
+            return -pending
+        record.holds.append(f"queue {pause.mode}: submitting 0")
+        return 0
 
     # ------------------------------------------------------------ views
     def recent_records(self, count: int | None = None) -> list[CycleRecord]:
@@ -506,11 +621,35 @@ def run_chain(schedulers: list[SchedulerPlugin], info: SchedInfo, steps: list[Sc
 
 
 def cycle_ceiling(n: int, config: QueueConfig) -> tuple[int, str]:
-    """Hard ceiling ``sched.maxpercycle.maximum`` on a submission, whatever the chain said."""
+    """Hard ceilings on one submission, whatever the chain said: ``sched.maxpercycle.maximum``
+    when set, and always ``apfqueue.maxpercycle`` (default 1000)."""
     maximum = config.values.get("sched.maxpercycle.maximum")
     if n > 0 and maximum is not None and n > maximum:
         return maximum, f"MaxPerCycle ceiling: {n} capped to {maximum}"
+    default = config.values.get("apfqueue.maxpercycle")
+    if n > 0 and default is not None and n > default:
+        return default, f"apfqueue.maxpercycle ceiling: {n} capped to {default}"
     return n, ""
+
+
+def fault_backoff(finished: list[FinishedPilot], config: QueueConfig) -> str | None:
+    """Why the queue is in fault backoff (safety invariant 7), or None.
+
+    ``finished``: pilots that ended, latest first. Judged on the latest
+    ``apfqueue.faultbackoff.pilots`` that ended done or fault (removed ones do
+    not count): at least ``.minimum`` of them, more than ``.fraction`` faulted,
+    and the latest one too (a pilot that ends well ends the backoff at once).
+    """
+    values = config.values
+    if not values.get("apfqueue.faultbackoff", True):
+        return None
+    ended = [p for p in finished if p.state in ("done", "fault")][: int(values.get("apfqueue.faultbackoff.pilots", 10))]
+    if len(ended) < int(values.get("apfqueue.faultbackoff.minimum", 3)) or ended[0].state != "fault":
+        return None
+    faults = sum(1 for p in ended if p.state == "fault")
+    if faults <= float(values.get("apfqueue.faultbackoff.fraction", 0.5)) * len(ended):
+        return None
+    return f"fault backoff: {faults} of the last {len(ended)} pilots faulted, one probe pilot per cycle"
 
 
 def factory_ceiling(n: int, maximum: int | None, total: int) -> tuple[int, str]:

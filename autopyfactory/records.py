@@ -73,11 +73,11 @@ class AdminAction:
     """One call of the admin API, refused or not: the audit trail's row."""
 
     time: float
-    client: str  # the HTTP client's address
-    action: str  # reload, pause, resume, loglevel, config, log, audit, stop
+    client: str  # the HTTP client's address; "system" for the factory's own (a pause ending at its --until)
+    action: str  # reload, pause, drain, resume, loglevel, config, log, audit, stop
     target: str | None  # queue, log level or line count; None when the action has none
     result: str  # ok | refused | failed
-    status: int  # HTTP status answered
+    status: int  # HTTP status answered; 0 for the factory's own actions
     detail: str = ""  # why refused or failed, or what it did
 
     def to_dict(self) -> dict:

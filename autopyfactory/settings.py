@@ -34,10 +34,12 @@ class Problem:
 
 
 class ConfigError(Exception):
-    """A configuration that must not be used; ``problems`` lists every error."""
+    """A configuration that must not be used; ``problems`` lists every error, ``warnings``
+    what else was found (printed beside the errors)."""
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], warnings: list[Problem] | None = None):
         self.problems = problems
+        self.warnings = list(warnings or [])
         super().__init__("\n".join(str(p) for p in problems))
 
 

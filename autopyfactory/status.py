@@ -18,6 +18,10 @@ Failures are handled here, once, for every status plugin (WMS and batch):
 - a circuit breaker per endpoint: after ``breakerfailures`` consecutive
   failures the endpoint is left alone for ``breakercooldown`` seconds, then
   one probe call decides (success closes the breaker, failure opens it again);
+- every queue's entry of an answer is checked (the expected type, counts
+  that are whole numbers from 0 to ``info.MAX_COUNT``): a bad entry is
+  unknown for that queue only, with the reason, and nothing downstream
+  (the factory-wide count, the views) ever sees it;
 - ``health()`` shows all of it (breaker state, last error, last success,
   consecutive failures) for the status page and the metrics.
 """
@@ -28,13 +32,14 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from autopyfactory.commands import TimedCaller
 from autopyfactory.config import QueueConfig
 from autopyfactory.context import FactoryContext
+from autopyfactory.info import check_batch, check_wms
 from autopyfactory.interfaces import StatusPlugin
 
 log = logging.getLogger(__name__)
@@ -67,6 +72,9 @@ class Unknown:
     reason: str
 
 
+CHECKS = {"wmsstatus": check_wms, "batchstatus": check_batch}  # what each kind's answers must be
+
+
 class StatusPoller:
     """Polls one status plugin instance (one endpoint) from its own thread."""
 
@@ -81,8 +89,11 @@ class StatusPoller:
         breaker_cooldown: float | None = None,
         call_timeout: float | None = None,
         name: str | None = None,
+        clock: Callable[[], float] = time.time,
     ):
         self.kind = kind
+        # epoch seconds: answers are compared with submission times; tests pass a fake clock
+        self.clock = clock
         self.plugin = plugin
         self.endpoint = endpoint  # identity: queues with the same one share this poller
         self.name = name or endpoint  # what operators read (URL, host, cluster)
@@ -105,9 +116,12 @@ class StatusPoller:
         self._caller = TimedCaller(f"{kind}:{endpoint}", MAX_ABANDONED_CALLS)
         self._snapshot: Snapshot | None = None
         self._queues: set[str] = set()
+        self._bad: set[str] = set()  # keys whose last answer was invalid (warned once until it is good again)
         self._lock = threading.Lock()
         self._answered = threading.Condition()  # notified on every new answer
-        self._wake = threading.Event()
+        self._woken = False  # a wake-up asked for a query sooner than ``sleep``
+        self._early = False  # the last query was brought forward by a wake-up
+        self._wake = threading.Event()  # wake-up or stop: the thread looks again at what is due
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{kind}:{endpoint}", daemon=True)
 
@@ -143,23 +157,38 @@ class StatusPoller:
     def wake(self) -> None:
         """Ask for a query soon (e.g. right after a submission).
 
-        Wake-ups are merged: queries stay at least ``min(sleep, 1s)`` apart,
-        and an open circuit breaker is not shortened by them.
+        Wake-ups are merged: queries stay at least ``min(sleep, 1s)`` apart, at
+        most one query per interval is brought forward, and an open circuit
+        breaker is not shortened by them.
         """
+        self._woken = True
         self._wake.set()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if self.breaker == BREAKER_OPEN:
-                left = (self.breaker_until or 0.0) - time.time()
-                if left > 0:
-                    self._stop.wait(left)
-                    continue
-                self.breaker = BREAKER_HALF_OPEN
-            self._wake.clear()
-            self.poll_once()
-            if self.breaker != BREAKER_OPEN:
-                self._pause()
+            left = self.due_in()
+            if left <= 0:
+                self.poll_once()
+            elif self._wake.wait(left):
+                self._wake.clear()
+
+    def due_in(self) -> float:
+        """Seconds until the next query is due by the poller's clock (0 or less: now).
+
+        Queries start ``sleep`` apart (start to start), sooner after a failure
+        (backoff) or a wake-up; while the circuit breaker is open, only the end
+        of its cool-down counts.
+        """
+        now = self.clock()
+        if self.breaker == BREAKER_OPEN:
+            return (self.breaker_until or 0.0) - now
+        if self.last_attempt is None:
+            return 0.0
+        wait = self._next_wait()
+        if self._woken and not self._early:
+            # at most one query per interval is brought forward: two per ``sleep`` at most
+            wait = min(wait, self.sleep, WAKE_MIN_GAP)
+        return self.last_attempt + wait - now
 
     def _next_wait(self) -> float:
         if self.failures == 0:
@@ -167,23 +196,19 @@ class StatusPoller:
         # retry sooner after a failure, backing off up to the normal interval
         return min(self.sleep, RETRY_FIRST * 2.0 ** min(self.failures - 1, 16))
 
-    def _pause(self) -> None:
-        """Wait until the next query is due (start to start), or an early wake-up."""
-        last = self.last_attempt or time.time()
-        due = last + self._next_wait()
-        while not self._stop.is_set():
-            left = due - time.time()
-            if left <= 0:
-                return
-            if self._wake.wait(left):
-                self._wake.clear()
-                due = min(due, last + min(self.sleep, WAKE_MIN_GAP))
-
     def poll_once(self) -> None:
-        """One query of the plugin (from the poller thread; tests may call it directly)."""
+        """One query of the plugin (from the poller thread; tests may call it directly).
+
+        A query while the circuit breaker is open (its cool-down over) is the probe.
+        """
         queues = self.queues
-        started = time.time()
+        started = self.clock()
+        # brought forward by a wake-up: then the next query waits the whole interval
+        self._early = self.last_attempt is not None and started < self.last_attempt + self._next_wait() - 0.01
         self.last_attempt = started
+        self._woken = False
+        if self.breaker == BREAKER_OPEN:
+            self.breaker = BREAKER_HALF_OPEN
         if not queues:
             return
         self.calls += 1
@@ -191,11 +216,12 @@ class StatusPoller:
             data = self._caller(lambda: self.plugin.poll(queues), self.call_timeout)
             if not isinstance(data, dict):
                 raise TypeError(f"poll() returned {type(data).__name__}, not a dict")
+            data = self._checked(data)
         except Exception as exc:
             self._failed(started, exc)
             return
         finally:
-            self.last_duration = time.time() - started
+            self.last_duration = self.clock() - started
         with self._lock:
             self._snapshot = Snapshot(data, started)
         with self._answered:
@@ -206,6 +232,26 @@ class StatusPoller:
         self.last_success = started
         self.breaker, self.breaker_until = BREAKER_CLOSED, None
 
+    def _checked(self, data: dict) -> dict[str, Any]:
+        """The answer with every entry that is not what this kind of plugin must report made Unknown."""
+        check = CHECKS.get(self.kind)
+        if check is None:
+            return data
+        checked: dict[str, Any] = {}
+        for key, info in data.items():
+            if not isinstance(key, str):
+                continue
+            why = "" if info is None or isinstance(info, Unknown) else check(info)
+            if why:
+                if key not in self._bad:
+                    log.warning("%s status from %s for %s is invalid: %s", self.kind, self.name, key, why)
+                self._bad.add(key)
+                info = Unknown(f"invalid answer: {why}")
+            else:
+                self._bad.discard(key)
+            checked[key] = info
+        return checked
+
     def _failed(self, started: float, exc: Exception) -> None:
         self.failures += 1
         self.failures_total += 1
@@ -214,7 +260,7 @@ class StatusPoller:
         self.last_error_time = started
         if self.breaker == BREAKER_HALF_OPEN or self.failures >= self.breaker_failures:
             self.breaker = BREAKER_OPEN
-            self.breaker_until = time.time() + self.breaker_cooldown
+            self.breaker_until = self.clock() + self.breaker_cooldown
             self.breaker_opened += 1
             log.warning("%s status from %s failed (%d in a row): %s; circuit breaker open, next try in %gs",
                         self.kind, self.name, self.failures, self.last_error, self.breaker_cooldown)
@@ -254,7 +300,7 @@ class StatusPoller:
 
     def get(self, key: str, now: float | None = None) -> tuple[Any, float | None, str]:
         """(info or None, time the answer was taken, why it is unknown)."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         snapshot = self._snapshot
         if snapshot is None:
             return None, None, f"no answer yet from {self.name}{self._failing(now)}"
@@ -275,7 +321,7 @@ class StatusPoller:
 
         ``endpoint`` is its readable name, ``id`` what tells it from others.
         """
-        now = time.time()
+        now = self.clock()
         snapshot = self._snapshot
         age = None if snapshot is None else now - snapshot.taken
         return {

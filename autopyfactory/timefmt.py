@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+from datetime import UTC, datetime
 
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # UTC, e.g. 2026-01-02T03:04:05Z
 
@@ -24,3 +26,25 @@ def duration(seconds: float | None) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} d"
+
+
+RELATIVE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+RELATIVE = re.compile(r"\+?(\d+(?:\.\d+)?)\s*([smhd])")
+
+
+def parse_time(text: str, now: float | None = None) -> float:
+    """When ``text`` says, in epoch seconds: ISO 8601 (``2026-12-02T06:00Z``; no zone = UTC) or
+    relative to ``now`` (``+2h``, ``30m``, ``90s``, ``1d``). ValueError says what is accepted."""
+    now = time.time() if now is None else now
+    raw = text.strip()
+    relative = RELATIVE.fullmatch(raw.lower())
+    if relative:
+        return now + float(relative.group(1)) * RELATIVE_UNITS[relative.group(2)]
+    try:
+        when = datetime.fromisoformat(raw[:-1] + "+00:00" if raw[-1:] in ("Z", "z") else raw)
+    except ValueError:
+        raise ValueError(f"not a time (expected ISO 8601 like 2026-12-02T06:00Z, or relative like +2h, 30m; "
+                         f"got {text!r})") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()

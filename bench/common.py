@@ -17,9 +17,8 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from autopyfactory.cli.daemon import setup_logging
@@ -65,14 +64,47 @@ def make_factory(conf: Path) -> tuple[Factory, FactoryConfig]:
     return factory, factory.config
 
 
-def wait_until(condition: Callable[[], object], what: str, deadline: float, every: float = 0.05) -> object:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise RuntimeError(f"timed out after {deadline:.0f}s waiting for {what}")
+@contextlib.contextmanager
+def running_factory(conf: Path, cycles: int | None = None, log: Path | None = None,
+                    stop_timeout: float = 10.0) -> Iterator[Factory]:
+    """The factory of ``conf``, started (for ``cycles`` cycles, or for good) and stopped whatever happens.
+
+    With ``log`` it logs there as the daemon does (see log_to).
+    """
+    with log_to(log) if log else contextlib.nullcontext():
+        factory, _ = make_factory(conf)
+        factory.start(cycles=cycles)
+        try:
+            yield factory
+        finally:
+            factory.stop(timeout=stop_timeout)
+
+
+HOLD = "--hold"  # pilots on the test cluster are submitted held: the benchmarks measure acceptance, none runs
+
+
+def held_on_slurm(slurmconf: str, partition: str) -> dict[str, object]:
+    """The queue keys that send pilots to ``partition`` of the Slurm cluster, held, and read their status there."""
+    return {
+        "batchstatusplugin": "Slurm",
+        "batchstatus.slurm.slurmconf": slurmconf,
+        "batchsubmitplugin": "Slurm",
+        "batchsubmit.slurm.slurmconf": slurmconf,
+        "batchsubmit.slurm.extraargs": HOLD,
+        "batchqueue": partition,
+    }
+
+
+def job_ids(pilots: Iterable[str]) -> list[str]:
+    """The Slurm jobs (job arrays) of these pilot ids (``JOB_TASK``), sorted."""
+    return sorted({pilot.split("_")[0] for pilot in pilots})
+
+
+def cancel(ids: list[str]) -> None:
+    """scancel these Slurm jobs, 200 at a time."""
+    for first in range(0, len(ids), 200):
+        subprocess.run(["scancel", *ids[first:first + 200]], capture_output=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
 
 
 @contextlib.contextmanager

@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import factory_id, make_factory, median, quiet, section, wait_until, write_config
+from bench.common import factory_id, median, quiet, running_factory, section, write_config
+from tests.waiting import wait_for
 
 CYCLES = 3
 
@@ -48,11 +49,9 @@ def measure(n: int, repeat: int) -> dict:
         root = Path(tmp)
         conf = write_config(root, queues_conf(n), {"wmsstatus.local.sleep": 1, "batchstatus.local.sleep": 1},
                             factory_id("page"))
-        factory, _ = make_factory(conf)
-        factory.start(cycles=CYCLES)
-        try:
-            wait_until(lambda: all(q.cycles >= CYCLES for q in factory.queues.values()),
-                       f"{CYCLES} cycles of {n} queues", deadline=60 + n * 0.1)
+        with running_factory(conf, cycles=CYCLES) as factory:
+            wait_for(lambda: all(q.cycles >= CYCLES for q in factory.queues.values()),
+                     f"{CYCLES} cycles of {n} queues", timeout=60 + n * 0.1)
             app = WebApp(factory, PilotHistory())
             figures = {}
             for name, path in (("json", "/api/v1/queues"), ("page", "/"), ("queue_page", "/queues/Q0000")):
@@ -64,8 +63,6 @@ def measure(n: int, repeat: int) -> dict:
                     times.append(seconds)
                 figures[name] = median(times)
                 figures[f"{name}_bytes"] = size
-        finally:
-            factory.stop()
     return {"queues": n, **figures, "ratio_page_to_json": figures["page"] / figures["json"]}
 
 

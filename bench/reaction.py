@@ -14,6 +14,7 @@ cycle interval. Pilots are submitted held and cancelled afterwards.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import subprocess
@@ -23,16 +24,18 @@ import time
 from pathlib import Path
 
 from bench.common import (
+    cancel,
     emit,
     factory_id,
-    log_to,
+    held_on_slurm,
+    job_ids,
     machine,
-    make_factory,
     median,
+    running_factory,
     section,
-    wait_until,
     write_config,
 )
+from tests.waiting import wait_for
 
 
 def run(queues: int, sleep: float, status_sleep: float) -> dict:
@@ -53,12 +56,7 @@ def run(queues: int, sleep: float, status_sleep: float) -> dict:
             text += section(name, {
                 "wmsstatusplugin": "Panda",
                 "wmsstatus.panda.url": double.url,
-                "batchstatusplugin": "Slurm",
-                "batchstatus.slurm.slurmconf": cluster.conf,
-                "batchsubmitplugin": "Slurm",
-                "batchsubmit.slurm.slurmconf": cluster.conf,
-                "batchsubmit.slurm.extraargs": "--hold",
-                "batchqueue": cluster.partition,
+                **held_on_slurm(cluster.conf, cluster.partition),
                 "schedplugin": "Ready, MaxPerCycle",
                 "sched.maxpercycle.maximum": 10,
                 "apfqueue.sleep": sleep,
@@ -67,39 +65,33 @@ def run(queues: int, sleep: float, status_sleep: float) -> dict:
             "wmsstatus.panda.sleep": status_sleep, "wmsstatus.panda.maxage": 10 * status_sleep,
             "batchstatus.slurm.sleep": status_sleep, "batchstatus.slurm.maxage": 10 * status_sleep,
         }, fid)
-        with log_to(root / "factory.log"):
-            factory, _ = make_factory(conf)
-            factory.start()
-            arrivals: dict[str, float] = {}
-            try:
-                wait_until(lambda: all(q.cycles >= 1 for q in factory.queues.values()), "every queue's first cycle",
-                           3 * target)
-                quiet = [q.name for q in factory.queues.values() if q.records[0].wms is None or q.submitted_total]
-                if quiet:
-                    raise RuntimeError(f"queues not idle with known status before the work arrived: {quiet}")
-                offset = random.uniform(0, target / queues)
-                start = time.time()
-                order = random.sample(sites, len(sites))
-                for i, name in enumerate(order):
-                    when = start + offset + i * target / queues
-                    time.sleep(max(0.0, when - time.time()))
-                    double.set_site(name, activated=1, running=0)
-                    arrivals[name] = time.time()
+        arrivals: dict[str, float] = {}
+        with contextlib.closing(double), running_factory(conf, log=root / "factory.log", stop_timeout=60) as factory:
+            wait_for(lambda: all(q.cycles >= 1 for q in factory.queues.values()), "every queue's first cycle",
+                     timeout=3 * target)
+            quiet = [q.name for q in factory.queues.values() if q.records[0].wms is None or q.submitted_total]
+            if quiet:
+                raise RuntimeError(f"queues not idle with known status before the work arrived: {quiet}")
+            offset = random.uniform(0, target / queues)
+            start = time.time()
+            order = random.sample(sites, len(sites))
+            for i, name in enumerate(order):
+                when = start + offset + i * target / queues
+                time.sleep(max(0.0, when - time.time()))
+                double.set_site(name, activated=1, running=0)
+                arrivals[name] = time.time()
 
-                def submitted() -> bool:
-                    return all(q.submitted_total > 0 for q in factory.queues.values())
+            def submitted() -> bool:
+                return all(q.submitted_total > 0 for q in factory.queues.values())
 
-                wait_until(submitted, "a pilot from every queue", 3 * target, every=0.2)
-                first = {}
-                for q in factory.queues.values():
-                    record = next(r for r in reversed(q.records) if r.submitted)
-                    first[q.name] = (record.submitted_at, record.ids)
-            finally:
-                factory.stop(timeout=60)
-                double.close()
-        ids = sorted({pilot.split("_")[0] for _, pilot_ids in first.values() for pilot in pilot_ids})
+            wait_for(submitted, "a pilot from every queue", timeout=3 * target, every=0.2)
+            first = {}
+            for q in factory.queues.values():
+                record = next(r for r in reversed(q.records) if r.submitted)
+                first[q.name] = (record.submitted_at, record.ids)
+        ids = job_ids(pilot for _, pilot_ids in first.values() for pilot in pilot_ids)
         states = squeue_states(ids)
-        subprocess.run(["scancel", *ids], capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+        cancel(ids)
     reactions = {name: first[name][0] - arrivals[name] for name in sites}
     pending = {name: states.get(first[name][1][0].split("_")[0], "?") for name in sites}
     return {

@@ -44,7 +44,6 @@ from bench.common import (
     rusage,
     section,
     threads,
-    wait_until,
     write_config,
 )
 from bench.standin import (
@@ -54,6 +53,7 @@ from bench.standin import (
     squeue_command,
     squeue_listing,
 )
+from tests.waiting import wait_for
 
 FACTORY = "bench2"
 SIZES = (200, 1000, 2000)
@@ -136,7 +136,7 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
     cpu0, wall0, epoch0 = cpu_seconds(), time.monotonic(), time.time()
     factory.start()
     try:
-        wait_until(all_cycled, "the first cycle of every queue", 20 * interval)
+        wait_for(all_cycled, "the first cycle of every queue", timeout=20 * interval)
         cpu1, wall1 = cpu_seconds(), time.monotonic()
         wms = next(p for (kind, _), p in factory.status.pollers.items() if kind == "wmsstatus")
         batch = next(p for (kind, _), p in factory.status.pollers.items() if kind == "batchstatus")
@@ -163,11 +163,12 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
         while first_poll + interval / 2 + k * interval < wall1:
             k += 1
         window_start = first_poll + interval / 2 + k * interval
-        wait_until(lambda: time.monotonic() >= window_start and all_cycled(), "the steady window", 20 * interval)
+        wait_for(lambda: time.monotonic() >= window_start and all_cycled(), "the steady window",
+                 timeout=20 * interval)
         cpu2, http2, squeue2, usage2 = cpu_seconds(), wms.plugin.requests, count_calls(squeue_calls), rusage()
         cycles2 = sum(q.cycles for q in factory.queues.values())
-        wait_until(lambda: time.monotonic() >= window_start + 2 * interval and all_cycled(), "the window's end",
-                   4 * interval)
+        wait_for(lambda: time.monotonic() >= window_start + 2 * interval and all_cycled(), "the window's end",
+                 timeout=4 * interval)
         cpu3, http3, squeue3, usage3 = cpu_seconds(), wms.plugin.requests, count_calls(squeue_calls), rusage()
         cycles3 = sum(q.cycles for q in factory.queues.values())
         errors = sum(q.errors_total for q in factory.queues.values())

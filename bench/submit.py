@@ -34,18 +34,20 @@ from pathlib import Path
 
 from autopyfactory.plugins.batchsubmit.slurm import LAUNCHER
 from bench.common import (
+    HOLD,
+    cancel,
     emit,
     factory_id,
-    log_to,
+    held_on_slurm,
+    job_ids,
     machine,
-    make_factory,
     median,
+    running_factory,
     section,
-    wait_until,
     write_config,
 )
+from tests.waiting import wait_for
 
-HOLD = "--hold"
 DEADLINE = 300.0
 # Every array task counts against slurmctld's MaxJobCount (100,000 in the test cluster) until
 # MinJobAge (300 s) after it was cancelled. The cluster is shared with everyone's tests:
@@ -72,29 +74,19 @@ def factory_round(root: Path, partition: str, slurmconf: str, queues: int, per_q
         text += section(name, {
             "wmsstatusplugin": "Local",
             "wmsstatus.local.spooldir": spool,
-            "batchstatusplugin": "Slurm",
-            "batchstatus.slurm.slurmconf": slurmconf,
-            "batchsubmitplugin": "Slurm",
-            "batchsubmit.slurm.slurmconf": slurmconf,
+            **held_on_slurm(slurmconf, partition),
             "batchsubmit.slurm.maxarray": max(per_queue, 1000),
-            "batchsubmit.slurm.extraargs": HOLD,
-            "batchqueue": partition,
             "schedplugin": "Ready",
             "apfqueue.sleep": 60,
         })
     conf = write_config(root, text, {
         "wmsstatus.local.sleep": 600, "batchstatus.slurm.sleep": 600, "batchstatus.slurm.maxage": 1200,
     }, fid)
-    with log_to(root / "factory.log"):
-        factory, _ = make_factory(conf)
-        factory.start(cycles=1)
-        try:
-            wait_until(lambda: not any(q.alive for q in factory.queues.values()), "every queue's cycle", DEADLINE)
-            records = [q.records[0] for q in factory.queues.values()]
-        finally:
-            factory.stop()
+    with running_factory(conf, cycles=1, log=root / "factory.log") as factory:
+        wait_for(lambda: not any(q.alive for q in factory.queues.values()), "every queue's cycle", timeout=DEADLINE)
+        records = [q.records[0] for q in factory.queues.values()]
     problems = [f"{r.queue}: {r.message}" for r in records if r.submitted != per_queue]
-    ids = sorted({pilot.split("_")[0] for r in records for pilot in r.ids})
+    ids = job_ids(pilot for r in records for pilot in r.ids)
     if problems:
         cancel(ids)
         raise RuntimeError(f"the factory did not submit {per_queue} pilots in every queue: {problems[:5]}")
@@ -137,12 +129,6 @@ def wait_for_room(needed: int) -> None:
             raise RuntimeError(f"the cluster still holds {present} jobs; {needed} more would pass {JOB_BUDGET}")
         print(f"waiting for slurmctld to purge old jobs ({present} + {needed} > {JOB_BUDGET})", file=sys.stderr)
         time.sleep(15)
-
-
-def cancel(ids: list[str]) -> None:
-    for first in range(0, len(ids), 200):
-        subprocess.run(["scancel", *ids[first:first + 200]], capture_output=True, timeout=120,
-                       stdin=subprocess.DEVNULL)
 
 
 def run(reps: int, pilots: int, queues: int, inner: int) -> dict:

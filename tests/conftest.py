@@ -5,12 +5,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from autopyfactory.config import FactoryConfig, load
+from autopyfactory.factory import Factory
+from tests.waiting import wait_for  # noqa: F401  (the tests' one wait_for)
 
 
 class ConfDir:
@@ -62,19 +63,15 @@ class ConfDir:
             (directory / f"item-{existing + i}.json").write_text(json.dumps({"command": command or ["true"]}))
 
 
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition", every: float = 0.05):
-    """Poll ``predicate`` until it returns something true (returned); fail after ``timeout``.
-
-    Tests wait on behaviour with generous deadlines instead of sleeping fixed amounts:
-    the machine may be loaded.
-    """
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+def datagrams(sock, quiet: float = 0.5) -> list[str]:
+    """The datagrams waiting on ``sock`` and those that follow until it is ``quiet`` seconds silent, decoded."""
+    sock.settimeout(quiet)
+    messages = []
+    try:
+        while True:
+            messages.append(sock.recv(65536).decode())
+    except TimeoutError:
+        return messages
 
 
 def stop_process(process) -> None:
@@ -104,6 +101,23 @@ def confdir(tmp_path: Path) -> ConfDir:
     return ConfDir(tmp_path)
 
 
+@pytest.fixture
+def started_factory():
+    """``started_factory(confdir, cycles=None)``: a started Factory, stopped after the test."""
+    factories = []
+
+    def start(confdir: ConfDir, cycles: int | None = None) -> Factory:
+        config = confdir.load()
+        factory = Factory(config)
+        factory.start(cycles=cycles)
+        factories.append(factory)
+        return factory
+
+    yield start
+    for factory in factories:
+        factory.stop(timeout=10)
+
+
 def local_queue(name: str, spool: Path, **extra: str) -> str:
     """A queue section on the Local plugins; ``extra`` keys add to or replace the defaults."""
     keys = {
@@ -130,3 +144,16 @@ def condor_pool(monkeypatch: pytest.MonkeyPatch):
     from tests.condordouble import CondorPool
 
     return CondorPool().install(monkeypatch)
+
+
+# A test that uses one of these fixtures gets the marker of the same name (pyproject.toml),
+# so ``-m "not slurm"`` deselects every test of the cluster and the cluster is never started.
+MARKED_FIXTURES = ("slurm", "browser")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own -m selection looks at the markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for name in MARKED_FIXTURES:
+            if name in getattr(item, "fixturenames", ()):
+                item.add_marker(name)

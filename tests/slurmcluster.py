@@ -38,6 +38,9 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from autopyfactory.commands import pid_exists
+from tests.waiting import wait_for
+
 DEFAULT_DIR = "/tmp/apf-slurm"
 PARTITION = "apf"
 START_TIMEOUT = 90.0
@@ -46,16 +49,6 @@ START_TIMEOUT = 90.0
 def _run(argv: list[str], env: dict[str, str] | None = None, timeout: float = 30.0) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _read_pid(path: str) -> int | None:
@@ -124,14 +117,14 @@ class SlurmCluster:
                                              for s in states)
 
     def wait_up(self, timeout: float = START_TIMEOUT) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
+        def up() -> bool:
             if self.ping():
-                return
+                return True
             self._resume_node()
-            time.sleep(0.5)
-        raise RuntimeError(f"Slurm cluster in {self.directory} did not come up within {timeout:.0f}s; "
-                           f"see {self.path('slurmctld.log')} and {self.path('slurmd.log')}")
+            return False
+
+        wait_for(up, f"the Slurm cluster in {self.directory} to come up (see {self.path('slurmctld.log')} "
+                     f"and {self.path('slurmd.log')})", timeout=timeout, every=0.5)
 
     def _resume_node(self) -> None:
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
@@ -194,7 +187,7 @@ PartitionName={self.partition} Nodes={self.nodename} Default=YES MaxTime=INFINIT
             os.chmod(key, 0o600)
 
     def start_munge(self) -> None:
-        if (pid := _read_pid(self.path("munge", "munged.pid"))) and _alive(pid):
+        if (pid := _read_pid(self.path("munge", "munged.pid"))) and pid_exists(pid):
             return
         answer = _run(["munged", "--force", f"--socket={self.path('munge', 'munge.socket')}",
                        f"--key-file={self.path('munge', 'munge.key')}",
@@ -205,7 +198,7 @@ PartitionName={self.partition} Nodes={self.nodename} Default=YES MaxTime=INFINIT
             raise RuntimeError(f"munged failed: {answer.stderr.strip()}")
 
     def start_slurmd(self) -> None:
-        if (pid := _read_pid(self.path("slurmd.pid"))) and _alive(pid):
+        if (pid := _read_pid(self.path("slurmd.pid"))) and pid_exists(pid):
             return
         answer = _run(["slurmd", "-f", self.conf, "-N", self.nodename], self.env)
         if answer.returncode != 0:
@@ -213,7 +206,7 @@ PartitionName={self.partition} Nodes={self.nodename} Default=YES MaxTime=INFINIT
 
     def start_controller(self) -> None:
         """Start slurmctld (it recovers its jobs from the state directory)."""
-        if (pid := _read_pid(self.path("slurmctld.pid"))) and _alive(pid):
+        if (pid := _read_pid(self.path("slurmctld.pid"))) and pid_exists(pid):
             return
         answer = _run(["slurmctld", "-f", self.conf], self.env)
         if answer.returncode != 0:
@@ -249,13 +242,12 @@ PartitionName={self.partition} Nodes={self.nodename} Default=YES MaxTime=INFINIT
     @staticmethod
     def _kill(pidfile: str, timeout: float) -> None:
         pid = _read_pid(pidfile)
-        if pid is None or not _alive(pid):
+        if pid is None or not pid_exists(pid):
             return
         os.kill(pid, signal.SIGTERM)
-        deadline = time.time() + timeout
-        while _alive(pid) and time.time() < deadline:
-            time.sleep(0.2)
-        if _alive(pid):
+        with contextlib.suppress(AssertionError):  # still alive: killed below
+            wait_for(lambda: not pid_exists(pid), f"pid {pid} to stop", timeout=timeout, every=0.2)
+        if pid_exists(pid):
             os.kill(pid, signal.SIGKILL)
 
     # -- users: the last one out stops a cluster this module started
@@ -274,7 +266,7 @@ PartitionName={self.partition} Nodes={self.nodename} Default=YES MaxTime=INFINIT
         alive = []
         for name in os.listdir(directory) if os.path.isdir(directory) else []:
             pid = name.split(".")[0]
-            if pid.isdigit() and _alive(int(pid)):
+            if pid.isdigit() and pid_exists(int(pid)):
                 alive.append(int(pid))
             else:
                 with contextlib.suppress(OSError):

@@ -45,7 +45,7 @@ monitorplugin = Log
 
 
 @pytest.fixture
-def running(confdir):
+def admin_factory(confdir):
     run = start_factory(confdir, {"ALPHA": 0, "BETA": 0}, auth=AUTH, monitor=MONITOR, queue_extra={
         "executable.arguments": "--wrapperwmsqueue=%(wmsqueue)s --wrapperplugin=local db_password=hunter2-db",
     })
@@ -62,20 +62,20 @@ def audit(run: RunningFactory) -> list[dict]:
     return run.factory.services[0].app.admin_api.recent(1000)
 
 
-def test_every_admin_endpoint_refuses_without_the_token_and_changes_nothing(running):
+def test_every_admin_endpoint_refuses_without_the_token_and_changes_nothing(admin_factory):
     level = logging.getLogger().level
-    queue = running.factory.queues["ALPHA"]
+    queue = admin_factory.factory.queues["ALPHA"]
     queue.paused = True  # so a refused resume would show
     for method, path, _action in ENDPOINTS:
         for token in (None, "wrong-token-of-some-length", TOKEN + "x"):
-            answer = call(running, method, path, token=token, json={"level": "debug"})
+            answer = call(admin_factory, method, path, token=token, json={"level": "debug"})
             assert answer.status_code == 401, (path, token)
             assert answer.headers["Content-Type"] == "application/json"
             assert "token" in answer.json()["error"]
             assert "Bearer" in answer.headers["WWW-Authenticate"]
-    assert not running.factory._stopping.is_set()
+    assert not admin_factory.factory._stopping.is_set()
     assert queue.paused and logging.getLogger().level == level
-    refused = audit(running)
+    refused = audit(admin_factory)
     assert len(refused) == 3 * len(ENDPOINTS)
     assert {a["action"] for a in refused} == {action for _, _, action in ENDPOINTS}
     assert all(a["result"] == "refused" and a["status"] == 401 and a["client"] == "127.0.0.1" for a in refused)
@@ -84,39 +84,39 @@ def test_every_admin_endpoint_refuses_without_the_token_and_changes_nothing(runn
     assert {a["target"] for a in refused if a["action"] in ("pause", "resume")} == {"ALPHA"}
 
 
-def test_what_a_refused_client_sends_is_cut_and_cleaned(running):
+def test_what_a_refused_client_sends_is_cut_and_cleaned(admin_factory):
     name = "Q%0Afake log line " + "x" * 5000
-    assert call(running, "POST", f"queues/{name}/pause", token=None).status_code == 401
-    (row,) = audit(running)
+    assert call(admin_factory, "POST", f"queues/{name}/pause", token=None).status_code == 401
+    (row,) = audit(admin_factory)
     assert row["target"] == "Q?fake log line " + "x" * 184 + "…"
 
 
-def test_admin_errors_are_json(running):
+def test_admin_errors_are_json(admin_factory):
     for method, path, status in [("GET", "reload", 405), ("POST", "config", 405), ("DELETE", "stop", 405),
                                  ("POST", "nothing", 404), ("GET", "queues/ALPHA/explode", 404)]:
-        answer = call(running, method, path)
+        answer = call(admin_factory, method, path)
         assert answer.status_code == status, path
         assert answer.headers["Content-Type"] == "application/json" and answer.json()["error"]
-    assert call(running, "GET", "reload").headers["Allow"] == "POST"
-    assert call(running, "POST", "log").headers["Allow"] == "GET, HEAD"
-    assert "queues/<name>/pause" in call(running, "POST", "nothing").json()["actions"]
+    assert call(admin_factory, "GET", "reload").headers["Allow"] == "POST"
+    assert call(admin_factory, "POST", "log").headers["Allow"] == "GET, HEAD"
+    assert "queues/<name>/pause" in call(admin_factory, "POST", "nothing").json()["actions"]
     for query in ("lines=0", "lines=10001", "lines=many"):
-        bad = call(running, "GET", "log?" + query)
+        bad = call(admin_factory, "GET", "log?" + query)
         assert bad.status_code == 400 and "lines must be an integer from 1 to 10000" in bad.json()["error"]
-    assert call(running, "GET", "audit?limit=-1").status_code == 400
-    assert audit(running)[0]["result"] == "failed" and audit(running)[0]["action"] == "audit"
+    assert call(admin_factory, "GET", "audit?limit=-1").status_code == 400
+    assert audit(admin_factory)[0]["result"] == "failed" and audit(admin_factory)[0]["action"] == "audit"
 
 
-def test_config_is_the_effective_configuration_with_secrets_redacted(running):
-    answer = call(running, "GET", "config")
+def test_config_is_the_effective_configuration_with_secrets_redacted(admin_factory):
+    answer = call(admin_factory, "GET", "config")
     assert answer.status_code == 200
     text = answer.text
-    for secret in [*SECRETS, str(running.token_file), TOKEN]:
+    for secret in [*SECRETS, str(admin_factory.token_file), TOKEN]:
         assert secret not in text, secret
     data = answer.json()
-    assert data["path"] == str(running.confdir.root / "factory.conf")
+    assert data["path"] == str(admin_factory.confdir.root / "factory.conf")
     factory = data["factory"]
-    assert factory["factoryid"] == "test-factory" and factory["logserver.port"] == running.port
+    assert factory["factoryid"] == "test-factory" and factory["logserver.port"] == admin_factory.port
     assert factory["admin.tokenfile"] == REDACTED
     alpha = data["queues"]["ALPHA"]
     assert alpha["enabled"] is True and alpha["values"]["apfqueue.sleep"] == 0.3
@@ -126,7 +126,7 @@ def test_config_is_the_effective_configuration_with_secrets_redacted(running):
     assert profile == {"plugin": "Token", "token.checktime": 600, "token.minlife": 3600,
                        "token.renewcommand": REDACTED, "token.timeout": 60.0, "token.tokenfile": REDACTED}
     assert data["monitor"]["apfmon"]["values"]["monitorurl"] == f"https://{REDACTED}@127.0.0.1:9/api"
-    assert [a["action"] for a in audit(running)] == ["config"]
+    assert [a["action"] for a in audit(admin_factory)] == ["config"]
 
 
 def test_redaction_rules():
@@ -147,7 +147,7 @@ def test_effective_config_of_a_disabled_queue(confdir):
     assert data["queues"]["Q"]["enabled"] is False and data["auth"] == {}
 
 
-def test_log_tail(running, tmp_path):
+def test_log_tail(admin_factory, tmp_path):
     root = logging.getLogger()
     saved = root.handlers[:]
     path = tmp_path / "factory.log"
@@ -158,19 +158,19 @@ def test_log_tail(running, tmp_path):
     try:
         # logging to stdout: the API says so rather than failing
         root.handlers[:] = [logging.StreamHandler(sys.stdout)]
-        answer = call(running, "GET", "log")
+        answer = call(admin_factory, "GET", "log")
         assert answer.status_code == 409 and answer.json()["log_target"] == "stdout"
         assert "the factory logs to stdout, not to a file" in answer.json()["error"]
         root.handlers[:] = [handler]
-        answer = call(running, "GET", "log?lines=5")
+        answer = call(admin_factory, "GET", "log?lines=5")
         assert answer.status_code == 200
         assert answer.json() == {"file": str(path), "lines": lines[-5:], "cut": False}
-        assert call(running, "GET", "log").json()["lines"] == lines[-100:]
-        assert call(running, "GET", "log?lines=10000").json()["lines"] == lines
+        assert call(admin_factory, "GET", "log").json()["lines"] == lines[-100:]
+        assert call(admin_factory, "GET", "log?lines=10000").json()["lines"] == lines
     finally:
         root.handlers[:] = saved
         handler.close()
-    assert [(a["target"], a["result"]) for a in reversed(audit(running))] == [
+    assert [(a["target"], a["result"]) for a in reversed(audit(admin_factory))] == [
         ("100", "failed"), ("5", "ok"), ("100", "ok"), ("10000", "ok")]
 
 
@@ -191,19 +191,19 @@ def test_tail_is_bounded(tmp_path: Path):
     assert tail(str(path), 5, max_bytes=1000) == (["last"], True)
 
 
-def test_stop_is_audited_and_stops_the_factory(running):
-    answer = call(running, "POST", "stop")
+def test_stop_is_audited_and_stops_the_factory(admin_factory):
+    answer = call(admin_factory, "POST", "stop")
     assert answer.status_code == 202 and answer.json()["stopping"] is True
-    assert running.factory._stopping.is_set()
-    assert audit(running)[0] | {"time": None} == {"time": None, "client": "127.0.0.1", "action": "stop",
+    assert admin_factory.factory._stopping.is_set()
+    assert audit(admin_factory)[0] | {"time": None} == {"time": None, "client": "127.0.0.1", "action": "stop",
                                                  "target": None, "result": "ok", "status": 202, "detail": ""}
 
 
-def test_status_page_shows_the_admin_actions(running):
-    assert "No admin actions in the last 14 days" in requests.get(running.url + "/", timeout=30).text
-    call(running, "POST", "queues/BETA/pause")
-    call(running, "POST", "reload", token="wrong-token-of-some-length")
-    page = requests.get(running.url + "/", timeout=30).text
+def test_status_page_shows_the_admin_actions(admin_factory):
+    assert "No admin actions in the last 14 days" in requests.get(admin_factory.url + "/", timeout=30).text
+    call(admin_factory, "POST", "queues/BETA/pause")
+    call(admin_factory, "POST", "reload", token="wrong-token-of-some-length")
+    page = requests.get(admin_factory.url + "/", timeout=30).text
     rows = page.split('id="admin-actions"')[1].split("</table>")[0].split("<tr>")[2:]
     assert len(rows) == 2
     assert "reload" in rows[0] and "refused" in rows[0] and "wrong token" in rows[0]

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 from autopyfactory.factory import Factory
 from autopyfactory.services.cleaner import LogCleaner
-from tests.conftest import local_queue
+from tests.conftest import local_queue, wait_for
 
 TODAY = dt.date(2026, 3, 20)
 
@@ -163,10 +163,7 @@ def test_cleaner_thread_runs_and_stops(confdir):
     old = pilot_logs(confdir.logs, 9, "Q")
     cleaner = cleaner_for(confdir, interval=0.1)
     cleaner.start()
-    deadline = time.time() + 30
-    while old.exists() and time.time() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: not old.exists(), what="the old pilot logs to go")
     cleaner.stop()
-    assert not old.exists()
     assert cleaner.last is not None
     assert not cleaner._thread.is_alive()

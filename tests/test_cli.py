@@ -6,8 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from autopyfactory import __version__
-from tests.conftest import local_queue
+from autopyfactory.cli.apf import build_parser
+from tests.conftest import datagrams, local_queue
 
 BIN = [sys.executable, "-m"]
 
@@ -78,14 +81,38 @@ def test_under_systemd_it_notifies_and_logs_for_the_journal(confdir, tmp_path):
         result = subprocess.run([*BIN, "autopyfactory.cli.daemon", "--conf", str(path), "--foreground",
                                  "--cycles", "1"], capture_output=True, text=True, timeout=120,
                                 env={**os.environ, "NOTIFY_SOCKET": address, "JOURNAL_STREAM": "8:1234"})
-        messages = []
-        listener.settimeout(0.5)
-        try:
-            while True:
-                messages.append(listener.recv(4096).decode())
-        except TimeoutError:
-            pass
+        messages = datagrams(listener)
     assert result.returncode == 0, result.stderr
     assert messages and messages[0].startswith("READY=1\n"), messages
     assert result.stdout == ""  # to the journal (stderr), without a timestamp of our own
     assert result.stderr.splitlines()[0].startswith("INFO [MainThread] autopyfactory.")
+
+
+def parse(args: list[str]):
+    """``apf COMMAND ...`` parsed in-process, the command's other required options added."""
+    required = {"simulate": ["--activated", "1", "--pending", "0", "--running", "0"], "replay": ["--trace", "x"]}
+    return build_parser().parse_args([args[0], *required[args[0]], *args[1:]])
+
+
+@pytest.mark.parametrize("args, error", [
+    (["simulate", "--activated", "-1"], "argument --activated: expected at least 0, got '-1'"),
+    (["simulate", "--pending", "many"], "argument --pending: expected an integer, got 'many'"),
+    (["simulate", "--running", "1.5"], "argument --running: expected an integer, got '1.5'"),
+    (["replay", "--slots", "0"], "argument --slots: expected more than 0, got '0'"),
+    (["replay", "--pilot-tries", "two"], "argument --pilot-tries: expected an integer, got 'two'"),
+    (["replay", "--cycle", "-0.5"], "argument --cycle: expected more than 0, got '-0.5'"),
+    (["replay", "--walltime", "long"], "argument --walltime: expected a number, got 'long'"),
+])
+def test_bad_numbers_on_the_command_line_say_what_was_expected(capsys, args: list[str], error: str):
+    with pytest.raises(SystemExit) as exit:
+        parse(args)
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(error)
+
+
+@pytest.mark.parametrize("args, value", [
+    (["simulate", "--activated", "0"], 0), (["replay", "--slots", "3"], 3), (["replay", "--cycle", "0.5"], 0.5),
+])
+def test_good_numbers_on_the_command_line_are_typed(args: list[str], value: float):
+    got = getattr(parse(args), args[1].lstrip("-").replace("-", "_"))
+    assert got == value and type(got) is type(value)

@@ -7,14 +7,12 @@ import threading
 
 import pytest
 
-from autopyfactory.commands import CallTimeout, TimedCaller, call, run
+from autopyfactory.commands import CallTimeout, TimedCaller, call, pid_exists, run
 from tests.conftest import wait_for
 
 
 def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_exists(pid):
         return False
     # a killed child of a reaped parent may linger a moment as a zombie of init
     try:
@@ -43,7 +41,9 @@ def test_timeout_returns_while_a_grandchild_holds_the_pipes(tmp_path):
     pidfile = tmp_path / "grandchild.pid"
     result = run(["sh", "-c", f"sleep 300 & echo $! > {pidfile}; echo started; wait"], timeout=1.0)
     assert result.error == "timed out after 1s" and "started" in result.stdout
-    assert not alive(int(pidfile.read_text()))
+    # SIGKILL is delivered asynchronously: the pipes close as the grandchild exits, a moment before it is gone
+    pid = int(pidfile.read_text())
+    wait_for(lambda: not alive(pid), what="the grandchild killed", timeout=10)
 
 
 def test_env_is_added_to_the_environment_and_stdin_is_fed():
@@ -90,3 +90,19 @@ def test_call_is_a_one_off_timed_call():
         assert call(lambda: "fresh", timeout=5) == "fresh"  # a one-off call is not held up by the stuck one
     finally:
         release.set()
+
+
+def test_pid_exists_for_live_and_other_users_processes_only():
+    import subprocess
+    import sys
+
+    assert pid_exists(os.getpid())
+    child = subprocess.Popen(["true"])
+    child.wait()  # reaped: the pid names no process now
+    assert not pid_exists(child.pid)
+    # pid 1 belongs to another user (root): it exists although we may not signal it
+    probe = ("import os\nfrom autopyfactory.commands import pid_exists\nprint(pid_exists(1))\n"
+             "try:\n    os.kill(1, 0)\nexcept PermissionError:\n    print('not permitted')")
+    as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    done = subprocess.run([*as_user, sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == ["True", "not permitted"], done.stderr

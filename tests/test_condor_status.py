@@ -13,7 +13,7 @@ from autopyfactory.context import FactoryContext
 from autopyfactory.factory import Factory
 from autopyfactory.plugins.batchstatus.condor import PROJECTION, Condor
 from tests.condordouble import CondorPool, ScheddDouble, job_ad
-from tests.conftest import ConfDir
+from tests.conftest import ConfDir, wait_for
 
 FID = "fac-A"
 
@@ -145,15 +145,15 @@ def test_factory_loop_with_two_condor_queues_and_one_schedd(confdir: ConfDir, co
     factory = Factory(config)
     factory.start()
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
+        def pending():
             infos = [factory.queues[q].batch_status()[0] for q in ("CA", "CB")]
-            if all(i is not None and i.pending == 3 for i in infos):
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError(f"pilots never showed as pending: {infos}")
-        time.sleep(1.0)  # a few more cycles: Ready sees 3 ready - 3 pending and submits nothing more
+            assert all(i is not None and i.pending == 3 for i in infos), infos
+            return True
+
+        wait_for(pending, what="3 pilots pending in each queue")
+        # a few more cycles: Ready sees 3 ready - 3 pending and submits nothing more
+        cycles = {q: factory.queues[q].cycles for q in ("CA", "CB")}
+        wait_for(lambda: all(factory.queues[q].cycles >= n + 3 for q, n in cycles.items()), what="3 more cycles")
         pollers = [p for (kind, _), p in factory.status.pollers.items() if kind == "batchstatus"]
     finally:
         factory.stop()

@@ -72,10 +72,10 @@ def test_out_of_range(confdir):
 
 
 def test_unknown_plugin_lists_the_available_ones(confdir):
-    confdir.write(local_queue("Q", confdir.spool, batchsubmitplugin="CondorGT2"))
+    confdir.write(local_queue("Q", confdir.spool, batchsubmitplugin="CondorPilot"))
     [line] = problems(confdir)
     assert "[Q] batchsubmitplugin: unknown batch submit plugin" in line
-    assert "expected one of CondorARC, CondorCE, CondorLocal, CondorSSH, Local, Slurm, got 'CondorGT2'" in line
+    assert "expected one of CondorARC, CondorCE, CondorLocal, CondorSSH, Local, Slurm, got 'CondorPilot'" in line
 
 
 def test_missing_required_key(confdir):
@@ -119,12 +119,12 @@ def test_factory_section_errors(confdir):
 
 def test_unknown_keys_warn_with_closest_known_key(confdir):
     confdir.write(local_queue("Q", confdir.spool, **{"sched.maxpercycle.maximun": "5",
-                                                     "batchsubmit.condorgt2.gridresource": "x"}))
+                                                     "batchsubmit.condorfoo.gridresource": "x"}))
     config = confdir.load()
     warnings = [str(w) for w in config.warnings]
     assert any("sched.maxpercycle.maximun: unknown key, ignored (closest known key: "
                "sched.maxpercycle.maximum)" in w for w in warnings)
-    assert any("batchsubmit.condorgt2.gridresource: key of a batch submit plugin that is not installed"
+    assert any("batchsubmit.condorfoo.gridresource: key of a batch submit plugin that is not installed"
                in w for w in warnings)
 
 
@@ -133,17 +133,6 @@ def test_unknown_monitor_section_and_credential_profile(confdir):
                               **{"batchsubmit.local.proxy": "atlas"}))
     lines = problems(confdir)
     assert any("[Q] monitorsection: no section [nosuch] in monitorConf" in x for x in lines)
-
-
-def test_queue_defined_twice_across_files(confdir):
-    confdir.write(local_queue("Q", confdir.spool))
-    qdir = confdir.root / "queues.d"
-    qdir.mkdir()
-    (qdir / "more.conf").write_text(local_queue("Q", confdir.spool))
-    (confdir.root / "factory.conf").write_text(
-        (confdir.root / "factory.conf").read_text() + f"queueDirConf = {qdir}\n")
-    [line] = problems(confdir)
-    assert "more.conf: [Q] queue defined twice" in line
 
 
 def test_queue_conf_from_http_url(confdir, tmp_path):

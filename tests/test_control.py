@@ -11,11 +11,12 @@ import pytest
 
 from autopyfactory.cli import apf
 from autopyfactory.cli.control import factory_endpoint, format_status
-from tests.web_support import free_port, start_factory, wait_for
+from tests.conftest import wait_for
+from tests.web_support import free_port, start_factory
 
 
 @pytest.fixture
-def running(confdir):
+def control_factory(confdir):
     run = start_factory(confdir, {"ALPHA": 3, "BETA": 0})
     yield run
     run.stop()
@@ -31,10 +32,10 @@ def apf_run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_status_prints_a_table_of_queues(running, capsys):
-    wait_for(lambda: running.batch.status(["ALPHA"], "test-factory")["ALPHA"].running == 2
-             and running.factory.queues["ALPHA"].batch_status()[0].running == 2, what="2 running pilots")
-    code, out, err = apf_run(capsys, "status", *conf(running))
+def test_status_prints_a_table_of_queues(control_factory, capsys):
+    wait_for(lambda: control_factory.batch.status(["ALPHA"], "test-factory")["ALPHA"].running == 2
+             and control_factory.factory.queues["ALPHA"].batch_status()[0].running == 2, what="2 running pilots")
+    code, out, err = apf_run(capsys, "status", *conf(control_factory))
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].startswith("factory test-factory  version ")
@@ -51,45 +52,45 @@ def test_status_prints_a_table_of_queues(running, capsys):
     assert any(line.startswith("ENDPOINT") for line in lines)
 
 
-def test_pause_resume_and_loglevel(running, capsys):
-    queue = running.factory.queues["BETA"]
-    code, out, _ = apf_run(capsys, "pause", "BETA", *conf(running))
+def test_pause_resume_and_loglevel(control_factory, capsys):
+    queue = control_factory.factory.queues["BETA"]
+    code, out, _ = apf_run(capsys, "pause", "BETA", *conf(control_factory))
     assert code == 0 and out.strip() == "queue BETA paused: it keeps reporting, submits nothing"
     assert queue.paused
-    code, out, _ = apf_run(capsys, "status", *conf(running))
+    code, out, _ = apf_run(capsys, "status", *conf(control_factory))
     assert next(line for line in out.splitlines() if line.startswith("BETA")).split()[1] == "paused"
-    code, out, _ = apf_run(capsys, "resume", "BETA", *conf(running))
+    code, out, _ = apf_run(capsys, "resume", "BETA", *conf(control_factory))
     assert code == 0 and out.strip() == "queue BETA active" and not queue.paused
-    code, _, err = apf_run(capsys, "pause", "NOPE", *conf(running))
+    code, _, err = apf_run(capsys, "pause", "NOPE", *conf(control_factory))
     assert code == 1 and "404" in err and "NOPE" in err
 
     root = logging.getLogger()
     before = root.level
     try:
-        code, out, _ = apf_run(capsys, "loglevel", "error", *conf(running))
+        code, out, _ = apf_run(capsys, "loglevel", "error", *conf(control_factory))
         assert code == 0 and out.strip() == "log level now error" and root.level == logging.ERROR
     finally:
         root.setLevel(before)
 
 
-def test_wrong_token_is_refused(running, capsys, tmp_path):
+def test_wrong_token_is_refused(control_factory, capsys, tmp_path):
     wrong = tmp_path / "wrong.token"
     wrong.write_text("not-the-token-at-all-xxxxxxxx")
-    code, _, err = apf_run(capsys, "pause", "ALPHA", *conf(running), "--token-file", str(wrong))
+    code, _, err = apf_run(capsys, "pause", "ALPHA", *conf(control_factory), "--token-file", str(wrong))
     assert code == 1 and "401" in err
-    assert not running.factory.queues["ALPHA"].paused
-    code, _, err = apf_run(capsys, "pause", "ALPHA", "--url", running.url)
+    assert not control_factory.factory.queues["ALPHA"].paused
+    code, _, err = apf_run(capsys, "pause", "ALPHA", "--url", control_factory.url)
     assert code == 2 and "admin token file" in err
 
 
-def test_reload_shows_the_problems(running, capsys):
-    code, out, err = apf_run(capsys, "reload", *conf(running))
+def test_reload_shows_the_problems(control_factory, capsys):
+    code, out, err = apf_run(capsys, "reload", *conf(control_factory))
     assert code == 0, err
-    queues = running.confdir.root / "queues.conf"
+    queues = control_factory.confdir.root / "queues.conf"
     text = queues.read_text()
     queues.write_text(text + "\n[BROKEN]\nwmsstatusplugin = Nowhere\n")
     try:
-        code, out, err = apf_run(capsys, "reload", *conf(running))
+        code, out, err = apf_run(capsys, "reload", *conf(control_factory))
         assert code == 1
         assert "400" in err and "[BROKEN] wmsstatusplugin: unknown WMS status plugin" in err
     finally:
@@ -118,9 +119,9 @@ def test_format_status_with_unknown_counts():
     assert row[:4] == ["Q", "paused", "?", "?"]
 
 
-def test_apf_command_line(running):
+def test_apf_command_line(control_factory):
     """The installed entry point, as an operator runs it."""
     apf_bin = os.path.join(os.path.dirname(sys.executable), "apf")
-    answer = subprocess.run([apf_bin, "status", *conf(running)], capture_output=True, text=True, timeout=60)
+    answer = subprocess.run([apf_bin, "status", *conf(control_factory)], capture_output=True, text=True, timeout=60)
     assert answer.returncode == 0, answer.stderr
     assert "ALPHA" in answer.stdout and "BETA" in answer.stdout

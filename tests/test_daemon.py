@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import local_queue, wait_for
+from tests.conftest import datagrams, local_queue, wait_for
 
 DAEMON = [sys.executable, "-m", "autopyfactory.cli.daemon"]
 REPO = Path(__file__).resolve().parent.parent
@@ -157,14 +157,17 @@ SLOW_SUBMIT = """
     from autopyfactory.plugins.batchsubmit.local import Local
 
     class SlowLocal(Local):
-        '''Local submission that takes a while (marks when it starts and ends).'''
+        '''Local submission that lasts until the test says go (marks when it starts and ends).'''
         name = "SlowLocal"
         keys = {**Local.keys, "marker": Key("str", "")}
 
         def submit(self, n):
             marker = self.options["marker"]
             open(marker + ".started", "w").close()
-            time.sleep(3)
+            for _ in range(1200):
+                if os.path.exists(marker + ".go"):
+                    break
+                time.sleep(0.05)
             result = super().submit(n)
             open(marker + ".finished", "w").write(str(result.count))
             return result
@@ -182,6 +185,9 @@ def test_sigterm_lets_a_submission_under_way_finish(daemon, confdir, tmp_path):
     pid = daemon.pid
     wait_for(lambda: Path(str(marker) + ".started").exists(), what="the submission to start")
     os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: daemon.logged("signal SIGTERM: stopping"), what="the daemon to take the signal")
+    assert alive(pid) and not Path(str(marker) + ".finished").exists()  # it waits for the submission
+    Path(str(marker) + ".go").touch()
     wait_for(lambda: not alive(pid), what="the daemon to exit")
     assert Path(str(marker) + ".finished").read_text() == "2"
     assert daemon.logged("submitted 2")
@@ -253,13 +259,7 @@ def test_log_to_syslog(daemon, confdir, tmp_path):
         env = {**os.environ, "PYTHONPATH": str(REPO), "APF_SYSLOG_SOCKET": path}
         result = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
         assert result.returncode == 0, result.stderr
-        messages = []
-        server.settimeout(1)
-        try:
-            while True:
-                messages.append(server.recv(65536).decode())
-        except TimeoutError:
-            pass
+        messages = datagrams(server, quiet=1)
         assert any("autopyfactory[" in m and "queue Q1 cycle 1" in m for m in messages), messages[:5]
     finally:
         server.close()

@@ -49,6 +49,7 @@ class View:
         self.alive = True
         self.stopping = False
         self.ran_its_cycles = False
+        self.died = None
         self.last_record = record
         self.sleep = 60.0
         self.submitter = Submitter()

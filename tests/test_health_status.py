@@ -10,10 +10,10 @@ import requests
 
 from autopyfactory.cli import apf
 from autopyfactory.factory import Factory
-from tests.conftest import local_queue
+from tests.conftest import local_queue, wait_for
 from tests.test_credentials import PROXY_LOCAL, jwt
 from tests.test_panda_factory import FAST, panda_queue
-from tests.web_support import free_port, wait_for
+from tests.web_support import free_port
 
 
 def queues_conf(confdir, panda_url: str, broken: bool) -> str:

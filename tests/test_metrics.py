@@ -12,7 +12,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from autopyfactory.health import LEVELS
-from tests.web_support import RunningFactory, start_factory, wait_for
+from tests.conftest import wait_for
+from tests.web_support import RunningFactory, start_factory
 
 DOC = Path(__file__).parent.parent / "docs" / "web.md"
 UNITS = ("_seconds", "_bytes", "_total", "_ratio", "_info")
@@ -24,7 +25,7 @@ COUNTS = {"apf_queue_pilots", "apf_queue_pilots_finished", "apf_wms_jobs", "apf_
 
 
 @pytest.fixture
-def running(confdir):
+def metrics_factory(confdir):
     run = start_factory(confdir, {"ALPHA": 3, "BETA": 0})
     yield run
     run.stop()
@@ -58,14 +59,14 @@ def settled(run: RunningFactory) -> str:
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (tests/services/promtool.sh)")
-def test_promtool_finds_nothing_to_complain_about(running):
-    text = settled(running)
+def test_promtool_finds_nothing_to_complain_about(metrics_factory):
+    text = settled(metrics_factory)
     check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
     assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), check.stdout + check.stderr
 
 
-def test_names_follow_the_conventions_and_are_documented(running):
-    text = settled(running)
+def test_names_follow_the_conventions_and_are_documented(metrics_factory):
+    text = settled(metrics_factory)
     families = list(text_string_to_metric_families(text))
     documented = set(re.findall(r"`((?:apf|process)_[a-z_]+)", DOC.read_text()))
     seen = set()
@@ -86,9 +87,9 @@ def test_names_follow_the_conventions_and_are_documented(running):
     assert {"process_cpu_seconds", "process_resident_memory_bytes", "process_open_fds"} <= seen
 
 
-def test_what_the_families_say(running):
-    text = settled(running)
-    queue = running.factory.queues["ALPHA"]
+def test_what_the_families_say(metrics_factory):
+    text = settled(metrics_factory)
+    queue = metrics_factory.factory.queues["ALPHA"]
     # batch states only; windowed done/fault have their own family
     states = {dict(labels)["state"] for name, labels in samples(text) if name == "apf_queue_pilots"}
     assert states == {"pending", "running", "exiting", "held"}
@@ -97,7 +98,7 @@ def test_what_the_families_say(running):
     wms, _, _ = queue.wms_poller.get("ALPHA")
     assert value(text, "apf_wms_jobs", queue="ALPHA", state="ready") == wms.ready
     # one level at 1 per queue, the one the API shows
-    api = requests.get(running.url + "/api/v1/queues/ALPHA", timeout=30).json()
+    api = requests.get(metrics_factory.url + "/api/v1/queues/ALPHA", timeout=30).json()
     assert [lv for lv in LEVELS if value(text, "apf_queue_health", queue="ALPHA", level=lv) == 1] == [api["health"]]
     # a histogram of cycle durations: one observation per cycle
     count = value(text, "apf_cycle_duration_seconds_count", queue="ALPHA")
@@ -105,14 +106,14 @@ def test_what_the_families_say(running):
     assert count >= value(text, "apf_cycles_total", queue="ALPHA") - 1
     assert value(text, "apf_cycle_duration_seconds_sum", queue="ALPHA") > 0
     # endpoints by readable name, breaker state as a state set
-    spool = str(running.confdir.spool)
+    spool = str(metrics_factory.confdir.spool)
     assert value(text, "apf_endpoint_up", kind="wmsstatus", endpoint=spool) == 1
     assert value(text, "apf_endpoint_breaker_state", kind="wmsstatus", endpoint=spool, state="closed") == 1
     assert value(text, "apf_endpoint_breaker_state", kind="wmsstatus", endpoint=spool, state="open") == 0
     assert value(text, "apf_endpoint_failures_total", kind="batchstatus", endpoint="local") == 0
     # no reload yet: no reload samples; after one, its time and outcome
     assert not [k for k in samples(text) if k[0].startswith("apf_last_reload")]
-    assert running.factory.reload() == []
-    text = scrape(running)
+    assert metrics_factory.factory.reload() == []
+    text = scrape(metrics_factory)
     assert value(text, "apf_last_reload_success") == 1
-    assert value(text, "apf_last_reload_timestamp_seconds") == pytest.approx(running.factory.last_reload["time"])
+    assert value(text, "apf_last_reload_timestamp_seconds") == pytest.approx(metrics_factory.factory.last_reload["time"])

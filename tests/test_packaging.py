@@ -9,13 +9,12 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from autopyfactory import __version__
-from tests.conftest import ConfDir, local_queue
+from tests.conftest import ConfDir, local_queue, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 INIT = REPO / "etc" / "init.d" / "autopyfactory"
@@ -231,12 +230,6 @@ def test_init_script_start_status_reload_condrestart_stop(confdir, tmp_path):
 
     def logged(text: str) -> bool:
         return log.exists() and text in log.read_text()
-
-    def wait_for(predicate, what: str) -> None:
-        deadline = time.time() + 60
-        while time.time() < deadline and not predicate():
-            time.sleep(0.1)
-        assert predicate(), what
 
     assert init("status").returncode == 3
     assert init("reload").returncode == 7

@@ -18,15 +18,16 @@ from tests.test_persistence import wait_for
 NOW = 1_000_000.0
 
 
-def test_a_peer_is_alive_while_it_submitted_within_the_window():
+def test_a_peer_is_alive_while_it_has_pending_pilots_or_submitted_within_the_window():
     peers = {
         "fresh": {"pending": 3, "running": 1, "submitted_last": NOW - 10},
         "edge": {"pending": 0, "running": 5, "submitted_last": NOW - 90},
-        "gone": {"pending": 2, "running": 0, "submitted_last": NOW - 91},
+        "gone": {"pending": 0, "running": 2, "submitted_last": NOW - 91},
+        "idle": {"pending": 2, "running": 0, "submitted_last": NOW - 900},  # serving the queue, quietly
         "never": {"pending": 0, "running": 4},
         "me": {"pending": 9, "running": 9, "submitted_last": NOW},
     }
-    assert alive_peers(peers, "me", NOW, alive_window(3, 30.0)) == ["edge", "fresh"]
+    assert alive_peers(peers, "me", NOW, alive_window(3, 30.0)) == ["edge", "fresh", "idle"]
     assert alive_peers({}, "me", NOW, 90.0) == []
 
 
@@ -94,11 +95,16 @@ class PeerLocal(Local):
 '''
 
 
-@pytest.mark.parametrize("age, alive, submitted", [(1.0, 1, 4), (1000.0, 0, 8)])
-def test_queue_counts_a_peer_alive_only_while_it_submits(confdir, age: float, alive: int, submitted: int):
+@pytest.mark.parametrize("pending, age, alive, submitted", [
+    (2, 1.0, 1, 4),  # submitted a moment ago: alive
+    (2, 1000.0, 1, 4),  # idle for longer than the window, but its pending pilots serve the queue: alive
+    (0, 1000.0, 0, 10),  # nothing pending, nothing submitted lately: gone
+])
+def test_queue_counts_a_peer_alive_while_it_submits_or_has_pending_pilots(
+        confdir, pending: int, age: float, alive: int, submitted: int):
     confdir.dropin("peerlocal.py", PEER_BATCH)
     peers = confdir.root / "peers.json"
-    peers.write_text(json.dumps({"other-factory": [2, age]}))
+    peers.write_text(json.dumps({"other-factory": [pending, age]}))
     confdir.work("Q1", 10, ["true"])
     queue = local_queue("Q1", confdir.spool, **{
         "batchstatusplugin": "PeerLocal", "batchstatus.peerlocal.peers": str(peers),

@@ -15,7 +15,9 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.conftest import ConfDir, stop_process
+import pytest
+
+from tests.conftest import ConfDir, stop_process, wait_for
 from tests.slurmcluster import SlurmCluster
 
 DEADLINE = 240.0
@@ -67,16 +69,15 @@ class Pilots:
 
     def pending(self) -> dict[str, int]:
         """Per factory; squeue is retried: other tests may take the controller away for a moment."""
-        deadline = time.time() + DEADLINE
-        while True:
+
+        def squeue() -> str:
             answer = subprocess.run(["squeue", "-h", "-r", "-t", "PENDING", "-o", "%k"], capture_output=True,
                                     text=True, env={**os.environ, **self.slurm.env}, timeout=60)
-            if answer.returncode == 0:
-                lines = answer.stdout.splitlines()
-                return {fid: sum(1 for line in lines if line.startswith(f"apf:{fid}:")) for fid in self.fids}
-            if time.time() > deadline:
-                raise AssertionError(f"squeue keeps failing: {answer.stderr.strip()}")
-            time.sleep(1.0)
+            assert answer.returncode == 0, answer.stderr.strip()
+            return answer.stdout or "\n"  # no line at all is an answer too
+
+        lines = wait_for(squeue, what="squeue to answer", timeout=DEADLINE, every=1.0).splitlines()
+        return {fid: sum(1 for line in lines if line.startswith(f"apf:{fid}:")) for fid in self.fids}
 
     def cancel(self, fid: str) -> None:
         out = subprocess.run(["squeue", "-h", "-o", "%F|%k"], capture_output=True, text=True,
@@ -92,19 +93,21 @@ def settle(pilots: Pilots, target: int, what: str, ceiling: int, quiet: float = 
 
     The total may never go above ``ceiling`` on the way.
     """
-    deadline = time.time() + DEADLINE
-    last, since = None, time.time()
-    while time.time() < deadline:
+    seen = {"counts": None, "since": time.monotonic()}
+
+    def settled() -> dict[str, int] | None:
         counts = pilots.pending()
-        total = sum(counts.values())
-        assert total <= ceiling, f"{what}: {counts} pending, more than {ceiling}"
-        if counts != last:
-            last, since = counts, time.time()
-        elif total >= target and time.time() - since >= quiet:
-            print(f"{what}: {counts} pending for {target} ready")
-            return counts
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: timed out with {last} pending, target {target}")
+        if sum(counts.values()) > ceiling:  # fails at once (an assertion would mean "not yet")
+            pytest.fail(f"{what}: {counts} pending, more than {ceiling}")
+        if counts != seen["counts"]:
+            seen.update(counts=counts, since=time.monotonic())
+            return None
+        quiet_for = time.monotonic() - seen["since"]
+        return counts if sum(counts.values()) >= target and quiet_for >= quiet else None
+
+    counts = wait_for(settled, f"{what}: {target} pending, unchanged for {quiet:g}s", timeout=DEADLINE, every=0.5)
+    print(f"{what}: {counts} pending for {target} ready")
+    return counts
 
 
 def test_two_factories_share_a_queue_and_one_takes_over(slurm, tmp_path: Path):
@@ -148,9 +151,7 @@ def test_two_factories_share_a_queue_and_one_takes_over(slurm, tmp_path: Path):
         # A stops and its pilots go (as if they ran); B alone brings the queue back to the target
         stop_process(processes[1])
         pilots.cancel(fid_a)
-        wait_for_zero = time.time() + 60
-        while pilots.pending()[fid_a] and time.time() < wait_for_zero:
-            time.sleep(0.5)
+        wait_for(lambda: pilots.pending()[fid_a] == 0, what="A's pilots to go", every=0.5)
         ready = add(6)
         counts = settle(pilots, ready, "B alone after A stopped", ceiling=ready + 2)
         assert counts[fid_a] == 0 and ready <= counts[fid_b] <= ready + 2

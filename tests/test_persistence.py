@@ -48,22 +48,27 @@ def test_fresh_store_is_wal_with_current_schema(tmp_path: Path):
     assert {"cycles", "submissions", "pilots", "credentials", "queue_state"} <= tables
 
 
-def test_old_schema_is_migrated_and_keeps_its_rows(tmp_path: Path):
-    path = tmp_path / "apf.sqlite"
+def old_store(path: Path, version: int, queue_state: tuple) -> None:
+    """A store as an older APF left it: schema ``version``, one queue_state row
+    (queue, cycles, submitted_total, errors_total, last_submission)."""
     conn = sqlite3.connect(path)
-    conn.executescript(MIGRATIONS[0])
+    conn.executescript("".join(MIGRATIONS[:version]))
     conn.execute("INSERT INTO queue_state (queue, cycles, submitted_total, errors_total, last_submission, updated)"
-                 " VALUES ('Q', 41, 99, 2, 1000.5, ?)", (time.time(),))
-    conn.execute("PRAGMA user_version = 1")
+                 " VALUES (?, ?, ?, ?, ?, ?)", (*queue_state, time.time()))
+    conn.execute(f"PRAGMA user_version = {version}")
     conn.commit()
     conn.close()
 
+
+def test_old_schema_is_migrated_and_keeps_its_rows(tmp_path: Path):
+    path = tmp_path / "apf.sqlite"
+    old_store(path, 1, ("Q", 41, 99, 2, 1000.5))
     store = Store(str(path))
     state = store.queue_state("Q")
     store.close()
     assert (state.cycles, state.submitted_total, state.errors_total, state.last_submission) == (41, 99, 2, 1000.5)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"pilots_end", "admin_audit_time"} <= indexes
     assert not list(tmp_path.glob("*.corrupt-*"))
@@ -71,14 +76,7 @@ def test_old_schema_is_migrated_and_keeps_its_rows(tmp_path: Path):
 
 def test_a_version_2_store_gains_the_audit_trail(tmp_path: Path):
     path = tmp_path / "apf.sqlite"
-    conn = sqlite3.connect(path)
-    conn.executescript(MIGRATIONS[0] + MIGRATIONS[1])
-    conn.execute("INSERT INTO queue_state (queue, cycles, submitted_total, errors_total, last_submission, updated)"
-                 " VALUES ('Q', 7, 3, 0, NULL, ?)", (time.time(),))
-    conn.execute("PRAGMA user_version = 2")
-    conn.commit()
-    conn.close()
-
+    old_store(path, 2, ("Q", 7, 3, 0, None))
     store = Store(str(path))
     store.record_admin(AdminAction(1000.0, "127.0.0.1", "pause", "Q", "ok", 200))
     store.record_admin(AdminAction(1001.0, "::1", "reload", None, "refused", 401, "wrong token"))

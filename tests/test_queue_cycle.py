@@ -3,40 +3,15 @@
 from __future__ import annotations
 
 import json
-import time
 
-import pytest
-
-from autopyfactory.factory import Factory
 from tests import plugins_for_tests
 from tests.conftest import local_queue, wait_for
 
 
-def start(confdir, cycles=None) -> Factory:
-    config = confdir.load()
-    factory = Factory(config)
-    factory.start(cycles=cycles)
-    return factory
-
-
-@pytest.fixture
-def running():
-    factories = []
-
-    def run(confdir, cycles=None):
-        factory = start(confdir, cycles)
-        factories.append(factory)
-        return factory
-
-    yield run
-    for factory in factories:
-        factory.stop(timeout=5)
-
-
-def test_demo_loop_drains_work(confdir, running):
+def test_demo_loop_drains_work(confdir, started_factory):
     confdir.write(local_queue("Q", confdir.spool))
     confdir.work("Q", 5)
-    factory = running(confdir)
+    factory = started_factory(confdir)
     queue = factory.queues["Q"]
     wait_for(lambda: len(list((confdir.spool / "Q" / "done").glob("*.json"))) == 5, what="work done")
     assert list((confdir.spool / "Q").glob("*.json")) == []
@@ -50,10 +25,10 @@ def test_demo_loop_drains_work(confdir, running):
     assert all("APF-WRAPPER-END status=ok exit=0" in t or "status=nowork exit=0" in t for t in outs)
 
 
-def test_failing_pilot_is_counted_as_fault(confdir, running):
+def test_failing_pilot_is_counted_as_fault(confdir, started_factory):
     confdir.write(local_queue("Q", confdir.spool))
     confdir.work("Q", 1, command=["false"])
-    factory = running(confdir)
+    factory = started_factory(confdir)
     queue = factory.queues["Q"]
     wait_for(lambda: (b := queue.batch_status()[0]) is not None and b.fault == 1
              and b.running == b.pending == 0, what="a fault and no pilot left")
@@ -63,13 +38,13 @@ def test_failing_pilot_is_counted_as_fault(confdir, running):
     assert queue.batch_status()[0].done == len(outs) - 1
 
 
-def test_one_queue_raising_never_stops_another(confdir, running):
+def test_one_queue_raising_never_stops_another(confdir, started_factory):
     confdir.dropin("boom.py", plugins_for_tests.BOOM)
     confdir.write(local_queue("BAD", confdir.spool, schedplugin="Boom")
                   + local_queue("GOOD", confdir.spool))
     confdir.work("GOOD", 3)
     confdir.work("BAD", 3)
-    factory = running(confdir)
+    factory = started_factory(confdir)
     bad, good = factory.queues["BAD"], factory.queues["GOOD"]
     wait_for(lambda: bad.errors_total >= 3 and good.submitted_total >= 3, what="both queues cycling")
     assert bad.submitted_total == 0
@@ -79,7 +54,7 @@ def test_one_queue_raising_never_stops_another(confdir, running):
     wait_for(lambda: len(list((confdir.spool / "GOOD" / "done").glob("*.json"))) == 3, what="GOOD drained")
 
 
-def test_unknown_wms_status_submits_nothing_and_says_why(confdir, running):
+def test_unknown_wms_status_submits_nothing_and_says_why(confdir, started_factory):
     confdir.dropin("filewms.py", plugins_for_tests.FILE_WMS)
     wmsfile = confdir.root / "wms.json"
     wmsfile.write_text(json.dumps("fail"))
@@ -88,7 +63,7 @@ def test_unknown_wms_status_submits_nothing_and_says_why(confdir, running):
                               **{"wmsstatus.filewms.path": wmsfile, "schedplugin": "Fixed",
                                  "sched.fixed.pilotspercycle": "4"}),
                   factory="wmsstatus.filewms.sleep = 0.2\nwmsstatus.filewms.maxage = 1\n")
-    factory = running(confdir)
+    factory = started_factory(confdir)
     queue = factory.queues["Q"]
     wait_for(lambda: queue.cycles >= 3, what="3 cycles")
     assert queue.submitted_total == 0
@@ -102,33 +77,34 @@ def test_unknown_wms_status_submits_nothing_and_says_why(confdir, running):
     wmsfile.write_text(json.dumps("fail"))  # stale after maxage: unknown again, not the old number
     wait_for(lambda: "is " in queue.records[0].message and "old (maxage 1s)" in queue.records[0].message,
              what="stale status message")
-    before = queue.submitted_total
-    time.sleep(1.0)
+    before, cycles = queue.submitted_total, queue.cycles
+    wait_for(lambda: queue.cycles >= cycles + 3, what="3 cycles on the stale status")
     assert queue.submitted_total == before
+    assert all("old (maxage 1s)" in r.message for r in list(queue.records)[:3])
 
 
-def test_queue_missing_from_wms_answer_is_unknown(confdir, running):
+def test_queue_missing_from_wms_answer_is_unknown(confdir, started_factory):
     confdir.dropin("filewms.py", plugins_for_tests.FILE_WMS)
     wmsfile = confdir.root / "wms.json"
     wmsfile.write_text(json.dumps({"OTHER": 10}))
     confdir.write(local_queue("Q", confdir.spool, wmsstatusplugin="FileWMS", schedplugin="Fixed",
                               **{"wmsstatus.filewms.path": wmsfile, "sched.fixed.pilotspercycle": "4"}),
                   factory="wmsstatus.filewms.sleep = 0.2\n")
-    factory = running(confdir)
+    factory = started_factory(confdir)
     queue = factory.queues["Q"]
     wait_for(lambda: queue.cycles >= 2, what="2 cycles")
     assert queue.submitted_total == 0
     assert "reports nothing for Q" in queue.records[0].message
 
 
-def test_no_double_submission_while_batch_status_is_older_than_the_last_submission(confdir, running):
+def test_no_double_submission_while_batch_status_is_older_than_the_last_submission(confdir, started_factory):
     confdir.dropin("slow.py", plugins_for_tests.SLOW_BATCH)
     confdir.write(local_queue("Q", confdir.spool, batchstatusplugin="SlowLocal", schedplugin="Fixed",
                               **{"sched.fixed.pilotspercycle": "2", "apfqueue.sleep": "0.1",
                                  "batchstatus.slowlocal.delay": "0.4",
                                  "executable": "/bin/sleep", "executable.arguments": "30"}),
                   factory="batchstatus.slowlocal.sleep = 0.1\n")
-    factory = running(confdir)
+    factory = started_factory(confdir)
     queue = factory.queues["Q"]
     wait_for(lambda: queue.submitted_total >= 8, what="several submissions")
     factory.stop(timeout=5)
@@ -140,12 +116,12 @@ def test_no_double_submission_while_batch_status_is_older_than_the_last_submissi
         assert current.batch_time > previous.submitted_at
 
 
-def test_hard_ceiling_maxpercycle_holds_whatever_the_chain_says(confdir, running):
+def test_hard_ceiling_maxpercycle_holds_whatever_the_chain_says(confdir, started_factory):
     # MaxPerCycle placed before a plugin that raises the number again
     confdir.write(local_queue("Q", confdir.spool, schedplugin="MaxPerCycle, Fixed",
                               **{"sched.maxpercycle.maximum": "2", "sched.fixed.pilotspercycle": "9",
                                  "executable": "/bin/true"}))
-    factory = running(confdir, cycles=1)
+    factory = started_factory(confdir, cycles=1)
     factory.wait()
     record = factory.queues["Q"].records[0]
     assert record.decided == 9
@@ -153,23 +129,23 @@ def test_hard_ceiling_maxpercycle_holds_whatever_the_chain_says(confdir, running
     assert "MaxPerCycle ceiling: 9 capped to 2" in record.message
 
 
-def test_maxperfactory_ceiling_across_queues(confdir, running):
+def test_maxperfactory_ceiling_across_queues(confdir, started_factory):
     queues = "".join(local_queue(f"Q{i}", confdir.spool, schedplugin="Fixed",
                                  **{"sched.fixed.pilotspercycle": "3", "executable": "/bin/sleep",
                                     "executable.arguments": "30", "batchsubmit.local.maxrunning": "100"})
                      for i in range(4))
     confdir.write(queues, factory="maxperfactory.maximum = 7\n")
-    factory = running(confdir)
+    factory = started_factory(confdir)
     wait_for(lambda: all(q.cycles >= 6 for q in factory.queues.values()), what="6 cycles each")
     total = sum(q.submitted_total for q in factory.queues.values())
     assert total == 7
 
 
-def test_paused_queue_submits_nothing(confdir, running):
+def test_paused_queue_submits_nothing(confdir, started_factory):
     confdir.write(local_queue("Q", confdir.spool, **{"executable": "/bin/sleep",
                                                      "executable.arguments": "30"}))
     confdir.work("Q", 2)
-    factory = running(confdir)
+    factory = started_factory(confdir)
     queue = factory.queues["Q"]
     wait_for(lambda: queue.submitted_total == 2, what="first submission")
     queue.paused = True

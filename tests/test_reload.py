@@ -2,27 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from autopyfactory.config import Problem
-from autopyfactory.factory import Factory
 from tests.conftest import local_queue, wait_for
-
-
-@pytest.fixture
-def running():
-    factories: list[Factory] = []
-
-    def start(confdir) -> Factory:
-        config = confdir.load()
-        factory = Factory(config)
-        factory.start()
-        factories.append(factory)
-        return factory
-
-    yield start
-    for factory in factories:
-        factory.stop(10)
 
 
 def queues(confdir, *names, **extra_by_queue) -> str:
@@ -36,9 +17,9 @@ def queues(confdir, *names, **extra_by_queue) -> str:
     return text
 
 
-def test_reload_added_removed_changed_unchanged(confdir, running):
+def test_reload_added_removed_changed_unchanged(confdir, started_factory):
     confdir.write(queues(confdir, "KEEP", "GONE", "EDIT"))
-    factory = running(confdir)
+    factory = started_factory(confdir)
     wait_for(lambda: all(q.cycles >= 2 for q in factory.queues.values()), what="two cycles of every queue")
     keep, gone, edit = (factory.queues[n] for n in ("KEEP", "GONE", "EDIT"))
     keep_thread = keep._thread
@@ -76,9 +57,9 @@ def test_reload_added_removed_changed_unchanged(confdir, running):
         assert "GONE" not in poller.queues
 
 
-def test_reload_with_a_broken_config_keeps_the_old_one(confdir, running):
+def test_reload_with_a_broken_config_keeps_the_old_one(confdir, started_factory):
     confdir.write(queues(confdir, "A", "B"))
-    factory = running(confdir)
+    factory = started_factory(confdir)
     wait_for(lambda: all(q.cycles >= 1 for q in factory.queues.values()), what="first cycles")
     before = dict(factory.queues)
     old_config = factory.config
@@ -101,9 +82,9 @@ def test_reload_with_a_broken_config_keeps_the_old_one(confdir, running):
     assert factory.queues == before and factory.last_reload["ok"] is False
 
 
-def test_reload_discovers_new_dropin_plugins(confdir, running):
+def test_reload_discovers_new_dropin_plugins(confdir, started_factory):
     confdir.write(queues(confdir, "A"))
-    factory = running(confdir)
+    factory = started_factory(confdir)
     confdir.dropin("half.py", """
         from autopyfactory.interfaces import SchedulerPlugin
 
@@ -122,18 +103,18 @@ def test_reload_discovers_new_dropin_plugins(confdir, running):
              what="a cycle through the drop-in")
 
 
-def test_reload_keeps_an_operator_pause_on_a_changed_queue(confdir, running):
+def test_reload_keeps_an_operator_pause_on_a_changed_queue(confdir, started_factory):
     confdir.write(queues(confdir, "A"))
-    factory = running(confdir)
+    factory = started_factory(confdir)
     factory.queues["A"].paused = True
     confdir.write(queues(confdir, "A", A={"apfqueue.sleep": "0.5"}))
     assert factory.reload() == []
     assert factory.queues["A"].paused is True
 
 
-def test_reload_disabling_every_queue_stops_them_and_the_factory_keeps_waiting(confdir, running):
+def test_reload_disabling_every_queue_stops_them_and_the_factory_keeps_waiting(confdir, started_factory):
     confdir.write(queues(confdir, "A"))
-    factory = running(confdir)
+    factory = started_factory(confdir)
     thread = factory.queues["A"]
     confdir.write(queues(confdir, "A", A={"enabled": "False"}))
     assert factory.reload() == []
@@ -141,11 +122,11 @@ def test_reload_disabling_every_queue_stops_them_and_the_factory_keeps_waiting(c
     assert factory.last_reload["removed"] == ["A"]
 
 
-def test_request_reload_is_carried_out_by_the_waiting_thread(confdir, running):
+def test_request_reload_is_carried_out_by_the_waiting_thread(confdir, started_factory):
     import threading
 
     confdir.write(queues(confdir, "A"))
-    factory = running(confdir)
+    factory = started_factory(confdir)
     waiter = threading.Thread(target=factory.wait, daemon=True)
     waiter.start()
     confdir.write(queues(confdir, "A", "B"))
@@ -158,11 +139,11 @@ def test_request_reload_is_carried_out_by_the_waiting_thread(confdir, running):
     assert not waiter.is_alive()
 
 
-def test_config_reconfig_interval_rereads_the_queue_files(confdir, running):
+def test_config_reconfig_interval_rereads_the_queue_files(confdir, started_factory):
     import threading
 
     confdir.write(queues(confdir, "A"), factory="config.reconfig.interval = 1\n")
-    factory = running(confdir)
+    factory = started_factory(confdir)
     waiter = threading.Thread(target=factory.wait, daemon=True)
     waiter.start()
     keep = factory.queues["A"]
@@ -172,3 +153,17 @@ def test_config_reconfig_interval_rereads_the_queue_files(confdir, running):
     factory.request_stop()
     waiter.join(10)
     assert factory.reload() and "stopping" in str(factory.reload()[0])
+
+
+def test_reload_refuses_a_new_factory_id_with_the_reason(confdir, started_factory):
+    """factoryId tags every pilot: changed live, the running pilots would stop counting and be submitted again."""
+    confdir.write(queues(confdir, "Q1"))
+    factory = started_factory(confdir)
+    queue = factory.queues["Q1"]
+    path = confdir.root / "factory.conf"
+    path.write_text(path.read_text().replace("factoryId = test-factory", "factoryId = renamed"))
+    problems = factory.reload()
+    assert [(p.section, p.key) for p in problems] == [("Factory", "factoryId")]
+    assert "changes only at a restart" in problems[0].message and "'renamed'" in problems[0].message
+    assert factory.config.factory_id == "test-factory" and factory.queues["Q1"] is queue
+    assert factory.last_reload["ok"] is False

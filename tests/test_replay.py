@@ -170,6 +170,21 @@ def test_swf_and_csv_traces(tmp_path):
         read_trace(str(tmp_path / "missing.swf"))
 
 
+@pytest.mark.parametrize("name, text, error", [
+    ("t.swf", "; comment\n\n1 100 -1 30\n2 200 -1\n",
+     "line 4: not an SWF record (expected at least 4 numeric fields, got '2 200 -1')"),
+    ("t.swf", "1 100 -1 thirty\n", "line 1: not an SWF record (expected at least 4 numeric fields, got '1 100 -1 thirty')"),
+    ("t.csv", "submit,runtime\n# comment\n\n10,5\n20\n", "line 5: expected 'submit,runtime' in seconds, got '20'"),
+    ("t.csv", "10,5\nsubmit,runtime\n", "line 2: expected 'submit,runtime' in seconds, got 'submit,runtime'"),
+])
+def test_a_bad_record_names_the_file_and_line(tmp_path, name: str, text: str, error: str):
+    """Comments, blank lines and a header on line 1 are skipped; any other record without two numbers is an error."""
+    (tmp_path / name).write_text(text)
+    with pytest.raises(TraceError) as caught:
+        read_trace(str(tmp_path / name))
+    assert str(caught.value) == f"{tmp_path / name}: {error}"
+
+
 def test_shipped_traces_are_whole():
     assert len(read_trace("nasa-ipsc")) == 18239
     assert len(read_trace("lublin-256")) == 10000

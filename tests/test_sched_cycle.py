@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 from autopyfactory.factory import Factory
+from tests.conftest import wait_for
 from tests.sched_helpers import queue_text
 
 
@@ -15,10 +14,12 @@ def run_factory_until(confdir, done, timeout: float = 90.0):
     factory.start()
     try:
         queue = factory.queues["SITE"]
-        deadline = time.time() + timeout
-        while not done(queue) and time.time() < deadline:
-            time.sleep(0.1)
-        assert done(queue), [r.message for r in queue.records]
+
+        def finished():
+            assert done(queue), [r.message for r in queue.records]
+            return True
+
+        wait_for(finished, what=done.__name__, timeout=timeout)
         return queue
     finally:
         factory.stop()
@@ -61,20 +62,19 @@ def test_keepnrunning_lowered_removes_only_idle_pilots(confdir):
     factory.start()
     queue = factory.queues["SITE"]
     try:
-        deadline = time.time() + 90
-        while time.time() < deadline and (queue.submitted_total < 5 or _counts(queue) != (3, 2)):
-            time.sleep(0.1)
-        assert queue.submitted_total == 5 and _counts(queue) == (3, 2), [r.message for r in queue.records]
+        def filled():
+            assert queue.submitted_total == 5 and _counts(queue) == (3, 2), [r.message for r in queue.records]
+            return True
+
+        wait_for(filled, what="5 pilots: 3 pending, 2 running", timeout=90)
 
         queue.schedulers[0].options["keep_running"] = 1  # what a reload with keep_running = 1 does
-        while time.time() < deadline and not any(r.removed for r in queue.records):
-            time.sleep(0.1)
-        record = next(r for r in queue.records if r.removed)
+        record = wait_for(lambda: next((r for r in queue.records if r.removed), None),
+                          what="a cycle that removes pilots", timeout=90)
         assert (record.steps[0].plugin, record.steps[0].n) == ("KeepNRunning", -4)
         assert record.removed == 3
         assert "KeepNRunning: -4 (1 keep - 3 pending - 2 running): remove 4 idle" in record.message
-        while time.time() < deadline and _counts(queue) != (0, 2):
-            time.sleep(0.1)
+        wait_for(lambda: _counts(queue) == (0, 2), what="the pending pilots to go", timeout=90)
         assert _counts(queue) == (0, 2)  # both running pilots still run
         assert queue.submitted_total == 5
     finally:

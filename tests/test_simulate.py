@@ -6,14 +6,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from autopyfactory.cli.simulate import simulate
 from autopyfactory.factory import Factory
-from tests.conftest import local_queue
+from tests.conftest import local_queue, wait_for
 from tests.sched_helpers import queue_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,9 +178,7 @@ def test_simulate_gives_what_a_real_cycle_submits(confdir):
     factory.start(cycles=1)
     try:
         apfqueue = factory.queues["SITE"]
-        deadline = time.time() + 60
-        while apfqueue.cycles < 1 and time.time() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: apfqueue.cycles >= 1, what="the one cycle")
         assert apfqueue.cycles == 1
     finally:
         factory.stop()

@@ -21,7 +21,7 @@ from autopyfactory.factory import Factory
 from autopyfactory.plugins.batchstatus.slurm import SQUEUE_FORMAT, parse_squeue
 from autopyfactory.plugins.batchstatus.slurm import Slurm as SlurmStatus
 from autopyfactory.plugins.batchsubmit.slurm import Slurm as SlurmSubmit
-from tests.conftest import ConfDir
+from tests.conftest import ConfDir, wait_for
 from tests.slurmcluster import SlurmCluster
 
 DEADLINE = 240.0
@@ -87,16 +87,6 @@ def start(confdir: ConfDir) -> Factory:
     return factory
 
 
-def wait_for(condition, what: str, deadline: float = DEADLINE, every: float = 0.5):
-    end = time.time() + deadline
-    while time.time() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {deadline:.0f}s waiting for {what}")
-
-
 def cancel_factory_pilots(slurm: SlurmCluster, factory: str) -> None:
     out = subprocess.run(["squeue", "-h", "-t", "PENDING,RUNNING", "-o", "%F|%k"], capture_output=True, text=True,
                          env={**os.environ, **slurm.env}, timeout=60).stdout
@@ -130,7 +120,7 @@ def test_pilots_run_through_slurm_and_are_counted(slurm, confdir: ConfDir, tmp_p
             return (good is not None and bad is not None and good.done >= 3 and bad.fault >= 1
                     and good.pending + good.running == 0 and bad.pending + bad.running == 0)
 
-        wait_for(finished, "3 pilots done on GOOD and 1 fault on BAD")
+        wait_for(finished, "3 pilots done on GOOD and 1 fault on BAD", timeout=DEADLINE)
         submitted_total = sum(factory.queues[q].submitted_total for q in ("GOOD", "BAD"))
         status_pollers = [p for (kind, _), p in factory.status.pollers.items() if kind == "batchstatus"]
         bad_info, _, _ = factory.queues["BAD"].batch_status()
@@ -186,7 +176,8 @@ def test_200_pilots_are_one_sbatch_call_and_removal_spares_running(slurm, confdi
         assert len(calls(sbatch_log)) == 1
         assert len({i.split("_")[0] for i in result.ids}) == 1  # one job array
 
-        info = wait_for(lambda: (i := status.poll(["BULK"])["BULK"]).running > 0 and i, "some pilots running")
+        info = wait_for(lambda: (i := status.poll(["BULK"])["BULK"]).running > 0 and i, "some pilots running",
+                        timeout=DEADLINE, every=0.5)
         assert info.pending + info.running + info.done + info.fault == 200
         # the queue wait of every pilot that started, from Slurm's own submit and start times
         assert len(info.queue_waits) >= info.running and all(0 <= w < 600 for w in info.queue_waits)
@@ -226,14 +217,14 @@ def test_controller_outage_makes_status_unknown_and_queue_resumes(slurm, confdir
     factory = start(confdir)
     queue = factory.queues["OUTAGE"]
     try:
-        wait_for(lambda: queue.submitted_total >= 1, "a first submission")
+        wait_for(lambda: queue.submitted_total >= 1, "a first submission", timeout=DEADLINE)
         slurm.stop_controller()
         try:
             wait_for(lambda: any("batch status unknown" in h for r in list(queue.records)[:3] for h in r.holds),
-                     "the queue to see batch status unknown")
+                     "the queue to see batch status unknown", timeout=DEADLINE)
             total = queue.submitted_total
             cycles = queue.cycles
-            wait_for(lambda: queue.cycles >= cycles + 4, "more cycles during the outage")
+            wait_for(lambda: queue.cycles >= cycles + 4, "more cycles during the outage", timeout=DEADLINE)
             assert queue.submitted_total == total
             assert queue.alive
             info, _, why = queue.batch_status()
@@ -242,7 +233,7 @@ def test_controller_outage_makes_status_unknown_and_queue_resumes(slurm, confdir
             slurm.start_controller()
             slurm.wait_up()
         total = queue.submitted_total
-        wait_for(lambda: queue.submitted_total > total, "submissions to resume after slurmctld restarts")
+        wait_for(lambda: queue.submitted_total > total, "submissions to resume after slurmctld restarts", timeout=DEADLINE)
         assert queue.alive
     finally:
         factory.stop()
@@ -284,7 +275,7 @@ def test_token_profile_reaches_the_pilot_as_a_bearer_token(slurm, confdir: ConfD
     try:
         result = SlurmSubmit(config.queues["TOK"], context).submit(1)
         assert result.error is None and result.count == 1
-        wait_for(seen.exists, "the pilot's environment")
+        wait_for(seen.exists, "the pilot's environment", timeout=DEADLINE)
     finally:
         cancel_factory_pilots(slurm, fid)
     env = dict(line.split("=", 1) for line in seen.read_text().splitlines() if "=" in line)

@@ -211,3 +211,31 @@ def test_no_exiting_pilots_is_zero():
     now = time.mktime(time.strptime("2026-01-02T03:30:00", "%Y-%m-%dT%H:%M:%S"))
     q1 = plugin(wmsqueues={"q1": "W1"}).summarize(out, ["q1"], now)["q1"]
     assert (q1.running, q1.exiting) == (1, 0)
+
+
+def test_huge_task_ranges_are_counted_not_listed():
+    """``[0-4000000000]`` once exhausted memory (a list of every task to count them)."""
+    import tracemalloc
+
+    from autopyfactory.info import check_batch
+
+    mine, peer = pilot_tag(FACTORY, "W1", "q1"), pilot_tag("fac-B", "W1", "other")
+    out = "\n".join([
+        line("10", "10", "[0-3999999]", "PENDING", mine),  # Slurm's largest array: 4 million tasks
+        line("20", "20", "[0-4000000000]", "PENDING", peer),
+    ])
+    tracemalloc.start()
+    try:
+        info = plugin(wmsqueues={"q1": "W1"}).summarize(out, ["q1"], time.time())["q1"]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, f"{peak:,} bytes to count the tasks"
+    assert info.pending == 4_000_000 and info.peers["fac-B"]["pending"] == 4_000_000_001
+    # more than any queue can have: the poller makes this answer unknown for q1 (status.py)
+    assert "peers entry 'fac-B'" in check_batch(info)
+    # a finished line naming millions of tasks is output we do not understand, never a list of them
+    finished = line("30", "30", "[0-4000000000]", "COMPLETED", mine, start="2026-01-02T03:05:00",
+                    end="2026-01-02T03:06:00")
+    with pytest.raises(ValueError, match="array tasks on one line"):
+        plugin().summarize(finished, ["q1"], time.time())

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from autopyfactory.commands import TimedCaller
+from autopyfactory.info import WMSQueueInfo
 from autopyfactory.status import (
     BREAKER_CLOSED,
     BREAKER_HALF_OPEN,
@@ -19,27 +22,52 @@ from autopyfactory.status import (
 from tests.conftest import wait_for
 
 
+class FakeClock:
+    """The poller's clock in tests of its timing: time moves only when the test says so."""
+
+    def __init__(self, now: float = 1_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class ScriptedPlugin:
     """A status plugin whose next answers are scripted: a dict, an exception, or 'hang'."""
 
     name = "Scripted"
 
-    def __init__(self):
-        self.calls: list[float] = []
-        self.mode = "good"
+    def __init__(self, clock=time.time, mode: str = "good"):
+        self.clock = clock
+        self.calls: list[float] = []  # when each call came, by ``clock``
+        self.mode = mode  # good | fail | hang | notadict
         self.release = threading.Event()
         self.lock = threading.Lock()
 
     def poll(self, queues):
         with self.lock:
-            self.calls.append(time.time())
+            self.calls.append(self.clock())
         if self.mode == "fail":
             raise ConnectionError("endpoint down")
         if self.mode == "hang":
             self.release.wait(30)
         if self.mode == "notadict":
             return ["q1"]
-        return {q: {"ready": 1} for q in queues} | {"odd": Unknown("site missing from data")}
+        return {q: WMSQueueInfo(ready=1) for q in queues} | {"odd": Unknown("site missing from data")}
+
+
+@contextlib.contextmanager
+def running(poller: StatusPoller) -> Iterator[StatusPoller]:
+    """The poller's own thread, for the length of the block."""
+    poller.start()
+    try:
+        yield poller
+    finally:
+        poller.stop()
+        poller.join(5)
 
 
 def make(plugin, **kw) -> StatusPoller:
@@ -53,7 +81,7 @@ def make(plugin, **kw) -> StatusPoller:
 def test_good_answer_and_unknown_marker():
     poller = make(ScriptedPlugin())
     poller.poll_once()
-    assert poller.get("q1")[0] == {"ready": 1}
+    assert poller.get("q1")[0] == WMSQueueInfo(ready=1)
     info, taken, why = poller.get("odd")
     assert info is None and taken is not None
     assert why == "Scripted(x): site missing from data"
@@ -72,47 +100,52 @@ def test_stale_answer_is_unknown_and_names_endpoint_and_error():
 
 
 def test_breaker_opens_after_k_failures_then_probe_closes_it():
-    plugin = ScriptedPlugin()
-    plugin.mode = "fail"
-    poller = make(plugin, breaker_failures=3, breaker_cooldown=2.0)
-    poller.start()
-    try:
-        wait_for(lambda: poller.breaker == BREAKER_OPEN, what="breaker open")
-        calls_at_open = len(plugin.calls)
-        assert calls_at_open == 3
+    clock = FakeClock()
+    plugin = ScriptedPlugin(clock, mode="fail")
+    poller = make(plugin, breaker_failures=3, breaker_cooldown=2.0, clock=clock)
+    with running(poller):
+        # failures are retried after the backoff (min(sleep, 1s) = 0.2s), by the poller's clock
+        t0 = clock.now
+        for failures in (1, 2):
+            wait_for(lambda n=failures: poller.failures == n, what=f"failure {failures}")
+            clock.advance(0.2)
+            poller.wake()
+        wait_for(lambda: poller.breaker_opened == 1, what="breaker open")
+        assert plugin.calls == pytest.approx([t0, t0 + 0.2, t0 + 0.4])
         health = poller.health()
         assert health["breaker"] == "open" and health["consecutive_failures"] == 3
         assert health["last_error"] == "ConnectionError: endpoint down"
-        assert health["breaker_until"] > time.time() - 0.5
-        # wake-ups do not shorten the cool-down
+        assert health["breaker_until"] == pytest.approx(t0 + 0.4 + 2.0)
+        # neither wake-ups nor time short of the cool-down make a call
+        clock.advance(1.7)
         for _ in range(5):
             poller.wake()
-        time.sleep(0.3)
-        if poller.breaker == BREAKER_OPEN:
-            assert len(plugin.calls) == calls_at_open
+        assert poller.due_in() == pytest.approx(0.3)
+        time.sleep(0.2)  # the thread had its chance
+        assert len(plugin.calls) == 3 and poller.breaker == BREAKER_OPEN
         assert "circuit breaker open" in poller.get("q1")[2]
-        # the probe fails: open again, one call per cool-down
-        wait_for(lambda: len(plugin.calls) >= 4, what="probe")
-        wait_for(lambda: poller.breaker == BREAKER_OPEN and poller.failures == 4, what="re-open")
+        # the cool-down is over: one probe; it fails and the breaker opens again at once
+        clock.advance(0.3)
+        poller.wake()
+        wait_for(lambda: poller.breaker_opened == 2, what="failed probe re-opens")
+        assert poller.breaker == BREAKER_OPEN and poller.failures == 4
+        assert len(plugin.calls) == 4 and poller.breaker_until == pytest.approx(clock.now + 2.0)
         plugin.mode = "good"
+        clock.advance(2.0)
+        poller.wake()
         wait_for(lambda: poller.breaker == BREAKER_CLOSED, what="breaker closed")
-        assert poller.failures == 0 and poller.get("q1")[0] == {"ready": 1}
+        assert poller.failures == 0 and poller.get("q1")[0] == WMSQueueInfo(ready=1)
+        assert len(plugin.calls) == 5
         health = poller.health()
-        assert health["healthy"] and health["last_success"] is not None
-        assert health["failures_total"] >= 4 and health["breaker_opened"] >= 2
+        assert health["healthy"] and health["last_success"] == clock.now
+        assert health["failures_total"] == 4 and health["breaker_opened"] == 2
         assert health["last_error"] == "ConnectionError: endpoint down"  # kept for the status page
-    finally:
-        poller.stop()
-        poller.join(5)
 
 
 def test_hard_deadline_on_a_hanging_plugin_and_no_pile_up():
-    plugin = ScriptedPlugin()
-    plugin.mode = "hang"
+    plugin = ScriptedPlugin(mode="hang")
     poller = make(plugin, call_timeout=0.3, breaker_failures=10)
-    started = time.time()
-    poller.poll_once()
-    assert time.time() - started < 5
+    poller.poll_once()  # returns although the plugin hangs (for 30s: then it would answer)
     assert poller.failures == 1 and "no answer within 0.3s" in poller.last_error
     # abandoned calls go on hanging: new calls still go ahead, up to MAX_ABANDONED_CALLS of them...
     for _ in range(MAX_ABANDONED_CALLS - 1):
@@ -127,44 +160,63 @@ def test_hard_deadline_on_a_hanging_plugin_and_no_pile_up():
     plugin.mode = "good"
     wait_for(lambda: poller._caller.abandoned == 0, what="stuck calls to end")
     poller.poll_once()
-    assert poller.failures == 0 and poller.get("q1")[0] == {"ready": 1}
+    assert poller.failures == 0 and poller.get("q1")[0] == WMSQueueInfo(ready=1)
 
 
 def test_a_hung_call_never_blocks_recovery():
     # the endpoint hangs one call for good, then answers again: the next poll must not wait for the hung one
-    plugin = ScriptedPlugin()
-    plugin.mode = "hang"
+    plugin = ScriptedPlugin(mode="hang")
     poller = make(plugin, call_timeout=0.3, breaker_failures=10)
     poller.poll_once()
     assert poller.get("q1")[0] is None
     plugin.mode = "good"
     poller.poll_once()
-    assert poller.failures == 0 and poller.get("q1")[0] == {"ready": 1}
+    assert poller.failures == 0 and poller.get("q1")[0] == WMSQueueInfo(ready=1)
     assert poller.health()["abandoned_calls"] == 1  # still hanging, reported
     plugin.release.set()
     wait_for(lambda: poller.health()["abandoned_calls"] == 0, what="the hung call to end")
 
 
-def test_retry_backoff_is_in_the_poller_thread_and_bounded_by_sleep():
-    plugin = ScriptedPlugin()
-    plugin.mode = "fail"
-    poller = make(plugin, sleep=0.5, breaker_failures=100)
+def test_retry_backoff_doubles_from_one_second_up_to_sleep():
+    clock = FakeClock()
+    plugin = ScriptedPlugin(clock, mode="fail")
+    poller = make(plugin, sleep=10.0, breaker_failures=100, clock=clock)
+    waits = []
+    for _ in range(6):
+        assert poller.due_in() <= 0
+        poller.poll_once()
+        waits.append(poller.due_in())
+        clock.advance(waits[-1])
+    assert waits == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert poller.breaker == BREAKER_CLOSED and len(plugin.calls) == 6
+    # a success goes back to the normal interval
+    plugin.mode = "good"
     poller.poll_once()
-    assert poller._next_wait() == pytest.approx(0.5)  # min(sleep, 1s)
-    big = make(ScriptedPlugin(), sleep=100.0, breaker_failures=100)
-    big.failures = 1
-    assert big._next_wait() == 1.0
-    big.failures = 3
-    assert big._next_wait() == 4.0
-    big.failures = 30
-    assert big._next_wait() == 100.0
-    big.failures = 0
-    assert big._next_wait() == 100.0
+    assert poller.due_in() == 10.0
+    # a short ``sleep`` bounds the first retry too
+    short = make(ScriptedPlugin(clock, mode="fail"), sleep=0.5, breaker_failures=100, clock=clock)
+    short.poll_once()
+    assert short.due_in() == pytest.approx(0.5)
+    # a wake-up never brings a retry closer than min(sleep, 1s)
+    poller.failures = 5
+    poller.wake()
+    assert poller.due_in() == 1.0
+
+
+def test_backoff_and_breaker_wait_in_the_poller_thread():
+    """The poller thread queries exactly when due_in() says, not before (real time here)."""
+    plugin = ScriptedPlugin(mode="fail")
+    poller = make(plugin, sleep=0.3, breaker_failures=2, breaker_cooldown=0.6)
+    with running(poller):
+        wait_for(lambda: poller.breaker == BREAKER_OPEN, what="breaker open")
+        wait_for(lambda: len(plugin.calls) >= 3, what="the probe")
+        first, retry, probe = plugin.calls[:3]
+        slack = 0.05  # the call times are taken inside the call, a moment after the wait ends
+        assert retry - first >= 0.3 - slack and probe - retry >= 0.6 - slack
 
 
 def test_not_a_dict_is_a_failure():
-    plugin = ScriptedPlugin()
-    plugin.mode = "notadict"
+    plugin = ScriptedPlugin(mode="notadict")
     poller = make(plugin)
     poller.poll_once()
     assert poller.snapshot is None and "not a dict" in poller.last_error
@@ -172,31 +224,34 @@ def test_not_a_dict_is_a_failure():
 
 
 def test_half_open_probe_failure_reopens_immediately():
-    plugin = ScriptedPlugin()
+    plugin = ScriptedPlugin(mode="fail")
     poller = make(plugin, breaker_failures=5)
-    plugin.mode = "fail"
     poller.breaker = BREAKER_HALF_OPEN
     poller.poll_once()
     assert poller.breaker == BREAKER_OPEN and poller.failures == 1
 
 
 def test_wake_ups_are_merged():
-    plugin = ScriptedPlugin()
-    poller = make(plugin, sleep=30.0)
-    poller.start()
-    try:
+    clock = FakeClock()
+    plugin = ScriptedPlugin(clock)
+    poller = make(plugin, sleep=30.0, clock=clock)
+    with running(poller):
         wait_for(lambda: len(plugin.calls) >= 1, what="first poll")
+        assert poller.due_in() == 30.0
+        # fifty wake-ups: one extra query, 1s after the first (not 30s, not fifty)
         for _ in range(50):
             poller.wake()
-            time.sleep(0.01)
-        # fifty wake-ups within half a second: at most one extra query (>= 1s after the first)
-        time.sleep(0.3)
-        assert len(plugin.calls) <= 2
+        assert poller.due_in() == 1.0
+        clock.advance(0.5)
+        poller.wake()
+        time.sleep(0.2)  # the thread had its chance
+        assert len(plugin.calls) == 1
+        clock.advance(0.5)
+        poller.wake()
         wait_for(lambda: len(plugin.calls) >= 2, what="woken poll")
-        assert plugin.calls[1] - plugin.calls[0] >= 0.9
-    finally:
-        poller.stop()
-        poller.join(5)
+        assert plugin.calls[1] - plugin.calls[0] == 1.0
+        # served: back to the normal interval
+        assert poller.due_in() == 30.0
 
 
 def test_timed_caller_passes_results_and_errors():

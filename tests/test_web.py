@@ -12,14 +12,15 @@ import pytest
 import requests
 
 from autopyfactory.web.app import is_loopback
-from tests.web_support import TOKEN, RunningFactory, start_factory, wait_for
+from tests.conftest import wait_for
+from tests.web_support import TOKEN, RunningFactory, start_factory
 
 QUEUES = {"ALPHA": 3, "BETA": 0}
 SECRET = "top-secret-outside-baseLogDir"
 
 
 @pytest.fixture
-def running(confdir):
+def web_factory(confdir):
     run = start_factory(confdir, QUEUES)
     yield run
     run.stop()
@@ -60,10 +61,10 @@ def stable_counts(run: RunningFactory, name: str) -> dict:
 # ---------------------------------------------------------------- status JSON
 
 
-def test_queue_json_matches_the_batch_system(running):
+def test_queue_json_matches_the_batch_system(web_factory):
     # 3 work items, at most 2 pilots running: 2 claim items and run, the rest wait
-    wait_for(lambda: running.batch.status(["ALPHA"], "test-factory")["ALPHA"].running == 2, what="2 running pilots")
-    api = stable_counts(running, "ALPHA")
+    wait_for(lambda: web_factory.batch.status(["ALPHA"], "test-factory")["ALPHA"].running == 2, what="2 running pilots")
+    api = stable_counts(web_factory, "ALPHA")
     assert api["running"] == 2
     assert api["pending"] >= 1
     assert api["paused"] is False
@@ -75,7 +76,7 @@ def test_queue_json_matches_the_batch_system(running):
     assert cycles[0]["message"] == api["last_message"]
     assert "submitted" in " ".join(c["message"] for c in cycles)
 
-    queues = get(running, "/api/v1/queues").json()["queues"]
+    queues = get(web_factory, "/api/v1/queues").json()["queues"]
     assert [q["name"] for q in queues] == ["ALPHA", "BETA"]
     for q in queues:
         for key in ("name", "pending", "running", "exiting", "done_1h", "fault_1h", "paused",
@@ -85,32 +86,32 @@ def test_queue_json_matches_the_batch_system(running):
     beta = next(q for q in queues if q["name"] == "BETA")
     assert (beta["pending"], beta["running"]) == (0, 0)
 
-    assert get(running, "/api/v1/queues/NOPE").status_code == 404
-    assert get(running, "/api/v1/nothing").status_code == 404
-    assert len(get(running, "/api/v1/queues/ALPHA?cycles=1").json()["cycles"]) == 1
+    assert get(web_factory, "/api/v1/queues/NOPE").status_code == 404
+    assert get(web_factory, "/api/v1/nothing").status_code == 404
+    assert len(get(web_factory, "/api/v1/queues/ALPHA?cycles=1").json()["cycles"]) == 1
 
 
-def test_factory_json(running):
-    data = get(running, "/api/v1/factory").json()
+def test_factory_json(web_factory):
+    data = get(web_factory, "/api/v1/factory").json()
     assert data["factory_id"] == "test-factory"
-    assert data["version"] == running.factory.version
+    assert data["version"] == web_factory.factory.version
     assert data["queue_count"] == 2
     assert data["admin"]["enabled"] is True
     kinds = {e["kind"] for e in data["endpoints"]}
     assert kinds == {"wmsstatus", "batchstatus"}
-    wait_for(lambda: get(running, "/api/v1/factory").json()["last_cycle"], what="a first cycle")
+    wait_for(lambda: get(web_factory, "/api/v1/factory").json()["last_cycle"], what="a first cycle")
 
 
 # ---------------------------------------------------------------- status page
 
 
-def test_status_page_shows_every_queue(running):
-    stable_counts(running, "ALPHA")
-    page = get(running, "/")
+def test_status_page_shows_every_queue(web_factory):
+    stable_counts(web_factory, "ALPHA")
+    page = get(web_factory, "/")
     assert page.status_code == 200
     assert page.headers["Content-Type"].startswith("text/html")
     html = page.text
-    assert "test-factory" in html and running.factory.version in html
+    assert "test-factory" in html and web_factory.factory.version in html
     for name in QUEUES:
         assert f'id="queue-{name}"' in html
     row = html.split('id="queue-ALPHA"')[1].split("</tr>")[0]
@@ -132,9 +133,9 @@ def metric(text: str, name: str, **labels) -> float:
     return float(found.group(1))
 
 
-def test_metrics_names_and_values(running):
-    api = stable_counts(running, "ALPHA")
-    text = get(running, "/metrics").text
+def test_metrics_names_and_values(web_factory):
+    api = stable_counts(web_factory, "ALPHA")
+    text = get(web_factory, "/metrics").text
     assert metric(text, "apf_queue_pilots", queue="ALPHA", state="running") == 2
     assert metric(text, "apf_queue_pilots", queue="ALPHA", state="pending") == api["pending"]
     assert metric(text, "apf_queue_pilots", queue="BETA", state="pending") == 0
@@ -169,14 +170,14 @@ def test_credential_metric(confdir):
         run.stop()
 
 
-def test_two_factories_in_one_process_keep_their_own_metrics(running, tmp_path):
+def test_two_factories_in_one_process_keep_their_own_metrics(web_factory, tmp_path):
     from tests.conftest import ConfDir
 
     (tmp_path / "other").mkdir()
     other = start_factory(ConfDir(tmp_path / "other"), {"GAMMA": 0},
                           factory_extra="logserver.allowrobots = True\n")
     try:
-        mine, theirs = get(running, "/metrics").text, get(other, "/metrics").text
+        mine, theirs = get(web_factory, "/metrics").text, get(other, "/metrics").text
         assert 'queue="ALPHA"' in mine and 'queue="GAMMA"' not in mine
         assert 'queue="GAMMA"' in theirs and 'queue="ALPHA"' not in theirs
         assert get(other, "/robots.txt").text.startswith("User-agent: *\nDisallow: /api/")
@@ -187,16 +188,16 @@ def test_two_factories_in_one_process_keep_their_own_metrics(running, tmp_path):
 # ---------------------------------------------------------------- logs
 
 
-def test_pilot_logs_are_served(running):
-    api = stable_counts(running, "ALPHA")
-    index = get(running, api["logs"])
+def test_pilot_logs_are_served(web_factory):
+    api = stable_counts(web_factory, "ALPHA")
+    index = get(web_factory, api["logs"])
     assert index.status_code == 200 and index.headers["Content-Type"].startswith("text/html")
     cid = next(i for c in api["cycles"] for i in c["ids"])
     assert f'href="{cid}.out"' in index.text and f'href="{cid}.err"' in index.text
-    logdir = os.path.join(running.factory.config.get("baseLogDir"), api["logs"].split("/logs/")[1])
+    logdir = os.path.join(web_factory.factory.config.get("baseLogDir"), api["logs"].split("/logs/")[1])
 
     def started():
-        answer = get(running, f"{api['logs']}{cid}.out")
+        answer = get(web_factory, f"{api['logs']}{cid}.out")
         return answer if "started" in answer.text else None
 
     out = wait_for(started, what="the pilot's .out")
@@ -206,29 +207,29 @@ def test_pilot_logs_are_served(running):
         assert out.content == handle.read()[: len(out.content)]
     assert f"pilot {cid} of ALPHA started" in out.text
     jdl = [name for name in os.listdir(logdir) if name.endswith(".jdl")][0]
-    answer = get(running, f"{api['logs']}{jdl}")
+    answer = get(web_factory, f"{api['logs']}{jdl}")
     assert answer.headers["Content-Type"] == "text/plain; charset=utf-8" and '"queue": "ALPHA"' in answer.text
     # a directory without its slash is redirected, the index lists the day
     day = api["logs"].split("/")[2]
-    assert get(running, f"/logs/{day}", allow_redirects=False).headers["Location"] == f"/logs/{day}/"
-    assert "ALPHA/" in get(running, f"/logs/{day}/").text
-    assert f"{day}/" in get(running, "/logs/").text
+    assert get(web_factory, f"/logs/{day}", allow_redirects=False).headers["Location"] == f"/logs/{day}/"
+    assert "ALPHA/" in get(web_factory, f"/logs/{day}/").text
+    assert f"{day}/" in get(web_factory, "/logs/").text
 
 
-def test_content_types_and_ranges(running):
-    base = running.confdir.logs / "manual"
+def test_content_types_and_ranges(web_factory):
+    base = web_factory.confdir.logs / "manual"
     base.mkdir(parents=True)
     (base / "pilot.log").write_bytes(b"0123456789abcdefghij")
     (base / "page.html").write_text("<script>alert(1)</script>")
     for suffix in ("out", "err", "log", "jdl"):
         (base / f"x.{suffix}").write_text(suffix)
-        answer = get(running, f"/logs/manual/x.{suffix}")
+        answer = get(web_factory, f"/logs/manual/x.{suffix}")
         assert answer.headers["Content-Type"] == "text/plain; charset=utf-8" and answer.text == suffix
     # never HTML out of a pilot's directory
-    assert get(running, "/logs/manual/page.html").headers["Content-Type"] == "application/octet-stream"
+    assert get(web_factory, "/logs/manual/page.html").headers["Content-Type"] == "application/octet-stream"
 
     def ranged(spec):
-        return get(running, "/logs/manual/pilot.log", headers={"Range": spec})
+        return get(web_factory, "/logs/manual/pilot.log", headers={"Range": spec})
 
     part = ranged("bytes=2-5")
     assert part.status_code == 206 and part.content == b"2345"
@@ -240,12 +241,12 @@ def test_content_types_and_ranges(running):
     assert gone.status_code == 416 and gone.headers["Content-Range"] == "bytes */20"
     whole = ranged("lines=1-2")
     assert whole.status_code == 200 and whole.content == b"0123456789abcdefghij"
-    head = requests.head(running.url + "/logs/manual/pilot.log", timeout=30)
+    head = requests.head(web_factory.url + "/logs/manual/pilot.log", timeout=30)
     assert head.status_code == 200 and head.headers["Content-Length"] == "20" and head.content == b""
 
 
-def test_nothing_outside_baselogdir_is_ever_served(running, tmp_path):
-    logs = running.confdir.logs
+def test_nothing_outside_baselogdir_is_ever_served(web_factory, tmp_path):
+    logs = web_factory.confdir.logs
     logs.mkdir(exist_ok=True)
     secret = tmp_path / "secret.txt"
     secret.write_text(SECRET)
@@ -277,27 +278,27 @@ def test_nothing_outside_baselogdir_is_ever_served(running, tmp_path):
         "/logs/outside/",
         "/logs/secret.txt%00.out",
         "/../secret.txt",
-        f"http://127.0.0.1:{running.port}/logs/../secret.txt",
+        f"http://127.0.0.1:{web_factory.port}/logs/../secret.txt",
     ]
     for target in attempts:
-        status, body = raw_get(running, target)
+        status, body = raw_get(web_factory, target)
         assert status == 404 or (status in (301, 400) and SECRET.encode() not in body), (target, status)
         assert SECRET.encode() not in body and b"root:" not in body, target
     # the listing does not show links that lead outside; links inside work
-    listing = get(running, "/logs/").text
+    listing = get(web_factory, "/logs/").text
     assert "inside.out" in listing and "good.out" in listing
     assert "evil.out" not in listing and "outside" not in listing
-    assert get(running, "/logs/good.out").text == "inside"
+    assert get(web_factory, "/logs/good.out").text == "inside"
 
 
-def test_robots_txt_disallows_crawling_by_default(running):
-    answer = get(running, "/robots.txt")
+def test_robots_txt_disallows_crawling_by_default(web_factory):
+    answer = get(web_factory, "/robots.txt")
     assert answer.status_code == 200 and answer.text == "User-agent: *\nDisallow: /\n"
 
 
-def test_big_log_does_not_block_the_status_page(running):
+def test_big_log_does_not_block_the_status_page(web_factory):
     """Ten readers stalled on a 200 MB log (more than the server's worker threads)."""
-    big = running.confdir.logs / "big"
+    big = web_factory.confdir.logs / "big"
     big.mkdir(parents=True)
     block = os.urandom(1 << 20)
     path = big / "huge.log"
@@ -308,15 +309,15 @@ def test_big_log_does_not_block_the_status_page(running):
     downloads = []
     try:
         for _ in range(10):
-            answer = requests.get(running.url + "/logs/big/huge.log", stream=True, timeout=60)
+            answer = requests.get(web_factory.url + "/logs/big/huge.log", stream=True, timeout=60)
             assert answer.status_code == 200 and int(answer.headers["Content-Length"]) == size
             assert next(answer.iter_content(65536))  # started, then left hanging
             downloads.append(answer)
         for _ in range(3):
-            assert get(running, "/").status_code == 200
-            assert get(running, "/api/v1/queues").status_code == 200
-            assert get(running, "/metrics").status_code == 200
-        tail = get(running, "/logs/big/huge.log", headers={"Range": f"bytes={size - 100}-"})
+            assert get(web_factory, "/").status_code == 200
+            assert get(web_factory, "/api/v1/queues").status_code == 200
+            assert get(web_factory, "/metrics").status_code == 200
+        tail = get(web_factory, "/logs/big/huge.log", headers={"Range": f"bytes={size - 100}-"})
         assert tail.status_code == 206 and tail.content == block[-100:]
         # a stalled download still completes, byte for byte
         got = 65536
@@ -337,95 +338,95 @@ def post(run: RunningFactory, path: str, token: str | None = TOKEN, headers: dic
     return requests.post(run.url + "/api/v1/admin/" + path, headers=headers, timeout=60, **kw)
 
 
-def test_admin_without_a_valid_token_changes_nothing(running):
-    queue = running.factory.queues["ALPHA"]
+def test_admin_without_a_valid_token_changes_nothing(web_factory):
+    queue = web_factory.factory.queues["ALPHA"]
     level = logging.getLogger().level
     for token in (None, "", "wrong-token-of-some-length", TOKEN[:-1], TOKEN + "x"):
         for path in ("queues/ALPHA/pause", "loglevel", "reload", "queues/NOPE/pause"):
-            answer = post(running, path, token=token, json={"level": "debug"})
+            answer = post(web_factory, path, token=token, json={"level": "debug"})
             assert answer.status_code == 401, (token, path)
             assert "Bearer" in answer.headers["WWW-Authenticate"]
-    answer = requests.post(running.url + "/api/v1/admin/queues/ALPHA/pause", timeout=30,
+    answer = requests.post(web_factory.url + "/api/v1/admin/queues/ALPHA/pause", timeout=30,
                            headers={"Authorization": f"Basic {TOKEN}"})
     assert answer.status_code == 401
     assert queue.paused is False and logging.getLogger().level == level
-    assert get(running, "/api/v1/admin/reload").status_code == 405
+    assert get(web_factory, "/api/v1/admin/reload").status_code == 405
 
 
-def test_admin_pause_and_resume(running):
-    queue = running.factory.queues["BETA"]
-    stable_counts(running, "BETA")
-    assert post(running, "queues/NOPE/pause").status_code == 404
-    answer = post(running, "queues/BETA/pause")
+def test_admin_pause_and_resume(web_factory):
+    queue = web_factory.factory.queues["BETA"]
+    stable_counts(web_factory, "BETA")
+    assert post(web_factory, "queues/NOPE/pause").status_code == 404
+    answer = post(web_factory, "queues/BETA/pause")
     assert answer.status_code == 200 and answer.json()["paused"] is True and queue.paused
-    assert get(running, "/api/v1/queues/BETA").json()["paused"] is True
+    assert get(web_factory, "/api/v1/queues/BETA").json()["paused"] is True
     cycles = queue.cycles
-    running.confdir.work("BETA", 2)
+    web_factory.confdir.work("BETA", 2)
     # paused: it keeps cycling and reporting, and submits nothing
     wait_for(lambda: queue.cycles >= cycles + 5 and "queue paused" in queue.records[0].message,
              what="paused cycles")
     assert queue.submitted_total == 0
-    assert "queue paused" in get(running, "/api/v1/queues/BETA").json()["last_message"]
-    assert ">paused<" in get(running, "/").text.split('id="queue-BETA"')[1].split("</tr>")[0]
-    assert post(running, "queues/BETA/resume").json()["paused"] is False
+    assert "queue paused" in get(web_factory, "/api/v1/queues/BETA").json()["last_message"]
+    assert ">paused<" in get(web_factory, "/").text.split('id="queue-BETA"')[1].split("</tr>")[0]
+    assert post(web_factory, "queues/BETA/resume").json()["paused"] is False
     wait_for(lambda: queue.submitted_total >= 2, what="submissions after resume")
 
 
-def test_admin_loglevel(running):
+def test_admin_loglevel(web_factory):
     root = logging.getLogger()
     before = root.level
     try:
-        answer = post(running, "loglevel", json={"level": "debug"})
+        answer = post(web_factory, "loglevel", json={"level": "debug"})
         assert answer.status_code == 200 and root.level == logging.DEBUG
-        assert post(running, "loglevel", data="level=warning",
+        assert post(web_factory, "loglevel", data="level=warning",
                     headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 200
         assert root.level == logging.WARNING
-        bad = post(running, "loglevel", json={"level": "chatty"})
+        bad = post(web_factory, "loglevel", json={"level": "chatty"})
         assert bad.status_code == 400 and "expected one of" in bad.json()["error"]
         assert root.level == logging.WARNING
     finally:
         root.setLevel(before)
 
 
-def test_admin_reload(running):
-    good = post(running, "reload")
+def test_admin_reload(web_factory):
+    good = post(web_factory, "reload")
     assert good.status_code == 200, good.text
-    queues = running.confdir.root / "queues.conf"
+    queues = web_factory.confdir.root / "queues.conf"
     text = queues.read_text()
     queues.write_text(text.replace("apfqueue.sleep = 0.3", "apfqueue.sleep = soon", 1))
     try:
-        bad = post(running, "reload")
+        bad = post(web_factory, "reload")
         assert bad.status_code == 400
         problems = bad.json()["problems"]
         assert any("apfqueue.sleep" in p and "not a number" in p for p in problems), problems
         # the running configuration stays
-        assert set(running.factory.queues) == set(QUEUES)
-        assert running.factory.queues["ALPHA"].sleep == 0.3
+        assert set(web_factory.factory.queues) == set(QUEUES)
+        assert web_factory.factory.queues["ALPHA"].sleep == 0.3
     finally:
         queues.write_text(text)
 
 
-def test_admin_refuses_a_token_file_others_can_read(running):
-    queue = running.factory.queues["ALPHA"]
-    running.token_file.chmod(0o644)
+def test_admin_refuses_a_token_file_others_can_read(web_factory):
+    queue = web_factory.factory.queues["ALPHA"]
+    web_factory.token_file.chmod(0o644)
     try:
-        answer = post(running, "queues/ALPHA/pause")
+        answer = post(web_factory, "queues/ALPHA/pause")
         assert answer.status_code == 403 and "chmod 600" in answer.json()["error"]
         assert queue.paused is False
-        assert get(running, "/api/v1/factory").json()["admin"]["enabled"] is False
+        assert get(web_factory, "/api/v1/factory").json()["admin"]["enabled"] is False
     finally:
-        running.token_file.chmod(0o600)
-    assert post(running, "queues/ALPHA/pause").status_code == 200
+        web_factory.token_file.chmod(0o600)
+    assert post(web_factory, "queues/ALPHA/pause").status_code == 200
 
 
-def test_admin_is_for_loopback_clients_only(running):
-    app = running.factory.services[0].app
+def test_admin_is_for_loopback_clients_only(web_factory):
+    app = web_factory.factory.services[0].app
     environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/admin/queues/ALPHA/pause",
                "REMOTE_ADDR": "192.0.2.7", "HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
     seen = []
     body = b"".join(app(environ, lambda status, headers: seen.append(status)))
     assert seen == ["403 Forbidden"] and b"loopback" in body
-    assert running.factory.queues["ALPHA"].paused is False
+    assert web_factory.factory.queues["ALPHA"].paused is False
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("::ffff:127.0.0.2")
     assert not is_loopback("10.0.0.1") and not is_loopback("") and not is_loopback(None)
 
@@ -452,31 +453,31 @@ def test_a_port_in_use_leaves_the_factory_running(confdir, caplog):
         taken.close()
 
 
-def test_last_reload_time_outcome_and_problems_in_the_api_and_on_the_page(running):
-    assert get(running, "/api/v1/factory").json()["last_reload"] is None
-    assert "none since start" in get(running, "/").text
-    queues = running.confdir.root / "queues.conf"
+def test_last_reload_time_outcome_and_problems_in_the_api_and_on_the_page(web_factory):
+    assert get(web_factory, "/api/v1/factory").json()["last_reload"] is None
+    assert "none since start" in get(web_factory, "/").text
+    queues = web_factory.confdir.root / "queues.conf"
     text = queues.read_text()
     queues.write_text(text.replace("apfqueue.sleep = 0.3", "apfqueue.sleep = soon", 1))
     try:
-        assert post(running, "reload").status_code == 400
+        assert post(web_factory, "reload").status_code == 400
     finally:
         queues.write_text(text)
-    last = get(running, "/api/v1/factory").json()["last_reload"]
+    last = get(web_factory, "/api/v1/factory").json()["last_reload"]
     assert {"time", "ok", "problems"} <= set(last) and last["ok"] is False
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", last["time"])
     assert any("apfqueue.sleep" in p and "\n" not in p for p in last["problems"]), last
-    page = get(running, "/").text.split('id="last-reload"')[1].split("</div>")[0]
+    page = get(web_factory, "/").text.split('id="last-reload"')[1].split("</div>")[0]
     assert last["time"] in page and "rejected" in page and "apfqueue.sleep" in page
-    assert post(running, "reload").status_code == 200
-    last = get(running, "/api/v1/factory").json()["last_reload"]
+    assert post(web_factory, "reload").status_code == 200
+    last = get(web_factory, "/api/v1/factory").json()["last_reload"]
     assert last["ok"] is True and last["problems"] == []
-    assert "applied" in get(running, "/").text.split('id="last-reload"')[1].split("</div>")[0]
+    assert "applied" in get(web_factory, "/").text.split('id="last-reload"')[1].split("</div>")[0]
 
 
-def test_queue_page(running):
-    stable_counts(running, "ALPHA")
-    page = get(running, "/queues/ALPHA")
+def test_queue_page(web_factory):
+    stable_counts(web_factory, "ALPHA")
+    page = get(web_factory, "/queues/ALPHA")
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
     html = page.text
     assert "<script" not in html and 'class="chart"' in html and 'class="xtick"' in html
@@ -484,22 +485,22 @@ def test_queue_page(running):
     config = html.split('id="config"')[1].split("</table>")[0]
     assert "<td>batchsubmitplugin</td><td>Local</td>" in config
     # the status page links each queue name to its page
-    assert 'href="/queues/ALPHA"' in get(running, "/").text
-    assert get(running, "/queues/NOPE").status_code == 404
-    assert get(running, "/queues/%3Cscript%3E").status_code == 404
+    assert 'href="/queues/ALPHA"' in get(web_factory, "/").text
+    assert get(web_factory, "/queues/NOPE").status_code == 404
+    assert get(web_factory, "/queues/%3Cscript%3E").status_code == 404
 
 
-def test_status_page_puts_problems_first(running):
-    stable_counts(running, "ALPHA")
-    running.factory.queues["BETA"].fault_backoff = "fault backoff: 8 of 8 pilots faulted"
+def test_status_page_puts_problems_first(web_factory):
+    stable_counts(web_factory, "ALPHA")
+    web_factory.factory.queues["BETA"].fault_backoff = "fault backoff: 8 of 8 pilots faulted"
     try:
-        html = get(running, "/").text
+        html = get(web_factory, "/").text
         rows = re.findall(r'data-queue="(\w+)" data-health="(\w+)"', html)
         assert rows == [("BETA", "critical"), ("ALPHA", "ok")], rows
         assert "fault backoff: 8 of 8 pilots faulted" in html.split('id="queue-BETA"')[1].split("</tr>")[0]
     finally:
-        running.factory.queues["BETA"].fault_backoff = None
-    rows = re.findall(r'data-queue="(\w+)" data-health="(\w+)"', get(running, "/").text)
+        web_factory.factory.queues["BETA"].fault_backoff = None
+    rows = re.findall(r'data-queue="(\w+)" data-health="(\w+)"', get(web_factory, "/").text)
     assert [name for name, _ in rows] == ["ALPHA", "BETA"]  # all well: by name
 
 

@@ -18,9 +18,8 @@ import requests
 
 from autopyfactory.health import LEVELS
 from autopyfactory.web.app import REASON_CHARS
-from tests.web_support import start_factory, wait_for
-
-pytestmark = pytest.mark.browser
+from tests.conftest import wait_for
+from tests.web_support import start_factory
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -16,13 +16,14 @@ import pytest
 import requests
 
 from autopyfactory.web.server import MAX_CONNECTIONS, REQUEST_TIMEOUT
+from tests.conftest import wait_for
 from tests.web_support import TOKEN, RunningFactory, start_factory
 
 ANSWER_WITHIN = 5.0  # seconds every check may take during an attack
 
 
 @pytest.fixture
-def running(confdir):
+def slowloris_factory(confdir):
     run = start_factory(confdir, {"ALPHA": 1})
     yield run
     run.stop()
@@ -82,28 +83,24 @@ def check_answers(run: RunningFactory) -> None:
     assert answer.status_code == 200
 
 
-def test_slowloris_does_not_take_the_server_down(running):
+def test_slowloris_does_not_take_the_server_down(slowloris_factory):
     # 300 connections trickling a header line every 0.5 s for longer than a request may take
-    with Attack(running.port, 300, seconds=REQUEST_TIMEOUT + 6) as attack:
+    with Attack(slowloris_factory.port, 300, seconds=REQUEST_TIMEOUT + 6) as attack:
         for _ in range(3):
-            check_answers(running)
+            check_answers(slowloris_factory)
         # the trickling connections are cut once their request head is overdue
-        deadline = time.monotonic() + REQUEST_TIMEOUT + 5
-        while attack.sockets and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not attack.sockets, f"{len(attack.sockets)} trickling connections still open"
-    check_answers(running)
+        wait_for(lambda: not attack.sockets, what="the server to cut every trickling connection",
+                 timeout=REQUEST_TIMEOUT + 5, every=0.2)
+    check_answers(slowloris_factory)
 
 
-def test_a_flood_of_idle_connections_does_not_take_the_server_down(running):
+def test_a_flood_of_idle_connections_does_not_take_the_server_down(slowloris_factory):
     # more silent connections than the server keeps: the oldest idle ones make room
-    with Attack(running.port, 600, seconds=ANSWER_WITHIN * 4, silent=True, gap=0.1) as attack:
-        check_answers(running)
-        deadline = time.monotonic() + ANSWER_WITHIN
-        while attack.closed_by_server < 600 - MAX_CONNECTIONS and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert attack.closed_by_server >= 600 - MAX_CONNECTIONS
-    check_answers(running)
+    with Attack(slowloris_factory.port, 600, seconds=ANSWER_WITHIN * 4, silent=True, gap=0.1) as attack:
+        check_answers(slowloris_factory)
+        wait_for(lambda: attack.closed_by_server >= 600 - MAX_CONNECTIONS,
+                 what=f"the server to close {600 - MAX_CONNECTIONS} idle connections", timeout=ANSWER_WITHIN, every=0.1)
+    check_answers(slowloris_factory)
 
 
 def test_the_shipped_configuration_listens_on_loopback_only():

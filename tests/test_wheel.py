@@ -79,13 +79,12 @@ def test_a_local_pilot_from_the_wheel_ends_done(venv, tmp_path):
     factory = start(venv, path, tmp_path)
     try:
         done = wait_for(lambda: len(finished(confdir.spool, "WHEEL")) >= 2 and finished(confdir.spool, "WHEEL"),
-                        120, "2 work items done by pilots of the installed wheel")
+                        "2 work items done by pilots of the installed wheel", timeout=120)
     finally:
         stop_process(factory)
     assert all(item["exitcode"] == 0 for item in done), done
 
 
-@pytest.mark.slurm
 def test_a_slurm_pilot_from_the_wheel_ends_done(venv, slurm, tmp_path):
     from tests.test_slurm_cluster import cancel_factory_pilots, slurm_queue, write_factory
 
@@ -95,8 +94,8 @@ def test_a_slurm_pilot_from_the_wheel_ends_done(venv, slurm, tmp_path):
     confdir.work("WHEELSLURM", 1)
     factory = start(venv, confdir.root / "factory.conf", tmp_path)
     try:
-        done = wait_for(lambda: finished(confdir.spool, "WHEELSLURM"), 240,
-                        f"a Slurm pilot of factory {fid} from the installed wheel")
+        done = wait_for(lambda: finished(confdir.spool, "WHEELSLURM"),
+                        f"a Slurm pilot of factory {fid} from the installed wheel", timeout=240)
     finally:
         stop_process(factory)
         cancel_factory_pilots(slurm, fid)

@@ -121,10 +121,8 @@ def test_hanging_schedd_times_out(confdir):
     schedd = ScheddDouble(JOBS)
     schedd.hanging = True
     plugin = make_plugin(confdir, PoolDouble(schedd), timeout=0.3)
-    started = time.time()
     with pytest.raises(TimeoutError, match="no answer within"):
         plugin.poll(["SITE_A"])
-    assert time.time() - started < 5
     with pytest.raises(TimeoutError, match="still not returned"):
         plugin.poll(["SITE_A"])
     assert len(schedd.queries) == 1  # no pile-up of stuck queries

@@ -7,10 +7,11 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import wait_for
 
 WRAPPERS = Path(__file__).resolve().parent.parent / "autopyfactory" / "wrappers"
 WRAPPER = WRAPPERS / "apf-wrapper.sh"
@@ -107,9 +108,10 @@ def test_dropin_plugins_by_vo_and_by_name(tmp_path):
     assert "broken.py not usable" in by_vo.stderr
     by_name = run("--wrapperplugin=MyVo", env=env)
     assert "APF-WRAPPER-PLUGIN name=myvo" in by_name.stdout
-    # other VOs still get the default
+    # a VO no plugin claims, with no pilot command: said so, no silent fallback
     other = run("--wrappervo=atlas", "--wrappermode=test", env=env)
-    assert "APF-WRAPPER-PLUGIN name=local" in other.stdout
+    assert other.returncode == 70 and last_line(other) == "APF-WRAPPER-END status=badplugin exit=70"
+    assert "no pilot plugin for VO 'atlas'" in other.stderr and "APF_PILOT" in other.stderr
 
 
 def test_crashing_plugin_is_reported(tmp_path):
@@ -156,15 +158,55 @@ def test_sigterm_stops_the_payload_and_still_ends_with_a_marker(tmp_path):
     process = subprocess.Popen(
         ["sh", str(WRAPPER), "--wrapperplugin=exec", "--", "sh", "-c", f'echo $$ > {pidfile}; exec sleep 60'],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 30
-    while not (pidfile.exists() and pidfile.read_text().strip()) and time.time() < deadline:
-        time.sleep(0.05)
-    payload = int(pidfile.read_text())
+    payload = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the payload's pid"))
     process.send_signal(signal.SIGTERM)
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 143
     assert out.strip().splitlines()[-1] == "APF-WRAPPER-END status=killed exit=143"
-    deadline = time.time() + 10
-    while Path(f"/proc/{payload}").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    assert not Path(f"/proc/{payload}").exists()
+    # well before its ``sleep 60`` would end by itself
+    wait_for(lambda: not Path(f"/proc/{payload}").exists(), what="the payload to be gone", timeout=30)
+
+
+# ---------------------------------------------------------------- APF 2.4 wrapper arguments
+
+APF24_ARGS = ["--wrappergrid=OSG", "--wrapperwmsqueue=BNL_PROD", "--wrapperbatchqueue=BNL_PROD-condor",
+              "--wrappervo=ATLAS", "--wrappertarballurl=http://dev.racf.bnl.gov/dist/wrapper/wrapper.tar.gz",
+              "--wrapperserverurl=http://pandaserver.cern.ch:25080/cache/pilot", "--wrapperloglevel=debug",
+              "-s", "BNL_PROD", "-h", "BNL_PROD-condor", "-p", "25443", "-w", "generic", "-u", "managed",
+              "--pilot-user=ATLAS", "-j", "false", "--arg with spaces"]
+PASSTHROUGH = APF24_ARGS[7:]
+
+
+def pilot_script(tmp_path: Path) -> Path:
+    """A pilot that writes its argv, one per line, where the test can read it."""
+    script = tmp_path / "pilot.sh"
+    script.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done > "$(dirname "$0")/argv"\n')
+    script.chmod(0o755)
+    return script
+
+
+def test_apf24_passthrough_arguments_reach_the_pilot_unchanged(tmp_path):
+    """APF 2.4's executable.arguments: --wrapper* for the wrapper, the rest (-w generic -u managed ...) for the pilot."""
+    script = pilot_script(tmp_path)
+    result = run(*APF24_ARGS, env={"APF_PILOT": str(script)})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "argv").read_text().splitlines() == PASSTHROUGH
+    assert "no pilot plugin for VO 'ATLAS'" in result.stderr and "running the pilot command as given" in result.stderr
+    assert "APF-WRAPPER-PLUGIN name=exec" in result.stdout
+    assert last_line(result) == "APF-WRAPPER-END status=ok exit=0"
+
+
+def test_passthrough_arguments_follow_the_pilot_command_after_the_separator(tmp_path):
+    script = pilot_script(tmp_path)
+    result = run("--wrappervo=ATLAS", "-w", "generic", "--wrapperwmsqueue", "Q", "-u", "managed", "--",
+                 str(script), "--first")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "argv").read_text().splitlines() == ["--first", "-w", "generic", "-u", "managed"]
+    assert "APF_WRAPPER" not in result.stderr
+
+
+def test_apf24_vo_without_pilot_is_a_clear_end_not_the_local_plugin():
+    result = run(*APF24_ARGS)
+    assert result.returncode == 70 and last_line(result) == "APF-WRAPPER-END status=badplugin exit=70"
+    assert "no pilot plugin for VO 'ATLAS'" in result.stderr
+    assert "name=local" not in result.stdout

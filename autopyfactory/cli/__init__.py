@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Callable
 
 from autopyfactory.config import ConfigError, FactoryConfig, load, placeholders
 
@@ -14,6 +16,8 @@ def load_or_report(path: str) -> FactoryConfig | None:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem)
+        for warning in exc.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         return None
     unset = placeholders(config)
     for problem in unset:
@@ -23,3 +27,21 @@ def load_or_report(path: str) -> FactoryConfig | None:
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return config
+
+
+def number(kind: type[int] | type[float], *, at_least: float | None = None,
+           more_than: float | None = None) -> Callable[[str], int | float]:
+    """An argparse type: an integer or a number (``kind``) within a bound; the error says what was expected."""
+    what = "an integer" if kind is int else "a number"
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if at_least is not None and value < at_least:
+            raise argparse.ArgumentTypeError(f"expected at least {at_least:g}, got {text!r}")
+        if more_than is not None and value <= more_than:
+            raise argparse.ArgumentTypeError(f"expected more than {more_than:g}, got {text!r}")
+        return value
+    return parse

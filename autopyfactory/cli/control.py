@@ -1,4 +1,4 @@
-"""``apf status | reload | pause | resume | loglevel | config | log | audit | stop``: talk to a running factory.
+"""``apf status | reload | pause | drain | resume | loglevel | config | log | audit | stop``: talk to a running factory.
 
 The factory's URL and admin token file come from ``[Factory]`` of the
 factory.conf given with ``--conf`` (``logserver.bind``, ``logserver.port``,
@@ -29,7 +29,7 @@ import requests
 
 from autopyfactory.config import FACTORY_KEYS, FACTORY_SECTION
 from autopyfactory.health import LEVELS, one_line
-from autopyfactory.timefmt import duration
+from autopyfactory.timefmt import duration, parse_time
 
 TIMEOUT = (5.0, 60.0)  # connect, read (a reload may take a while)
 REASON_CHARS = 80  # health reasons and errors in the tables: one short line each
@@ -219,11 +219,29 @@ def cmd_reload(args: argparse.Namespace, client: Client) -> None:
             print(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
 
 
+HOLDS = {"paused": "it keeps reporting, submits nothing",
+         "drained": "it submits nothing and removes its pilots that have not started; running ones finish"}
+
+
 def cmd_pause(args: argparse.Namespace, client: Client) -> None:
-    action = "pause" if args.command == "pause" else "resume"
-    answer = client.call("POST", f"/api/v1/admin/queues/{quote(args.queue, safe='')}/{action}", admin=True)
-    state = "paused: it keeps reporting, submits nothing" if answer.get("paused") else "active"
-    print(f"queue {answer.get('name', args.queue)} {state}")
+    """apf pause | drain | resume QUEUE."""
+    body = {}
+    if args.command != "resume":
+        if args.until:
+            try:
+                parse_time(args.until)  # said here, before asking the factory
+            except ValueError as exc:
+                raise ControlError(f"--until: {exc}", 2) from None
+        body = {"reason": args.reason or "", "until": args.until or ""}
+    answer = client.call("POST", f"/api/v1/admin/queues/{quote(args.queue, safe='')}/{args.command}", admin=True,
+                         json=body)
+    pause = answer.get("pause")
+    if pause:
+        until = f" until {pause['until']}" if pause.get("until") else ""
+        reason = f" ({pause['reason']})" if pause.get("reason") else ""
+        print(f"queue {answer.get('name', args.queue)} {pause['mode']}{until}{reason}: {HOLDS.get(pause['mode'], '')}")
+    else:
+        print(f"queue {answer.get('name', args.queue)} active")
 
 
 def cmd_loglevel(args: argparse.Namespace, client: Client) -> None:
@@ -305,8 +323,15 @@ def add_parsers(sub: argparse._SubParsersAction, default_conf: str) -> None:
     status.add_argument("queue", nargs="?", default=None, help="only this queue")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
     command("reload", cmd_reload, "re-read the configuration of a running factory")
-    command("pause", cmd_pause, "stop a queue submitting (it keeps reporting)").add_argument("queue")
-    command("resume", cmd_pause, "let a paused queue submit again").add_argument("queue")
+    for name, help in (("pause", "stop a queue submitting (it keeps reporting)"),
+                       ("drain", "stop a queue submitting and remove its pilots that have not started")):
+        hold = command(name, cmd_pause, help)
+        hold.add_argument("queue")
+        hold.add_argument("--reason", default="", help="why (shown on the status page, the API and the audit trail)")
+        hold.add_argument("--until", default=None, metavar="TIME",
+                          help="resume by itself then: ISO 8601 (2026-12-02T06:00Z, UTC without a zone) "
+                               "or relative (+2h, 30m, 90s, 1d)")
+    command("resume", cmd_pause, "let a paused or drained queue submit again").add_argument("queue")
     command("loglevel", cmd_loglevel, "change the factory's log level").add_argument(
         "level", choices=["debug", "info", "warning", "error"])
     command("config", cmd_config, "show the running factory's configuration (secrets redacted)").add_argument(

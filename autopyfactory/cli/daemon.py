@@ -437,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        for warning in exc.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         return 2
     for problem in placeholders(config)[:1]:
         print(f"autopyfactory: refusing to start: {problem}", file=sys.stderr)

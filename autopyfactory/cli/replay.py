@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from autopyfactory.cli import number
 from autopyfactory.replay.model import Model, delay_sampler, replay
 from autopyfactory.replay.policies import BUILTIN, PolicyError, make_policy
 from autopyfactory.replay.report import plot, table
@@ -19,16 +20,8 @@ from autopyfactory.replay.traces import SHIPPED, TraceError, read_trace
 DEFAULTS = Model()
 
 
-def positive(kind: type):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"expected more than 0, got {text!r}")
-        return value
-    return parse
+def positive(kind: type[int] | type[float]):
+    return number(kind, more_than=0)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

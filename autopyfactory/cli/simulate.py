@@ -22,7 +22,7 @@ import argparse
 import sys
 import time
 
-from autopyfactory.cli import load_or_report
+from autopyfactory.cli import load_or_report, number
 from autopyfactory.config import FactoryConfig, QueueConfig
 from autopyfactory.info import BatchQueueInfo, WMSQueueInfo
 from autopyfactory.interfaces import SchedInfo
@@ -32,15 +32,7 @@ from autopyfactory.records import SchedStep
 STATUSES = ("online", "offline", "test")
 
 
-def count(text: str) -> int:
-    """argparse type: a number of jobs or pilots (an integer, at least 0)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected at least 0, got {text!r}")
-    return value
+count = number(int, at_least=0)  # jobs or pilots
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -33,26 +33,26 @@ def load(path: str) -> FactoryConfig:
     path = os.path.abspath(path)
     parser = reader.parse_file(path)
     if parser is None:
-        raise ConfigError(reader.errors)
+        raise ConfigError(reader.errors, reader.warnings)
     factory = factory_section(reader, parser, path)
     registry = PluginRegistry.discover(factory.get("plugindirs", []))
     reader.problems.extend(registry.problems)
 
-    queues: dict[str, QueueConfig] = {}
+    sources: dict[str, list] = {}  # queue -> (source, parsed file) of every file defining it
     for source, qparser in queue_files(reader, factory):
         for name in qparser.sections():
-            if name in queues:
-                reader.error(source, name, "", f"queue defined twice (also in {queues[name].source})")
-                continue
-            if name_problem(name):  # a queue name becomes a directory name: a safe set only
-                reader.error(source, name, "", f"queue name {name_problem(name)}")
-                continue
-            queues[name] = queue_section(reader, registry, qparser, source, name)
-            if name_problem(queues[name].wmsqueue):
-                reader.error(source, name, "wmsqueue", name_problem(queues[name].wmsqueue))
+            sources.setdefault(name, []).append((source, qparser))
+    queues: dict[str, QueueConfig] = {}
+    for name, defined_in in sources.items():
+        if name_problem(name):  # a queue name becomes a directory name: a safe set only
+            reader.error(defined_in[0][0], name, "", f"queue name {name_problem(name)}")
+            continue
+        queues[name] = queue_section(reader, registry, defined_in, name)
+        if name_problem(queues[name].wmsqueue):
+            reader.error(queues[name].source, name, "wmsqueue", name_problem(queues[name].wmsqueue))
     auth = profile_file(reader, registry, factory.get("authConf"), "auth")
     monitor = profile_file(reader, registry, factory.get("monitorConf"), "monitor")
     check_references(reader, queues, auth, monitor)
     if reader.errors:
-        raise ConfigError(reader.errors)
+        raise ConfigError(reader.errors, reader.warnings)
     return FactoryConfig(path, factory, queues, auth, monitor, reader.warnings, registry=registry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import configparser
 import difflib
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from autopyfactory.settings import MISSING, Key, Problem, Section
@@ -28,6 +29,13 @@ def closest(key: str, known: Iterable[str]) -> str:
     return f" (closest known key: {match[0]})" if match else ""
 
 
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``; did you mean X?`` for a misspelt plugin name (compared case-insensitively), or nothing."""
+    spelling = {item.lower(): item for item in known}
+    match = difflib.get_close_matches(name.lower(), list(spelling), n=1, cutoff=0.6)
+    return f"; did you mean {spelling[match[0]]}?" if match else ""
+
+
 def origin(parser: configparser.ConfigParser, section: str, key: str) -> str:
     """Section a key is written in: the section itself or DEFAULT."""
     own = parser._sections.get(section, {})  # type: ignore[attr-defined]
@@ -39,6 +47,7 @@ class Reader:
 
     def __init__(self) -> None:
         self.problems: list[Problem] = []
+        self._once: dict[object, tuple[int, str, int]] = {}  # kind -> (index, message, sections)
 
     def error(self, file: str, section: str, key: str, message: str) -> None:
         problem = Problem(file, section, key, message)
@@ -49,6 +58,19 @@ class Reader:
         problem = Problem(file, section, key, message, "warning")
         if problem not in self.problems:
             self.problems.append(problem)
+
+    def warn_once(self, file: str, section: str, key: str, message: str, kind: object = None) -> None:
+        """One warning per kind (default: the key and message), however often it is seen:
+        the first place, then how many times in all."""
+        kind = kind if kind is not None else (key, message)
+        seen = self._once.get(kind)
+        if seen is None:
+            self._once[kind] = (len(self.problems), message, 1)
+            self.problems.append(Problem(file, section, key, message, "warning"))
+            return
+        index, first, count = seen
+        self._once[kind] = (index, first, count + 1)
+        self.problems[index] = replace(self.problems[index], message=f"{first} ({count + 1} times)")
 
     @property
     def errors(self) -> list[Problem]:

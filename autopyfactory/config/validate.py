@@ -10,9 +10,11 @@ import configparser
 import functools
 import glob
 import os
+import shutil
 from typing import TYPE_CHECKING
 
-from autopyfactory.config.reader import KeyTable, Reader, closest, lower_table, origin
+import autopyfactory.config.apf24 as apf24
+from autopyfactory.config.reader import KeyTable, Reader, closest, did_you_mean, lower_table, origin
 from autopyfactory.config.tables import (
     FACTORY_KEYS,
     FACTORY_SECTION,
@@ -28,6 +30,7 @@ from autopyfactory.settings import (
     Problem,
     QueueConfig,
     Section,
+    split_list,
 )
 
 if TYPE_CHECKING:
@@ -43,10 +46,12 @@ def factory_section(reader: Reader, parser: configparser.ConfigParser, path: str
     """[Factory]: its keys, and ``<wmsstatus|batchstatus>.<plugin>.<timing>`` keys."""
     if not parser.has_section(FACTORY_SECTION):
         reader.error(path, FACTORY_SECTION, "", "section missing (expected a [Factory] section)")
-        raise ConfigError(reader.errors)
+        raise ConfigError(reader.errors, reader.warnings)
     basedir = os.path.dirname(path)
     section = Section(FACTORY_SECTION, path)
-    section.raw = reader.items(parser, path, FACTORY_SECTION)
+    section.raw = apf24.drop_none(reader.items(parser, path, FACTORY_SECTION))
+    for old_key, new_key in apf24.rename_factory_keys(section.raw):
+        reader.warn(path, FACTORY_SECTION, old_key, f"APF 2.4 key, read as {new_key}")
     known = lower_table(FACTORY_KEYS)
     reader.fill(section, known, basedir)
     for lower, text in section.raw.items():
@@ -57,6 +62,10 @@ def factory_section(reader: Reader, parser: configparser.ConfigParser, path: str
             value = reader.typed(path, FACTORY_SECTION, lower, STATUS_TIMING_PARAMS[parts[2]], text, basedir)
             if value is not MISSING:
                 section.values[lower] = value
+            continue
+        old = apf24.ignored(lower, apf24.IGNORED_FACTORY_KEYS)
+        if old is not None:
+            reader.warn_once(path, FACTORY_SECTION, old[0], f"APF 2.4 key, ignored: {old[1]}")
             continue
         reader.warn(path, FACTORY_SECTION, lower, "unknown key, ignored" + closest(lower, known))
     system = system_directory(section.values.get("baselogdir") or "/")
@@ -110,18 +119,125 @@ def plugin_key_table(registry: PluginRegistry) -> KeyTable:
 
 
 def queue_section(
-    reader: Reader, registry: PluginRegistry, parser: configparser.ConfigParser, source: str, name: str
+    reader: Reader, registry: PluginRegistry, sources: list[tuple[str, configparser.ConfigParser]], name: str
 ) -> QueueConfig:
-    """One queue: its own keys, its plugins (by the registry's spelling), their keys."""
+    """One queue: its own keys, its plugins (by the registry's spelling), their keys.
+
+    ``sources`` are the files defining the section, in queueConf order: merged key
+    by key, a later file's own keys winning (its [DEFAULT] only fills keys still unset).
+    """
+    source = sources[-1][0]
     basedir = "" if "://" in source else os.path.dirname(source)
-    where = functools.partial(origin, parser, name)
-    queue = QueueConfig(name, source)
-    queue.raw = reader.items(parser, source, name)
+    queue = QueueConfig(name, " + ".join(src for src, _ in sources))
+    merged: dict[str, str] = {}  # uninterpolated: %(...)s is resolved in the merged section
+    places: dict[str, str] = {}
+    for _, parser in sources:
+        for key in parser[name]:
+            place = origin(parser, name, key)
+            if place == name or key not in merged:
+                merged[key] = parser.get(name, key, raw=True)
+                places[key] = place
+    section = configparser.ConfigParser(interpolation=configparser.BasicInterpolation())
+    section.read_dict({name: merged})
+    where = functools.partial(_place, places, name)
+    queue.raw = apf24.drop_none(reader.items(section, queue.source, name))
+    _translate_apf24(reader, queue, where)
     reader.fill(queue, QUEUE_TABLE, basedir, where, enforce=lambda: queue.enabled)
+    _check_executable(reader, queue, where)
     _resolve_plugins(reader, registry, queue, where)
     used = _fill_plugin_keys(reader, registry, queue, basedir, where)
     _check_other_keys(reader, registry, queue, used, basedir, where)
     return queue
+
+
+def _check_executable(reader: Reader, queue: QueueConfig, where) -> None:
+    """A warning (not an error: a grid worker node may have it) for an executable missing here."""
+    executable = queue.values.get("executable")
+    if not executable or not queue.enabled:
+        return
+    found = (os.path.isfile(executable) and os.access(executable, os.X_OK)) if os.sep in executable \
+        else shutil.which(executable) is not None
+    if not found:
+        reader.warn(queue.source, where("executable"), "executable",
+                    f"{executable!r} is not an executable file on this host: every pilot would fault"
+                    " (fine only if it exists where the pilots run)")
+
+
+def _place(places: dict[str, str], name: str, key: str) -> str:
+    """Section a key is written in (the queue's own or DEFAULT)."""
+    return places.get(key, name)
+
+
+def _translate_apf24(reader: Reader, queue: QueueConfig, where) -> None:
+    """APF 2.4 keys to their names here: aliased plugins' keys, sched.activated.*, nordugridrsl.*."""
+    raw = queue.raw
+    for key in list(raw):
+        new = apf24.renamed_key(key)
+        if new is not None:
+            value = raw.pop(key)
+            raw.setdefault(new, value)
+            old = key[: key.index(".", len("batchsubmit.")) + 1] + "*"
+            reader.warn_once(queue.source, where(key), old, f"APF 2.4 keys, read as {new.rsplit('.', 1)[0]}.*")
+    chain = split_list(raw.get("schedplugin", ""))
+    if any(step.lower() == "activated" for step in chain):
+        steps = apf24.activated_chain(raw)
+        for param, (_, new) in apf24.ACTIVATED_KEYS.items():
+            if f"sched.activated.{param}" in raw:
+                raw.setdefault(new, raw.pop(f"sched.activated.{param}"))
+        raw["schedplugin"] = ", ".join(
+            ", ".join(steps) if step.lower() == "activated" else step for step in chain)
+        reader.warn_once(queue.source, where("schedplugin"), "schedplugin",
+                         f"Activated is APF 2.4's name; here it is schedplugin = {', '.join(steps)}",
+                         kind=("activated", raw["schedplugin"]))
+    if any(key.startswith("nordugridrsl.") for key in raw):
+        keys, left = apf24.nordugrid_keys(raw)
+        for key, value in keys.items():
+            if key.endswith(".environ") or key not in raw:  # the environment is already merged with its own
+                raw[key] = value
+        for key in [key for key in raw if key.startswith(("nordugridrsl.queue", "nordugridrsl.nordugridrsladd",
+                                                             "nordugridrsl.addenv."))]:
+            del raw[key]
+        if keys:
+            reader.warn_once(queue.source, where("batchsubmitplugin"), "nordugridrsl.*",
+                             "APF 2.4 keys, read as " + ", ".join(sorted(keys)))
+        for part in left:
+            reader.warn_once(queue.source, queue.name, part.split(" ")[0],
+                             f"APF 2.4 xRSL with no equivalent for ARC's REST interface, ignored: {part}")
+    if raw.get("override", "").strip().lower() in ("false", "0", "no", "off"):
+        reader.warn_once(queue.source, where("override"), "override",
+                         "override = False: there is no schedconfig/AGIS source to take values from here, "
+                         "so this file's values are used (as with override = True)")
+
+
+def find_plugin(reader: Reader, registry: PluginRegistry, kind_name: str, name: str,
+                at: tuple[str, str, str], enabled: bool = True) -> type | None:
+    """The plugin ``name`` (or the one an APF 2.4 alias names); else report why there is none.
+
+    ``at`` is (file, section, key) for the message. A plugin that no longer
+    exists is an error, a warning for a disabled queue; an unknown one is an
+    error with the closest name.
+    """
+    kind = KINDS[kind_name]
+    plugin = registry.find(kind.name, name)
+    if plugin is not None:
+        return plugin
+    alias = apf24.PLUGIN_ALIASES.get((kind.name, name.lower()))
+    if alias is not None and registry.find(kind.name, alias) is not None:
+        reader.warn_once(*at, f"{name} is APF 2.4's name of the {alias} plugin (write {at[2]} = {alias})",
+                         kind=("alias", kind.name, name.lower()))
+        return registry.find(kind.name, alias)
+    gone = apf24.GONE_PLUGINS.get((kind.name, name.lower()))
+    if gone is not None:
+        if enabled:
+            reader.error(*at, f"the {kind.title} plugin {name} no longer exists: {gone}")
+        else:
+            reader.warn(*at, f"the {kind.title} plugin {name} no longer exists: {gone} "
+                        "(only a warning: the queue is disabled)")
+        return None
+    available = registry.plugins(kind.name)
+    reader.error(*at, f"unknown {kind.title} plugin (expected one of {', '.join(sorted(available)) or 'none'}, "
+                 f"got {name!r}){did_you_mean(name, available)}")
+    return None
 
 
 def _resolve_plugins(reader: Reader, registry: PluginRegistry, queue: QueueConfig, where) -> None:
@@ -133,14 +249,9 @@ def _resolve_plugins(reader: Reader, registry: PluginRegistry, queue: QueueConfi
         chosen = queue.values[selector]
         resolved = []
         for plugin_name in chosen if isinstance(chosen, list) else [chosen]:
-            plugin = registry.find(kind.name, plugin_name)
-            if plugin is None:
-                available = ", ".join(sorted(registry.plugins(kind.name))) or "none"
-                reader.error(
-                    queue.source, where(selector), selector,
-                    f"unknown {kind.title} plugin (expected one of {available}, got {plugin_name!r})",
-                )
-            else:
+            at = (queue.source, where(selector), selector)
+            plugin = find_plugin(reader, registry, kind.name, plugin_name, at, queue.enabled)
+            if plugin is not None:
                 resolved.append(plugin.name)
                 if queue.enabled:
                     for why in plugin.missing():
@@ -179,17 +290,32 @@ def _check_other_keys(
             if value is not MISSING:
                 queue.values[lower] = value
             continue
+        # a key written in [DEFAULT] is reported once, not once per queue
+        warn = reader.warn_once if where(lower) == "DEFAULT" else reader.warn
+        old = apf24.ignored(lower, apf24.IGNORED_QUEUE_KEYS)
+        if old is not None:
+            reader.warn_once(queue.source, where(lower), old[0], f"APF 2.4 key, ignored: {old[1]}")
+            continue
         parts = lower.split(".")
         kind = KINDS.get(parts[0]) if len(parts) >= 3 else None
         if kind is not None and kind.in_queue and registry.find(kind.name, parts[1]) is None:
+            alias = apf24.PLUGIN_ALIASES.get((kind.name, parts[1]))
+            if alias is not None:
+                reader.warn_once(queue.source, where(lower), f"{parts[0]}.{parts[1]}.*",
+                                 f"keys of APF 2.4's {parts[1]} plugin ({alias} here), used only by queues "
+                                 "that name it; ignored elsewhere")
+                continue
+            gone = apf24.GONE_PLUGINS.get((kind.name, parts[1]))
+            if gone is not None:
+                reader.warn_once(queue.source, where(lower), f"{parts[0]}.{parts[1]}.*",
+                                 f"keys of a plugin that no longer exists, ignored ({gone})")
+                continue
             available = ", ".join(sorted(registry.plugins(kind.name))) or "none"
-            reader.warn(
-                queue.source, where(lower), lower,
-                f"key of a {kind.title} plugin that is not installed, ignored (available: {available})",
-            )
+            warn(queue.source, where(lower), lower,
+                 f"key of a {kind.title} plugin that is not installed, ignored (available: {available})")
             continue
-        reader.warn(queue.source, where(lower), lower,
-                    "unknown key, ignored" + closest(lower, list(QUEUE_TABLE) + list(known)))
+        warn(queue.source, where(lower), lower,
+             "unknown key, ignored" + closest(lower, list(QUEUE_TABLE) + list(known)))
 
 
 def _family_key(known: KeyTable, lower: str) -> tuple[str, object] | None:
@@ -215,24 +341,28 @@ def profile_file(reader: Reader, registry: PluginRegistry, path: str, kind_name:
     profiles: dict[str, Section] = {}
     for name in parser.sections():
         section = Section(name, path)
-        section.raw = reader.items(parser, path, name)
+        section.raw = apf24.drop_none(reader.items(parser, path, name))
         profiles[name] = section
         plugin_name = section.raw.get(selector)
         if not plugin_name:
             reader.error(path, name, selector, f"required key missing (expected a {kind.title} plugin name)")
             continue
-        plugin = registry.find(kind.name, plugin_name)
+        plugin = find_plugin(reader, registry, kind.name, plugin_name, (path, origin(parser, name, selector), selector))
         if plugin is None:
-            available = ", ".join(sorted(registry.plugins(kind.name))) or "none"
-            reader.error(path, name, selector,
-                         f"unknown {kind.title} plugin (expected one of {available}, got {plugin_name!r})")
             continue
         section.values[selector] = plugin.name
         table = lower_table(plugin.keys, plugin.key_prefix())
         reader.fill(section, table, os.path.dirname(path), missing=f"required by the {plugin.name} plugin, missing")
         for lower in section.raw:
-            if lower != selector and lower not in table:
-                reader.warn(path, origin(parser, name, lower), lower, "unknown key, ignored" + closest(lower, table))
+            if lower == selector or lower in table:
+                continue
+            place = origin(parser, name, lower)
+            old = apf24.ignored(lower, apf24.IGNORED_PROFILE_KEYS)
+            if old is not None:
+                reader.warn_once(path, place, old[0], f"APF 2.4 key, ignored: {old[1]}")
+                continue
+            warn = reader.warn_once if place == "DEFAULT" else reader.warn
+            warn(path, place, lower, "unknown key, ignored" + closest(lower, table))
     return profiles
 
 

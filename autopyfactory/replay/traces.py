@@ -66,35 +66,29 @@ def read_trace(path: str) -> list[Job]:
 
 
 def _read_swf(text: str, path: str) -> list[Job]:
-    jobs = []
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith(";"):
-            continue
-        fields = line.split()
-        try:
-            submit, runtime = float(fields[1]), float(fields[3])
-        except (IndexError, ValueError):
-            raise TraceError(f"{path}: line {number}: not an SWF record (expected at least 4 numeric "
-                             f"fields, got {line[:80]!r})") from None
-        if submit >= 0 and runtime >= 0:
-            jobs.append(Job(submit, runtime))
-    return jobs
+    records = ((number, line.split(), line) for number, line in enumerate(map(str.strip, text.splitlines()), 1)
+               if line and not line.startswith(";"))
+    return _jobs(records, (1, 3), path, "not an SWF record (expected at least 4 numeric fields, got {!r})")
 
 
 def _read_csv(text: str, path: str) -> list[Job]:
-    reader = csv.reader(io.StringIO(text))
+    records = ((number, row, ",".join(row)) for number, row in enumerate(csv.reader(io.StringIO(text)), 1)
+               if row and not row[0].strip().startswith("#")
+               and not (number == 1 and row[0].strip().lower() == "submit"))  # a header
+    return _jobs(records, (0, 1), path, "expected 'submit,runtime' in seconds, got {!r}")
+
+
+def _jobs(records, columns: tuple[int, int], path: str, complaint: str) -> list[Job]:
+    """Jobs of ``(line number, fields, line)`` records, submit and run time in ``columns``; unknown (< 0) skipped.
+
+    A record without two numbers there is an error: ``complaint`` formatted with the line says why.
+    """
     jobs = []
-    for number, row in enumerate(reader, 1):
-        if not row or row[0].strip().startswith("#"):
-            continue
-        if number == 1 and row[0].strip().lower() == "submit":
-            continue  # header
+    for number, fields, line in records:
         try:
-            submit, runtime = float(row[0]), float(row[1])
+            submit, runtime = (float(fields[column]) for column in columns)
         except (IndexError, ValueError):
-            raise TraceError(f"{path}: line {number}: expected 'submit,runtime' in seconds, "
-                             f"got {','.join(row)[:80]!r}") from None
+            raise TraceError(f"{path}: line {number}: {complaint.format(line[:80])}") from None
         if submit >= 0 and runtime >= 0:
             jobs.append(Job(submit, runtime))
     return jobs

@@ -1,7 +1,7 @@
 """Services that run beside the queues in the factory process.
 
 ``build`` decides from the config which ones this factory runs (web server,
-log cleaner, persistence) and says what each needs to hear; the factory
+log cleaner, alarms, persistence) and says what each needs to hear; the factory
 wires them in itself (see ``Factory.__init__``). Each service has
 ``start()`` and ``stop()``.
 """
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 # imported with the factory, not when build() runs: a daemon started with --runas has
 # dropped privileges by then and may no longer read the Python installation
+from autopyfactory.alarms import Alarms
 from autopyfactory.persistence import PersistenceService, Store
 from autopyfactory.services.cleaner import LogCleaner
 from autopyfactory.web.history import PilotHistory
@@ -44,6 +45,9 @@ def build(factory: FactoryView) -> Services:
         services.cycle_listeners.append(history.cycle_done)
         services.cycle_listeners.append(server.app.cycle_durations.cycle_done)  # the cycle-duration histogram
     services.running.append(LogCleaner(factory))
+    alarms = Alarms(factory)  # always: a reload may set factorySMTPServer; it mails only while it is set
+    services.running.append(alarms)
+    services.cycle_listeners.append(alarms.cycle_done)
     # opened here, before any queue starts, so the queues restore from it
     services.store = open_store(factory.config)
     if services.store is not None:

@@ -1,6 +1,6 @@
 """The admin API: its bearer token, its actions and their audit trail.
 
-    POST reload | stop | loglevel | queues/<name>/pause | queues/<name>/resume
+    POST reload | stop | loglevel | queues/<name>/pause | queues/<name>/drain | queues/<name>/resume
     GET  config | log?lines=N | audit?limit=N
 
 The token lives in ``[Factory] admin.tokenfile``. The file must be readable
@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from autopyfactory.config import FactoryConfig
+from autopyfactory.queue import Pause
 from autopyfactory.records import AdminAction
-from autopyfactory.timefmt import iso
+from autopyfactory.timefmt import iso, parse_time
 
 if TYPE_CHECKING:
     from autopyfactory.view import FactoryView
@@ -45,6 +46,7 @@ MAX_BODY = 64 * 1024
 DEFAULT_LOG_LINES, MAX_LOG_LINES = 100, 10000
 MAX_LOG_BYTES = 4 * 1024 * 1024  # read from the end of the log at most, whatever the lines asked for
 DEFAULT_AUDIT, MAX_AUDIT = 100, 10000
+MAX_REASON = 500  # characters of a pause's reason
 REDACTED = "<redacted>"
 
 class AdminToken:
@@ -110,9 +112,9 @@ def set_loglevel(level: str) -> str:
     return level
 
 
-def read_level(environ: dict) -> str:
-    """The level from a JSON body ``{"level": ...}``, a form body or ``?level=``."""
-    query = parse_qs(environ.get("QUERY_STRING", ""))
+def read_body(environ: dict) -> dict[str, str]:
+    """The request's parameters: a JSON object body, a form body, and ``?name=value`` (the body wins)."""
+    params = {key: values[0] for key, values in parse_qs(environ.get("QUERY_STRING", "")).items()}
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -126,15 +128,29 @@ def read_level(environ: dict) -> str:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"body is not valid JSON: {exc}") from None
-        if isinstance(data, dict) and isinstance(data.get("level"), str):
-            return data["level"]
+        params.update({key: value for key, value in data.items() if isinstance(value, str)})
     elif text:
-        form = parse_qs(text)
-        if form.get("level"):
-            return form["level"][0]
-    if query.get("level"):
-        return query["level"][0]
-    raise ValueError("no level given (expected a JSON body {\"level\": \"debug\"})")
+        params.update({key: values[0] for key, values in parse_qs(text).items()})
+    return params
+
+
+def read_level(environ: dict) -> str:
+    """The level from a JSON body ``{"level": ...}``, a form body or ``?level=``."""
+    level = read_body(environ).get("level")
+    if not level:
+        raise ValueError("no level given (expected a JSON body {\"level\": \"debug\"})")
+    return level
+
+
+def read_pause(environ: dict, mode: str, now: float) -> Pause:
+    """The pause asked for: body ``{"reason": "…", "until": "2026-12-02T06:00Z" or "+2h"}``, both optional."""
+    params = read_body(environ)
+    reason = printable(params.get("reason", "").strip(), MAX_REASON)
+    until = params.get("until", "").strip()
+    when = parse_time(until, now) if until else None
+    if when is not None and when <= now:
+        raise ValueError(f"until {until!r} ({iso(when)}) is not in the future")
+    return Pause(mode, reason, when, now)
 
 
 # ---------------------------------------------------------------- the effective configuration, redacted
@@ -267,17 +283,18 @@ def printable(text: str, limit: int) -> str:
 
 
 # action: HTTP method
-ACTIONS = {"reload": "POST", "stop": "POST", "loglevel": "POST", "pause": "POST", "resume": "POST",
-           "config": "GET", "log": "GET", "audit": "GET"}
-CHANGES = {"reload", "stop", "loglevel", "pause", "resume"}  # logged as warnings
+ACTIONS = {"reload": "POST", "stop": "POST", "loglevel": "POST", "pause": "POST", "drain": "POST",
+           "resume": "POST", "config": "GET", "log": "GET", "audit": "GET"}
+QUEUE_ACTIONS = ("pause", "drain", "resume")  # POST /api/v1/admin/queues/<name>/<action>
+CHANGES = {"reload", "stop", "loglevel", *QUEUE_ACTIONS}  # logged as warnings
 
 
 def parse_action(path: str) -> tuple[str, str | None] | None:
     """(action, queue) of the path below /api/v1/admin/, None for an unknown one."""
     parts = [p for p in path.split("/") if p]
-    if len(parts) == 3 and parts[0] == "queues" and parts[2] in ("pause", "resume"):
+    if len(parts) == 3 and parts[0] == "queues" and parts[2] in QUEUE_ACTIONS:
         return parts[2], parts[1]
-    if len(parts) == 1 and parts[0] in ACTIONS and parts[0] not in ("pause", "resume"):
+    if len(parts) == 1 and parts[0] in ACTIONS and parts[0] not in QUEUE_ACTIONS:
         return parts[0], None
     return None
 
@@ -302,8 +319,8 @@ class AdminAPI:
         parsed = parse_action(path)
         if parsed is None:
             return Answer(404, {"error": f"no admin action {path!r}",
-                                "actions": sorted(a for a in ACTIONS if a not in ("pause", "resume"))
-                                + ["queues/<name>/pause", "queues/<name>/resume"]})
+                                "actions": sorted(a for a in ACTIONS if a not in QUEUE_ACTIONS)
+                                + [f"queues/<name>/{a}" for a in QUEUE_ACTIONS]})
         action, queue = parsed
         method = environ.get("REQUEST_METHOD", "GET")
         allowed = ACTIONS[action]
@@ -362,18 +379,28 @@ class AdminAPI:
         return Answer(status, body, summary or "nothing changed")
 
     def do_pause(self, environ: dict, name: str) -> Answer:
-        return self.pause(name, True)
+        return self.hold(environ, name, "paused")
+
+    def do_drain(self, environ: dict, name: str) -> Answer:
+        return self.hold(environ, name, "drained")
 
     def do_resume(self, environ: dict, name: str) -> Answer:
-        return self.pause(name, False)
+        return self.hold(environ, name, None)
 
-    def pause(self, name: str, paused: bool) -> Answer:
+    def hold(self, environ: dict, name: str, mode: str | None) -> Answer:
+        """Pause or drain the queue (``mode``), or resume it (None)."""
         queue = self.factory.queues.get(name)
         if queue is None:
             return Answer(404, {"error": f"no queue {name!r}", "queues": sorted(self.factory.queues)},
                           "no such queue", name)
-        queue.paused = paused
-        return Answer(200, self.queue_view(queue), "", name)
+        pause = None if mode is None else read_pause(environ, mode, time.time())
+        before = queue.pause
+        queue.set_pause(pause)
+        if pause is not None:
+            detail = pause.describe()
+        else:
+            detail = f"was {before.describe()}" if before is not None else "was not paused"
+        return Answer(200, self.queue_view(queue), detail, name)
 
     def do_loglevel(self, environ: dict, _queue: None) -> Answer:
         try:

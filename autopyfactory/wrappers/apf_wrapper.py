@@ -5,8 +5,12 @@ syntax here or in the plugins.
 
 Options (APF 2.4 names): --wrappervo --wrapperwmsqueue --wrapperbatchqueue
 --wrappergrid --wrapperpurpose --wrapperserverurl --wrapperplugin
---wrapperpilottype --wrapperloglevel --wrappermode; arguments after ``--``
-are handed to the plugin (the ``exec`` plugin runs them).
+--wrapperpilottype --wrapperloglevel --wrappermode --wrappertarballurl
+--wrapperspecialcmd; arguments after ``--`` are handed to the plugin (the
+``exec`` plugin runs them). Every other argument (APF 2.4's pass-through
+arguments for the pilot, e.g. ``-s SITE -w generic -u managed``) reaches the
+pilot unchanged and in order: ``ctx.passthrough``; ``exec`` appends them to
+the pilot command.
 
 Pilot plugins are drop-in files: ``<wrapper dir>/plugins/*.py`` and every
 ``*.py`` in the directories of ``$APF_WRAPPER_PLUGINS`` (colon separated,
@@ -20,8 +24,11 @@ plugins as loose files (HTCondor) finds them beside this file, named by
         return "ok", 0            # (status word, exit code)
 
 Selection: --wrapperplugin if given; else the plugin whose VOS contains
---wrappervo; else ``local``. --wrappermode=test chooses and reports, runs
-nothing.
+--wrappervo; else, for a --wrappervo no plugin claims: ``exec`` (said so on
+stderr) when there is a pilot command (after ``--`` or in ``$APF_PILOT``),
+``local`` when there is a Local WMS spool (--wrapperserverurl file://DIR or
+$APF_WMS_SPOOLDIR), else a clear message and exit 70; with no VO, ``local``.
+--wrappermode=test chooses and reports, runs nothing.
 
 Exit codes: 0 ok; 66 bad options; 67 bad work item; 68 payload could not
 run; 70 unknown plugin; 71 plugin crashed; 72 broken plugin file; 143 killed
@@ -41,26 +48,37 @@ import threading
 import time
 
 OPTIONS = ["vo", "wmsqueue", "batchqueue", "grid", "purpose", "serverurl", "plugin",
-           "pilottype", "loglevel", "mode"]
+           "pilottype", "loglevel", "mode", "tarballurl", "specialcmd"]
 MODES = ("normal", "test")
 DEFAULT_PLUGIN = "local"
+VO_FALLBACK = "exec"  # a VO no plugin claims: its pilot runs as given (APF 2.4 sites)
 KILL_GRACE = 30.0  # seconds a signalled payload gets before SIGKILL
 
 log = logging.getLogger("apf-wrapper")
 
 
 def parse(argv):
-    """The --wrapper* options, and what follows ``--`` (unknown options are ignored: old factories)."""
+    """The --wrapper* options, what follows ``--``, and every other argument in order (pass-through)."""
     if "--" in argv:
         cut = argv.index("--")
         argv, rest = argv[:cut], argv[cut + 1:]
     else:
         rest = []
-    p = argparse.ArgumentParser(prog="apf-wrapper")
+    ours, passthrough = [], []
+    words = iter(argv)
+    for word in words:
+        if not word.startswith("--wrapper"):
+            passthrough.append(word)
+            continue
+        ours.append(word)
+        if "=" not in word:  # --wrapperX VALUE
+            ours.append(next(words, ""))
+    p = argparse.ArgumentParser(prog="apf-wrapper", allow_abbrev=False)
     for name in OPTIONS:
         p.add_argument("--wrapper" + name, dest=name, default="")
-    options, unknown = p.parse_known_args(argv)
+    options, unknown = p.parse_known_args(ours)
     options.extra = rest
+    options.passthrough = passthrough
     options.unknown = unknown
     return options
 
@@ -80,6 +98,7 @@ class Context:
     def __init__(self, options):
         self.options = options
         self.args = options.extra
+        self.passthrough = options.passthrough
         self.log = log
         self.child = None
         self.killed = None
@@ -163,6 +182,10 @@ def choose(options, plugins):
         for name, module in sorted(plugins.items()):
             if vo in [v.lower() for v in getattr(module, "VOS", ())]:
                 return name
+        if options.extra or os.environ.get("APF_PILOT"):
+            return VO_FALLBACK if VO_FALLBACK in plugins else None
+        if not (options.serverurl.startswith("file://") or os.environ.get("APF_WMS_SPOOLDIR")):
+            return None  # neither a pilot to run nor a Local WMS spool: said so, never a silent fallback
     return DEFAULT_PLUGIN if DEFAULT_PLUGIN in plugins else None
 
 
@@ -176,17 +199,28 @@ def main(argv):
         log.error("unknown --wrappermode %r (known: %s)", options.mode, ", ".join(MODES))
         return end("badoptions", 66)
     if options.unknown:
-        log.warning("ignoring unknown options: %s", " ".join(options.unknown))
+        log.warning("ignoring unknown --wrapper options: %s", " ".join(options.unknown))
+    if options.tarballurl or options.specialcmd:
+        log.warning("--wrappertarballurl and --wrapperspecialcmd are APF 2.4's: nothing is downloaded "
+                    "or run for them (a pilot plugin or the exec pilot command does that)")
     plugins, broken = load_plugins()
     for path, why in sorted(broken.items()):
         log.warning("pilot plugin %s not usable: %s", path, why)
     name = choose(options, plugins)
     if name is None:
-        wanted = options.plugin or f"for VO {options.vo!r}"
-        print("unknown pilot plugin {} (known: {})".format(wanted, ", ".join(sorted(plugins)) or "none"),
-              file=sys.stderr)
+        known = ", ".join(sorted(plugins)) or "none"
+        if options.plugin:
+            print(f"unknown pilot plugin {options.plugin} (known: {known})", file=sys.stderr)
+        else:
+            print(f"no pilot plugin for VO {options.vo!r} (known: {known}) and no pilot command: give the "
+                  "pilot command after -- in executable.arguments or in APF_PILOT (it then runs as given, "
+                  "with the pass-through arguments), name a plugin with --wrapperplugin, or add one "
+                  f"with VOS = ({options.vo.lower()!r},)", file=sys.stderr)
         return end("badplugin", 70)
     module = plugins[name]
+    if name == VO_FALLBACK and not options.plugin:
+        print(f"no pilot plugin for VO {options.vo!r} (known: {', '.join(sorted(plugins))}): running the "
+              "pilot command as given (exec), with the pass-through arguments", file=sys.stderr, flush=True)
     print(f"APF-WRAPPER-PLUGIN name={name} file={module.__file__} vo={options.vo} wmsqueue={options.wmsqueue} batchqueue={options.batchqueue} mode={mode}", flush=True)
     if mode == "test":
         return end("test", 0)

@@ -86,13 +86,18 @@ def parse_tag(comment: str) -> tuple[str, str, str] | None:
     return unquote(parts[0]), unquote(parts[1]), unquote(parts[2])
 
 
-def task_ids(field: str) -> list[str] | None:
-    """Tasks named by an ArrayTaskID field: ``5`` -> [5]; ``[0-3,7%2]`` -> [0..3, 7]; N/A -> None."""
+MAX_LISTED_TASKS = 100_000  # a line naming more tasks than this is counted, never listed
+
+
+def task_ranges(field: str) -> list[range] | None:
+    """Tasks named by an ArrayTaskID field as ranges: ``5`` -> [range(5, 6)];
+    ``[0-3,7%2]`` -> [range(0, 4), range(7, 8)]; N/A -> None. Ranges cost nothing
+    however many tasks they name (``[0-4000000000]`` is one range)."""
     text = field.strip().strip("[]")
     if not text or text in ("N/A", "(null)"):
         return None
     text = text.split("%", 1)[0]
-    tasks: list[str] = []
+    ranges: list[range] = []
     for part in text.split(","):
         first, dash, last = part.partition("-")
         if dash:
@@ -100,10 +105,32 @@ def task_ids(field: str) -> list[str] | None:
             if ":" in last:
                 last, _, stride = last.partition(":")
                 step = int(stride)
-            tasks.extend(str(i) for i in range(int(first), int(last) + 1, step))
+            if step < 1:
+                raise ValueError(f"array task step {step} in {field[:100]!r}")
+            ranges.append(range(int(first), int(last) + 1, step))
         else:
-            tasks.append(str(int(first)))
-    return tasks
+            ranges.append(range(int(first), int(first) + 1))
+    return ranges
+
+
+def task_count(field: str) -> int:
+    """How many pilots an ArrayTaskID field names (N/A: one job), counted without listing them."""
+    ranges = task_ranges(field)
+    return 1 if ranges is None else sum(len(r) for r in ranges)
+
+
+def task_ids(field: str) -> list[str] | None:
+    """Tasks named by an ArrayTaskID field: ``5`` -> [5]; ``[0-3,7%2]`` -> [0..3, 7]; N/A -> None.
+
+    Raises ValueError past MAX_LISTED_TASKS tasks (Slurm lists every task of a
+    finished array apart: a huge listed range is not output we understand)."""
+    ranges = task_ranges(field)
+    if ranges is None:
+        return None
+    count = sum(len(r) for r in ranges)
+    if count > MAX_LISTED_TASKS:
+        raise ValueError(f"{count} array tasks on one line (at most {MAX_LISTED_TASKS:,} are listed)")
+    return [str(task) for r in ranges for task in r]
 
 
 class _Times:
@@ -137,7 +164,7 @@ class SqueueLine:
     def __init__(self, fields: list[str], tag: tuple[str, str, str], times: _Times):
         self.jobid = fields[0]
         self.array_job = fields[1]
-        self.tasks = task_ids(fields[2])
+        self.tasks = task_ranges(fields[2])
         self.state = fields[3].split(" ", 1)[0]  # "CANCELLED by 0" -> CANCELLED
         self.submit = times(fields[4])
         self.start = times(fields[5])
@@ -151,11 +178,13 @@ class SqueueLine:
         """Slurm ids of the pilots on this line (``<arrayjob>_<task>`` or ``<job>``)."""
         if self.tasks is None:
             return [self.jobid]
-        return [f"{self.array_job}_{task}" for task in self.tasks]
+        if self.count > MAX_LISTED_TASKS:
+            raise ValueError(f"{self.count} array tasks on one line (at most {MAX_LISTED_TASKS:,} are listed)")
+        return [f"{self.array_job}_{task}" for r in self.tasks for task in r]
 
     @property
     def count(self) -> int:
-        return 1 if self.tasks is None else len(self.tasks)
+        return 1 if self.tasks is None else sum(len(r) for r in self.tasks)
 
 
 def _exitcode(text: str) -> int | None:
@@ -225,10 +254,9 @@ def _task_count(field: str, number: int) -> int:
     if field.isdigit():
         return 1
     try:
-        tasks = task_ids(field)
+        return task_count(field)
     except ValueError as exc:
         raise ValueError(f"squeue output line {number}: {exc}: ArrayTaskID {field[:100]!r}") from None
-    return 1 if tasks is None else len(tasks)
 
 
 def pilot_state(line: SqueueLine) -> str:

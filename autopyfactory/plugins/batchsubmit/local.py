@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import time
@@ -12,6 +13,7 @@ from autopyfactory.interfaces import BatchSubmitPlugin, SubmitResult
 from autopyfactory.localbatch import LocalBatch
 from autopyfactory.paths import default_executable
 
+log = logging.getLogger(__name__)
 
 class Local(BatchSubmitPlugin):
     """Starts pilots as local processes, at most ``maxrunning`` at once per queue.
@@ -44,10 +46,16 @@ class Local(BatchSubmitPlugin):
         argv = self.argv()
         ids = self.batch.submit(self.queue.name, self.context.factory_id, argv, n, logdir,
                                 self.options["maxrunning"], environment)
+        # the pilots are in the batch system now: nothing that fails below may lose their count
         cluster = ids[0].split(".")[0] if ids else "none"
-        with open(os.path.join(logdir, f"{cluster}.jdl"), "w") as jdl:
-            json.dump({"queue": self.queue.name, "argv": argv, "count": n, "ids": ids,
-                       "environment": extra, "time": time.time()}, jdl, indent=2)
+        try:
+            with open(os.path.join(logdir, f"{cluster}.jdl"), "w") as jdl:
+                json.dump({"queue": self.queue.name, "argv": argv, "count": n, "ids": ids,
+                           "environment": extra, "time": time.time()}, jdl, indent=2)
+        except OSError as exc:
+            log.error("queue %s: %d pilots submitted, but their submit description was not written: %s",
+                      self.queue.name, len(ids), exc)
+            return SubmitResult(len(ids), ids, message=f"Local: {cluster}.jdl not written ({exc})")
         return SubmitResult(len(ids), ids)
 
     def remove(self, n: int) -> SubmitResult:

@@ -192,10 +192,13 @@ class Slurm(BatchSubmitPlugin):
                 handle.write(f"# failed: {why}\n")
             os.replace(pending_path, os.path.join(logdir, f"failed-{stamp}.sbatch"))
             return SubmitResult(0, message=note, error=why)
-        with open(pending_path, "a") as handle:
-            handle.write(f"# submitted: job array {jobid}, tasks 0-{n - 1}\n")
-        os.replace(pending_path, os.path.join(logdir, f"{jobid}.sbatch"))
         ids = [f"{jobid}_{task}" for task in range(n)]
+        try:  # Slurm has the pilots: a full disk here must not lose their count
+            with open(pending_path, "a") as handle:
+                handle.write(f"# submitted: job array {jobid}, tasks 0-{n - 1}\n")
+            os.replace(pending_path, os.path.join(logdir, f"{jobid}.sbatch"))
+        except OSError as exc:
+            note = "; ".join(filter(None, [note, f"Slurm: {jobid}.sbatch not written ({exc})"]))
         return SubmitResult(n, ids, message=note)
 
     # ------------------------------------------------------------ remove

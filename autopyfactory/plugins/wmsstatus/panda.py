@@ -25,6 +25,9 @@ from autopyfactory.interfaces import WMSStatusPlugin
 from autopyfactory.status import Unknown
 
 STATS_PATH = "/statistics/active_job_stats_by_site"
+# The PanDA server APF 2.4 talked to (through the panda client: https://pandaserver.cern.ch:25443/server/panda),
+# at its REST API: APF 2.4 sites never set a URL, so theirs is the default (docs/wms.md).
+DEFAULT_URL = "https://pandaserver.cern.ch:25443/api/v1"
 
 # PanDA job status -> WMSQueueInfo field (the table in docs/semantics.md).
 # States not listed (e.g. new ones) are not counted.
@@ -138,7 +141,7 @@ class Panda(WMSStatusPlugin):
 
     name = "Panda"
     keys = {
-        "url": Key("str", None, required=True, help="PanDA API base URL (…/api/v1)"),
+        "url": Key("str", DEFAULT_URL, help="PanDA API base URL (…/api/v1); default: the CERN PanDA server"),
         "queueinfourl": Key("str", "", help="URL of the queue information JSON (queue status)"),
         "proxy": Key("str", "", help="auth.conf profile used as client certificate"),
         "tokenfile": Key("path", "", help="file holding a bearer token"),
