@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tests.web_support import start_factory, wait_for
+from tests.conftest import wait_for
+from tests.web_support import start_factory
 
 
 def test_pending_local_pilots_end_as_removed_with_a_reason(confdir, caplog):

@@ -13,7 +13,8 @@ import subprocess
 import pytest
 import requests
 
-from tests.web_support import start_factory, wait_for
+from tests.conftest import wait_for
+from tests.web_support import start_factory
 
 
 @pytest.fixture
