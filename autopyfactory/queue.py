@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KEEP_RECORDS = 100
+KEEP_RECORDS = 30  # in memory per queue (the queue page's table); older cycles are in the store
 RESTART_FIRST = 1.0  # a dead queue thread is restarted after 1, 2, 4, ... seconds
 RESTART_MAX = 300.0
 FINISHED_WINDOW = 3600.0  # finished pilots handed to the scheduler chain: at least the last hour

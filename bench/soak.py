@@ -46,11 +46,12 @@ from pathlib import Path
 
 import requests
 
+from autopyfactory.queue import KEEP_RECORDS
 from bench.common import REPO, factory_id, machine, section, write_config
 from tests.panda_double import PandaDouble
 
 QUEUES = 1000
-SLEEP = 60  # apfqueue.sleep: 1,000 queues make about 17 cycles a second
+SLEEP = 20  # apfqueue.sleep: 1,000 queues make about 50 cycles a second
 MAXPERCYCLE = 5
 WARMUP_FRACTION = 0.3  # of the run, at least WARMUP_MIN seconds, left out of the trend
 WARMUP_MIN = 180.0
@@ -240,7 +241,8 @@ def run(minutes: float, out: Path) -> int:
     calls = {"api": 0, "admin": 0, "reloads": 0, "reload_failures": 0, "panda_outages": 0, "api_errors": 0}
     start = time.monotonic()
     duration = minutes * 60
-    warmup = max(WARMUP_MIN, WARMUP_FRACTION * duration)
+    # bounded histories fill first: the queue's in-memory cycle records take KEEP_RECORDS cycles
+    warmup = max(WARMUP_MIN, WARMUP_FRACTION * duration, 1.1 * KEEP_RECORDS * SLEEP)
     rng = random.Random(14)
     next_sample = next_lag = 0.0
     next_outage, next_reload, next_admin = PANDA_OUTAGE_EVERY, RELOAD_EVERY, 20.0

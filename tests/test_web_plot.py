@@ -89,3 +89,20 @@ def test_pilot_log_files_are_found_under_the_submission_day(tmp_path):
     assert logs.pilot_files("Q", "9.0", end) == [("9.0.out", f"/logs/{day}/Q/9.0.out")]
     assert logs.pilot_files("Q", "12.0", end) == []
     assert logs.pilot_files("../etc", "passwd", end) == []
+
+
+def test_ring_keeps_nothing_while_the_store_has_the_history():
+    """Memory stays flat at scale: with a usable store the plot reads the store, so no ring is kept."""
+    from types import SimpleNamespace
+
+    from autopyfactory.records import CycleRecord
+    from autopyfactory.web.history import PilotHistory
+
+    history = PilotHistory()
+    record = CycleRecord(queue="Q", number=1, batch={"pending": 2, "running": 3})
+    with_store = SimpleNamespace(name="Q", store=SimpleNamespace(usable=True))
+    history.cycle_done(with_store, record)
+    assert history.get("Q", 0) == []
+    without = SimpleNamespace(name="Q", store=None)
+    history.cycle_done(without, record)
+    assert history.get("Q", 0) == [(record.started, 2, 3)]

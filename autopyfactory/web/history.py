@@ -1,7 +1,7 @@
 """Recent pilot counts per queue, for the status page's plots.
 
-A cycle listener appends ``(time, pending, running)`` after every cycle to a
-small ring per queue (unknown batch status is kept as ``None``, a gap in the
+Without a usable store, a cycle listener appends ``(time, pending, running)``
+after every cycle to a small ring per queue (unknown batch status is kept as ``None``, a gap in the
 plot, never a zero). The status page reads it through ``PilotHistory.series``,
 which reads the persistence store instead when the factory has one (history
 across restarts).
@@ -34,7 +34,10 @@ class PilotHistory:
         self._lock = threading.Lock()
 
     def cycle_done(self, queue: APFQueue, record: CycleRecord) -> None:
-        """Factory cycle listener."""
+        """Factory cycle listener; keeps nothing while the store has the history (``series`` reads it)."""
+        store = queue.store
+        if store is not None and store.usable:
+            return
         batch = record.batch
         pending = batch.get("pending") if batch else None
         running = batch.get("running") if batch else None
