@@ -102,6 +102,8 @@ def parse(args: list[str]):
     (["replay", "--pilot-tries", "two"], "argument --pilot-tries: expected an integer, got 'two'"),
     (["replay", "--cycle", "-0.5"], "argument --cycle: expected more than 0, got '-0.5'"),
     (["replay", "--walltime", "long"], "argument --walltime: expected a number, got 'long'"),
+    (["replay", "--cycle", "nan"], "argument --cycle: expected a finite number, got 'nan'"),
+    (["replay", "--walltime", "inf"], "argument --walltime: expected a finite number, got 'inf'"),
 ])
 def test_bad_numbers_on_the_command_line_say_what_was_expected(capsys, args: list[str], error: str):
     with pytest.raises(SystemExit) as exit:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 
@@ -39,6 +40,8 @@ def number(kind: type[int] | type[float], *, at_least: float | None = None,
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
         if at_least is not None and value < at_least:
             raise argparse.ArgumentTypeError(f"expected at least {at_least:g}, got {text!r}")
         if more_than is not None and value <= more_than:
