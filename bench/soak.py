@@ -49,6 +49,7 @@ import requests
 from autopyfactory.queue import KEEP_RECORDS
 from bench.common import REPO, factory_id, machine, section, write_config
 from tests.panda_double import PandaDouble
+from tests.waiting import stop_process
 
 QUEUES = 1000
 SLEEP = 20  # apfqueue.sleep: 1,000 queues make about 50 cycles a second
@@ -294,13 +295,7 @@ def run(minutes: float, out: Path) -> int:
             time.sleep(1.0)
         panda.mode = "good"
     finally:
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(120)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
+        stop_process(daemon, timeout=120)
         for name in os.listdir(pids):  # hanging pilots run on after the factory (as on a real batch system)
             try:
                 os.killpg(int(name), signal.SIGKILL)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import signal
+import contextlib
 import subprocess
 import textwrap
 from pathlib import Path
@@ -11,7 +11,7 @@ import pytest
 
 from autopyfactory.config import FactoryConfig, load
 from autopyfactory.factory import Factory
-from tests.waiting import wait_for  # noqa: F401  (the tests' one wait_for)
+from tests.waiting import stop_process, wait_for  # noqa: F401  (the tests' one wait_for)
 
 
 class ConfDir:
@@ -74,15 +74,31 @@ def datagrams(sock, quiet: float = 0.5) -> list[str]:
         return messages
 
 
-def stop_process(process) -> None:
-    """SIGTERM a factory subprocess, SIGKILL it if it does not stop within 30 s."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str):
+    """A real tmpfs of ``size`` (e.g. ``2m``) mounted at ``path`` (a full or read-only disk in a test);
+    skips where mounting is not allowed (not root, no CAP_SYS_ADMIN)."""
+    path.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True,
+                       capture_output=True, timeout=30)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot mount a tmpfs here: {exc}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], timeout=30, check=False)
+
+
+def fill(directory: Path) -> None:
+    """Write ``directory/filler`` until the file system says it is full."""
+    with open(directory / "filler", "wb") as handle:
         try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError:
+            pass
 
 
 @pytest.fixture

@@ -9,36 +9,17 @@ guard was skipped (173 pilots started against 63 recorded).
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import pytest
 
 from autopyfactory.factory import Factory
 from autopyfactory.localbatch import LocalBatch
-from tests.conftest import local_queue, wait_for
+from tests.conftest import fill, local_queue, small_tmpfs, wait_for
 
 
 @pytest.fixture
 def small_disk(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(directory) -> None:
-    """Write until the filesystem says it is full."""
-    with open(directory / "filler", "wb") as handle:
-        try:
-            while True:
-                handle.write(b"x" * 65536)
-                handle.flush()
-        except OSError:
-            pass
+    with small_tmpfs(tmp_path / "disk", "2m") as mount:
+        yield mount
 
 
 def test_full_disk_never_loses_submitted_pilots(confdir, small_disk):

@@ -13,32 +13,14 @@ import subprocess
 import pytest
 import requests
 
-from tests.conftest import wait_for
+from tests.conftest import fill, small_tmpfs, wait_for
 from tests.web_support import start_factory
 
 
 @pytest.fixture
 def small_fs(tmp_path):
-    mount = tmp_path / "store-fs"
-    mount.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True,
-                       capture_output=True, timeout=30)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs here: {exc}")
-
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], timeout=30)
-
-
-def fill(mount) -> None:
-    with open(mount / "filler", "wb") as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 65536)
-                handle.flush()
-        except OSError:
-            pass
+    with small_tmpfs(tmp_path / "store-fs", "4m") as mount:
+        yield mount
 
 
 def test_store_that_cannot_be_written_warns_once_and_shows_as_a_factory_problem(confdir, small_fs, caplog):
