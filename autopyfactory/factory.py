@@ -55,6 +55,8 @@ class Factory:
             name: config.registry.get("monitor", section.get("monitorplugin"))(section, self.context)
             for name, section in config.monitor.items()
         }
+        # replaced, never changed in place: the web server, metrics and alarms iterate it
+        # from their own threads while queues start, stop and reload
         self.queues = {}
         extra = services.build(self)
         self.services = extra.running
@@ -103,7 +105,7 @@ class Factory:
             if replaces is not None and replaces.last_submission is not None:
                 # invariant 2 across instances: plan from a batch status newer than the old one's submission
                 queue.last_submission = max(queue.last_submission or 0.0, replaces.last_submission)
-            self.queues[queue.name] = queue
+            self.queues = {**self.queues, queue.name: queue}
             queue.start(cycles)
             return queue
 
@@ -125,7 +127,7 @@ class Factory:
                     log.error("queue %s: submission still under way after %.0fs; the queue stays stopped "
                               "until it ends", name, bound)
                     self._waiting[name] = queue
-            del self.queues[name]
+            self.queues = {n: q for n, q in self.queues.items() if n != name}
             if not replaced:
                 self.pilots.remove(name)
             remaining = [q.config for q in self.queues.values()]

@@ -4,7 +4,8 @@ It is what the ``Local`` batch plugins talk to, so the embedded default shows
 the whole loop with nothing installed. Pilots wait as *pending* until their
 queue has a free slot (``batchsubmit.local.maxrunning``), run in their own
 process group with stdout/stderr in the queue's log directory, and end as
-*done* (exit 0) or *fault*. Finished pilots are remembered for an hour.
+*done* (exit 0) or *fault*. Finished pilots are remembered for an hour, as the
+small record a batch status answer gives (``FinishedPilot``), not as the pilot.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
@@ -46,7 +48,8 @@ class LocalPilot:
 class LocalBatch:
     def __init__(self, tick: float = 0.2):
         self.tick = tick
-        self._pilots: dict[str, LocalPilot] = {}
+        self._pilots: dict[str, LocalPilot] = {}  # pending and running
+        self._finished: dict[str, deque[FinishedPilot]] = {}  # per queue, in the order they ended
         self._lock = threading.Lock()
         self._clusters = itertools.count(int(time.time()) % 1_000_000 * 10)
         self._stop = threading.Event()
@@ -88,9 +91,15 @@ class LocalBatch:
                 if len(removed) >= count:
                     break
                 if pilot.queue == queue and pilot.state == "pending":
-                    pilot.state, pilot.end = "removed", time.time()
+                    self._ended(pilot, "removed", None, time.time())
                     removed.append(pilot.jobid)
         return removed
+
+    def states(self, queue: str) -> list[str]:
+        """The state of every pilot of ``queue`` this batch system knows (waiting, running and remembered)."""
+        with self._lock:
+            return ([p.state for p in self._pilots.values() if p.queue == queue]
+                    + [p.state for p in self._finished.get(queue, ())])
 
     def status(self, queues: Collection[str], factory: str) -> dict[str, BatchQueueInfo]:
         now = time.time()
@@ -98,16 +107,14 @@ class LocalBatch:
         finished: dict[str, list[FinishedPilot]] = {q: [] for q in queues}
         with self._lock:
             for pilot in self._pilots.values():
-                if pilot.queue not in counts or pilot.factory != factory:
-                    continue
-                if pilot.state in ("pending", "running"):
+                if pilot.queue in counts and pilot.factory == factory:
                     counts[pilot.queue][pilot.state] += 1
-                elif pilot.end is not None and now - pilot.end <= REMEMBER_FINISHED:
-                    if pilot.state in ("done", "fault"):
-                        counts[pilot.queue][pilot.state] += 1
-                    finished[pilot.queue].append(
-                        FinishedPilot(pilot.jobid, pilot.start, pilot.end, pilot.exitcode, pilot.state, factory)
-                    )
+            for queue in queues:
+                for pilot in self._finished.get(queue, ()):
+                    if pilot.factory == factory and now - pilot.end <= REMEMBER_FINISHED:
+                        if pilot.state in ("done", "fault"):
+                            counts[queue][pilot.state] += 1
+                        finished[queue].append(pilot)
         return {q: BatchQueueInfo(finished=tuple(finished[q]), **counts[q]) for q in queues}
 
     def close(self) -> None:
@@ -123,7 +130,7 @@ class LocalBatch:
         with self._lock:
             dropped = [p for p in self._pilots.values() if p.state == "pending"]
             for pilot in dropped:
-                pilot.state, pilot.end = "removed", now
+                self._ended(pilot, "removed", None, now)
         per_queue: dict[str, int] = {}
         for pilot in dropped:
             per_queue[pilot.queue] = per_queue.get(pilot.queue, 0) + 1
@@ -148,22 +155,29 @@ class LocalBatch:
         now = time.time()
         with self._lock:
             running: dict[str, int] = {}
-            for pilot in self._pilots.values():
+            for pilot in list(self._pilots.values()):
                 if pilot.state == "running":
                     code = pilot.process.poll() if pilot.process else -1
                     if code is None:
                         running[pilot.queue] = running.get(pilot.queue, 0) + 1
                     else:
-                        pilot.exitcode, pilot.end = code, now
-                        pilot.state = "done" if code == 0 else "fault"
-                        pilot.process = None
+                        self._ended(pilot, "done" if code == 0 else "fault", code, now)
             for pilot in sorted(self._pilots.values(), key=lambda p: p.submitted):
                 if pilot.state == "pending" and running.get(pilot.queue, 0) < pilot.maxrunning:
                     self._start(pilot)
                     running[pilot.queue] = running.get(pilot.queue, 0) + 1
-            for jobid in [j for j, p in self._pilots.items()
-                          if p.end is not None and now - p.end > REMEMBER_FINISHED]:
-                del self._pilots[jobid]
+            for queue, ended in list(self._finished.items()):
+                while ended and now - ended[0].end > REMEMBER_FINISHED:
+                    ended.popleft()
+                if not ended:
+                    del self._finished[queue]
+
+    def _ended(self, pilot: LocalPilot, state: str, exitcode: int | None, now: float) -> None:
+        """The pilot is over: only its record stays (called with the lock held)."""
+        pilot.state, pilot.end, pilot.exitcode, pilot.process = state, now, exitcode, None
+        self._pilots.pop(pilot.jobid, None)
+        self._finished.setdefault(pilot.queue, deque()).append(
+            FinishedPilot(pilot.jobid, pilot.start, now, exitcode, state, pilot.factory))
 
     def _start(self, pilot: LocalPilot) -> None:
         pilot.start = time.time()
@@ -174,9 +188,9 @@ class LocalBatch:
                     env={**os.environ, **pilot.env}, start_new_session=True, close_fds=True,
                 )
             pilot.state = "running"
-            pilot.env = {}  # not needed once started: finished pilots are remembered an hour, keep them small
+            pilot.env = {}  # not needed once started
         except OSError as exc:
-            pilot.state, pilot.end, pilot.exitcode = "fault", time.time(), 127
+            self._ended(pilot, "fault", 127, time.time())
             log.warning("local batch: cannot start pilot %s of %s: %s", pilot.jobid, pilot.queue, exc)
             try:
                 with open(pilot.err, "a") as err:

@@ -37,7 +37,6 @@ import os
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -148,7 +147,6 @@ SCHEMA_VERSION = len(MIGRATIONS)
 PRUNED = [("cycles", "started", "id"), ("submissions", "time", "id"),
           ("pilots", "end", "rowid"), ("credentials", "time", "id"), ("admin_audit", "time", "id")]
 PRUNE_CHUNK = 5000  # rows per transaction, so cycles are never blocked for long
-REMEMBER_PILOTS = 20000  # ids of finished pilots already written, to skip re-inserts
 AUDIT_MAX_ROWS = 100000  # admin actions kept at most (a flood of refused calls cannot fill the disk)
 
 
@@ -177,7 +175,7 @@ class Store:
         self.moved_aside: list[str] = []  # corrupt files set aside since start
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
-        self._seen: dict[str, OrderedDict[str, None]] = {}
+        self._seen: dict[str, set[str]] = {}  # per queue, the finished pilots of the last answer written
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._open()
@@ -362,23 +360,24 @@ class Store:
         ]))
 
     def record_finished(self, queue: str, pilots: Iterable[FinishedPilot]) -> int:
-        """Terminal states seen in a batch status answer; a pilot already written is skipped."""
+        """Terminal states seen in a batch status answer; a pilot written from the previous answer is skipped.
+
+        Only the last answer's ids are kept: a batch system reports a finished pilot until it
+        forgets it, so what is not in this answer will not come back (and if it does,
+        ``INSERT OR IGNORE`` keeps one row). Memory stays the size of one answer.
+        """
         pilots = list(pilots)
 
         def work(conn: sqlite3.Connection) -> int:
-            seen = self._seen.setdefault(queue, OrderedDict())
+            seen = self._seen.get(queue, set())
             new = [p for p in pilots if p.jobid not in seen]
-            if not new:
-                return 0
-            self._write(conn, [
-                ("INSERT OR IGNORE INTO pilots (queue, jobid, factory, state, start, end, exitcode)"
-                 " VALUES (?,?,?,?,?,?,?)",
-                 (queue, p.jobid, p.factory, p.state, p.start, p.end, p.exitcode)) for p in new
-            ])
-            for p in new:
-                seen[p.jobid] = None
-            while len(seen) > REMEMBER_PILOTS:
-                seen.popitem(last=False)
+            if new:
+                self._write(conn, [
+                    ("INSERT OR IGNORE INTO pilots (queue, jobid, factory, state, start, end, exitcode)"
+                     " VALUES (?,?,?,?,?,?,?)",
+                     (queue, p.jobid, p.factory, p.state, p.start, p.end, p.exitcode)) for p in new
+                ])
+            self._seen[queue] = {p.jobid for p in pilots}
             return len(new)
 
         return self._run("record finished pilots", work, 0)

@@ -42,7 +42,7 @@ def test_full_disk_never_loses_submitted_pilots(confdir, small_disk):
         cycles = full.cycles
         wait_for(lambda: full.cycles >= cycles + 10, what="ten more cycles")
         batch = factory.context.shared("localbatch", LocalBatch)
-        started = [p for p in batch._pilots.values() if p.queue == "FULL"]
+        started = batch.states("FULL")
         # every pilot started is counted
         assert len(started) == full.submitted_total >= 10, (len(started), full.submitted_total)
         # and each submission was planned from a batch status newer than the one before (invariant 2)

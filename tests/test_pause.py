@@ -47,7 +47,7 @@ def test_drain_removes_only_pilots_not_started_and_pause_ends_at_until(confdir, 
         assert re.fullmatch(r"queue D drained until \S+Z \(site downtime\): it submits nothing and removes its "
                             r"pilots that have not started; running ones finish\n", out)
         wait_for(lambda: run.batch.status(["D"], "test-factory")["D"].pending == 0, what="the pending pilots removed")
-        states = sorted(p.state for p in run.batch._pilots.values() if p.queue == "D")
+        states = sorted(run.batch.states("D"))
         assert states == ["removed", "removed", "removed", "running"]
         view = requests.get(run.url + "/api/v1/queues/D", timeout=30).json()
         assert view["health"] == "drained" and view["pause"]["reason"] == "site downtime"
