@@ -4,8 +4,8 @@ It is what the ``Local`` batch plugins talk to, so the embedded default shows
 the whole loop with nothing installed. Pilots wait as *pending* until their
 queue has a free slot (``batchsubmit.local.maxrunning``), run in their own
 process group with stdout/stderr in the queue's log directory, and end as
-*done* (exit 0) or *fault*. Finished pilots are remembered for an hour, as the
-small record a batch status answer gives (``FinishedPilot``), not as the pilot.
+*done* (exit 0) or *fault*. Finished pilots are remembered for ten minutes, as
+the small record a batch status answer gives (``FinishedPilot``), not as the pilot.
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ from autopyfactory.info import BatchQueueInfo, FinishedPilot
 
 log = logging.getLogger(__name__)
 
-REMEMBER_FINISHED = 3600.0
+# Like a real batch system (Slurm forgets after MinJobAge, 300 s), it forgets finished pilots soon:
+# each queue has written them to the factory's store long before, and its history comes from there.
+# Memory is the pilots of the last ten minutes, not of the last hour (650 pilots a minute in the soak).
+REMEMBER_FINISHED = 600.0
 
 
 @dataclass

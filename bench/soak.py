@@ -46,6 +46,7 @@ from pathlib import Path
 
 import requests
 
+from autopyfactory import localbatch
 from autopyfactory.queue import KEEP_RECORDS
 from bench.common import REPO, factory_id, machine, section, write_config
 from tests.panda_double import PandaDouble
@@ -242,8 +243,10 @@ def run(minutes: float, out: Path) -> int:
     calls = {"api": 0, "admin": 0, "reloads": 0, "reload_failures": 0, "panda_outages": 0, "api_errors": 0}
     start = time.monotonic()
     duration = minutes * 60
-    # bounded histories fill first: the queue's in-memory cycle records take KEEP_RECORDS cycles
-    warmup = max(WARMUP_MIN, WARMUP_FRACTION * duration, 1.1 * KEEP_RECORDS * SLEEP)
+    # bounded histories fill first: the queue's in-memory cycle records take KEEP_RECORDS cycles,
+    # the Local batch system's memory of finished pilots its REMEMBER_FINISHED seconds
+    warmup = max(WARMUP_MIN, WARMUP_FRACTION * duration, 1.1 * KEEP_RECORDS * SLEEP,
+                 1.1 * localbatch.REMEMBER_FINISHED)
     rng = random.Random(14)
     next_sample = next_lag = 0.0
     next_outage, next_reload, next_admin = PANDA_OUTAGE_EVERY, RELOAD_EVERY, 20.0
