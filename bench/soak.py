@@ -195,7 +195,9 @@ def plot(samples: list[dict], lags: list[dict], warmup: float, path: Path) -> No
 
 
 def lag_sample(api: str, t: float) -> dict:
-    queues = requests.get(f"{api}/api/v1/queues", timeout=60).json()["queues"]
+    answer = requests.get(f"{api}/api/v1/queues", timeout=60)
+    answer.raise_for_status()  # an error answer is an API error of the soak, not a crash of it
+    queues = answer.json()["queues"]
     now = time.time()
     lags = []
     for q in queues:
