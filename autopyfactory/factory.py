@@ -9,7 +9,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from autopyfactory import __version__, services
+from autopyfactory import __version__, memory, services
 from autopyfactory.config import ConfigError, FactoryConfig, Problem, load
 from autopyfactory.context import FactoryContext
 from autopyfactory.credentials import CredentialService
@@ -143,6 +143,7 @@ class Factory:
         """
         interval = self.config.get("config.reconfig.interval")
         self._next_reconfig = time.time() + interval if interval else None
+        next_trim = time.monotonic() + memory.TRIM_EVERY
         while not self._stopping.is_set():
             if self._dump_requested.is_set():
                 self._dump_requested.clear()
@@ -163,6 +164,9 @@ class Factory:
                     queue.end_pause_when_due()
             if not self.supervise():
                 return
+            if time.monotonic() >= next_trim:
+                memory.trim()
+                next_trim = time.monotonic() + memory.TRIM_EVERY
             self._stopping.wait(0.2)
 
     def supervise(self) -> bool:

@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 
-from autopyfactory import __version__
+from autopyfactory import __version__, memory
 from autopyfactory.config import ConfigError, FactoryConfig, load, placeholders
 
 # the factory and all it imports (web server, persistence, ...) are loaded now, before
@@ -265,6 +265,7 @@ def catch_early_signals() -> None:
 def run(args: argparse.Namespace, config: FactoryConfig, ready=None) -> int:
     """Build and run the factory in this process until stopped."""
     log_uncaught()
+    memory.limit_arenas()  # before the first queue thread
     for warning in config.warnings:
         log.warning("config: %s", warning)
     factory = Factory(config)  # with the plugins the config was validated with
