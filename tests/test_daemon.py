@@ -95,12 +95,17 @@ def test_stale_pidfile_is_taken_over(daemon, confdir):
     confdir.write(two_queues(confdir, "Q1"))
     dead = subprocess.Popen(["true"])
     dead.wait()
+    starts_over_a_pidfile_naming(daemon, dead.pid)
+    assert daemon.logged(f"named pid {dead.pid}, which holds no lock")
+
+
+def starts_over_a_pidfile_naming(daemon, pid: int) -> None:
+    """A pidfile naming ``pid`` whose lock nobody holds: the daemon starts and takes it over."""
     daemon.pidfile.parent.mkdir(parents=True)
-    daemon.pidfile.write_text(f"{dead.pid}\n")
+    daemon.pidfile.write_text(f"{pid}\n")
     result = daemon.run()
     assert result.returncode == 0, result.stderr
-    assert daemon.pid != dead.pid and alive(daemon.pid)
-    assert daemon.logged(f"named pid {dead.pid}, which holds no lock")
+    assert daemon.pid != pid and alive(daemon.pid)
 
 
 def test_bad_config_refuses_to_start_and_says_why(daemon, confdir):
@@ -293,11 +298,7 @@ def test_pidfile_naming_a_live_unrelated_process_does_not_block(daemon, confdir,
     confdir.write(two_queues(confdir, "Q1"))
     impostor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "autopyfactory"])
     try:
-        daemon.pidfile.parent.mkdir(parents=True)
-        daemon.pidfile.write_text(f"{impostor.pid}\n")
-        result = daemon.run()
-        assert result.returncode == 0, result.stderr
-        assert daemon.pid != impostor.pid and alive(daemon.pid)
+        starts_over_a_pidfile_naming(daemon, impostor.pid)
         assert daemon.logged(f"named pid {impostor.pid}")
     finally:
         impostor.kill()
