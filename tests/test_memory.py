@@ -57,10 +57,54 @@ print(json.dumps({"before": before, "after": rss(), "trimmed": trimmed, "kept": 
 """
 
 
-def child(code: str, *args: str, env: dict | None = None) -> dict:
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
-                         env=env, check=True).stdout
-    return json.loads(out)
+THREAD_CACHES = """
+import ctypes, json, os, subprocess, sys, threading
+from autopyfactory import memory
+print("started", file=sys.stderr, flush=True)
+if sys.argv[1] == "tune":
+    memory.without_thread_caches()
+
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+THREADS = 100
+parked, leave = threading.Barrier(THREADS + 1), threading.Event()
+
+def cycle():
+    # what a queue thread does: objects above pymalloc's 512 B (malloc's), made and freed
+    for size in range(520, 1024, 16):
+        chunks = [bytearray(size) for _ in range(8)]
+        del chunks
+    parked.wait()  # alive, as a queue thread is between cycles
+    leave.wait()
+
+before = libc.mallinfo2().uordblks
+threads = [threading.Thread(target=cycle) for _ in range(THREADS)]
+for t in threads:
+    t.start()
+parked.wait()
+held = libc.mallinfo2().uordblks - before
+leave.set()
+for t in threads:
+    t.join()
+print(json.dumps({
+    "held_mb": held / 1e6,
+    "environ": os.environ.get("GLIBC_TUNABLES"),
+    "child_sees": [line for line in subprocess.run(["env"], capture_output=True, text=True).stdout.splitlines()
+                   if line.startswith(("GLIBC_TUNABLES=", memory.RESTARTED))],
+}))
+"""
+
+
+def child(code: str, *args: str, env: dict | None = None, runs: list | None = None) -> dict:
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+                          env=env, check=True)
+    if runs is not None:
+        runs.extend(line for line in done.stderr.splitlines() if line == "started")
+    return json.loads(done.stdout)
 
 
 def test_two_arenas_for_many_threads():
@@ -85,3 +129,36 @@ def test_trim_gives_freed_memory_back():
     answer = child(TRIM)
     assert answer["trimmed"] is True
     assert answer["before"] - answer["after"] > 100, answer  # MB: the freed 196 MB, not the 4 MB kept
+
+
+def without(name: str) -> dict:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != name}
+
+
+def test_thread_caches_off_after_one_restart_and_the_environment_put_back():
+    runs: list[str] = []
+    tuned = child(THREAD_CACHES, "tune", env=without("GLIBC_TUNABLES"), runs=runs)
+    default = child(THREAD_CACHES, "default", env=without("GLIBC_TUNABLES"))
+    # 100 idle threads: glibc's caches hold what each freed (the test can fail: without them nothing is held)
+    assert default["held_mb"] > 10, default
+    assert tuned["held_mb"] < default["held_mb"] / 5, (tuned, default)
+    assert len(runs) == 2, runs  # executed once more, not in a loop
+    # the setting was for this process: its environment and its children's are as they were
+    assert tuned["environ"] is None and tuned["child_sees"] == [], tuned
+
+
+def test_an_operators_glibc_tunables_are_kept_and_their_tcache_setting_wins():
+    import os
+
+    runs: list[str] = []
+    theirs = child(THREAD_CACHES, "tune", env={**os.environ, "GLIBC_TUNABLES": "glibc.malloc.check=0"}, runs=runs)
+    assert len(runs) == 2 and theirs["held_mb"] < 2, theirs  # added to theirs
+    assert theirs["environ"] == "glibc.malloc.check=0" and theirs["child_sees"] == ["GLIBC_TUNABLES=glibc.malloc.check=0"]
+
+    runs.clear()
+    chosen = child(THREAD_CACHES, "tune", env={**os.environ, "GLIBC_TUNABLES": "glibc.malloc.tcache_count=3"},
+                   runs=runs)
+    assert len(runs) == 1  # not executed again
+    assert chosen["environ"] == "glibc.malloc.tcache_count=3" and chosen["held_mb"] > 5, chosen

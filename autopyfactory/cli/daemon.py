@@ -257,9 +257,13 @@ early: list[int] = []
 
 
 def catch_early_signals() -> None:
-    """The first thing the daemon does: a SIGHUP (systemctl reload) right after start must not kill it."""
+    """The first thing the daemon does: a SIGHUP (systemctl reload) right after start must not kill it.
+
+    Signals blocked until now (across ``memory.without_thread_caches``) arrive here.
+    """
     for signum in EARLY_SIGNALS:
         signal.signal(signum, lambda signum, frame: early.append(signum))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, EARLY_SIGNALS)
 
 
 def run(args: argparse.Namespace, config: FactoryConfig, ready=None) -> int:
@@ -429,6 +433,9 @@ def daemonize(args: argparse.Namespace, config: FactoryConfig, user: pwd.struct_
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # run as the program: once more without glibc's thread caches (autopyfactory/memory.py)
+        signal.pthread_sigmask(signal.SIG_BLOCK, EARLY_SIGNALS)  # held, not lost, across it
+        memory.without_thread_caches()
     catch_early_signals()
     args = parser().parse_args(argv)
     try:
