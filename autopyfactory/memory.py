@@ -14,7 +14,7 @@ high-water mark, so RSS creeps up long after the live data stopped growing
   the free pages of every arena back to the system (``malloc_trim``).
 - ``without_thread_caches()`` first thing at start: glibc also keeps a cache
   per thread (tcache: up to 7 freed chunks of each size up to 1 KiB). With
-  1,000 threads those caches held 40 MB after 20 minutes and kept filling;
+  1,000 threads those caches held 44 MB after 20 minutes and kept filling;
   memory in them counts as used, so ``malloc_trim`` cannot give it back. They
   can only be turned off before the process starts (``GLIBC_TUNABLES``), so
   the daemon executes itself once more with ``glibc.malloc.tcache_count=0``,
