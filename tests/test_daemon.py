@@ -305,30 +305,36 @@ def test_pidfile_naming_a_live_unrelated_process_does_not_block(daemon, confdir,
         impostor.wait()
 
 
-def test_sighup_while_it_executes_itself_again_does_not_kill_the_daemon(daemon, confdir):
-    """The daemon executes itself once more at start (autopyfactory/memory.py): a SIGHUP then waits for it."""
-    from autopyfactory import memory
-
-    confdir.write(two_queues(confdir, "Q1"))
+def survives_a_sighup_at(daemon, confdir, moment, env: dict) -> None:
+    """Start the daemon; SIGHUP it when ``moment(process)`` is true: it lives, reloads once running, stops cleanly."""
     argv = [*DAEMON, "--conf", str(confdir.root / "factory.conf"), "--foreground", "--log", str(daemon.log)]
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     process = subprocess.Popen(argv, env={**env, "PYTHONPATH": str(REPO)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        # the moment the new program starts: its environment has the marker, Python is still loading
-        wait_for(lambda: process.poll() is not None
-                 or memory.RESTARTED.encode() in Path(f"/proc/{process.pid}/environ").read_bytes(),
-                 timeout=30, every=0.001, what="the daemon to execute itself")
+        wait_for(lambda: process.poll() is not None or moment(process), timeout=30, every=0.001,
+                 what="the moment to send SIGHUP")
         process.send_signal(signal.SIGHUP)
         wait_for(lambda: daemon.logged("queue Q1 cycle 1") or process.poll() is not None, what="the first cycle")
         assert process.poll() is None, f"the daemon died: {process.returncode} {process.stderr.read()}"
         wait_for(lambda: daemon.logged("signal SIGHUP came while starting"), what="the early SIGHUP acted on")
+        wait_for(lambda: daemon.logged("reload applied"), what="the reload")
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_sighup_while_it_executes_itself_again_does_not_kill_the_daemon(daemon, confdir):
+    """The daemon executes itself once more at start (autopyfactory/memory.py): a SIGHUP then waits for it."""
+    from autopyfactory import memory
+
+    confdir.write(two_queues(confdir, "Q1"))
+    # the moment the new program starts: its environment has the marker, Python is still loading
+    survives_a_sighup_at(daemon, confdir, lambda process: memory.RESTARTED.encode()
+                         in Path(f"/proc/{process.pid}/environ").read_bytes(),
+                         {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"})
 
 
 SLOW_IMPORT = """
@@ -344,19 +350,5 @@ def test_sighup_while_starting_does_not_kill_the_daemon(daemon, confdir, tmp_pat
     confdir.write(two_queues(confdir, "Q1"))
     confdir.dropin("slowimport.py", SLOW_IMPORT)
     marker = tmp_path / "importing"
-    argv = [*DAEMON, "--conf", str(confdir.root / "factory.conf"), "--foreground", "--log", str(daemon.log)]
-    process = subprocess.Popen(argv, env={**os.environ, "PYTHONPATH": str(REPO), "APF_TEST_MARKER": str(marker)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: marker.exists(), what="the daemon to be reading its configuration")
-        process.send_signal(signal.SIGHUP)
-        wait_for(lambda: daemon.logged("queue Q1 cycle 1") or process.poll() is not None, what="the first cycle")
-        assert process.poll() is None, f"the daemon died: {process.returncode} {process.stderr.read()}"
-        wait_for(lambda: daemon.logged("signal SIGHUP came while starting"), what="the early SIGHUP acted on")
-        wait_for(lambda: daemon.logged("reload applied"), what="the reload")
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    survives_a_sighup_at(daemon, confdir, lambda process: marker.exists(),
+                         {**os.environ, "APF_TEST_MARKER": str(marker)})
