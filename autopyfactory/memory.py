@@ -72,16 +72,6 @@ def trim() -> bool:
     return bool(_LIBC.malloc_trim(0))
 
 
-def tuned_environment(environ: dict[str, str]) -> dict[str, str] | None:
-    """The environment to execute the daemon again with; None when there is nothing to do."""
-    if _LIBC is None or RESTARTED in environ:
-        return None
-    before = environ.get(TUNABLES, "")
-    if "glibc.malloc.tcache_count" in before:  # the operator chose
-        return None
-    return {**environ, TUNABLES: f"{before}:{NO_THREAD_CACHE}" if before else NO_THREAD_CACHE, RESTARTED: before}
-
-
 def without_thread_caches() -> None:
     """Execute this program again with glibc's thread caches off; on the second run, restore the environment.
 
@@ -93,11 +83,13 @@ def without_thread_caches() -> None:
         if before:
             os.environ[TUNABLES] = before
         else:
-            del os.environ[TUNABLES]
+            os.environ.pop(TUNABLES, None)  # (a secure-mode start may have had it dropped already)
         return
-    environ = tuned_environment(dict(os.environ))
-    if environ is None or not sys.executable:
+    before = os.environ.get(TUNABLES, "")
+    if _LIBC is None or not sys.executable or "glibc.malloc.tcache_count" in before:  # nothing to do, or theirs
         return
+    environ = {**os.environ, TUNABLES: f"{before}:{NO_THREAD_CACHE}" if before else NO_THREAD_CACHE,
+               RESTARTED: before}
     try:
         os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environ)
     except OSError as exc:  # go on with the caches: more memory, nothing worse

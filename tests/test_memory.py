@@ -162,3 +162,13 @@ def test_an_operators_glibc_tunables_are_kept_and_their_tcache_setting_wins():
                    runs=runs)
     assert len(runs) == 1  # not executed again
     assert chosen["environ"] == "glibc.malloc.tcache_count=3" and chosen["held_mb"] > 5, chosen
+
+
+def test_a_second_run_whose_tunables_were_dropped_still_starts():
+    """glibc drops GLIBC_TUNABLES in secure mode: the second run finds only the marker."""
+    code = ("import os, sys; from autopyfactory import memory; memory.without_thread_caches(); "
+            "print(os.environ.get('GLIBC_TUNABLES'), memory.RESTARTED in os.environ)")
+    env = {**without("GLIBC_TUNABLES"), memory.RESTARTED: ""}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["None", "False"]
