@@ -105,6 +105,8 @@ class Factory:
             if replaces is not None and replaces.last_submission is not None:
                 # invariant 2 across instances: plan from a batch status newer than the old one's submission
                 queue.last_submission = max(queue.last_submission or 0.0, replaces.last_submission)
+            if replaces is not None:  # invariant 8 across instances: the pilots it submitted stay counted
+                queue.ledger.take_over(replaces.ledger)
             self.queues = {**self.queues, queue.name: queue}
             queue.start(cycles)
             return queue

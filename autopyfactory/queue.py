@@ -24,6 +24,7 @@ from autopyfactory.context import FactoryContext
 from autopyfactory.health import Health, queue_health
 from autopyfactory.info import BatchQueueInfo, FinishedPilot, WMSQueueInfo
 from autopyfactory.interfaces import BatchSubmitPlugin, SchedInfo, SchedulerPlugin, SubmitResult
+from autopyfactory.ledger import Ledger, pending_ceiling, with_ledger_floor
 from autopyfactory.peers import alive_peers, alive_window
 from autopyfactory.records import AdminAction, CycleRecord, SchedStep
 from autopyfactory.timefmt import iso
@@ -192,6 +193,8 @@ class APFQueue:
         self._submitting = threading.Lock()  # held while the submit plugin runs; stop() waits for it
         self._thread: threading.Thread | None = None
         self.store = context.store  # persistence store (autopyfactory/persistence.py) or None
+        # pilots submitted and not seen end (safety invariant 8, autopyfactory/ledger.py)
+        self.ledger = Ledger(float(config.values.get("apfqueue.ledger.maxage", 6 * 3600.0)))
         if self.store is not None:
             self._restore()
         pilots.add(self)
@@ -204,6 +207,9 @@ class APFQueue:
         self.errors_total = state.errors_total
         self.last_submission = state.last_submission
         self.records.extend(self.store.recent_cycles(self.name, KEEP_RECORDS))
+        since = time.time() - self.ledger.maxage
+        self.ledger.restore(self.store.submissions(self.name, since),
+                            (p.jobid for p in self.store.finished(self.name, since, limit=1_000_000)))
         pause = self.store.queue_pause(self.name)
         if pause is not None:
             self.pause = Pause(**pause)
@@ -380,6 +386,11 @@ class APFQueue:
         record.wms = wms.to_dict() if wms is not None else None
         record.batch = batch.to_dict() if batch is not None else None
         record.batch_time = batch_taken
+        if batch is not None:  # invariant 8: the factory's own ledger is a floor under the batch answer
+            self.ledger.ended(p.jobid for p in batch.finished)
+            batch, floor = with_ledger_floor(batch, self.ledger.outstanding(record.started))
+            if floor:
+                record.holds.append(floor)
         info = SchedInfo(
             wms=wms,
             batch=batch,
@@ -392,7 +403,8 @@ class APFQueue:
             self.fault_backoff = fault_backoff(info.finished, self.config)
         n = run_chain(self.schedulers, info, record.steps)
         record.decided = n
-        n = self._apply_safety(n, record, wms is None and wms_why, batch is None and batch_why, batch_taken)
+        n = self._apply_safety(n, record, wms is None and wms_why, batch is None and batch_why, batch_taken,
+                               batch.pending if batch is not None else 0)
 
         if n > 0:
             n, why = self.pilots.reserve(self.name, n)
@@ -412,6 +424,7 @@ class APFQueue:
                 # recorded first (and before a successor instance can read it): nothing that can
                 # fail comes between the batch system's answer and this
                 self.pilots.settle(self.name, result.count)
+                self.ledger.submitted(result.ids)
                 if result.count > 0:
                     self.last_submission = record.submitted_at = time.time()
             record.submitted = result.count
@@ -423,6 +436,7 @@ class APFQueue:
             result = self.submitter.remove(-n)
             self._take(result, record)
             record.removed = result.count
+            self.ledger.ended(result.ids)
             if result.count > 0:
                 self.last_submission = record.submitted_at = time.time()
                 self._stored_submission("remove", result)
@@ -487,7 +501,7 @@ class APFQueue:
 
     def _apply_safety(
         self, n: int, record: CycleRecord, wms_unknown: str | bool, batch_unknown: str | bool,
-        batch_taken: float | None,
+        batch_taken: float | None, pending: int,
     ) -> int:
         def hold(reason: str) -> int:
             record.holds.append(reason)
@@ -513,6 +527,9 @@ class APFQueue:
                     why = state.message if state is not None else "not checked yet"
                     return hold(f"credential {profile} not usable ({why}): submitting 0")
             n, why = cycle_ceiling(n, self.config)
+            if why:
+                record.holds.append(why)
+            n, why = pending_ceiling(n, pending, self.config.values.get("apfqueue.maxpending"))
             if why:
                 record.holds.append(why)
             if self.fault_backoff and n > 1:

@@ -59,6 +59,10 @@ QUEUE_KEYS: dict[str, Key] = {
     "batchqueue": Key("str", None, help="batch-side queue / partition (default: wmsqueue)"),
     "apfqueue.sleep": Key("float", 360.0, min=0.1),
     "apfqueue.maxpercycle": Key("int", 1000, min=0, help="most pilots one cycle submits, whatever the chain says"),
+    "apfqueue.maxpending": Key("int", 100, min=0, help="most pilots pending in the batch system; "
+                               "no submission beyond it, whatever the chain says"),
+    "apfqueue.ledger.maxage": Key("float", 6 * 3600.0, min=0, help="seconds a submitted pilot the factory has not "
+                                  "seen end counts as pending or running whatever the batch status says"),
     "apfqueue.faultbackoff": Key("bool", True, help="one probe pilot per cycle while most recent pilots fault"),
     "apfqueue.faultbackoff.pilots": Key("int", 10, min=1, help="how many of the latest ended pilots are judged"),
     "apfqueue.faultbackoff.minimum": Key("int", 3, min=1, help="ended pilots needed before judging"),
