@@ -103,6 +103,9 @@ def _critical(queue: QueueView) -> str:
         return _hold(record, "batch status unknown")
     if record.errors:
         return record.errors[-1]
+    held = _hold(record, "MaxPerFactory: factory-wide pilot count unknown")
+    if held != "MaxPerFactory: factory-wide pilot count unknown":  # held back by another queue's unknown status
+        return held
     return ""
 
 

@@ -70,9 +70,11 @@ class Ledger:
     def outstanding(self, now: float | None = None) -> int:
         """Pilots submitted within ``maxage`` and not seen end (older ones are forgotten here)."""
         oldest = (time.time() if now is None else now) - self.maxage
-        with self._lock:
-            stale = [jobid for jobid, when in self._open.items() if when < oldest]
-            for jobid in stale:
+        with self._lock:  # entries are in submission order (nearly): forget from the oldest on
+            while self._open:
+                jobid, when = next(iter(self._open.items()))
+                if when >= oldest:
+                    break
                 del self._open[jobid]
             return len(self._open)
 

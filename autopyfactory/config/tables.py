@@ -36,6 +36,8 @@ FACTORY_KEYS: dict[str, Key] = {
     "cleanlogs.maxdiskpercent": Key("float", 90.0, min=0, max=100),
     "factory.sleep": Key("float", 30.0, min=0.1),
     "maxperfactory.maximum": Key("int", None, min=0),
+    "maxperfactory.lastgood": Key("float", 1800.0, min=0, help="seconds a queue whose batch status is unknown "
+                                  "counts for maxperfactory.maximum with its last good answer"),
     "plugindirs": Key("list", ["/etc/apf/plugins.d"]),
     "persistence.dbpath": Key("path", ""),
     "persistence.keepdays": Key("int", 14, min=1),
