@@ -45,7 +45,7 @@ def contrast(a: str, b: str, seen_with: str = "normal vision") -> float:
 
 def badge_style(level: str) -> dict[str, str]:
     css = (TEMPLATES / "base.html").read_text()
-    rule = re.search(r"\.badge\.%s\b[^{]*\{([^}]*)\}" % level, css)
+    rule = re.search(r"\.badge\." + level + r"\b[^{]*\{([^}]*)\}", css)
     assert rule, f"no .badge.{level} rule in base.html"
     return dict((k.strip(), v.strip().lower()) for k, v in
                 (part.split(":", 1) for part in rule.group(1).split(";") if ":" in part))
