@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
+from autopyfactory.redact import redact
 from autopyfactory.timefmt import iso
 
 if TYPE_CHECKING:
@@ -140,15 +141,15 @@ class Alarms:
         factory_id = config.factory_id
         what = "every queue" if name == FACTORY_WIDE else name
         mail = EmailMessage()
-        mail["Subject"] = f"[APF {factory_id}] {what} {level}: {cause}"
+        mail["Subject"] = redact(f"[APF {factory_id}] {what} {level}: {cause}")
         mail["From"] = config.get("alarms.sender") or f"autopyfactory@{socket.getfqdn()}"
         mail["To"] = config.get("factoryAdminEmail")
         mail["Date"] = email.utils.formatdate(now)
-        mail.set_content(
+        mail.set_content(redact(
             f"factory: {factory_id} on {socket.getfqdn()}\nqueue: {what}\nlevel: {level}\ncause: {cause}\n"
             f"reason: {reason}\ntime: {iso(now)}\n\n"
             f"At most one mail per queue and cause every {config.get('alarms.interval'):g} s "
-            f"([Factory] alarms.interval).\n")
+            f"([Factory] alarms.interval).\n"))
         return mail
 
     def post(self, mail: EmailMessage) -> None:

@@ -21,7 +21,6 @@ import json
 import logging
 import logging.handlers
 import os
-import re
 import stat
 import sys
 import threading
@@ -34,6 +33,7 @@ from urllib.parse import parse_qs
 from autopyfactory.config import FactoryConfig
 from autopyfactory.queue import Pause
 from autopyfactory.records import AdminAction
+from autopyfactory.redact import REDACTED, redact, redact_setting
 from autopyfactory.timefmt import iso, parse_time
 
 if TYPE_CHECKING:
@@ -47,7 +47,6 @@ DEFAULT_LOG_LINES, MAX_LOG_LINES = 100, 10000
 MAX_LOG_BYTES = 4 * 1024 * 1024  # read from the end of the log at most, whatever the lines asked for
 DEFAULT_AUDIT, MAX_AUDIT = 100, 10000
 MAX_REASON = 500  # characters of a pause's reason
-REDACTED = "<redacted>"
 
 class AdminToken:
     def __init__(self, path: str):
@@ -155,28 +154,6 @@ def read_pause(environ: dict, mode: str, now: float) -> Pause:
 
 # ---------------------------------------------------------------- the effective configuration, redacted
 
-# a key whose name says it holds a secret or the path of one
-SECRET_KEY = re.compile(r"pass|secret|token|key|cert|credential|proxyfile|baseproxy|x509|renewcommand", re.I)
-# user:password@ in a URL
-USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
-# password=..., token: ... inside a longer value (environment, extra arguments)
-SECRET_SETTING = re.compile(r"(?i)\b([\w.-]*(?:password|passwd|secret|token)[\w.-]*\s*[=:]\s*)[^\s,;&]+")
-
-
-def redact_text(text: str) -> str:
-    text = USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
-    return SECRET_SETTING.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
-
-
-def redact(key: str, value: Any) -> Any:
-    if SECRET_KEY.search(key):
-        return REDACTED if value not in (None, "", []) else value
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, list):
-        return [redact_text(v) if isinstance(v, str) else v for v in value]
-    return value
-
 
 def redact_profile(key: str, value: Any, selector: str) -> Any:
     """auth.conf holds credentials: only its plugin names, numbers and booleans are shown."""
@@ -192,15 +169,15 @@ def effective_config(config: FactoryConfig) -> dict:
 
     return {
         "path": config.path,
-        "factory": section(config.factory.values, redact),
+        "factory": section(config.factory.values, redact_setting),
         "queues": {name: {"source": q.source, "enabled": q.enabled and bool(config.get("enablequeues")),
-                          "values": section(q.values, redact)} for name, q in config.queues.items()},
+                          "values": section(q.values, redact_setting)} for name, q in config.queues.items()},
         "auth": {name: {"source": p.source,
                         "values": section(p.values, lambda k, v: redact_profile(k, v, "plugin"))}
                  for name, p in config.auth.items()},
-        "monitor": {name: {"source": p.source, "values": section(p.values, redact)}
+        "monitor": {name: {"source": p.source, "values": section(p.values, redact_setting)}
                     for name, p in config.monitor.items()},
-        "warnings": [redact_text(str(w)) for w in config.warnings],
+        "warnings": [redact(str(w)) for w in config.warnings],
     }
 
 
@@ -353,9 +330,9 @@ class AdminAPI:
         return Answer(status, {"error": why}, why, headers=[("WWW-Authenticate", 'Bearer realm="autopyfactory"')])
 
     def audit(self, client: str, action: str, answer: Answer, result: str) -> None:
-        target = None if answer.target is None else printable(answer.target, 200)
+        target = None if answer.target is None else printable(redact(answer.target), 200)
         entry = AdminAction(time.time(), printable(client, 100), action, target, result, answer.status,
-                            printable(answer.detail, 1000))
+                            printable(redact(answer.detail), 1000))
         level = logging.WARNING if result == "refused" or action in CHANGES else logging.INFO
         log.log(level, "admin %s%s from %s: %s%s", action, f" {target}" if target else "", entry.client, result,
                 f" ({entry.detail})" if entry.detail else "")
