@@ -346,8 +346,15 @@ class AdminAPI:
 
     # ------------------------------------------------------------ actions
     def do_reload(self, environ: dict, _queue: None) -> Answer:
-        with self._reload_lock:
+        # one at a time, and the others answered at once: reloads asked while one is under way
+        # (a slow remote queueConf) must not hold every web worker
+        if not self._reload_lock.acquire(blocking=False):
+            why = "a reload is already under way; ask again when it has ended"
+            return Answer(409, {"error": why}, why)
+        try:
             status, body = reload_factory(self.factory)
+        finally:
+            self._reload_lock.release()
         if status >= 400:
             return Answer(status, body, "; ".join(body.get("problems", []))[:1000] or body.get("error", ""))
         changes = body.get("changes") or {}
