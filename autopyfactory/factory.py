@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import platform
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
+from importlib import metadata
 
 from autopyfactory import __version__, memory, services
 from autopyfactory.config import ConfigError, FactoryConfig, Problem, load
@@ -357,6 +360,12 @@ class Factory:
     # ------------------------------------------------------------ diagnostics
     def dump_threads(self) -> str:
         """Log (and return) every thread's name and stack: what SIGUSR1 asks for."""
+        text = self.thread_dump()
+        log.warning("%s", text)
+        return text
+
+    def thread_dump(self) -> str:
+        """Every thread's name and stack, each queue's and status endpoint's counters (not logged)."""
         frames = sys._current_frames()
         lines = [f"thread dump: {threading.active_count()} thread(s)"]
         for thread in threading.enumerate():
@@ -370,9 +379,31 @@ class Factory:
         for health in self.status.health():
             lines.append(f"status {health['kind']} {health['endpoint']}: calls={health['calls']} "
                          f"failures={health['consecutive_failures']} age={health['age']}")
-        text = "\n".join(lines)
-        log.warning("%s", text)
-        return text
+        return "\n".join(lines)
+
+    def debug_info(self) -> dict:
+        """What a remote operator needs to tell what runs: versions, config sources, endpoints, store size."""
+        config = self.config
+        sources = {"factory.conf": config.path, "authConf": config.get("authConf", None),
+                   "monitorConf": config.get("monitorConf", None),
+                   "queues": sorted({src for q in config.queues.values() for src in q.source.split(" + ")})}
+        store = self.store
+        store_info = None
+        if store is not None:
+            size = sum(os.path.getsize(store.path + suffix) for suffix in ("", "-wal", "-shm")
+                       if os.path.exists(store.path + suffix))
+            store_info = {"path": store.path, "bytes": size, "usable": store.usable, "problem": store.problem}
+        return {
+            **self.summary(),
+            "versions": versions(),
+            "pid": os.getpid(),
+            "threads": threading.active_count(),
+            "config_sources": sources,
+            "endpoints": [{key: h[key] for key in ("kind", "plugin", "endpoint", "queues", "calls",
+                                                   "consecutive_failures", "last_error", "last_success")}
+                          for h in self.status.health()],
+            "store": store_info,
+        }
 
     # ------------------------------------------------------------ hooks
     def _tell_monitors(self, queue: APFQueue, record: CycleRecord) -> None:
@@ -391,6 +422,21 @@ class Factory:
             "queue_count": len(self.queues),
         }
 
+
+
+# the libraries whose versions matter when a site reports a problem
+REPORTED_LIBRARIES = ("htcondor", "requests", "pluggy", "python-daemon", "jinja2", "prometheus-client", "waitress")
+
+
+def versions() -> dict[str, str | None]:
+    """This factory's, Python's and its main libraries' versions (None: not installed)."""
+    found: dict[str, str | None] = {"autopyfactory": __version__, "python": platform.python_version()}
+    for name in REPORTED_LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
 
 
 def build_factory(path: str) -> Factory:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import configparser
 import math
 import os
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 MISSING = object()
 
@@ -51,7 +53,8 @@ class Key:
     """One configuration key: its type, default and allowed range.
 
     kind is one of str, int, float, bool, list (comma separated), path (relative
-    paths are taken from the directory of the file that sets them).
+    paths are taken from the directory of the file that sets them), argv (a
+    command line split into words, run without a shell), url (http or https).
     """
 
     kind: str = "str"
@@ -83,6 +86,16 @@ class Key:
             return _BOOLEANS[text.lower()]
         elif self.kind == "list":
             return split_list(text)
+        elif self.kind == "argv":  # a command line, split as a shell would split it, never run by one
+            try:
+                return shlex.split(text)
+            except ValueError as exc:
+                raise ValueError(f"not a command line ({exc}; expected words and quotes, got {raw!r})") from None
+        elif self.kind == "url":
+            parts = urlsplit(text)
+            if text and (parts.scheme not in ("http", "https") or not parts.hostname):
+                raise ValueError(f"not an http(s) URL (expected https://host/path, got {raw!r})")
+            return text
         elif self.kind == "path":
             if not text:
                 return ""

@@ -1,7 +1,7 @@
 """The admin API: its bearer token, its actions and their audit trail.
 
     POST reload | stop | loglevel | queues/<name>/pause | queues/<name>/drain | queues/<name>/resume
-    GET  config | log?lines=N | audit?limit=N
+    GET  config | log?lines=N | audit?limit=N | threads | debug
 
 The token lives in ``[Factory] admin.tokenfile``. The file must be readable
 by nobody but its owner (mode 0600 or 0400) and owned by the daemon's user
@@ -284,7 +284,7 @@ def printable(text: str, limit: int) -> str:
 
 # action: HTTP method
 ACTIONS = {"reload": "POST", "stop": "POST", "loglevel": "POST", "pause": "POST", "drain": "POST",
-           "resume": "POST", "config": "GET", "log": "GET", "audit": "GET"}
+           "resume": "POST", "config": "GET", "log": "GET", "audit": "GET", "threads": "GET", "debug": "GET"}
 QUEUE_ACTIONS = ("pause", "drain", "resume")  # POST /api/v1/admin/queues/<name>/<action>
 CHANGES = {"reload", "stop", "loglevel", *QUEUE_ACTIONS}  # logged as warnings
 
@@ -438,6 +438,22 @@ class AdminAPI:
             why = "no persistence store: the audit trail is in the log only"
             return Answer(503, {"error": why}, why, str(limit))
         return Answer(200, {"actions": actions}, f"{len(actions)} action(s)", str(limit))
+
+    def do_threads(self, environ: dict, _queue: None) -> Answer:
+        # what SIGUSR1 logs, answered to a remote operator instead (and not logged: the audit says who asked)
+        lines = redact_text(self.factory.thread_dump()).splitlines()
+        threads = sum(1 for line in lines if line.startswith("--- thread "))
+        return Answer(200, {"threads": threads, "dump": lines}, f"{threads} thread(s)")
+
+    def do_debug(self, environ: dict, _queue: None) -> Answer:
+        info = self.factory.debug_info()
+        sources = info["config_sources"]
+        sources["queues"] = [redact_text(source) for source in sources["queues"]]
+        for endpoint in info["endpoints"]:
+            endpoint["endpoint"] = redact_text(str(endpoint["endpoint"]))
+            if endpoint["last_error"]:
+                endpoint["last_error"] = redact_text(str(endpoint["last_error"]))
+        return Answer(200, info)
 
     def do_stop(self, environ: dict, _queue: None) -> Answer:
         # as SIGTERM: the main thread stops the factory; cycles under way finish their submission
