@@ -240,16 +240,24 @@ class Factory:
         path = path or self.config.path
         if self._stopping.is_set():
             return [Problem(path, "", "", "the factory is stopping: not reloading")]
+        started = time.time()
+        # read outside the lock: a remote queueConf may take up to config.remote.timeout, and
+        # stopping, the web pages and the queues must not wait for it (stopping cancels it)
+        try:
+            new, problems = load(path, cancel=self._stopping), []
+        except ConfigError as exc:
+            new, problems = None, list(exc.problems)
+        except Exception as exc:  # a reload must never take the running factory down
+            new, problems = None, [Problem(path, "", "", f"reload failed: {type(exc).__name__}: {exc}")]
         with self._reload_lock:
-            started = time.time()
+            if self._stopping.is_set():
+                return [Problem(path, "", "", "the factory is stopping: not reloading")]
             interval = self.config.get("config.reconfig.interval")
-            try:
-                new = load(path)
-                problems = self._probe(new)
-            except ConfigError as exc:
-                new, problems = None, list(exc.problems)
-            except Exception as exc:  # a reload must never take the running factory down
-                new, problems = None, [Problem(path, "", "", f"reload failed: {type(exc).__name__}: {exc}")]
+            if new is not None:
+                try:
+                    problems = self._probe(new)
+                except Exception as exc:
+                    problems = [Problem(path, "", "", f"reload failed: {type(exc).__name__}: {exc}")]
             if problems:
                 for problem in problems:
                     log.error("reload rejected, old configuration stays in force: %s", problem)
@@ -257,6 +265,8 @@ class Factory:
                                     "problems": [str(p) for p in problems]}
             else:
                 assert new is not None
+                for warning in new.stale:
+                    log.warning("config: %s", warning)
                 self.last_reload = self._apply(new, started)
                 interval = new.get("config.reconfig.interval")
             self._next_reconfig = time.time() + interval if interval else None

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from autopyfactory.redact import redact
 from autopyfactory.timefmt import iso
 
 LEVELS = ("critical", "warning", "paused", "drained", "ok", "disabled")  # worst first
@@ -62,8 +63,8 @@ DISABLED = Health("disabled", "enabled = False in queues.conf")
 
 
 def one_line(text: str, limit: int = REASON_LENGTH) -> str:
-    """The first line of ``text``, cut to ``limit`` characters."""
-    line = " ".join(str(text).split())
+    """The first line of ``text``, redacted, then cut to ``limit`` characters (never half a secret)."""
+    line = " ".join(redact(str(text)).split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 

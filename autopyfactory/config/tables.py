@@ -48,6 +48,12 @@ FACTORY_KEYS: dict[str, Key] = {
     "admin.tokenfile": Key("path", ""),
     "admin.allowremote": Key("bool", False, help="admin API also for clients not on the loopback interface"),
     "config.reconfig.interval": Key("int", 0, min=0),
+    "config.remote.timeout": Key("float", 60.0, min=1, max=3600,
+                                 help="seconds for a whole answer of a remote queueConf URL"),
+    "config.remote.maxbytes": Key("int", 16 * 1024 * 1024, min=1024,
+                                  help="bytes a remote queueConf answer may have; a bigger one is refused"),
+    "config.remote.cachedir": Key("path", "", help="where the last good copy of each remote queueConf is kept "
+                                  "(default: the persistence store's directory)"),
 }
 
 # [Factory] wmsstatus.<plugin>.sleep / .maxage / .breakerfailures / .breakercooldown (batchstatus alike)
