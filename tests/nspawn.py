@@ -19,6 +19,8 @@ from pathlib import Path
 
 ROOT = Path(os.environ.get("APF_NSPAWN_ROOT", "/var/lib/apf-nspawn/bookworm"))
 BOOT_TIMEOUT = 180.0
+# cgroup v2, or the two hierarchies of a v1 ("hybrid") host that systemd uses
+CGROUP_HIERARCHIES = ("/sys/fs/cgroup", "/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified")
 
 
 def unavailable() -> str:
@@ -87,9 +89,20 @@ def booted(name: str, workdir: Path, binds: dict[str, Path] | None = None) -> It
     argv = ["systemd-nspawn", "-D", str(ROOT), f"--machine={name}", "--register=no", "--keep-unit",
             "--private-network", "--volatile=overlay", "--console=read-only", "--boot"]
     argv += [f"--bind-ro={host}:{inside}" for inside, host in (binds or {}).items()]
+    # a cgroup of its own: with --keep-unit nspawn puts the container under the cgroup it runs in, so
+    # two containers started from one cgroup would share it
+    groups = [Path(hierarchy) / f"apf-nspawn-{name}" for hierarchy in CGROUP_HIERARCHIES
+              if Path(hierarchy, "cgroup.procs").exists()]
+    for group in groups:
+        group.mkdir(exist_ok=True)
+
+    def enter_own_cgroup() -> None:
+        for group in groups:
+            (group / "cgroup.procs").write_text(str(os.getpid()))
+
     with open(log, "w") as out:
         nspawn = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+                                  start_new_session=True, preexec_fn=enter_own_cgroup)
     try:
         deadline = time.monotonic() + BOOT_TIMEOUT
         leader = 0
@@ -115,11 +128,14 @@ def booted(name: str, workdir: Path, binds: dict[str, Path] | None = None) -> It
             except subprocess.TimeoutExpired:
                 os.killpg(nspawn.pid, signal.SIGKILL)
                 nspawn.wait(30)
-        # what nspawn leaves on the host (empty cgroups and its propagation directory)
-        for leftover in ("/sys/fs/cgroup/systemd/payload", "/sys/fs/cgroup/systemd/supervisor",
-                         "/sys/fs/cgroup/unified/payload", "/sys/fs/cgroup/unified/supervisor",
-                         f"/run/systemd/nspawn/propagate/{name}"):
-            try:
-                os.rmdir(leftover)
-            except OSError:
-                pass
+        # what nspawn leaves on the host: the (empty) cgroups, innermost first, and its propagation directory
+        for group in groups:
+            for directory, _, _ in sorted(os.walk(group), key=lambda entry: -len(entry[0])):
+                try:
+                    os.rmdir(directory)
+                except OSError:
+                    pass
+        try:
+            os.rmdir(f"/run/systemd/nspawn/propagate/{name}")
+        except OSError:
+            pass
