@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from autopyfactory.redact import redact
 from autopyfactory.timefmt import iso
 
 LEVELS = ("critical", "warning", "paused", "drained", "ok", "disabled")  # worst first
@@ -62,8 +63,8 @@ DISABLED = Health("disabled", "enabled = False in queues.conf")
 
 
 def one_line(text: str, limit: int = REASON_LENGTH) -> str:
-    """The first line of ``text``, cut to ``limit`` characters."""
-    line = " ".join(str(text).split())
+    """The first line of ``text``, redacted, then cut to ``limit`` characters (never half a secret)."""
+    line = " ".join(redact(str(text)).split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
@@ -85,25 +86,37 @@ def queue_health(queue: QueueView, now: float | None = None) -> Health:
 
 
 def _critical(queue: QueueView) -> str:
+    causes = critical_causes(queue)
+    return causes[0][1] if causes else ""
+
+
+def critical_causes(queue: QueueView) -> list[tuple[str, str]]:
+    """Every (cause, reason) that makes the queue critical now, the one health shows first.
+
+    The causes are the alarms' names for them (autopyfactory.alarms): ``queue thread``,
+    ``fault backoff``, ``credential``, ``status unknown``, ``cycle error``, ``submission failed``.
+    """
     if queue.started and not queue.alive and not queue.stopping and not queue.ran_its_cycles:
-        if queue.died:
-            return f"queue thread died ({queue.died}); restarting it"
-        return "queue thread is not running"
+        why = f"queue thread died ({queue.died}); restarting it" if queue.died else "queue thread is not running"
+        return [("queue thread", why)]
+    causes = []
     if queue.fault_backoff:
-        return queue.fault_backoff
+        causes.append(("fault backoff", queue.fault_backoff))
     credential = _credential(queue)
     if credential is not None and not credential.ok:
-        return f"credential {credential.profile} not usable: {credential.message or 'not checked yet'}"
+        causes.append(("credential",
+                       f"credential {credential.profile} not usable: {credential.message or 'not checked yet'}"))
     record = queue.last_record
     if record is None:
-        return ""
+        return causes
     if record.wms is None:
-        return _hold(record, "WMS status unknown")
-    if record.batch is None:
-        return _hold(record, "batch status unknown")
-    if record.errors:
-        return record.errors[-1]
-    return ""
+        causes.append(("status unknown", _hold(record, "WMS status unknown")))
+    elif record.batch is None:
+        causes.append(("status unknown", _hold(record, "batch status unknown")))
+    elif record.errors:
+        error = record.errors[-1]
+        causes.append(("cycle error" if error.startswith("error: ") else "submission failed", error))
+    return causes
 
 
 def _warning(queue: QueueView, now: float) -> str:

@@ -114,7 +114,7 @@ def test_status_page_problems_first_and_drill_down_to_a_faulted_pilot_log(three_
     by_name = dict(zip(order, rows, strict=True))
 
     panda_row = by_name["PANDAQ"]
-    assert panda_row.find_element(By.CSS_SELECTOR, ".badge").text == "critical"
+    assert panda_row.find_element(By.CSS_SELECTOR, ".badge").text == "✖ critical"  # a symbol too: not colour alone
     reason = panda_row.find_element(By.CSS_SELECTOR, ".reason").text
     assert "WMS status unknown" in reason and len(reason) <= REASON_CHARS
     # the long urllib3 error is one line, its full text a click away, and the row stays short

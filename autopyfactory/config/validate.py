@@ -11,10 +11,19 @@ import functools
 import glob
 import os
 import shutil
+import threading
 from typing import TYPE_CHECKING
 
 import autopyfactory.config.apf24 as apf24
-from autopyfactory.config.reader import KeyTable, Reader, closest, did_you_mean, lower_table, origin
+from autopyfactory.config.reader import (
+    Fetching,
+    KeyTable,
+    Reader,
+    closest,
+    did_you_mean,
+    lower_table,
+    origin,
+)
 from autopyfactory.config.tables import (
     FACTORY_KEYS,
     FACTORY_SECTION,
@@ -30,6 +39,7 @@ from autopyfactory.settings import (
     Problem,
     QueueConfig,
     Section,
+    remote_cache_dir,
     split_list,
 )
 
@@ -76,8 +86,9 @@ def factory_section(reader: Reader, parser: configparser.ConfigParser, path: str
     return section
 
 
-def queue_files(reader: Reader, factory: Section) -> list[tuple[str, configparser.ConfigParser]]:
-    """(source, parsed file) of every queueConf entry and queueDirConf file."""
+def queue_files(reader: Reader, factory: Section, cancel: threading.Event | None = None
+                ) -> list[tuple[str, configparser.ConfigParser]]:
+    """(source, parsed file) of every queueConf entry and queueDirConf file; ``cancel`` ends a remote fetch."""
     factory_path = factory.source
     basedir = os.path.dirname(factory_path)
     sources: list[str] = []
@@ -98,7 +109,9 @@ def queue_files(reader: Reader, factory: Section) -> list[tuple[str, configparse
     parsed = []
     for source in sources:
         if source.startswith(("http://", "https://")):
-            parser = reader.parse_url(source)
+            parser = reader.parse_url(source, Fetching(
+                factory.get("config.remote.timeout"), factory.get("config.remote.maxbytes"),
+                remote_cache_dir(factory), cancel))
         else:
             parser = reader.parse_file(source)
         if parser is not None:

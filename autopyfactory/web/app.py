@@ -29,10 +29,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
 import jinja2
+from markupsafe import Markup
 
 from autopyfactory.health import LEVELS, one_line
 from autopyfactory.metrics import CycleDurations, exposition, factory_registry
 from autopyfactory.paths import PathEscape, confined
+from autopyfactory.redact import redact, redact_data, redact_setting
 from autopyfactory.timefmt import duration, iso
 from autopyfactory.web import admin, api, logs
 from autopyfactory.web.history import PilotHistory
@@ -68,12 +70,13 @@ class Response:
 
 
 def json_response(status: int, data: Any, headers: list | None = None) -> Response:
-    body = (json.dumps(data, indent=1, default=str) + "\n").encode()
+    """Every JSON answer, its strings redacted (autopyfactory/redact.py)."""
+    body = (json.dumps(redact_data(data), indent=1, default=lambda v: redact(str(v))) + "\n").encode()
     return Response(status, body, "application/json", headers)
 
 
 def text_response(status: int, text: str) -> Response:
-    return Response(status, (text.rstrip("\n") + "\n").encode())
+    return Response(status, (redact(text).rstrip("\n") + "\n").encode())
 
 
 def error_response(environ: dict, status: int, message: str) -> Response:
@@ -100,9 +103,16 @@ def shown_config(values: dict) -> list[tuple[str, str]]:
     """A queue's effective keys for the queue page, sorted; secrets redacted as by the admin API."""
     shown = []
     for key, value in sorted(values.items()):
-        value = admin.redact(key, value)
+        value = redact_setting(key, value)
         shown.append((key, ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)))
     return shown
+
+
+def shown(value: Any) -> Any:
+    """What a page shows of a ``{{ value }}``: text redacted; Markup (the plots: numbers, queue names) as it is."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return redact(value)
+    return value
 
 
 def is_loopback(address: str | None) -> bool:
@@ -133,6 +143,7 @@ class WebApp:
             autoescape=jinja2.select_autoescape(["html"]),
             trim_blocks=True,
             lstrip_blocks=True,
+            finalize=shown,
         )
         self.templates.filters["ago"] = duration
         self.templates.filters["iso"] = iso
