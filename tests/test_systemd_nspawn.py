@@ -39,7 +39,7 @@ apfqueue.sleep = 3600
 executable = /usr/local/libexec/apf-gridprobe
 """
 AUTH = """\
-[pilot-token]
+[production]
 plugin = Token
 token.tokenfile = /var/lib/autopyfactory/credentials/pilot.token
 """
@@ -202,6 +202,6 @@ def test_grid_paths_from_inside_the_unit(box):
         uid = box.run("id", "-u", "autopyfactory").stdout.strip()
         assert box.run("test", "-e", f"/tmp/x509up_u{uid}", check=False).returncode == 1
         # the factory read its token from the credentials directory too
-        assert "credential pilot-token: ok" in box.journal(UNIT)
+        assert "credential production: ok" in box.journal(UNIT)
     finally:
         box.run("systemctl", "stop", UNIT)
