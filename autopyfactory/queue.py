@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from autopyfactory.config import QueueConfig, Section
 from autopyfactory.context import FactoryContext
-from autopyfactory.health import Health, queue_health
+from autopyfactory.health import FACTORY_COUNT_UNKNOWN, Health, queue_health
 from autopyfactory.info import BatchQueueInfo, FinishedPilot, WMSQueueInfo
 from autopyfactory.interfaces import BatchSubmitPlugin, SchedInfo, SchedulerPlugin, SubmitResult
 from autopyfactory.ledger import Ledger, pending_ceiling, with_ledger_floor
@@ -39,7 +39,6 @@ KEEP_RECORDS = 30  # in memory per queue (the queue page's table); older cycles 
 RESTART_FIRST = 1.0  # a dead queue thread is restarted after 1, 2, 4, ... seconds
 RESTART_MAX = 300.0
 FINISHED_WINDOW = 3600.0  # finished pilots handed to the scheduler chain: at least the last hour
-FACTORY_COUNT_UNKNOWN = "MaxPerFactory: factory-wide pilot count unknown"  # a hold that makes health critical
 
 
 class FactoryPilots:

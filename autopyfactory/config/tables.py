@@ -14,12 +14,17 @@ FACTORY_KEYS: dict[str, Key] = {
     "factoryId": Key("str", required=True, help="name of this factory, unique across the grid"),
     "factoryAdminEmail": Key("str", "", help="where alarm mails go (alarms: docs/operations.md)"),
     "factorySMTPServer": Key("str", "", help="host[:port] of the SMTP server for alarm mails; empty: no mails"),
-    "alarms.interval": Key("float", 3600.0, min=0, help="seconds: at most one mail per queue and cause"),
+    "alarms.interval": Key("float", 3600.0, min=0, help="seconds: at most one alarm per queue and cause"),
     "alarms.credentialexpiry": Key("float", 6 * 3600.0, min=0,
                                    help="seconds: a credential with less time left raises an alarm"),
     "alarms.unknownafter": Key("float", 1800.0, min=0,
                                help="seconds a queue's WMS or batch status may stay unknown before an alarm"),
     "alarms.sender": Key("str", "", help="From: of alarm mails (default autopyfactory@<this host>)"),
+    "alarms.command": Key("argv", [], help="command run for each alarm, the alarm as JSON on stdin (no shell)"),
+    "alarms.commandtimeout": Key("float", 30.0, min=0.1, max=3600, help="seconds before alarms.command is killed"),
+    "alarms.webhook": Key("url", "", help="http(s) URL that each alarm is POSTed to as JSON"),
+    "alarms.webhooktimeout": Key("float", 10.0, min=0.1, max=300, help="seconds for each try of alarms.webhook"),
+    "alarms.webhookretries": Key("int", 3, min=0, max=10, help="more tries of alarms.webhook after a failure"),
     "factoryUser": Key("str", ""),
     "enablequeues": Key("bool", True),
     "queueConf": Key("list", [], help="comma list of queue files or http(s) URLs"),
@@ -32,6 +37,8 @@ FACTORY_KEYS: dict[str, Key] = {
     "logserver.port": Key("int", 25880, min=0, max=65535),
     "logserver.bind": Key("str", "127.0.0.1"),
     "logserver.allowrobots": Key("bool", False),
+    "logserver.trustedproxy": Key("str", "", help="address of a reverse proxy in front whose X-Forwarded-For and "
+                                  "X-Forwarded-Proto are believed (empty: none)"),
     "cleanlogs.keepdays": Key("int", 14, min=0),
     "cleanlogs.maxdiskpercent": Key("float", 90.0, min=0, max=100),
     "factory.sleep": Key("float", 30.0, min=0.1),
@@ -44,7 +51,15 @@ FACTORY_KEYS: dict[str, Key] = {
     "peers.alivecycles": Key("int", 3, min=1),
     "admin.tokenfile": Key("path", ""),
     "admin.allowremote": Key("bool", False, help="admin API also for clients not on the loopback interface"),
+    "admin.sessiontimeout": Key("float", 3600.0, min=60, max=7 * 86400,
+                                help="seconds a sign-in on the pages lasts (then sign in again)"),
     "config.reconfig.interval": Key("int", 0, min=0),
+    "config.remote.timeout": Key("float", 60.0, min=1, max=3600,
+                                 help="seconds for a whole answer of a remote queueConf URL"),
+    "config.remote.maxbytes": Key("int", 16 * 1024 * 1024, min=1024,
+                                  help="bytes a remote queueConf answer may have; a bigger one is refused"),
+    "config.remote.cachedir": Key("path", "", help="where the last good copy of each remote queueConf is kept "
+                                  "(default: the persistence store's directory)"),
 }
 
 # [Factory] wmsstatus.<plugin>.sleep / .maxage / .breakerfailures / .breakercooldown (batchstatus alike)
