@@ -1,0 +1,134 @@
+"""What comes in from outside and what goes out, against a real daemon (issue 22, second round of attacks):
+remote queueConf sources that hang or fail, secrets planted everywhere, absurd times, big bodies, floods."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import local_queue
+from tests.remote_servers import Server, answer, trickle
+from tests.test_daemon import Daemon, alive
+from tests.waiting import wait_for
+from tests.web_support import TOKEN, free_port
+
+HTTP_TIMEOUT = 20  # seconds a test waits for an answer that must come at once (generous: the machine is shared)
+
+
+@pytest.fixture
+def daemon(confdir, tmp_path):
+    d = Daemon(confdir, tmp_path)
+    yield d
+    d.stop_all()
+
+
+class Site:
+    """A daemon's configuration: Local queues, a web server with the admin API, a store in tmp."""
+
+    def __init__(self, confdir, tmp_path: Path):
+        self.confdir = confdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.token = tmp_path / "admin.token"
+        self.token.write_text(TOKEN + "\n")
+        self.token.chmod(0o600)
+        self.store = tmp_path / "var" / "apf.sqlite"
+
+    def write(self, queues: str, queue_conf: str = "queues.conf", factory: str = "") -> None:
+        self.confdir.write(queues, factory=(
+            f"logserver.enabled = True\nlogserver.port = {self.port}\nadmin.tokenfile = {self.token}\n"
+            f"persistence.dbpath = {self.store}\n{factory}"))
+        path = self.confdir.root / "factory.conf"
+        path.write_text(path.read_text().replace("queueConf = queues.conf", f"queueConf = {queue_conf}"))
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return requests.get(self.url + path, timeout=HTTP_TIMEOUT, **kwargs)
+
+    def admin(self, action: str, **kwargs) -> requests.Response:
+        return requests.post(f"{self.url}/api/v1/admin/{action}", headers={"Authorization": f"Bearer {TOKEN}"},
+                             timeout=kwargs.pop("timeout", HTTP_TIMEOUT), **kwargs)
+
+
+@pytest.fixture
+def site(confdir, tmp_path):
+    return Site(confdir, tmp_path)
+
+
+# ---------------------------------------------------------------- item 3: remote queueConf
+
+
+def remote_queue(confdir) -> str:
+    return local_queue("REMOTEQ", confdir.spool, executable="/bin/true")
+
+
+def test_a_hung_remote_queueconf_holds_up_no_page_no_reload_and_no_stop(daemon, confdir, site):
+    """Before: a SIGHUP reload fetching from a trickling server never ended, held the reload lock
+    (SIGTERM ignored), and every admin reload took a web worker until all hung."""
+    behaviour = {"serve": answer(remote_queue(confdir))}
+    with Server(lambda server, conn: behaviour["serve"](server, conn)) as source:
+        site.write(local_queue("LOCALQ", confdir.spool, executable="/bin/true"),
+                   queue_conf=f"queues.conf, {source.url}", factory="config.remote.timeout = 600\n")
+        assert daemon.run().returncode == 0
+        pid = daemon.pid
+        wait_for(lambda: daemon.logged("queue REMOTEQ cycle 1"), what="the remote queue's first cycle")
+
+        behaviour["serve"] = trickle(0.5)
+        fetched = source.connections
+        os.kill(pid, signal.SIGHUP)
+        wait_for(lambda: source.connections > fetched and source.sent > 0, what="the reload's fetch to trickle")
+        size = daemon.log.stat().st_size
+        assert site.get("/").status_code == 200
+        assert site.get("/api/v1/queues").status_code == 200
+
+        answers: list[int | str] = []
+
+        def reload() -> None:
+            try:
+                answers.append(site.admin("reload").status_code)
+            except requests.RequestException as exc:
+                answers.append(type(exc).__name__)
+
+        callers = [threading.Thread(target=reload) for _ in range(9)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join(HTTP_TIMEOUT + 5)
+        # one reload is under way (its fetch trickles), the others are told so at once
+        assert answers.count(409) >= 8, answers
+        assert site.get("/").status_code == 200  # no web worker is tied up
+        wait_for(lambda: "queue LOCALQ cycle" in daemon.log.read_text()[size:], what="LOCALQ to keep cycling")
+
+        started = time.monotonic()
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not alive(pid), what="the daemon to stop", timeout=120)
+        assert time.monotonic() - started < 120  # not config.remote.timeout (600 s)
+        assert daemon.logged("factory test-factory stopped")
+
+
+def test_a_remote_queueconf_down_at_start_runs_from_its_last_good_copy(daemon, confdir, site):
+    with Server(answer(remote_queue(confdir))) as source:
+        url = source.url
+        site.write(local_queue("LOCALQ", confdir.spool, executable="/bin/true"), queue_conf=f"queues.conf, {url}")
+        assert daemon.run().returncode == 0
+        pid = daemon.pid
+        wait_for(lambda: daemon.logged("queue REMOTEQ cycle 1"), what="the remote queue's first cycle")
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not alive(pid), what="the daemon to stop")
+    cached = list(site.store.parent.glob("remote-*.cache"))
+    assert len(cached) == 1 and "[REMOTEQ]" in cached[0].read_text()
+
+    daemon.log.unlink()
+    assert daemon.run().returncode == 0  # the source is gone now
+    wait_for(lambda: daemon.logged("queue REMOTEQ cycle 1"), what="REMOTEQ from the cached copy")
+    assert daemon.logged("using the last good copy")
+    problems = site.get("/api/v1/factory").json()["problems"]
+    assert any("using the last good copy" in p and url in p for p in problems), problems
+    pid = daemon.pid
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not alive(pid), what="the daemon to stop")
