@@ -14,6 +14,7 @@ import requests
 
 from tests.conftest import local_queue
 from tests.remote_servers import Server, answer, trickle
+from tests.test_alarms import EphemeralController, Inbox
 from tests.test_daemon import Daemon, alive
 from tests.waiting import wait_for
 from tests.web_support import TOKEN, free_port
@@ -58,6 +59,17 @@ class Site:
 @pytest.fixture
 def site(confdir, tmp_path):
     return Site(confdir, tmp_path)
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 keeping every mail."""
+    inbox = Inbox()
+    controller = EphemeralController(inbox)
+    controller.start()
+    inbox.address = f"127.0.0.1:{controller.port}"
+    yield inbox
+    controller.stop()
 
 
 # ---------------------------------------------------------------- item 3: remote queueConf
@@ -132,3 +144,75 @@ def test_a_remote_queueconf_down_at_start_runs_from_its_last_good_copy(daemon, c
     pid = daemon.pid
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not alive(pid), what="the daemon to stop")
+
+
+# ---------------------------------------------------------------- item 2: no secret leaves the process
+
+SECRETS = {  # where each is planted: a value no output may show
+    "PANDAPASS01": "PanDA URL userinfo", "PANDATOK02": "PanDA URL ?token=", "QINFOKEY03": "queueinfourl ?apikey=",
+    "CONFPASS04": "queueConf URL userinfo", "CONFKEY05": "queueConf URL ?apikey=",
+    "ARGPASS06": "-p", "ARGPASS07": "--pass", "ARGKEY08": "--apikey=", "ARGBEARER09": "Authorization: Bearer",
+    "ARGSIG10": "--sig=", "ARGENV11": "X_API_KEY=", "ARGQUERY12": "?apikey= in an argument", "ARGTOK13": "--token",
+    "ARGSECRET14": "MY_SECRET=", "ARGPW15": "--password=", "MONPASS16": "APFMon URL userinfo",
+    "PAUSEPW17": "a pause reason", "BADTOK18": "a rejected value in queues.conf",
+}
+ARGUMENTS = ("--wrapperplugin=local -p ARGPASS06 --pass ARGPASS07 --apikey=ARGKEY08 "
+             "-H 'Authorization: Bearer ARGBEARER09' --sig=ARGSIG10 X_API_KEY=ARGENV11 "
+             "--url https://h.example.org/x?apikey=ARGQUERY12 --token ARGTOK13 MY_SECRET=ARGSECRET14 --password=ARGPW15")
+
+
+def test_no_planted_secret_reaches_a_page_an_answer_a_mail_or_the_log(daemon, confdir, site, smtp):
+    dead = free_port()  # nobody listens: every PanDA and APFMon call fails, and says so
+    panda = (f"[PANDAQ]\nwmsqueue = SITE_A\nwmsstatusplugin = Panda\n"
+             f"wmsstatus.panda.url = http://apf:PANDAPASS01@127.0.0.1:{dead}/api/v1?token=PANDATOK02\n"
+             f"wmsstatus.panda.queueinfourl = http://127.0.0.1:{dead}/queues?apikey=QINFOKEY03\n"
+             f"wmsstatus.panda.timeout = 0.5\nbatchstatusplugin = Local\nbatchsubmitplugin = Local\n"
+             f"executable = /bin/true\nexecutable.arguments = {ARGUMENTS}\napfqueue.sleep = 0.3\n"
+             f"monitorsection = apfmon\n")
+    remote = local_queue("REMOTEQ", confdir.spool, executable="/bin/true",
+                         **{"executable.arguments": ARGUMENTS.replace("%", "%%")})
+    with Server(answer(remote)) as source:
+        url = source.url.replace("http://", "http://cfg:CONFPASS04@") + "?apikey=CONFKEY05"
+        site.write(panda, queue_conf=f"queues.conf, {url}", factory=(
+            f"factorySMTPServer = {smtp.address}\nfactoryAdminEmail = ops@example.org\nalarms.interval = 0.5\n"
+            f"alarms.unknownafter = 1\nwmsstatus.panda.sleep = 0.2\nwmsstatus.panda.maxage = 1\n"))
+        (confdir.root / "monitor.conf").write_text(
+            f"[apfmon]\nmonitorplugin = APFMon\nmonitorurl = http://mon:MONPASS16@127.0.0.1:{dead}/api\n")
+        confdir.work("REMOTEQ", 2)
+        assert daemon.run().returncode == 0
+        pid = daemon.pid
+        wait_for(lambda: daemon.logged("queue REMOTEQ cycle 2") and daemon.logged("queue PANDAQ cycle 2"),
+                 what="cycles of both queues")
+        wait_for(lambda: smtp.about("PANDAQ", "status unknown"), what="the PanDA queue's alarm")
+        assert site.admin("queues/REMOTEQ/pause", json={"reason": "downtime, password=PAUSEPW17"}).status_code == 200
+        queues = confdir.root / "queues.conf"
+        good = queues.read_text()
+        queues.write_text(good.replace("apfqueue.sleep = 0.3", "apfqueue.sleep = --token BADTOK18"))
+        assert site.admin("reload").status_code == 400
+        wait_for(lambda: smtp.about("every queue", "reload rejected"), what="the reload alarm")
+        queues.write_text(good)
+        assert site.admin("reload").status_code == 200
+
+        outputs: dict[str, str] = {}
+        admin = {"Authorization": f"Bearer {TOKEN}"}
+        for path in ("/", "/queues/PANDAQ", "/queues/REMOTEQ", "/api/v1/factory", "/api/v1/queues",
+                     "/api/v1/queues/PANDAQ?cycles=100", "/api/v1/queues/REMOTEQ?cycles=100", "/metrics",
+                     "/robots.txt", "/no/such/page?token=x"):
+            outputs[path] = site.get(path).text
+        for path in ("config", "log?lines=10000", "audit", "threads", "debug"):
+            outputs[f"admin {path}"] = site.get(f"/api/v1/admin/{path}", headers=admin).text
+        for number, mail in enumerate(smtp.messages):
+            outputs[f"mail {number}"] = mail.as_string()
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not alive(pid), what="the daemon to stop")
+    outputs["log file"] = daemon.log.read_text()
+
+    leaks = [f"{secret} ({where}) in {name}" for name, text in outputs.items()
+             for secret, where in SECRETS.items() if secret in text]
+    assert not leaks, "\n".join(leaks)
+    # the secrets were there to leak: their places show redacted values
+    assert "<redacted>" in outputs["/queues/PANDAQ"] and "&lt;redacted&gt;" in outputs["/queues/PANDAQ"] or \
+        "<redacted>" in outputs["admin config"]
+    assert "--sig=<redacted>" in outputs["admin config"] and "cfg:" not in outputs["admin config"]
+    assert "127.0.0.1" in outputs["log file"] and "<redacted>" in outputs["log file"]
+    assert len(smtp.messages) >= 2
