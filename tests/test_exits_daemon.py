@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -216,3 +219,59 @@ def test_no_planted_secret_reaches_a_page_an_answer_a_mail_or_the_log(daemon, co
     assert "--sig=<redacted>" in outputs["admin config"] and "cfg:" not in outputs["admin config"]
     assert "127.0.0.1" in outputs["log file"] and "<redacted>" in outputs["log file"]
     assert len(smtp.messages) >= 2
+
+
+# ---------------------------------------------------------------- item 1: absurd times, damaged rows
+
+
+def apf(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autopyfactory.cli.apf", *argv], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+
+
+def all_views_answer(site: Site) -> None:
+    for path in ("/", "/queues/Q1", "/api/v1/factory", "/api/v1/queues", "/api/v1/queues/Q1", "/metrics"):
+        answer = site.get(path)
+        assert answer.status_code == 200, (path, answer.status_code, answer.text[:300])
+
+
+def test_an_absurd_pause_end_is_refused_and_a_damaged_stored_pause_never_stops_a_start(daemon, confdir, site):
+    """Before: ``--until +99999999999999999999d`` was accepted, raised OverflowError when shown (every page
+    and the API answered 500 from then on) and, stored, stopped the daemon from starting again."""
+    site.write(local_queue("Q1", confdir.spool, executable="/bin/true")
+               + local_queue("Q2", confdir.spool, executable="/bin/true"))
+    conf = str(confdir.root / "factory.conf")
+    assert daemon.run().returncode == 0
+    pid = daemon.pid
+    wait_for(lambda: daemon.logged("queue Q1 cycle 1"), what="Q1's first cycle")
+
+    for until in ("+99999999999999999999d", "+366d", "99999-01-01T00:00Z", "9" * 400 + "s"):
+        answer = site.admin("queues/Q1/pause", json={"until": until})
+        assert answer.status_code == 400, (until, answer.text)
+        done = apf("pause", "Q1", "--until", until, "--conf", conf)
+        assert done.returncode == 2 and "--until" in done.stderr, (until, done)
+    assert "more than 365 days ahead" in site.admin("queues/Q1/pause", json={"until": "+400d"}).json()["error"]
+    assert site.admin("queues/Q1/pause", json={"until": "+364d"}).status_code == 200  # within the horizon
+    audit = site.get("/api/v1/admin/audit", headers={"Authorization": f"Bearer {TOKEN}"}).json()["actions"]
+    assert sum(1 for a in audit if a["action"] == "pause" and a["status"] == 400) >= 5
+    all_views_answer(site)
+    assert apf("status", "--conf", conf).returncode != 3
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not alive(pid), what="the daemon to stop")
+
+    # rows a damaged store (or an older version) may hold
+    with sqlite3.connect(site.store) as db:
+        db.execute("UPDATE queue_pause SET until = ?, since = 'yesterday' WHERE queue = 'Q1'", (1e300,))
+        db.execute("INSERT INTO queue_pause (queue, mode, reason, since, until) VALUES ('Q2', 'frozen', 'x', 0, 'soon')")
+    assert daemon.run().returncode == 0
+    pid = daemon.pid
+    wait_for(lambda: daemon.logged("queue Q2 cycle"), what="Q2 to cycle")
+    assert daemon.logged("queue Q1: stored pause damaged") and daemon.logged("queue Q2: stored pause damaged")
+    queues = {q["name"]: q for q in site.get("/api/v1/queues").json()["queues"]}
+    # an operator's hold is never dropped by a damaged row: held until resumed, and said so
+    assert queues["Q1"]["health"] == "paused" and queues["Q1"]["pause"]["until"] is None
+    assert queues["Q2"]["health"] == "paused" and "damaged store row" in queues["Q2"]["pause"]["reason"]
+    all_views_answer(site)
+    assert site.admin("queues/Q2/resume").status_code == 200
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not alive(pid), what="the daemon to stop")

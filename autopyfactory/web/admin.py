@@ -34,7 +34,7 @@ from autopyfactory.config import FactoryConfig
 from autopyfactory.queue import Pause
 from autopyfactory.records import AdminAction
 from autopyfactory.redact import REDACTED, redact, redact_setting
-from autopyfactory.timefmt import iso, parse_time
+from autopyfactory.timefmt import iso, parse_until
 
 if TYPE_CHECKING:
     from autopyfactory.view import FactoryView
@@ -146,10 +146,7 @@ def read_pause(environ: dict, mode: str, now: float) -> Pause:
     params = read_body(environ)
     reason = printable(params.get("reason", "").strip(), MAX_REASON)
     until = params.get("until", "").strip()
-    when = parse_time(until, now) if until else None
-    if when is not None and when <= now:
-        raise ValueError(f"until {until!r} ({iso(when)}) is not in the future")
-    return Pause(mode, reason, when, now)
+    return Pause(mode, reason, parse_until(until, now) if until else None, now)
 
 
 # ---------------------------------------------------------------- the effective configuration, redacted
