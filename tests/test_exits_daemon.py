@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -273,5 +274,62 @@ def test_an_absurd_pause_end_is_refused_and_a_damaged_stored_pause_never_stops_a
     assert queues["Q2"]["health"] == "paused" and "damaged store row" in queues["Q2"]["pause"]["reason"]
     all_views_answer(site)
     assert site.admin("queues/Q2/resume").status_code == 200
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not alive(pid), what="the daemon to stop")
+
+
+# ---------------------------------------------------------------- item 12: big request bodies
+
+
+def temp_files(pid: int, directory: Path) -> list[str]:
+    """Files in ``directory`` the process has open (waitress's spooled bodies are unlinked at once)."""
+    found = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(str(directory)):
+            found.append(target)
+    return found
+
+
+def post_big(url_port: int, chunked: bool, sent_bytes: int, pid: int, tmpdir: Path) -> tuple[bytes, list[str]]:
+    """POST a body said to be 100 MB (or chunked without end), sending ``sent_bytes`` of it at most;
+    the answer's first bytes, and the temporary files the daemon had open meanwhile."""
+    head = (b"POST /api/v1/admin/reload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode() + b"\r\n"
+            + (b"Transfer-Encoding: chunked\r\n" if chunked else b"Content-Length: %d\r\n" % (100 * 1024 * 1024))
+            + b"\r\n")
+    block = b"x" * 65536
+    seen: list[str] = []
+    with socket.create_connection(("127.0.0.1", url_port), timeout=HTTP_TIMEOUT) as sock:
+        sock.sendall(head)
+        sent = 0
+        try:
+            while sent < sent_bytes:
+                sock.sendall(b"%x\r\n" % len(block) + block + b"\r\n" if chunked else block)
+                sent += len(block)
+                seen += temp_files(pid, tmpdir)
+        except OSError:  # the server answered and closed: what we came for
+            pass
+        seen += temp_files(pid, tmpdir)
+        return sock.recv(200), seen
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_big_body_is_refused_before_it_is_buffered(daemon, confdir, site, tmp_path, monkeypatch, chunked):
+    """Before: waitress buffered a body up to 1 GB (to a temporary file past 512 KB) and only then
+    did the application refuse it: a 100 MB admin POST had written ~83 MB to /tmp before its 413."""
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    site.write(local_queue("Q1", confdir.spool, executable="/bin/true"))
+    assert daemon.run().returncode == 0
+    pid = daemon.pid
+    # 8 MB sent of a body said to be 100 MB (or chunked): the answer comes before the rest is sent
+    status, seen = post_big(site.port, chunked, 8 * 1024 * 1024, pid, tmpdir)
+    assert status.startswith(b"HTTP/1.1 413"), status
+    assert seen == [] and list(tmpdir.iterdir()) == []
+    assert site.admin("loglevel", json={"level": "info"}).status_code == 200  # a small body is fine
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not alive(pid), what="the daemon to stop")
