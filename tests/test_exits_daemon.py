@@ -333,3 +333,32 @@ def test_a_big_body_is_refused_before_it_is_buffered(daemon, confdir, site, tmp_
     assert site.admin("loglevel", json={"level": "info"}).status_code == 200  # a small body is fine
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not alive(pid), what="the daemon to stop")
+
+
+# ---------------------------------------------------------------- item 9: floods of refused calls
+
+
+def test_a_flood_of_refused_admin_calls_grows_the_log_by_a_line_per_client_and_minute(daemon, confdir, site):
+    """Before: each refused call was a log line (+2.7 MB per 20 s of flood, ~490 MB an hour)."""
+    site.write(local_queue("Q1", confdir.spool, executable="/bin/true"))
+    assert daemon.run().returncode == 0
+    pid = daemon.pid
+    wait_for(lambda: daemon.logged("queue Q1 cycle 1"), what="Q1's first cycle")
+    before = daemon.log.read_text()
+    started = time.monotonic()
+    calls = 1000
+    with requests.Session() as session:
+        for n in range(calls):
+            action = ("reload", "stop", "queues/Q1/pause", "loglevel")[n % 4]
+            answer = session.post(f"{site.url}/api/v1/admin/{action}", headers={"Authorization": "Bearer wrong"},
+                                  timeout=HTTP_TIMEOUT)
+            assert answer.status_code == 401
+    minutes = (time.monotonic() - started) / 60
+    grown = daemon.log.read_text()[len(before):]
+    refused = [line for line in grown.splitlines() if ": refused" in line]
+    assert 1 <= len(refused) <= 2 + minutes, refused  # one line per client and started minute
+    assert len(grown) < 20_000 + 2_000 * minutes, len(grown)  # was ~150 bytes a call
+    audit = site.get("/api/v1/admin/audit?limit=10000", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert sum(1 for a in audit["actions"] if a["result"] == "refused") == calls  # each one is in the audit
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not alive(pid), what="the daemon to stop")

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from autopyfactory.config import FactoryConfig
+from autopyfactory.logthrottle import LogThrottle
 from autopyfactory.queue import Pause
 from autopyfactory.records import AdminAction
 from autopyfactory.redact import REDACTED, redact, redact_setting
@@ -282,6 +283,7 @@ class AdminAPI:
         self.token = AdminToken(factory.config.get("admin.tokenfile", ""))
         self.allow_remote = bool(factory.config.get("admin.allowremote", False))
         self._reload_lock = threading.Lock()  # one reload at a time
+        self.throttle = LogThrottle()  # refused and failed calls: one log line per client and interval
 
     @property
     def store(self):
@@ -331,8 +333,13 @@ class AdminAPI:
         entry = AdminAction(time.time(), printable(client, 100), action, target, result, answer.status,
                             printable(redact(answer.detail), 1000))
         level = logging.WARNING if result == "refused" or action in CHANGES else logging.INFO
-        log.log(level, "admin %s%s from %s: %s%s", action, f" {target}" if target else "", entry.client, result,
-                f" ({entry.detail})" if entry.detail else "")
+        # refused or failed: a flood of them is one log line per client and interval (each is in the audit)
+        allowed, held = self.throttle.allow(entry.client) if answer.status >= 400 else (True, 0)
+        if allowed:
+            log.log(level, "admin %s%s from %s: %s%s%s", action, f" {target}" if target else "", entry.client,
+                    result, f" ({entry.detail})" if entry.detail else "",
+                    f"; {held} more refused or failed call(s) from {entry.client} since its last logged one, "
+                    f"not logged (the audit trail has each)" if held else "")
         if self.store is not None:
             self.store.record_admin(entry)
 
