@@ -394,8 +394,8 @@ class Factory:
     def debug_info(self) -> dict:
         """What a remote operator needs to tell what runs: versions, config sources, endpoints, store size."""
         config = self.config
-        sources = {"factory.conf": config.path, "authConf": config.get("authConf", None),
-                   "monitorConf": config.get("monitorConf", None),
+        sources = {"factory_conf": config.path, "auth_conf": config.get("authConf", None) or None,
+                   "monitor_conf": config.get("monitorConf", None) or None,
                    "queues": sorted({src for q in config.queues.values() for src in q.source.split(" + ")})}
         store = self.store
         store_info = None
@@ -409,9 +409,9 @@ class Factory:
             "pid": os.getpid(),
             "threads": threading.active_count(),
             "config_sources": sources,
-            "endpoints": [{key: h[key] for key in ("kind", "plugin", "endpoint", "queues", "calls",
-                                                   "consecutive_failures", "last_error", "last_success")}
-                          for h in self.status.health()],
+            "endpoints": [{**{key: h[key] for key in ("kind", "plugin", "endpoint", "queues", "calls",
+                                                      "consecutive_failures", "last_error")},
+                           "last_success": iso(h["last_success"])} for h in self.status.health()],
             "store": store_info,
         }
 

@@ -77,3 +77,19 @@ def parse_until(text: str, now: float | None = None) -> float:
         raise ValueError(f"until {text!r} is more than {HOLD_HORIZON / 86400:.0f} days ahead (the furthest a pause "
                          f"or drain may end; without --until it lasts until resumed)")
     return when
+
+
+def parse_duration(text: str) -> float:
+    """Seconds that ``text`` says: a number of seconds (``300``) or with a unit (``90s``, ``5m``, ``6h``, ``7d``).
+    ValueError says what is accepted."""
+    raw = text.strip().lower()
+    relative = RELATIVE.fullmatch(raw)
+    if relative and not raw.startswith("+"):
+        return float(relative.group(1)) * RELATIVE_UNITS[relative.group(2)]
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"not a duration (expected seconds, or a number with s, m, h or d like 5m, 7d; got {text!r})")
+    return seconds

@@ -1,11 +1,15 @@
 """The factory's web application (WSGI): status page, logs, metrics, JSON and admin API.
 
     GET  /                                  status page (HTML, no JavaScript)
-    GET  /queues/<name>                     one queue: plot, cycles, chain steps, faulted pilots, config
+    GET  /queues/<name>[?span=6h|24h|7d|14d] one queue: history, plot, cycles, chain steps, faulted pilots, config
+    GET  /queues/<name>/pilots?state=S      one queue's pilots in a state (pending|held|running|done|fault), paged
+    GET  /history[?span=…]                  the whole factory's history
     GET  /logs/...                          pilot logs under baseLogDir
     GET  /robots.txt
     GET  /metrics                           Prometheus exposition
     GET  /api/v1/factory | /api/v1/queues | /api/v1/queues/<name>
+    GET  /api/v1/queues/<name>/history?since=…&step=… | /api/v1/history?since=…&step=…
+    GET  /api/v1/queues/<name>/pilots?state=…&offset=N&limit=N
     POST /api/v1/admin/reload | stop | loglevel | queues/<name>/pause|resume
     GET  /api/v1/admin/config | log?lines=N | audit?limit=N
 
@@ -37,7 +41,15 @@ from autopyfactory.paths import PathEscape, confined
 from autopyfactory.redact import redact, redact_data, redact_setting
 from autopyfactory.timefmt import duration, iso, utc
 from autopyfactory.web import admin, api, logs
-from autopyfactory.web.history import PilotHistory
+from autopyfactory.web.history import (
+    DEFAULT_SPAN,
+    SPANS,
+    PilotHistory,
+    history_charts,
+    history_json,
+    window,
+)
+from autopyfactory.web.pilots import DEFAULT_LIMIT, MAX_LIMIT, STATES, PilotLister
 from autopyfactory.web.plot import pilots_chart, pilots_svg
 
 if TYPE_CHECKING:
@@ -133,6 +145,7 @@ class WebApp:
         self.history = history
         config = factory.config
         self.logs = logs.LogFiles(config.get("baseLogDir"))
+        self.pilots = PilotLister(self.logs)
         self.allow_robots = bool(config.get("logserver.allowrobots", False))
         self.admin_api = admin.AdminAPI(factory, self.queue_view)
         self.token = self.admin_api.token
@@ -185,8 +198,13 @@ class WebApp:
             return response
         if path == "/":
             return self.status_page()
+        if path.rstrip("/") == "/history":
+            return self.history_page(environ)
         if path.startswith("/queues/"):
-            return self.queue_page(path[len("/queues/"):].rstrip("/"))
+            name, _, part = path[len("/queues/"):].rstrip("/").partition("/")
+            if part == "pilots":
+                return self.pilots_page(environ, name)
+            return self.queue_page(environ, path[len("/queues/"):].rstrip("/"))
         if path == "/robots.txt":
             return self.robots()
         if path == "/metrics":
@@ -198,14 +216,21 @@ class WebApp:
         return text_response(404, "not found")
 
     def api(self, environ: dict, path: str) -> Response:
-        """GET /api/v1/factory | /api/v1/queues | /api/v1/queues/<name>[?cycles=N]."""
+        """GET /api/v1/factory | /api/v1/queues | /api/v1/queues/<name>[?cycles=N] | …/history | …/pilots."""
         if path.rstrip("/") == "/api/v1/factory":
             return json_response(200, self.factory_view())
         if path.rstrip("/") == "/api/v1/queues":
             return json_response(200, {"queues": self.queue_views()})
+        if path.rstrip("/") == "/api/v1/history":
+            return self.history_api(environ, None)
         if not path.startswith("/api/v1/queues/"):
             return json_response(404, {"error": f"no such endpoint {path}"})
         name = path[len("/api/v1/queues/"):].rstrip("/")
+        queue_name, _, part = name.partition("/")
+        if part == "history":
+            return self.history_api(environ, queue_name)
+        if part == "pilots":
+            return self.pilots_api(environ, queue_name)
         query = parse_qs(environ.get("QUERY_STRING", ""))
         try:
             count = max(0, int(query.get("cycles", [DEFAULT_CYCLES])[0]))
@@ -309,7 +334,82 @@ class WebApp:
         view["plot"] = pilots_svg(history_of(records), title=queue.name)
         return view
 
-    def queue_page(self, name: str) -> Response:
+    # ------------------------------------------------------------ history and pilots by state
+    def history_of(self, environ: dict, name: str | None, now: float) -> tuple[list[dict] | None, float, float, str]:
+        """(buckets, since, step, "") of a queue's (None: the factory's) history for the query's since (or
+        span) and step, or (None, …, why not). ValueError for a bad query."""
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        since, step = window(query.get("since", query.get("span", [None]))[0], query.get("step", [None])[0], now)
+        store = self.factory.store
+        if store is None or not store.usable:
+            return None, since, step, "no usable persistence store: the history is kept there (persistence.dbpath)"
+        return store.history(name, since, now, step), since, step, ""
+
+    def history_api(self, environ: dict, name: str | None) -> Response:
+        if name is not None and name not in self.factory.config.queues:
+            return json_response(404, {"error": f"no queue {name!r}", "queues": sorted(self.factory.config.queues)})
+        now = time.time()
+        try:
+            buckets, since, step, why = self.history_of(environ, name, now)
+        except ValueError as exc:
+            return json_response(400, {"error": str(exc)})
+        if buckets is None:
+            return json_response(503, {"error": why})
+        return json_response(200, history_json(name, buckets, since, step, now))
+
+    def history_section(self, environ: dict, name: str | None, title: str) -> dict:
+        """What the pages show of a history: the span chosen, its two charts, or why there are none."""
+        span = parse_qs(environ.get("QUERY_STRING", "")).get("span", [None])[0]
+        span = span if span in SPANS else DEFAULT_SPAN
+        now = time.time()
+        buckets, _, step, why = self.history_of({"QUERY_STRING": f"since={span}"}, name, now)
+        if buckets is None:
+            return {"span": span, "spans": SPANS, "why": why}
+        pilots, flow = history_charts(buckets, title, now)
+        return {"span": span, "spans": SPANS, "why": "", "pilots": pilots, "flow": flow, "step": step}
+
+    def history_page(self, environ: dict) -> Response:
+        html = self.templates.get_template("history.html").render(
+            factory=self.factory_view(), history=self.history_section(environ, None, self.factory.config.factory_id))
+        return Response(200, html.encode(), "text/html; charset=utf-8", [("Cache-Control", "no-store")])
+
+    def pilots_query(self, environ: dict, name: str) -> tuple[APFQueue | None, dict | None, str]:
+        """(queue, one page of its pilots, "") for the query, or a reason with None."""
+        queue = self.factory.queues.get(name)
+        if queue is None:
+            return None, None, f"no running queue {name!r}"
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        state = query.get("state", ["pending"])[0]
+        try:
+            offset = int(query.get("offset", ["0"])[0])
+            limit = int(query.get("limit", [str(DEFAULT_LIMIT)])[0])
+        except ValueError:
+            raise ValueError("offset and limit must be integers") from None
+        if offset < 0 or not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"offset must be 0 or more and limit from 1 to {MAX_LIMIT}")
+        return queue, self.pilots.page(queue, state, offset, limit, time.time()), ""
+
+    def pilots_api(self, environ: dict, name: str) -> Response:
+        try:
+            _, page, why = self.pilots_query(environ, name)
+        except ValueError as exc:
+            return json_response(400, {"error": str(exc)})
+        if page is None:
+            return json_response(404, {"error": why})
+        return json_response(200 if not page["error"] else 503, page)
+
+    def pilots_page(self, environ: dict, name: str) -> Response:
+        try:
+            queue, page, why = self.pilots_query(environ, name)
+        except ValueError as exc:
+            return text_response(400, str(exc))
+        if page is None:
+            return text_response(404, why)
+        html = self.templates.get_template("pilots.html").render(
+            factory=self.factory_view(), q=self.queue_view(queue), page=page, states=STATES)
+        return Response(200, html.encode(), "text/html; charset=utf-8", [("Cache-Control", "no-store")])
+
+    def queue_page(self, environ: dict, name: str) -> Response:
         queue = self.factory.queues.get(name)
         if queue is None:
             return text_response(404, f"no queue {name!r}")
@@ -320,6 +420,9 @@ class WebApp:
         html = self.templates.get_template("queue.html").render(
             factory=self.factory_view(), q=view, now=now,
             wms=last.wms if last is not None else None,
+            history=self.history_section(environ, name, name),
+            reasons=sorted((last.batch or {}).get("reasons", {}).items(), key=lambda kv: -kv[1])
+            if last is not None else [],
             chart=pilots_chart(self.history.series(queue), title=name),
             cycles=records[:PAGE_CYCLES], chain=records[:CHAIN_CYCLES],
             faulted=self.faulted_pilots(queue, now),
