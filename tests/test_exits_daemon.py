@@ -201,10 +201,16 @@ def test_no_planted_secret_reaches_a_page_an_answer_a_mail_or_the_log(daemon, co
         admin = {"Authorization": f"Bearer {TOKEN}"}
         for path in ("/", "/queues/PANDAQ", "/queues/REMOTEQ", "/api/v1/factory", "/api/v1/queues",
                      "/api/v1/queues/PANDAQ?cycles=100", "/api/v1/queues/REMOTEQ?cycles=100", "/metrics",
-                     "/robots.txt", "/no/such/page?token=x"):
-            outputs[path] = site.get(path).text
+                     "/robots.txt", "/no/such/page?token=x", "/history", "/api/v1/history",
+                     "/queues/REMOTEQ/pilots?state=done", "/queues/PANDAQ/pilots?state=fault",
+                     "/api/v1/queues/REMOTEQ/pilots?state=done", "/api/v1/queues/PANDAQ/history"):
+            got = site.get(path)
+            assert got.status_code == (404 if path.startswith("/no/") else 200), (path, got.status_code)
+            outputs[path] = got.text
         for path in ("config", "log?lines=10000", "audit", "threads", "debug"):
-            outputs[f"admin {path}"] = site.get(f"/api/v1/admin/{path}", headers=admin).text
+            got = site.get(f"/api/v1/admin/{path}", headers=admin)
+            assert got.status_code == 200, (path, got.status_code)
+            outputs[f"admin {path}"] = got.text
         for number, mail in enumerate(smtp.messages):
             outputs[f"mail {number}"] = mail.as_string()
         os.kill(pid, signal.SIGTERM)
