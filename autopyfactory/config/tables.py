@@ -37,6 +37,8 @@ FACTORY_KEYS: dict[str, Key] = {
     "logserver.port": Key("int", 25880, min=0, max=65535),
     "logserver.bind": Key("str", "127.0.0.1"),
     "logserver.allowrobots": Key("bool", False),
+    "logserver.trustedproxy": Key("str", "", help="address of a reverse proxy in front whose X-Forwarded-For and "
+                                  "X-Forwarded-Proto are believed (empty: none)"),
     "cleanlogs.keepdays": Key("int", 14, min=0),
     "cleanlogs.maxdiskpercent": Key("float", 90.0, min=0, max=100),
     "factory.sleep": Key("float", 30.0, min=0.1),
@@ -47,6 +49,8 @@ FACTORY_KEYS: dict[str, Key] = {
     "peers.alivecycles": Key("int", 3, min=1),
     "admin.tokenfile": Key("path", ""),
     "admin.allowremote": Key("bool", False, help="admin API also for clients not on the loopback interface"),
+    "admin.sessiontimeout": Key("float", 3600.0, min=60, max=7 * 86400,
+                                help="seconds a sign-in on the pages lasts (then sign in again)"),
     "config.reconfig.interval": Key("int", 0, min=0),
     "config.remote.timeout": Key("float", 60.0, min=1, max=3600,
                                  help="seconds for a whole answer of a remote queueConf URL"),

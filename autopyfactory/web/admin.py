@@ -36,6 +36,7 @@ from autopyfactory.queue import Pause
 from autopyfactory.records import AdminAction
 from autopyfactory.redact import REDACTED, redact, redact_setting
 from autopyfactory.timefmt import iso, parse_until
+from autopyfactory.web.session import Session, Sessions, cross_origin
 
 if TYPE_CHECKING:
     from autopyfactory.view import FactoryView
@@ -113,7 +114,14 @@ def set_loglevel(level: str) -> str:
 
 
 def read_body(environ: dict) -> dict[str, str]:
-    """The request's parameters: a JSON object body, a form body, and ``?name=value`` (the body wins)."""
+    """The request's parameters: a JSON object body, a form body, and ``?name=value`` (the body wins).
+    Read once: the answer is kept in the environ (the page's CSRF check and the action both read it)."""
+    if "apf.params" not in environ:
+        environ["apf.params"] = _read_body(environ)
+    return environ["apf.params"]
+
+
+def _read_body(environ: dict) -> dict[str, str]:
     params = {key: values[0] for key, values in parse_qs(environ.get("QUERY_STRING", "")).items()}
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -283,6 +291,7 @@ class AdminAPI:
         self.token = AdminToken(factory.config.get("admin.tokenfile", ""))
         self.allow_remote = bool(factory.config.get("admin.allowremote", False))
         self._reload_lock = threading.Lock()  # one reload at a time
+        self.sessions = Sessions(factory.config.get("admin.sessiontimeout"))
         self.throttle = LogThrottle()  # refused and failed calls: one log line per client and interval
 
     @property
@@ -322,11 +331,25 @@ class AdminAPI:
         if not self.allow_remote and not is_local:
             why = "the admin API answers on the loopback interface only (admin.allowremote = false)"
             return Answer(403, {"error": why}, why)
+        session = None if environ.get("HTTP_AUTHORIZATION") else self.page_session(environ)
+        if session is not None:  # a form of the pages, signed in: the session's CSRF token, from this site
+            why = ""
+            if cross_origin(environ):
+                why = "refused: the request comes from a page of another site (Origin)"
+            elif environ.get("REQUEST_METHOD") == "POST" and not Sessions.csrf_ok(session, read_body(environ).get("csrf")):
+                why = "refused: missing or wrong CSRF token (use the forms of the factory's pages)"
+            return Answer(403, {"error": why}, why) if why else None
         allowed, why = self.token.check(environ.get("HTTP_AUTHORIZATION"))
         if allowed:
             return None
         status = 403 if why.startswith("admin API disabled") else 401
         return Answer(status, {"error": why}, why, headers=[("WWW-Authenticate", 'Bearer realm="autopyfactory"')])
+
+    def page_session(self, environ: dict) -> Session | None:
+        """The signed-in session of a page request (cookie), while the admin API is enabled and its token
+        is the one the session signed in with."""
+        token, _ = self.token.load()
+        return self.sessions.find(environ, token)
 
     def audit(self, client: str, action: str, answer: Answer, result: str) -> None:
         target = None if answer.target is None else printable(redact(answer.target), 200)

@@ -51,6 +51,7 @@ from autopyfactory.web.history import (
 )
 from autopyfactory.web.pilots import DEFAULT_LIMIT, MAX_LIMIT, STATES, PilotLister
 from autopyfactory.web.plot import pilots_chart, pilots_svg
+from autopyfactory.web.session import Sessions, cross_origin
 
 if TYPE_CHECKING:
     from autopyfactory.queue import APFQueue
@@ -127,6 +128,22 @@ def shown(value: Any) -> Any:
     return value
 
 
+def from_a_page(environ: dict) -> bool:
+    """A form of the pages (signed in with a cookie, a CSRF field), not an API client with its bearer token."""
+    if environ.get("HTTP_AUTHORIZATION") or environ.get("REQUEST_METHOD") != "POST":
+        return False
+    try:
+        return "csrf" in admin.read_body(environ)
+    except ValueError:  # a body that is not JSON nor a form: an API client's mistake
+        return False
+
+
+def back_to(target: str | None) -> str:
+    """Where a form sends the browser back: a path of this server, never another site."""
+    target = target or "/"
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
+
+
 def is_loopback(address: str | None) -> bool:
     try:
         ip = ipaddress.ip_address((address or "").split("%")[0])
@@ -192,12 +209,14 @@ class WebApp:
             return error_response(environ, 413, f"request body larger than {admin.MAX_BODY} bytes")
         if path.startswith("/api/v1/admin/"):
             return self.admin(environ, path[len("/api/v1/admin/"):])
+        if path in ("/signin", "/signout"):
+            return self.sign_in(environ) if path == "/signin" else self.sign_out(environ)
         if method not in ("GET", "HEAD"):
             response = error_response(environ, 405, f"{method} not allowed here (GET or HEAD)")
             response.headers.append(("Allow", "GET, HEAD"))
             return response
         if path == "/":
-            return self.status_page()
+            return self.status_page(environ)
         if path.rstrip("/") == "/history":
             return self.history_page(environ)
         if path.startswith("/queues/"):
@@ -298,7 +317,7 @@ class WebApp:
         counts["disabled"] += len([n for n in self.factory.config.queues if n not in self.factory.queues])
         return counts
 
-    def status_page(self) -> Response:
+    def status_page(self, environ: dict) -> Response:
         """Every queue, problems first: critical, warning, then the rest (``Health.rank``), by name."""
         factory = self.factory_view()
         now = time.time()
@@ -310,7 +329,7 @@ class WebApp:
         levels = [(level, counts[level]) for level in LEVELS if level in counts]
         html = self.templates.get_template("status.html").render(
             factory=factory, queues=rows, levels=levels, started_ago=now - self.factory.started,
-            admin_actions=self.admin_api.recent(ADMIN_ACTIONS_SHOWN),
+            admin_actions=self.admin_api.recent(ADMIN_ACTIONS_SHOWN), **self.signed_in(environ),
             keepdays=self.factory.config.get("persistence.keepdays"),
         )
         return Response(200, html.encode(), "text/html; charset=utf-8",
@@ -423,7 +442,7 @@ class WebApp:
             history=self.history_section(environ, name, name),
             reasons=sorted((last.batch or {}).get("reasons", {}).items(), key=lambda kv: -kv[1])
             if last is not None else [],
-            chart=pilots_chart(self.history.series(queue), title=name),
+            chart=pilots_chart(self.history.series(queue), title=name), **self.signed_in(environ),
             cycles=records[:PAGE_CYCLES], chain=records[:CHAIN_CYCLES],
             faulted=self.faulted_pilots(queue, now),
             config=shown_config(queue.config.values),
@@ -488,4 +507,52 @@ class WebApp:
     # ------------------------------------------------------------ admin
     def admin(self, environ: dict, action: str) -> Response:
         answer = self.admin_api.handle(environ, action, is_loopback(environ.get("REMOTE_ADDR")))
+        if from_a_page(environ):  # a form of the pages: back to the page, or the error in words
+            if answer.status < 400:
+                return Response(303, b"", headers=[("Location", back_to(admin.read_body(environ).get("next")))])
+            why = answer.body.get("error") or "; ".join(answer.body.get("problems", [])) or "refused"
+            return text_response(answer.status, f"{action}: {why}")
         return json_response(answer.status, answer.body, answer.headers)
+
+    # ------------------------------------------------------------ signing in on the pages (session.py)
+    def signed_in(self, environ: dict) -> dict:
+        """What a page's template needs to show its forms: the session's CSRF token (None: read-only)."""
+        session = self.admin_api.page_session(environ)
+        return {"csrf": session.csrf if session is not None else None, "page_path": environ.get("PATH_INFO", "/")}
+
+    def sign_in(self, environ: dict) -> Response:
+        method = environ.get("REQUEST_METHOD", "GET")
+        _, disabled = self.token.load()
+        local = is_loopback(environ.get("REMOTE_ADDR"))
+        why = disabled and f"admin API disabled: {disabled}"
+        if not why and not local and not self.admin_api.allow_remote:
+            why = "signing in works on the loopback interface only (admin.allowremote = false)"
+        if method == "POST" and not why:
+            params = admin.read_body(environ)
+            allowed, refused = self.token.check(f"Bearer {params.get('token', '')}")
+            answer = admin.Answer(303 if allowed else 401, {}, "" if allowed else refused)
+            self.admin_api.audit(environ.get("REMOTE_ADDR") or "?", "signin", answer, "ok" if allowed else "refused")
+            if allowed:
+                session = self.admin_api.sessions.start(self.token.load()[0])
+                return Response(303, b"", headers=[("Location", back_to(params.get("next"))),
+                                                   self.admin_api.sessions.cookie(session, environ)])
+            why = "wrong token"
+        elif method not in ("GET", "HEAD", "POST"):
+            return text_response(405, f"{method} not allowed here (GET or POST)")
+        next_page = admin.read_body(environ).get("next", "/")  # the form's, or ?next= of the sign-in link
+        html = self.templates.get_template("signin.html").render(
+            factory=self.factory_view(), why=why, can_sign_in=not why or why == "wrong token",
+            next=back_to(next_page), csrf=None, page_path="/signin")
+        return Response(401 if why == "wrong token" else 403 if why else 200, html.encode(),
+                        "text/html; charset=utf-8", [("Cache-Control", "no-store")])
+
+    def sign_out(self, environ: dict) -> Response:
+        if environ.get("REQUEST_METHOD") != "POST":
+            return text_response(405, "sign out with the page's form (POST)")
+        session = self.admin_api.page_session(environ)
+        if session is None or cross_origin(environ) or \
+                not Sessions.csrf_ok(session, admin.read_body(environ).get("csrf")):
+            return text_response(403, "signout: not signed in, or missing or wrong CSRF token")
+        self.admin_api.sessions.end(session)
+        self.admin_api.audit(environ.get("REMOTE_ADDR") or "?", "signout", admin.Answer(303, {}), "ok")
+        return Response(303, b"", headers=[("Location", "/"), self.admin_api.sessions.cookie(None, environ)])

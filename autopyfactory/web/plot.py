@@ -180,7 +180,7 @@ def series_chart(times: Sequence[float], series: Sequence[Series], width: int = 
                  f'stroke="{AXIS_COLOUR}"/>')
     parts.append(f'<text x="{width - right}" y="{height - 2}" text-anchor="end">time (UTC)</text>')
     parts.append(f'<text x="{left}" y="14">{escape(ylabel)}</text>')
-    legend_x = left + 70
+    legend_x = left + max(70, 7 * len(ylabel) + 24)  # after the value axis' label
     for name, colour, dash, _ in series:  # legend
         dashing = f' stroke-dasharray="{dash}"' if dash else ""
         parts.append(f'<line x1="{legend_x}" x2="{legend_x + 26}" y1="10" y2="10" stroke="{colour}" '

@@ -90,9 +90,13 @@ class WebServer:
 
     def start(self) -> None:
         try:
+            proxy = self.factory.config.get("logserver.trustedproxy")
+            # behind a reverse proxy that terminates TLS: believe its X-Forwarded-For/-Proto (and no one else's)
+            trusting = {"trusted_proxy": proxy, "trusted_proxy_count": 1,
+                        "trusted_proxy_headers": {"x-forwarded-for", "x-forwarded-proto"}} if proxy else {}
             self._server = create_server(
                 self.app, host=self.bind, port=self.requested_port, threads=WORKER_THREADS,
-                ident="autopyfactory", clear_untrusted_proxy_headers=True,
+                ident="autopyfactory", clear_untrusted_proxy_headers=True, **trusting,
                 channel_timeout=IDLE_TIMEOUT, cleanup_interval=5, asyncore_use_poll=True,
                 connection_limit=MAX_CONNECTIONS + 50,  # reached only when every connection is busy
                 # a bigger body is refused (413) as its Content-Length arrives, or as a chunked body
