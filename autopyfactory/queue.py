@@ -11,6 +11,7 @@ credential, nothing while paused.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import zlib
@@ -27,7 +28,7 @@ from autopyfactory.interfaces import BatchSubmitPlugin, SchedInfo, SchedulerPlug
 from autopyfactory.ledger import Ledger, pending_ceiling, with_ledger_floor
 from autopyfactory.peers import alive_peers, alive_window
 from autopyfactory.records import AdminAction, CycleRecord, SchedStep
-from autopyfactory.timefmt import iso
+from autopyfactory.timefmt import HOLD_HORIZON, iso
 
 if TYPE_CHECKING:
     from autopyfactory.plugins.registry import PluginRegistry
@@ -160,8 +161,45 @@ class Pause:
 
     def describe(self) -> str:
         """``drained until 2026-12-02T06:00:00Z: site downtime`` for logs and the audit trail."""
-        until = f" until {iso(self.until)}" if self.until else ""
+        until = f" until {iso(self.until) or repr(self.until)}" if self.until else ""
         return f"{self.mode}{until}" + (f": {self.reason}" if self.reason else "")
+
+    @classmethod
+    def restored(cls, row: dict, now: float) -> tuple[Pause, str | None]:
+        """The pause a store row holds, and what was wrong with the row (None: nothing).
+
+        A damaged row never stops the queue from starting, nor silently ends an
+        operator's hold: the queue stays held (``paused`` when the mode is
+        unreadable, until resumed when the end is), and the problem is said."""
+        problems = []
+        mode = row.get("mode")
+        if mode not in ("paused", "drained"):
+            problems.append(f"mode {str(mode)[:40]!r} is neither paused nor drained")
+            mode = "paused"
+        until = _number(row.get("until"))
+        if row.get("until") is not None and (until is None or until > now + HOLD_HORIZON + 86400):
+            problems.append(f"end {str(row.get('until'))[:40]!r} is not a time within "
+                            f"{HOLD_HORIZON / 86400:.0f} days")
+            until = None
+        since = _number(row.get("since"))
+        if since is None or since > now + 86400:
+            problems.append(f"start {str(row.get('since'))[:40]!r} is not a time")
+            since = now
+        reason = str(row.get("reason") or "")[:500]
+        if problems:
+            reason = f"{reason} [restored from a damaged store row: {'; '.join(problems)}]".strip()
+        return cls(mode, reason, until, since), "; ".join(problems) or None
+
+
+def _number(value: object) -> float | None:
+    """``value`` as a finite number of seconds >= 0, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 class APFQueue:
@@ -225,19 +263,33 @@ class APFQueue:
         self.submitted_total = state.submitted_total
         self.errors_total = state.errors_total
         self.last_submission = state.last_submission
-        self.records.extend(self.store.recent_cycles(self.name, KEEP_RECORDS))
-        good = next((r for r in self.records if r.batch), None)
-        if good is not None:
-            self.last_good_batch = (BatchQueueInfo(pending=good.batch.get("pending") or 0,
-                                                   running=good.batch.get("running") or 0),
-                                    good.batch_time or good.started)
+        try:
+            self.records.extend(self.store.recent_cycles(self.name, KEEP_RECORDS))
+        except Exception as exc:  # a damaged row: the queue starts without its history, never not at all
+            log.error("queue %s: cannot restore its latest cycles from the store (%s: %s); starting without them",
+                      self.name, type(exc).__name__, exc)
+        good = next((r for r in self.records if isinstance(r.batch, dict)), None)
+        try:  # MaxPerFactory counts it while this queue's status is unknown
+            if good is not None:
+                self.last_good_batch = (BatchQueueInfo(pending=int(good.batch.get("pending") or 0),
+                                                       running=int(good.batch.get("running") or 0)),
+                                        float(good.batch_time or good.started))
+        except (TypeError, ValueError):
+            self.last_good_batch = None
         since = time.time() - self.ledger.maxage
         self.ledger.restore(self.store.submissions(self.name, since),
                             (p.jobid for p in self.store.finished(self.name, since, limit=1_000_000)))
-        pause = self.store.queue_pause(self.name)
-        if pause is not None:
-            self.pause = Pause(**pause)
-            log.warning("queue %s: still %s (kept across the restart)", self.name, self.pause.describe())
+        row = self.store.queue_pause(self.name)
+        if row is not None:
+            now = time.time()
+            self.pause, problem = Pause.restored(row, now)
+            if problem is None:
+                log.warning("queue %s: still %s (kept across the restart)", self.name, self.pause.describe())
+            else:
+                detail = f"stored pause damaged ({problem}): kept as {self.pause.describe()}"
+                log.error("queue %s: %s; resume or pause it again to replace it", self.name, detail)
+                self.store.record_pause(self.name, asdict(self.pause))  # the damaged row set aside
+                self.store.record_admin(AdminAction(now, "system", self.pause.mode, self.name, "ok", 0, detail))
         if state.cycles:
             log.info("queue %s: restored %d cycles, %d submitted, %d errors, last submission %s",
                      self.name, state.cycles, state.submitted_total, state.errors_total,

@@ -29,7 +29,7 @@ import requests
 
 from autopyfactory.config import FACTORY_KEYS, FACTORY_SECTION
 from autopyfactory.health import LEVELS, one_line
-from autopyfactory.timefmt import duration, parse_time
+from autopyfactory.timefmt import duration, parse_until
 
 TIMEOUT = (5.0, 60.0)  # connect, read (a reload may take a while)
 REASON_CHARS = 80  # health reasons and errors in the tables: one short line each
@@ -229,7 +229,7 @@ def cmd_pause(args: argparse.Namespace, client: Client) -> None:
     if args.command != "resume":
         if args.until:
             try:
-                parse_time(args.until)  # said here, before asking the factory
+                parse_until(args.until)  # said here, before asking the factory
             except ValueError as exc:
                 raise ControlError(f"--until: {exc}", 2) from None
         body = {"reason": args.reason or "", "until": args.until or ""}
