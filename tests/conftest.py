@@ -153,6 +153,9 @@ def local_queue(name: str, spool: Path, **extra: str) -> str:
 # the real Slurm cluster (session fixture ``slurm``), see tests/slurmcluster.py
 from tests.slurmcluster import slurm  # noqa: E402,F401
 
+# a real PanDA server (session fixture ``panda_server``), see tests/pandainstance.py
+from tests.pandainstance import panda_server  # noqa: E402,F401
+
 
 @pytest.fixture
 def condor_pool(monkeypatch: pytest.MonkeyPatch):
@@ -164,7 +167,7 @@ def condor_pool(monkeypatch: pytest.MonkeyPatch):
 
 # A test that uses one of these fixtures gets the marker of the same name (pyproject.toml),
 # so ``-m "not slurm"`` deselects every test of the cluster and the cluster is never started.
-MARKED_FIXTURES = ("slurm", "browser")
+MARKED_FIXTURES = ("slurm", "browser", "panda_server")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own -m selection looks at the markers
