@@ -124,11 +124,18 @@ class Reader:
     def parse_url(self, url: str) -> configparser.ConfigParser | None:
         import requests
 
+        from autopyfactory.tls import CAMissing, ca_trust
+
+        cas = ca_trust()
         try:
-            answer = requests.get(url, timeout=30)
+            answer = requests.get(url, timeout=30, verify=cas.verify(url))
             answer.raise_for_status()
-        except requests.RequestException as exc:
+        except CAMissing as exc:
             self.error(url, "", "", f"cannot fetch: {exc}")
+            return None
+        except requests.RequestException as exc:
+            hint = cas.explain(exc)
+            self.error(url, "", "", f"cannot fetch: {exc}" + (f" ({hint})" if hint else ""))
             return None
         return self.parse_text(answer.text, url)
 
