@@ -16,6 +16,7 @@ import requests
 from autopyfactory.config import Key, QueueConfig, Section
 from autopyfactory.interfaces import MonitorPlugin
 from autopyfactory.records import CycleRecord
+from autopyfactory.redact import redact
 from autopyfactory.tls import CAMissing, ca_trust
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ class APFMon(MonitorPlugin):
                 for cid in record.ids
             ]
             self._put(Call("PUT", "/jobs", json=jobs))
-        self._put(Call("POST", f"/labels/{factory}:{queue.name}", data={"status": record.message[:1024]}))
+        self._put(Call("POST", f"/labels/{factory}:{queue.name}", data={"status": redact(record.message)[:1024]}))
 
     def _register(self) -> None:
         self._last_registration = time.time()
