@@ -152,11 +152,10 @@ def local_queue(name: str, spool: Path, **extra: str) -> str:
 
 # the RPMs built once per session (``rpms``, tests/rpmbuild.py) and the real Slurm cluster (session
 # fixture ``slurm``, tests/slurmcluster.py)
-from tests.rpmbuild import rpms  # noqa: E402,F401
-from tests.slurmcluster import slurm  # noqa: E402,F401
-
 # a real PanDA server (session fixture ``panda_server``), see tests/pandainstance.py
 from tests.pandainstance import panda_server  # noqa: E402,F401
+from tests.rpmbuild import rpms  # noqa: E402,F401
+from tests.slurmcluster import slurm  # noqa: E402,F401
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from autopyfactory.info import WMSQueueInfo
 from autopyfactory.plugins.wmsstatus.panda import Panda, PandaError
 from tests.conftest import wait_for
 from tests.panda_double import PandaDouble
-from tests.pandainstance import PILOT_DN, PandaServer
+from tests.pandainstance import PandaServer
 from tests.test_panda_plugin import PROXY_DROPIN, panda_queue, plugin_for
 
 
@@ -96,16 +96,27 @@ def test_the_user_certificate_gets_no_production_job(panda_server):
                      timeout=30)
 
 
-def test_the_server_is_verified_with_the_ca_directory_and_refused_without_it(confdir, panda_server):
+def test_the_server_is_verified_with_the_grid_ca_directory_and_refused_without_it(confdir, panda_server,
+                                                                                  monkeypatch):
     where = site("TLS")
     activated(panda_server, panda_server.submit(where, 1))
-    assert plugin(confdir, panda_server).poll([where]) == {where: WMSQueueInfo(ready=1)}
-    # the CA only in the hashed directory (as in /etc/grid-security/certificates), not in any bundle
-    assert sorted(p.name for p in panda_server.cadir.iterdir())[0].endswith(".0")
-    # without it the system CAs do not know the test CA: a clear error, no answer taken
+    # the test CA only in a hashed directory, found as grid tools find theirs: X509_CERT_DIR
+    assert [p.name for p in panda_server.cadir.iterdir() if p.name.endswith(".0")]
+    monkeypatch.setenv("X509_CERT_DIR", str(panda_server.cadir))
+    grid = plugin(confdir, panda_server, **{"wmsstatus.panda.capath": None})
+    assert grid.poll([where]) == {where: WMSQueueInfo(ready=1)}
+    grid.context.close()
+    # the explicit key names the same directory
+    explicit = plugin(confdir, panda_server, **{"wmsstatus.panda.capath": str(panda_server.cadir)})
+    assert explicit.poll([where]) == {where: WMSQueueInfo(ready=1)}
+    explicit.context.close()
+    # without it (system CAs, which do not know the test CA): a clear error naming the CAs tried
+    monkeypatch.delenv("X509_CERT_DIR")
     blind = plugin(confdir, panda_server, **{"wmsstatus.panda.capath": None})
-    with pytest.raises(PandaError, match=r"SSLError.*certificate verify failed"):
+    with pytest.raises(PandaError, match=r"certificate verify failed") as caught:
         blind.poll([where])
+    assert "checked against" in str(caught.value)
+    blind.context.close()
 
 
 def test_server_stopped_and_restarted(confdir, panda_server):

@@ -75,7 +75,7 @@ def fetch(url, target, log):
     """Download ``url`` (http, https, file) into ``target``, at most MAX_TARBALL bytes."""
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in ("http", "https", "file"):
-        raise NoPilot("pilot tarball URL %r: only http, https and file URLs" % url)
+        raise NoPilot(f"pilot tarball URL {url!r}: only http, https and file URLs")
     context = None
     if scheme == "https":
         import ssl
@@ -91,10 +91,10 @@ def fetch(url, target, log):
                     break
                 size += len(block)
                 if size > MAX_TARBALL:
-                    raise NoPilot("pilot tarball %s is larger than %d bytes" % (url, MAX_TARBALL))
+                    raise NoPilot(f"pilot tarball {url} is larger than {MAX_TARBALL} bytes")
                 out.write(block)
     except (OSError, ValueError) as exc:
-        raise NoPilot("cannot fetch the pilot tarball %s: %s" % (url, exc)) from None
+        raise NoPilot(f"cannot fetch the pilot tarball {url}: {exc}") from None
 
 
 def unpack(tarball, directory):
@@ -109,7 +109,7 @@ def unpack(tarball, directory):
                 member.mode = (member.mode | 0o600) & 0o755
                 archive.extract(member, root, set_attrs=False)
     except (OSError, tarfile.TarError, EOFError) as exc:
-        raise NoPilot("cannot unpack the pilot tarball: %s" % exc) from None
+        raise NoPilot(f"cannot unpack the pilot tarball: {exc}") from None
     candidates = [root] + sorted(os.path.join(root, n) for n in os.listdir(root))
     for candidate in candidates:
         if os.path.isfile(os.path.join(candidate, "pilot.py")):
@@ -181,7 +181,7 @@ def run(ctx):
             fetch(url, tarball, ctx.log)
             source = unpack(tarball, os.path.join(work, "src"))
         except NoPilot as exc:
-            print("APF-PANDA pilot=none reason=%s" % exc, flush=True)
+            print(f"APF-PANDA pilot=none reason={exc}", flush=True)
             ctx.log.error("%s", exc)
             return "nopilot", NOPILOT_EXIT
         version = ""
@@ -200,16 +200,14 @@ def run(ctx):
             env["PILOT_NOKILL"] = "1"  # else its cleanup kills the machine's root services
             ctx.log.warning("running the PanDA pilot as root (with PILOT_NOKILL=1)")
         command = [sys.executable, os.path.join(source, "pilot.py")] + argv + list(ctx.passthrough)
-        print("APF-PANDA pilot=%s version=%s queue=%s" % (url, version or "unknown", options.wmsqueue),
-              flush=True)
+        print(f"APF-PANDA pilot={url} version={version or 'unknown'} queue={options.wmsqueue}", flush=True)
         try:
             code, said_none = run_pilot(ctx, command, env, source)
         except OSError as exc:
             ctx.log.error("cannot run the PanDA pilot: %s", exc)
             return "cannotrun", 68
         ids = job_ids(source)
-        print("APF-PANDA exit=%d jobs=%s server_said_no_job=%s" % (code, ",".join(ids) or "none", said_none),
-              flush=True)
+        print(f"APF-PANDA exit={code} jobs={','.join(ids) or 'none'} server_said_no_job={said_none}", flush=True)
         if ctx.killed:
             return "killed", 128 + int(ctx.killed)
         if code != 0:
