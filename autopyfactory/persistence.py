@@ -139,14 +139,28 @@ MIGRATIONS: list[str] = [
         until REAL                  -- NULL = until resumed
     );
     """,
+    # 5: the whole factory's counts every SAMPLE_SECONDS, so its history over days reads a few thousand rows
+    """
+    CREATE TABLE factory_history (
+        time REAL PRIMARY KEY,
+        pending INTEGER,            -- summed over the queues' latest cycles; NULL = no queue knew
+        running INTEGER,
+        activated INTEGER,
+        submitted INTEGER NOT NULL, -- pilots since the previous sample
+        done INTEGER NOT NULL,      -- pilots that ended since the previous sample
+        fault INTEGER NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # tables pruned by age: (table, time column, key column)
-PRUNED = [("cycles", "started", "id"), ("submissions", "time", "id"),
+PRUNED = [("cycles", "started", "id"), ("submissions", "time", "id"), ("factory_history", "time", "rowid"),
           ("pilots", "end", "rowid"), ("credentials", "time", "id"), ("admin_audit", "time", "id")]
 PRUNE_CHUNK = 5000  # rows per transaction, so cycles are never blocked for long
+SAMPLE_SECONDS = 60.0  # the whole factory's counts are written this often (factory_history)
+SAMPLE_LATEST = 3600.0  # a queue's latest cycle counts in a sample while it is younger than this
 AUDIT_MAX_ROWS = 100000  # admin actions kept at most (a flood of refused calls cannot fill the disk)
 
 
@@ -176,6 +190,11 @@ class Store:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._seen: dict[str, set[str]] = {}  # per queue, the finished pilots of the last answer written
+        # the factory's sample in the making: each queue's latest (time, pending, running, activated), and the
+        # pilots submitted and ended since the last sample
+        self._latest: dict[str, tuple[float, int | None, int | None, int | None]] = {}
+        self._since_sample = {"submitted": 0, "done": 0, "fault": 0}
+        self._sampled = 0.0  # when the last sample was taken (cycle time): the first cycle takes one
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._open()
@@ -333,7 +352,11 @@ class Store:
                          " last_submission = ? WHERE queue = ?",
                          (state.cycles, state.submitted_total, state.errors_total, state.last_submission,
                           record.queue))]
+        wms = record.wms or {}
+        sample = self._sample(record.started, record.queue, (record.started, batch.get("pending"),
+                                                             batch.get("running"), wms.get("ready")), record.submitted)
         self._run("record cycle", lambda conn: self._write(conn, [
+            *sample,
             ("INSERT INTO cycles (queue, number, started, duration, pending, running, decided, submitted,"
              " removed, errors, message, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
              (record.queue, record.number, record.started, record.duration, batch.get("pending"),
@@ -345,6 +368,22 @@ class Store:
              (record.queue, record.number, 1 if record.errors else 0, now)),
             *absolute,
         ]))
+
+    def _sample(self, now: float, queue: str, latest: tuple, submitted: int) -> list[tuple[str, tuple]]:
+        """Note a queue's cycle (started at ``now``); every SAMPLE_SECONDS of cycles, the statement writing
+        the factory's sample."""
+        with self._lock:
+            self._latest[queue] = latest
+            self._since_sample["submitted"] += submitted
+            if now - self._sampled < SAMPLE_SECONDS:
+                return []
+            fresh = [v for v in self._latest.values() if now - v[0] <= SAMPLE_LATEST]
+            self._latest = {q: v for q, v in self._latest.items() if now - v[0] <= SAMPLE_LATEST}
+            sums = [None if all(v[i] is None for v in fresh) else sum(v[i] or 0 for v in fresh) for i in (1, 2, 3)]
+            counts, self._since_sample = self._since_sample, {"submitted": 0, "done": 0, "fault": 0}
+            self._sampled = now
+        return [("INSERT OR REPLACE INTO factory_history (time, pending, running, activated, submitted, done, fault)"
+                 " VALUES (?,?,?,?,?,?,?)", (now, *sums, counts["submitted"], counts["done"], counts["fault"]))]
 
     def record_submission(self, queue: str, when: float, kind: str, count: int, ids: list[str]) -> None:
         """Pilots submitted (``kind`` submit) or removed; written at once, before the cycle ends."""
@@ -378,6 +417,9 @@ class Store:
                      (queue, p.jobid, p.factory, p.state, p.start, p.end, p.exitcode)) for p in new
                 ])
             self._seen[queue] = {p.jobid for p in pilots}
+            for pilot in new:
+                if pilot.state in ("done", "fault"):
+                    self._since_sample[pilot.state] += 1
             return len(new)
 
         return self._run("record finished pilots", work, 0)
@@ -528,24 +570,26 @@ class Store:
         """A queue's (None: the whole factory's) history in buckets of ``step`` seconds from ``since`` to ``until``.
 
         Each bucket, oldest first, also the empty ones: ``time`` (its start), ``pending``, ``running`` and
-        ``activated`` (the most that one cycle of the queue saw; for the factory, those summed over the
-        queues; None where no cycle knew), ``submitted`` (pilots), ``done`` and ``fault`` (pilots that ended).
-        Aggregated here, in SQL, so that the answer's size is the number of buckets whatever the cycles.
+        ``activated`` (the most that one cycle of the queue saw; for the factory, the most of its samples,
+        each the sum of every queue's latest cycle; None where nothing knew), ``submitted`` (pilots),
+        ``done`` and ``fault`` (pilots that ended). Aggregated here, in SQL, so that the answer's size is
+        the number of buckets whatever the cycles; the factory's from ``factory_history`` (one row a minute).
         """
         count = max(1, math.ceil((until - since) / step))
-        per_queue = ("SELECT queue, CAST((started - :since) / :step AS INTEGER) AS b, MAX(pending) AS p,"
-                     " MAX(running) AS r, MAX(json_extract(record, '$.wms.ready')) AS a, SUM(submitted) AS s"
-                     " FROM cycles WHERE {where} started >= :since AND started < :until GROUP BY queue, b")
         args = {"since": since, "until": until, "step": step, "queue": queue}
         if queue is not None:
-            cycles_sql = per_queue.format(where="queue = :queue AND")
-            pilots_where = "queue = :queue AND"
-        else:
-            cycles_sql = ("SELECT NULL, b, SUM(p), SUM(r), SUM(a), SUM(s) FROM ("
-                          + per_queue.format(where="") + ") GROUP BY b")
-            pilots_where = ""
-        pilots_sql = ("SELECT CAST((end - :since) / :step AS INTEGER) AS b, SUM(state = 'done'), SUM(state = 'fault')"
-                      f" FROM pilots WHERE {pilots_where} end >= :since AND end < :until GROUP BY b")
+            cycles_sql = ("SELECT queue, CAST((started - :since) / :step AS INTEGER) AS b, MAX(pending), MAX(running),"
+                          " MAX(json_extract(record, '$.wms.ready')), SUM(submitted) FROM cycles"
+                          " WHERE queue = :queue AND started >= :since AND started < :until GROUP BY b")
+            pilots_sql = ("SELECT CAST((end - :since) / :step AS INTEGER) AS b, SUM(state = 'done'),"
+                          " SUM(state = 'fault') FROM pilots WHERE queue = :queue AND end >= :since AND end < :until"
+                          " GROUP BY b")
+        else:  # the factory's samples: a few thousand rows, whatever the number of queues
+            cycles_sql = ("SELECT NULL, CAST((time - :since) / :step AS INTEGER) AS b, MAX(pending), MAX(running),"
+                          " MAX(activated), SUM(submitted) FROM factory_history WHERE time >= :since AND time < :until"
+                          " GROUP BY b")
+            pilots_sql = ("SELECT CAST((time - :since) / :step AS INTEGER) AS b, SUM(done), SUM(fault)"
+                          " FROM factory_history WHERE time >= :since AND time < :until GROUP BY b")
 
         def work(conn: sqlite3.Connection) -> list[dict]:
             buckets = [{"time": since + i * step, "pending": None, "running": None, "activated": None,

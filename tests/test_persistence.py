@@ -68,9 +68,10 @@ def test_old_schema_is_migrated_and_keeps_its_rows(tmp_path: Path):
     store.close()
     assert (state.cycles, state.submitted_total, state.errors_total, state.last_submission) == (41, 99, 2, 1000.5)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"pilots_end", "admin_audit_time"} <= indexes
+    assert conn.execute("SELECT count(*) FROM factory_history").fetchone()[0] == 0  # 5: the factory's samples
     assert not list(tmp_path.glob("*.corrupt-*"))
 
 
