@@ -133,9 +133,7 @@ def test_peers_hold_their_rules():
     assert glidein.decide(info(30, 0, 0)) == 10             # 30 idle jobs / ramp-up 3
     assert glidein.decide(info(30, 10, 0)) == 12            # (20 / 3) + reserve 5 after a cycle
     assert [glidein.decide(info(0, 8, 0)) for _ in range(5)] == [0, 0, 0, 0, -8]  # removed after 5 idle cycles
-    cobald = make_policy("cobald", site)
-    assert cobald.decide(info(0, 0, 0)) == 1                # the limiter's minimum
-    assert cobald.decide(info(5, 0, 1, busy=1)) == 121 - 1  # fully used: demand + 1/s x 120 s
+    # cobald and the lifecycles of glideins and drones: tests/test_replay_peers.py
 
 
 def test_queue_policy_from_an_operators_queues_conf(tmp_path):

@@ -546,6 +546,8 @@ class Replay:
             batch = queue.batch[1]
             info = SchedInfo(wms=queue.wms[1], batch=batch, factory_pilots=batch.pending + batch.running,
                              now=t, finished=list(batch.finished))
+            if hasattr(queue.policy, "draining"):  # a pool that releases running pilots knows which it released
+                queue.policy.draining = sum(1 for p in queue.running.values() if p.draining)
             n = queue.policy.decide(info)
             queue.result.decisions.append((t, info.wms.ready, batch.pending, batch.running, n))
             drain = getattr(queue.policy, "drain", 0)
