@@ -28,6 +28,9 @@ from autopyfactory.records import SchedStep
 from autopyfactory.replay.model import Lifecycle, Model
 
 BUILTIN = ("apf-default", "harvester", "glideinwms", "cobald", "recommended")
+# recommended's ingredients one at a time (docs/provisioning.md, "Ablation"), and its first version
+ABLATION = ("ablation-ready", "ablation-idle", "ablation-idle-removal", "ablation-removal-lookahead", "recommended")
+CHAINS = ("apf-default", "recommended", *ABLATION[:-1], "recommended-v1")
 
 
 class PolicyError(ValueError):
@@ -82,7 +85,7 @@ def builtin_chains_path() -> str:
 
 def make_policy(name: str, model: Model):
     """A fresh policy (its state starts empty) by its name, for a run of ``model``."""
-    if name in ("apf-default", "recommended"):
+    if name in CHAINS:
         return load_chain(name, builtin_chains_path(), name)
     if name.startswith("queue:"):
         path, _, section = name.removeprefix("queue:").rpartition(":")
@@ -92,7 +95,8 @@ def make_policy(name: str, model: Model):
     peers = {"harvester": Harvester, "glideinwms": GlideinWMS, "cobald": Cobald}
     if name in peers:
         return peers[name](model)
-    raise PolicyError(f"unknown policy {name!r} (expected one of {', '.join(BUILTIN)} or queue:<queues.conf>:<section>)")
+    raise PolicyError(f"unknown policy {name!r} (expected one of {', '.join(BUILTIN + CHAINS[2:])} or "
+                      "queue:<queues.conf>:<section>)")
 
 
 # ---------------------------------------------------------------- peers
