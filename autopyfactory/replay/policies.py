@@ -29,7 +29,7 @@ from autopyfactory.replay.model import Lifecycle, Model
 
 BUILTIN = ("apf-default", "harvester", "glideinwms", "cobald", "recommended")
 # recommended's ingredients one at a time (docs/provisioning.md, "Ablation"), and its first version
-ABLATION = ("ablation-ready", "ablation-idle", "ablation-idle-removal", "ablation-removal-lookahead", "recommended")
+ABLATION = ("ablation-ready", "ablation-idle", "ablation-removal", "ablation-idle-recommended", "recommended")
 CHAINS = ("apf-default", "recommended", *ABLATION[:-1], "recommended-v1")
 
 

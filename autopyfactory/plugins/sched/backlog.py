@@ -74,7 +74,8 @@ class Backlog(StatusStep):
         expected, ahead = 0, ""
         if lookahead > 0 and batch.queue_waits:
             wait = statistics.median(batch.queue_waits)
-            expected = math.floor(rate * wait * lookahead)
+            mean = rate * wait * lookahead
+            expected = math.floor(mean - math.sqrt(mean)) if mean > 1 else 0  # arrivals count at least this
             ahead = f" + {expected} expected ({rate * 3600:.0f}/h x {wait:.0f} s queue wait x {lookahead:g})"
         need = wms.ready - offset - batch.pending - idle + expected
         floor = -batch.pending if self.options["removeidle"] else 0
