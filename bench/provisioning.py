@@ -1,6 +1,6 @@
 """Provisioning quality on a grid of workloads and site conditions; writes docs/provisioning.md's results.
 
-    .venv/bin/python -m bench.provisioning             # the whole grid (nice it: about half an hour on one core)
+    .venv/bin/python -m bench.provisioning             # the whole grid (nice it: about 40 minutes on a loaded machine)
     .venv/bin/python -m bench.provisioning --quick     # a few cells, checks only (part of make bench)
     .venv/bin/python -m bench.provisioning --render    # the doc again from docs/provisioning/grid.json
 
@@ -34,7 +34,7 @@ DOC = REPO / "docs" / "provisioning.md"
 PLOTS = REPO / "docs" / "provisioning"
 GRID_JSON = PLOTS / "grid.json"
 BEGIN, END = "<!-- provisioning:begin (written by bench/provisioning.py) -->", "<!-- provisioning:end -->"
-DAYS = 10
+DAYS = 5
 SAME_LIMITS = (100, 50)
 REFERENCE = {"slots": 100, "queue_delay": "exp:300", "cycle": 120}  # the condition of the per-workload tables
 PEERS = ("harvester", "glideinwms", "cobald")
@@ -275,7 +275,7 @@ def main() -> int:
     if args.render:
         update_doc(render(json.loads(GRID_JSON.read_text())))
         return 0
-    started = time.process_time()
+    started, measured_on = time.process_time(), commit()
     loads = workloads(args.days)
     if args.quick:
         loads = {name: jobs for name, jobs in loads.items() if name.startswith(("lublin", "bursty-200"))}
@@ -298,7 +298,7 @@ def main() -> int:
     print("\n".join(summary(own_rows, "own", BUILTIN)))
     if args.quick:
         return 1 if undone else 0
-    data = {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit(),
+    data = {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "commit": measured_on,
             "command": "python -m bench.provisioning" + (f" --days {args.days:g}" if args.days != DAYS else ""),
             "cpu_minutes": (time.process_time() - started) / 60, "rows": rows}
     GRID_JSON.write_text(json.dumps(data, indent=0) + "\n")
