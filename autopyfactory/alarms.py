@@ -56,6 +56,7 @@ import requests
 
 from autopyfactory import commands
 from autopyfactory.health import critical_causes
+from autopyfactory.redact import redact
 from autopyfactory.timefmt import iso
 
 if TYPE_CHECKING:
@@ -264,7 +265,8 @@ class Alarms:
             return  # told within the interval: told later, if it still holds
         said.critical, said.when = critical, now
         self.raise_alarm(Alarm(self.factory.config.factory_id, socket.getfqdn(), name,
-                               "critical" if critical else "recovered", cause, reason or "the cause is gone", now))
+                               "critical" if critical else "recovered", cause,
+                               redact(reason or "the cause is gone"), now))  # every channel: no secret
 
     def raise_alarm(self, alarm: Alarm) -> None:
         """Hand the alarm to every configured channel; never waits."""

@@ -53,7 +53,7 @@ class Factory:
         self.credentials = CredentialService(self.context)
         self.context.credentials = self.credentials
         self.status = StatusService(self.context)
-        self.pilots = FactoryPilots(config.get("maxperfactory.maximum"))
+        self.pilots = FactoryPilots(config.get("maxperfactory.maximum"), config.get("maxperfactory.lastgood"))
         self.monitors = {
             name: config.registry.get("monitor", section.get("monitorplugin"))(section, self.context)
             for name, section in config.monitor.items()
@@ -108,6 +108,9 @@ class Factory:
             if replaces is not None and replaces.last_submission is not None:
                 # invariant 2 across instances: plan from a batch status newer than the old one's submission
                 queue.last_submission = max(queue.last_submission or 0.0, replaces.last_submission)
+            if replaces is not None:  # invariant 8 across instances: the pilots it submitted stay counted
+                queue.ledger.take_over(replaces.ledger)
+                queue.last_good_batch = replaces.last_good_batch or queue.last_good_batch
             self.queues = {**self.queues, queue.name: queue}
             queue.start(cycles)
             return queue
@@ -240,16 +243,24 @@ class Factory:
         path = path or self.config.path
         if self._stopping.is_set():
             return [Problem(path, "", "", "the factory is stopping: not reloading")]
+        started = time.time()
+        # read outside the lock: a remote queueConf may take up to config.remote.timeout, and
+        # stopping, the web pages and the queues must not wait for it (stopping cancels it)
+        try:
+            new, problems = load(path, cancel=self._stopping), []
+        except ConfigError as exc:
+            new, problems = None, list(exc.problems)
+        except Exception as exc:  # a reload must never take the running factory down
+            new, problems = None, [Problem(path, "", "", f"reload failed: {type(exc).__name__}: {exc}")]
         with self._reload_lock:
-            started = time.time()
+            if self._stopping.is_set():
+                return [Problem(path, "", "", "the factory is stopping: not reloading")]
             interval = self.config.get("config.reconfig.interval")
-            try:
-                new = load(path)
-                problems = self._probe(new)
-            except ConfigError as exc:
-                new, problems = None, list(exc.problems)
-            except Exception as exc:  # a reload must never take the running factory down
-                new, problems = None, [Problem(path, "", "", f"reload failed: {type(exc).__name__}: {exc}")]
+            if new is not None:
+                try:
+                    problems = self._probe(new)
+                except Exception as exc:
+                    problems = [Problem(path, "", "", f"reload failed: {type(exc).__name__}: {exc}")]
             if problems:
                 for problem in problems:
                     log.error("reload rejected, old configuration stays in force: %s", problem)
@@ -257,6 +268,8 @@ class Factory:
                                     "problems": [str(p) for p in problems]}
             else:
                 assert new is not None
+                for warning in new.stale:
+                    log.warning("config: %s", warning)
                 self.last_reload = self._apply(new, started)
                 interval = new.get("config.reconfig.interval")
             self._next_reconfig = time.time() + interval if interval else None
@@ -314,6 +327,7 @@ class Factory:
         self.config = new
         self.context.config = new
         self.pilots.maximum = new.get("maxperfactory.maximum")
+        self.pilots.lastgood = new.get("maxperfactory.lastgood")
         self.credentials.reconfigure(new.auth)
         self._reconfigure_monitors(new)
         for name in added + changed:
@@ -384,8 +398,8 @@ class Factory:
     def debug_info(self) -> dict:
         """What a remote operator needs to tell what runs: versions, config sources, endpoints, store size."""
         config = self.config
-        sources = {"factory.conf": config.path, "authConf": config.get("authConf", None),
-                   "monitorConf": config.get("monitorConf", None),
+        sources = {"factory_conf": config.path, "auth_conf": config.get("authConf", None) or None,
+                   "monitor_conf": config.get("monitorConf", None) or None,
                    "queues": sorted({src for q in config.queues.values() for src in q.source.split(" + ")})}
         store = self.store
         store_info = None
@@ -399,9 +413,9 @@ class Factory:
             "pid": os.getpid(),
             "threads": threading.active_count(),
             "config_sources": sources,
-            "endpoints": [{key: h[key] for key in ("kind", "plugin", "endpoint", "queues", "calls",
-                                                   "consecutive_failures", "last_error", "last_success")}
-                          for h in self.status.health()],
+            "endpoints": [{**{key: h[key] for key in ("kind", "plugin", "endpoint", "queues", "calls",
+                                                      "consecutive_failures", "last_error")},
+                           "last_success": iso(h["last_success"])} for h in self.status.health()],
             "store": store_info,
         }
 

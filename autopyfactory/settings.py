@@ -180,6 +180,20 @@ class QueueConfig(Section):
         return values
 
 
+def persistence_path(factory: Section) -> str:
+    """The persistence store: ``persistence.dbpath``, default ``apf.sqlite`` beside baseLogDir."""
+    path = factory.get("persistence.dbpath")
+    if path:
+        return path
+    return os.path.join(os.path.dirname(factory.get("baseLogDir").rstrip("/")), "apf.sqlite")
+
+
+def remote_cache_dir(factory: Section) -> str:
+    """Where the last good copies of remote configuration are kept: ``config.remote.cachedir``,
+    default the persistence store's directory."""
+    return factory.get("config.remote.cachedir", "") or os.path.dirname(os.path.abspath(persistence_path(factory)))
+
+
 @dataclass
 class FactoryConfig:
     """Everything the factory runs from: [Factory], queues, auth and monitor profiles."""
@@ -192,6 +206,8 @@ class FactoryConfig:
     warnings: list[Problem] = field(default_factory=list)
     # the plugin registry this config was validated with (set by load): the one to run with
     registry: Any = None
+    # remote sources read from their last good copy, the URL failing: why (a factory problem while it lasts)
+    stale: list[str] = field(default_factory=list)
 
     def get(self, key: str, default: Any = MISSING) -> Any:
         return self.factory.get(key, default)
@@ -220,7 +236,4 @@ class FactoryConfig:
 
     @property
     def persistence_path(self) -> str:
-        path = self.factory.get("persistence.dbpath")
-        if path:
-            return path
-        return os.path.join(os.path.dirname(self.factory.get("baseLogDir").rstrip("/")), "apf.sqlite")
+        return persistence_path(self.factory)

@@ -44,7 +44,7 @@ def test_debug_names_versions_sources_endpoints_and_store(running, capsys):
     info = json.loads(out)
     assert info["versions"]["autopyfactory"] == __version__
     assert info["versions"]["requests"] == requests.__version__
-    assert info["config_sources"]["factory.conf"] == str(running.confdir.root / "factory.conf")
+    assert info["config_sources"]["factory_conf"] == str(running.confdir.root / "factory.conf")
     assert any(source.endswith(".conf") for source in info["config_sources"]["queues"])
     assert {e["kind"] for e in info["endpoints"]} == {"wmsstatus", "batchstatus"}
     store = info["store"]

@@ -8,6 +8,7 @@ plugin registry and hands it to the validation of the other sections.
 from __future__ import annotations
 
 import os
+import threading
 
 from autopyfactory.config.reader import Reader
 from autopyfactory.config.validate import (
@@ -22,12 +23,13 @@ from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.settings import ConfigError, FactoryConfig, QueueConfig
 
 
-def load(path: str) -> FactoryConfig:
+def load(path: str, cancel: threading.Event | None = None) -> FactoryConfig:
     """Read and validate factory.conf and every file it names, with the plugins it names.
 
     Raises ConfigError listing every error; returns the config with its warnings
     and, as ``registry``, the plugins it was validated with: the ones to run
     (discovering them again would run every drop-in file a second time).
+    ``cancel`` (e.g. the factory stopping) ends a remote fetch under way.
     """
     reader = Reader()
     path = os.path.abspath(path)
@@ -39,7 +41,7 @@ def load(path: str) -> FactoryConfig:
     reader.problems.extend(registry.problems)
 
     sources: dict[str, list] = {}  # queue -> (source, parsed file) of every file defining it
-    for source, qparser in queue_files(reader, factory):
+    for source, qparser in queue_files(reader, factory, cancel):
         for name in qparser.sections():
             sources.setdefault(name, []).append((source, qparser))
     queues: dict[str, QueueConfig] = {}
@@ -55,4 +57,5 @@ def load(path: str) -> FactoryConfig:
     check_references(reader, queues, auth, monitor)
     if reader.errors:
         raise ConfigError(reader.errors, reader.warnings)
-    return FactoryConfig(path, factory, queues, auth, monitor, reader.warnings, registry=registry)
+    return FactoryConfig(path, factory, queues, auth, monitor, reader.warnings, registry=registry,
+                         stale=reader.stale)
