@@ -53,7 +53,7 @@ class Factory:
         self.credentials = CredentialService(self.context)
         self.context.credentials = self.credentials
         self.status = StatusService(self.context)
-        self.pilots = FactoryPilots(config.get("maxperfactory.maximum"))
+        self.pilots = FactoryPilots(config.get("maxperfactory.maximum"), config.get("maxperfactory.lastgood"))
         self.monitors = {
             name: config.registry.get("monitor", section.get("monitorplugin"))(section, self.context)
             for name, section in config.monitor.items()
@@ -108,6 +108,9 @@ class Factory:
             if replaces is not None and replaces.last_submission is not None:
                 # invariant 2 across instances: plan from a batch status newer than the old one's submission
                 queue.last_submission = max(queue.last_submission or 0.0, replaces.last_submission)
+            if replaces is not None:  # invariant 8 across instances: the pilots it submitted stay counted
+                queue.ledger.take_over(replaces.ledger)
+                queue.last_good_batch = replaces.last_good_batch or queue.last_good_batch
             self.queues = {**self.queues, queue.name: queue}
             queue.start(cycles)
             return queue
@@ -324,6 +327,7 @@ class Factory:
         self.config = new
         self.context.config = new
         self.pilots.maximum = new.get("maxperfactory.maximum")
+        self.pilots.lastgood = new.get("maxperfactory.lastgood")
         self.credentials.reconfigure(new.auth)
         self._reconfigure_monitors(new)
         for name in added + changed:

@@ -28,6 +28,7 @@ LEVELS = ("critical", "warning", "paused", "drained", "ok", "disabled")  # worst
 EXPIRY_WARNING = 6 * 3600.0  # a credential with less time left than this is a warning
 OVERDUE_CYCLES = 3  # a cycle later than this many apfqueue.sleep is a warning
 REASON_LENGTH = 160
+FACTORY_COUNT_UNKNOWN = "MaxPerFactory: factory-wide pilot count unknown"  # the hold of a queue held back by it
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ def critical_causes(queue: QueueView) -> list[tuple[str, str]]:
     """Every (cause, reason) that makes the queue critical now, the one health shows first.
 
     The causes are the alarms' names for them (autopyfactory.alarms): ``queue thread``,
-    ``fault backoff``, ``credential``, ``status unknown``, ``cycle error``, ``submission failed``.
+    ``fault backoff``, ``credential``, ``status unknown``, ``cycle error``, ``submission failed``;
+    and ``factory count unknown`` (held back by MaxPerFactory), which mails nothing itself.
     """
     if queue.started and not queue.alive and not queue.stopping and not queue.ran_its_cycles:
         why = f"queue thread died ({queue.died}); restarting it" if queue.died else "queue thread is not running"
@@ -116,6 +118,10 @@ def critical_causes(queue: QueueView) -> list[tuple[str, str]]:
     elif record.errors:
         error = record.errors[-1]
         causes.append(("cycle error" if error.startswith("error: ") else "submission failed", error))
+    else:
+        held = _hold(record, FACTORY_COUNT_UNKNOWN)
+        if held != FACTORY_COUNT_UNKNOWN:  # held back because another queue's status is unknown too long
+            causes.append(("factory count unknown", held))  # no alarm of its own: the unknown queue has one
     return causes
 
 

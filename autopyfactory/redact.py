@@ -88,7 +88,7 @@ def redact_setting(key: str, value: Any) -> Any:
 
 
 class RedactFilter(logging.Filter):
-    """Redacts a log record's message and exception text before any handler formats it."""
+    """Redacts a log record's message, thread name and exception text before any handler formats it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -96,6 +96,7 @@ class RedactFilter(logging.Filter):
         except Exception:  # a bad format string: logging reports it itself
             return True
         record.msg, record.args = redact(message), ()
+        record.threadName = redact(record.threadName or "")  # a poller's thread is named after its endpoint
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:

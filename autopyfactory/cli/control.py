@@ -29,7 +29,8 @@ import requests
 
 from autopyfactory.config import FACTORY_KEYS, FACTORY_SECTION
 from autopyfactory.health import LEVELS, one_line
-from autopyfactory.timefmt import duration, parse_time
+from autopyfactory.timefmt import duration, parse_until
+from autopyfactory.tls import CAMissing, ca_trust
 
 TIMEOUT = (5.0, 60.0)  # connect, read (a reload may take a while)
 REASON_CHARS = 80  # health reasons and errors in the tables: one short line each
@@ -91,10 +92,14 @@ class Client:
         headers = {"Accept": "application/json"}
         if admin:
             headers["Authorization"] = f"Bearer {read_token(self.token_file)}"
+        cas = ca_trust()  # an https --url (a proxy in front of the factory) is checked like every HTTPS client
         try:
-            answer = self.session.request(method, self.url + path, headers=headers, timeout=TIMEOUT, **kwargs)
-        except requests.RequestException as exc:
-            raise ControlError(f"cannot reach the factory at {self.url}: {exc}", 3) from None
+            answer = self.session.request(method, self.url + path, headers=headers, timeout=TIMEOUT,
+                                          verify=cas.verify(self.url), **kwargs)
+        except (requests.RequestException, CAMissing) as exc:
+            hint = cas.explain(exc)
+            raise ControlError(f"cannot reach the factory at {self.url}: {exc}" + (f" ({hint})" if hint else ""),
+                               3) from None
         try:
             data = answer.json()
         except ValueError:
@@ -229,7 +234,7 @@ def cmd_pause(args: argparse.Namespace, client: Client) -> None:
     if args.command != "resume":
         if args.until:
             try:
-                parse_time(args.until)  # said here, before asking the factory
+                parse_until(args.until)  # said here, before asking the factory
             except ValueError as exc:
                 raise ControlError(f"--until: {exc}", 2) from None
         body = {"reason": args.reason or "", "until": args.until or ""}

@@ -39,7 +39,7 @@ from autopyfactory.health import LEVELS, one_line
 from autopyfactory.metrics import CycleDurations, exposition, factory_registry
 from autopyfactory.paths import PathEscape, confined
 from autopyfactory.redact import redact, redact_data, redact_setting
-from autopyfactory.timefmt import duration, iso
+from autopyfactory.timefmt import duration, iso, utc
 from autopyfactory.web import admin, api, logs
 from autopyfactory.web.history import (
     DEFAULT_SPAN,
@@ -500,7 +500,7 @@ class WebApp:
         entries = self.logs.listing(real)
         html = self.templates.get_template("index.html").render(
             path=shown.rstrip("/") + "/", parent=shown != "/", entries=entries,
-            when=lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)),
+            when=lambda t: utc(t, "%Y-%m-%d %H:%M:%S") or "?",
         )
         return Response(200, html.encode(), "text/html; charset=utf-8", [("Cache-Control", "no-cache")])
 
