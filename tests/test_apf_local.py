@@ -90,7 +90,8 @@ def test_status_reads_the_local_store_says_so_and_exits_like_a_check(confdir, ca
 
 
 def test_a_stopped_factory_is_a_warning_naming_what_to_check(confdir, capsys):
-    conf = str(run_cycles(confdir, local_queue("Q", confdir.spool, **{"apfqueue.sleep": "0.3"})))
+    conf = str(run_cycles(confdir, local_queue("Q", confdir.spool, **{"apfqueue.sleep": "0.3"}),
+                          factory="persistence.flushinterval = 0.5\n"))  # the store lags the factory that much
 
     def overdue():
         code, out, _ = apf_run(capsys, "status", "--conf", conf)

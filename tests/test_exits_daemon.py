@@ -211,6 +211,14 @@ def test_no_planted_secret_reaches_a_page_an_answer_a_mail_or_the_log(daemon, co
             got = site.get(f"/api/v1/admin/{path}", headers=admin)
             assert got.status_code == 200, (path, got.status_code)
             outputs[f"admin {path}"] = got.text
+        # the submit records beside the pilots' logs, served under /logs/ to anyone
+        records = sorted(confdir.logs.rglob("*.jdl"))
+        assert "REMOTEQ" in {p.parent.name for p in records}  # PANDAQ submits nothing: PanDA is down
+        for record in records:
+            path = "/logs/" + record.relative_to(confdir.logs).as_posix()
+            got = site.get(path)
+            assert got.status_code == 200 and "<redacted>" in got.text, (path, got.status_code)
+            outputs[path] = got.text
         for number, mail in enumerate(smtp.messages):
             outputs[f"mail {number}"] = mail.as_string()
         os.kill(pid, signal.SIGTERM)
@@ -368,3 +376,15 @@ def test_a_flood_of_refused_admin_calls_grows_the_log_by_a_line_per_client_and_m
     assert sum(1 for a in audit["actions"] if a["result"] == "refused") == calls  # each one is in the audit
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not alive(pid), what="the daemon to stop")
+
+
+def test_a_refused_start_names_the_failing_url_without_its_secrets(daemon, confdir, site):
+    url = f"http://apf:STARTPASS19@127.0.0.1:{free_port()}/queues.conf?token=STARTTOK20"
+    site.write(local_queue("Q1", confdir.spool, executable="/bin/true"), queue_conf=f"queues.conf, {url}",
+               factory="config.remote.timeout = 5\n")
+    done = daemon.run()
+    assert done.returncode != 0 and "cannot fetch" in done.stderr and "127.0.0.1" in done.stderr, done
+    assert "STARTPASS19" not in done.stderr + done.stdout and "STARTTOK20" not in done.stderr + done.stdout
+    checked = apf("check-config", "--conf", str(confdir.root / "factory.conf"))
+    assert checked.returncode == 2 and "cannot fetch" in checked.stdout
+    assert "STARTPASS19" not in checked.stdout + checked.stderr and "STARTTOK20" not in checked.stdout

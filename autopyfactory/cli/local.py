@@ -8,7 +8,8 @@ read-only. Every answer says which source answered.
 Health is the one definition (autopyfactory.health) applied to what the
 store keeps: each queue's last cycle (its WMS and batch numbers, holds and
 errors), its pause or drain, the pilots that ended, the last credential
-check. What only the running process knows (an endpoint's breaker, a queue
+check, as of ``persistence.flushinterval`` ago (the factory writes its cycles
+that often). What only the running process knows (an endpoint's breaker, a queue
 thread that died) is not there; a factory that stopped shows as every
 queue's last cycle being overdue, and as a factory problem.
 """
@@ -105,6 +106,11 @@ class StoredQueue:
         return self.store.finished_counts(self.name, since)
 
 
+def lag(config: FactoryConfig) -> float:
+    """How far behind the running factory the store may be: it writes cycles every persistence.flushinterval."""
+    return float(config.get("persistence.flushinterval") or 0.0)
+
+
 def _profile(qconfig: QueueConfig, config: FactoryConfig) -> str | None:
     """The auth.conf profile the queue submits with (its submit plugin's ``proxy``)."""
     try:
@@ -121,7 +127,7 @@ def queue_view(qconfig: QueueConfig, config: FactoryConfig, store: Store, now: f
     if not (qconfig.enabled and config.get("enablequeues")):
         return disabled_view(qconfig, config)
     queue = StoredQueue(qconfig, config, store, now)
-    health = queue_health(queue, now)
+    health = queue_health(queue, now - lag(config))
     last = queue.last_record
     batch = (last.batch or {}) if last else {}
     finished = store.finished_counts(queue.name, now - 3600)
@@ -149,7 +155,7 @@ def factory_view(config: FactoryConfig, queues: list[dict], store: Store, now: f
     lasts = [store.recent_cycles(q.name, 1) for q in running]
     latest = max((r[0].started for r in lasts if r), default=None)
     problems = []
-    overdue = max((OVERDUE_CYCLES * float(q.values["apfqueue.sleep"]) for q in running), default=0.0)
+    overdue = max((OVERDUE_CYCLES * float(q.values["apfqueue.sleep"]) for q in running), default=0.0) + lag(config)
     if running and (latest is None or now - latest > overdue):
         since = "no queue has run a cycle yet" if latest is None else \
             f"no queue has run a cycle for {now - latest:.0f} s (since {iso(latest)})"
