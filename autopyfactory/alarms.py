@@ -7,6 +7,9 @@ set, each queue is looked at after every one of its cycles for these causes:
     status unknown    its WMS or batch status has been unknown for longer than alarms.unknownafter
     fault backoff     most of its recent pilots faulted: it submits one probe pilot per cycle
     reload rejected   the last reload was rejected (factory-wide: queue "*")
+    configuration     its section of queues.conf has errors: not started, or (after a
+                      reload) still running its previous one; looked at after start
+                      and after every applied reload
 
 A cause that starts gets one "critical" mail, a cause that ends one
 "recovered" mail; at most one mail per queue and cause per
@@ -100,6 +103,20 @@ class Alarms:
                 for cause in CAUSES:
                     self._compare(queue.name, cause, causes.get(cause), now)
             self._compare(FACTORY_WIDE, "reload rejected", rejected.get("reload rejected"), now)
+
+    def config_checked(self) -> None:
+        """A config listener (after start and every applied reload): one alarm per queue whose
+        section is invalid, one "recovered" when it is valid again (or gone)."""
+        if not self.enabled:
+            return
+        config = self.factory.config
+        now = time.time()
+        with self._lock:
+            names = set(config.invalid) | {name for (name, cause) in self._said if cause == "configuration"}
+            for name in sorted(names):
+                qconfig = config.queues.get(name)
+                enabled = qconfig is None or qconfig.enabled
+                self._compare(name, "configuration", config.invalid_reason(name) if enabled else None, now)
 
     def causes(self, queue: APFQueue, record: CycleRecord, now: float) -> dict[str, str]:
         """{cause: reason} of what is wrong with the queue now."""

@@ -62,6 +62,7 @@ class Factory:
         self.services = extra.running
         self.context.store = extra.store  # before any queue starts: queues restore from it
         self.listeners = [self._tell_monitors, *extra.cycle_listeners]
+        self.config_listeners = extra.config_listeners  # called after start and every applied reload
         self.credentials.listeners.extend(extra.credential_listeners)
         self.last_reload = None
         self.reload_hooks = []
@@ -88,7 +89,15 @@ class Factory:
             service.start()
         with self.status.deferred_start():  # every queue registered before the first status query
             for qconfig in self.config.enabled_queues.values():
-                self.start_queue(qconfig, cycles)
+                try:
+                    self.start_queue(qconfig, cycles)
+                except Exception as exc:  # one queue that cannot be set up never stops the others
+                    log.exception("queue %s cannot be set up", qconfig.name)
+                    self.config.invalid[qconfig.name] = [Problem(
+                        qconfig.source, qconfig.name, "", f"cannot set up the queue: {type(exc).__name__}: {exc}")]
+        for name in self.config.invalid:
+            log.error("queue %s not started: %s", name, "; ".join(str(p) for p in self.config.invalid[name]))
+        self._config_checked()
         if not self.queues:
             log.warning("no enabled queues (enablequeues=%s)", self.config.get("enablequeues"))
         log.info("factory %s %s started with %d queue(s): %s", self.config.factory_id,
@@ -241,7 +250,7 @@ class Factory:
             started = time.time()
             interval = self.config.get("config.reconfig.interval")
             try:
-                new = load(path)
+                new = load(path, partial=True)
                 problems = self._probe(new)
             except ConfigError as exc:
                 new, problems = None, list(exc.problems)
@@ -279,8 +288,9 @@ class Factory:
                 for kind in ("wmsstatus", "batchstatus"):
                     plugin_cls = registry.get(kind, qconfig.values[f"{kind}plugin"])
                     plugin_cls.endpoint(qconfig.plugin_options(plugin_cls))
-            except Exception as exc:
-                problems.append(Problem(qconfig.source, name, "", f"cannot set up the queue: {type(exc).__name__}: {exc}"))
+            except Exception as exc:  # this queue is invalid: the others still apply
+                new.invalid[name] = [Problem(qconfig.source, name, "",
+                                             f"cannot set up the queue: {type(exc).__name__}: {exc}")]
         for name, section in new.auth.items():
             try:
                 registry.get("auth", section.get("plugin"))
@@ -296,7 +306,10 @@ class Factory:
     def _apply(self, new: FactoryConfig, started: float) -> dict:
         old_config = self.config
         wanted = new.enabled_queues
-        removed = [name for name in self.queues if name not in wanted]
+        # a running queue whose new section is invalid keeps running as it was (shown critical)
+        kept = [name for name in self.queues if name in new.invalid and name in new.queues
+                and new.queues[name].enabled and new.get("enablequeues")]
+        removed = [name for name in self.queues if name not in wanted and name not in kept]
         added = [name for name in wanted if name not in self.queues]
         changed = [name for name in wanted if name in self.queues and self.queues[name].config.raw != wanted[name].raw]
         unchanged = [name for name in wanted if name in self.queues and name not in changed]
@@ -326,6 +339,13 @@ class Factory:
         for key in ("logserver.enabled", "logserver.port", "logserver.bind", "persistence.dbpath"):
             if old_config.get(key, None) != new.get(key, None):
                 notes.append(f"{key} changed: takes effect at the next restart")
+        for name, queue in self.queues.items():
+            queue.config_error = new.invalid_reason(name, "previous configuration runs on") \
+                if name in kept else None
+        for name, problems in new.invalid.items():
+            log.error("reload: queue %s %s: %s", name, "keeps its previous configuration" if name in kept
+                      else "not started", "; ".join(str(p) for p in problems))
+        self._config_checked()
         for note in notes:
             log.warning("reload: %s", note)
         for warning in new.warnings:
@@ -334,7 +354,15 @@ class Factory:
                  added or "-", removed or "-", changed or "-", unchanged or "-")
         return {"time": started, "ok": True, "path": new.path, "problems": [],
                 "warnings": [str(w) for w in new.warnings], "notes": notes,
-                "added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
+                "added": added, "removed": removed, "changed": changed, "unchanged": unchanged,
+                "invalid": [str(p) for problems in new.invalid.values() for p in problems]}
+
+    def _config_checked(self) -> None:
+        for listener in self.config_listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("config listener %s failed", listener)
 
     def _reconfigure_monitors(self, new: FactoryConfig) -> None:
         monitors = {}

@@ -4,7 +4,8 @@ Levels, worst first for sorting::
 
     critical   the queue cannot do its job: status unknown, credentials not
                usable, the last cycle failed or its submission errored, fault
-               backoff active, the queue thread is not running
+               backoff active, the queue thread is not running, its section
+               of queues.conf has errors (``invalid_health``: not started)
     warning    it works, but an operator should look: pilots faulted in the
                last hour, a credential expiring soon, a cycle overdue
     paused     an operator stopped submission (``apf pause``)
@@ -54,11 +55,23 @@ class QueueView(Protocol):
     sleep: float
     submitter: Any  # has credential_profile
     context: Any  # has credentials
+    config_error: str | None  # a reload found its new section invalid: it runs its previous one
 
     def finished_counts(self, since: float) -> dict[str, int] | None: ...
 
 
 DISABLED = Health("disabled", "enabled = False in queues.conf")
+QUEUES_OFF = Health("disabled", "enablequeues = False in factory.conf")
+
+
+def idle_health(config, qconfig) -> Health:
+    """The health of a queue of queues.conf that does not run: invalid (critical), else disabled."""
+    reason = config.invalid_reason(qconfig.name)
+    if not config.get("enablequeues"):
+        return QUEUES_OFF
+    if reason and qconfig.enabled:
+        return Health("critical", one_line(reason))
+    return DISABLED
 
 
 def one_line(text: str, limit: int = REASON_LENGTH) -> str:
@@ -85,6 +98,9 @@ def queue_health(queue: QueueView, now: float | None = None) -> Health:
 
 
 def _critical(queue: QueueView) -> str:
+    config_error = getattr(queue, "config_error", None)  # (views built for tests may not have it)
+    if config_error:
+        return config_error
     if queue.started and not queue.alive and not queue.stopping and not queue.ran_its_cycles:
         if queue.died:
             return f"queue thread died ({queue.died}); restarting it"
