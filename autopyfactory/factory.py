@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import platform
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
+from importlib import metadata
 
 from autopyfactory import __version__, memory, services
 from autopyfactory.config import ConfigError, FactoryConfig, Problem, load
@@ -50,7 +53,7 @@ class Factory:
         self.credentials = CredentialService(self.context)
         self.context.credentials = self.credentials
         self.status = StatusService(self.context)
-        self.pilots = FactoryPilots(config.get("maxperfactory.maximum"))
+        self.pilots = FactoryPilots(config.get("maxperfactory.maximum"), config.get("maxperfactory.lastgood"))
         self.monitors = {
             name: config.registry.get("monitor", section.get("monitorplugin"))(section, self.context)
             for name, section in config.monitor.items()
@@ -114,6 +117,9 @@ class Factory:
             if replaces is not None and replaces.last_submission is not None:
                 # invariant 2 across instances: plan from a batch status newer than the old one's submission
                 queue.last_submission = max(queue.last_submission or 0.0, replaces.last_submission)
+            if replaces is not None:  # invariant 8 across instances: the pilots it submitted stay counted
+                queue.ledger.take_over(replaces.ledger)
+                queue.last_good_batch = replaces.last_good_batch or queue.last_good_batch
             self.queues = {**self.queues, queue.name: queue}
             queue.start(cycles)
             return queue
@@ -238,24 +244,34 @@ class Factory:
 
         Queues whose effective keys (``QueueConfig.raw``) are unchanged keep
         running untouched (same thread, same counters); removed queues stop,
-        added ones start, changed ones restart. A new config with any error
-        is rejected whole: the old one stays in force. Plugins are discovered
+        added ones start, changed ones restart. A queue whose new section has
+        errors is left as it was (running its old section, or not started) and
+        is critical; an error outside every queue section rejects the new config
+        whole: the old one stays in force. Plugins are discovered
         again, so new drop-ins become usable. The outcome is kept in
         ``last_reload``.
         """
         path = path or self.config.path
         if self._stopping.is_set():
             return [Problem(path, "", "", "the factory is stopping: not reloading")]
+        started = time.time()
+        # read outside the lock: a remote queueConf may take up to config.remote.timeout, and
+        # stopping, the web pages and the queues must not wait for it (stopping cancels it)
+        try:
+            new, problems = load(path, partial=True, cancel=self._stopping), []
+        except ConfigError as exc:
+            new, problems = None, list(exc.problems)
+        except Exception as exc:  # a reload must never take the running factory down
+            new, problems = None, [Problem(path, "", "", f"reload failed: {type(exc).__name__}: {exc}")]
         with self._reload_lock:
-            started = time.time()
+            if self._stopping.is_set():
+                return [Problem(path, "", "", "the factory is stopping: not reloading")]
             interval = self.config.get("config.reconfig.interval")
-            try:
-                new = load(path, partial=True)
-                problems = self._probe(new)
-            except ConfigError as exc:
-                new, problems = None, list(exc.problems)
-            except Exception as exc:  # a reload must never take the running factory down
-                new, problems = None, [Problem(path, "", "", f"reload failed: {type(exc).__name__}: {exc}")]
+            if new is not None:
+                try:
+                    problems = self._probe(new)
+                except Exception as exc:
+                    problems = [Problem(path, "", "", f"reload failed: {type(exc).__name__}: {exc}")]
             if problems:
                 for problem in problems:
                     log.error("reload rejected, old configuration stays in force: %s", problem)
@@ -263,6 +279,8 @@ class Factory:
                                     "problems": [str(p) for p in problems]}
             else:
                 assert new is not None
+                for warning in new.stale:
+                    log.warning("config: %s", warning)
                 self.last_reload = self._apply(new, started)
                 interval = new.get("config.reconfig.interval")
             self._next_reconfig = time.time() + interval if interval else None
@@ -324,6 +342,7 @@ class Factory:
         self.config = new
         self.context.config = new
         self.pilots.maximum = new.get("maxperfactory.maximum")
+        self.pilots.lastgood = new.get("maxperfactory.lastgood")
         self.credentials.reconfigure(new.auth)
         self._reconfigure_monitors(new)
         for name in added + changed:
@@ -385,6 +404,12 @@ class Factory:
     # ------------------------------------------------------------ diagnostics
     def dump_threads(self) -> str:
         """Log (and return) every thread's name and stack: what SIGUSR1 asks for."""
+        text = self.thread_dump()
+        log.warning("%s", text)
+        return text
+
+    def thread_dump(self) -> str:
+        """Every thread's name and stack, each queue's and status endpoint's counters (not logged)."""
         frames = sys._current_frames()
         lines = [f"thread dump: {threading.active_count()} thread(s)"]
         for thread in threading.enumerate():
@@ -398,9 +423,31 @@ class Factory:
         for health in self.status.health():
             lines.append(f"status {health['kind']} {health['endpoint']}: calls={health['calls']} "
                          f"failures={health['consecutive_failures']} age={health['age']}")
-        text = "\n".join(lines)
-        log.warning("%s", text)
-        return text
+        return "\n".join(lines)
+
+    def debug_info(self) -> dict:
+        """What a remote operator needs to tell what runs: versions, config sources, endpoints, store size."""
+        config = self.config
+        sources = {"factory_conf": config.path, "auth_conf": config.get("authConf", None) or None,
+                   "monitor_conf": config.get("monitorConf", None) or None,
+                   "queues": sorted({src for q in config.queues.values() for src in q.source.split(" + ")})}
+        store = self.store
+        store_info = None
+        if store is not None:
+            size = sum(os.path.getsize(store.path + suffix) for suffix in ("", "-wal", "-shm")
+                       if os.path.exists(store.path + suffix))
+            store_info = {"path": store.path, "bytes": size, "usable": store.usable, "problem": store.problem}
+        return {
+            **self.summary(),
+            "versions": versions(),
+            "pid": os.getpid(),
+            "threads": threading.active_count(),
+            "config_sources": sources,
+            "endpoints": [{**{key: h[key] for key in ("kind", "plugin", "endpoint", "queues", "calls",
+                                                      "consecutive_failures", "last_error")},
+                           "last_success": iso(h["last_success"])} for h in self.status.health()],
+            "store": store_info,
+        }
 
     # ------------------------------------------------------------ hooks
     def _tell_monitors(self, queue: APFQueue, record: CycleRecord) -> None:
@@ -419,6 +466,21 @@ class Factory:
             "queue_count": len(self.queues),
         }
 
+
+
+# the libraries whose versions matter when a site reports a problem
+REPORTED_LIBRARIES = ("htcondor", "requests", "pluggy", "python-daemon", "jinja2", "prometheus-client", "waitress")
+
+
+def versions() -> dict[str, str | None]:
+    """This factory's, Python's and its main libraries' versions (None: not installed)."""
+    found: dict[str, str | None] = {"autopyfactory": __version__, "python": platform.python_version()}
+    for name in REPORTED_LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
 
 
 def build_factory(path: str) -> Factory:

@@ -22,12 +22,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from autopyfactory.redact import redact
 from autopyfactory.timefmt import iso
 
 LEVELS = ("critical", "warning", "paused", "drained", "ok", "disabled")  # worst first
 EXPIRY_WARNING = 6 * 3600.0  # a credential with less time left than this is a warning
 OVERDUE_CYCLES = 3  # a cycle later than this many apfqueue.sleep is a warning
 REASON_LENGTH = 160
+FACTORY_COUNT_UNKNOWN = "MaxPerFactory: factory-wide pilot count unknown"  # the hold of a queue held back by it
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,8 @@ def idle_health(config, qconfig) -> Health:
 
 
 def one_line(text: str, limit: int = REASON_LENGTH) -> str:
-    """The first line of ``text``, cut to ``limit`` characters."""
-    line = " ".join(str(text).split())
+    """The first line of ``text``, redacted, then cut to ``limit`` characters (never half a secret)."""
+    line = " ".join(redact(str(text)).split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
@@ -98,28 +100,44 @@ def queue_health(queue: QueueView, now: float | None = None) -> Health:
 
 
 def _critical(queue: QueueView) -> str:
+    causes = critical_causes(queue)
+    return causes[0][1] if causes else ""
+
+
+def critical_causes(queue: QueueView) -> list[tuple[str, str]]:
+    """Every (cause, reason) that makes the queue critical now, the one health shows first.
+
+    The causes are the alarms' names for them (autopyfactory.alarms): ``queue thread``,
+    ``fault backoff``, ``credential``, ``status unknown``, ``cycle error``, ``submission failed``;
+    and ``factory count unknown`` (held back by MaxPerFactory), which mails nothing itself;
+    ``configuration`` for a queue a reload found invalid, which runs its previous section.
+    """
     config_error = getattr(queue, "config_error", None)  # (views built for tests may not have it)
-    if config_error:
-        return config_error
+    causes = [("configuration", config_error)] if config_error else []
     if queue.started and not queue.alive and not queue.stopping and not queue.ran_its_cycles:
-        if queue.died:
-            return f"queue thread died ({queue.died}); restarting it"
-        return "queue thread is not running"
+        why = f"queue thread died ({queue.died}); restarting it" if queue.died else "queue thread is not running"
+        return [*causes, ("queue thread", why)]
     if queue.fault_backoff:
-        return queue.fault_backoff
+        causes.append(("fault backoff", queue.fault_backoff))
     credential = _credential(queue)
     if credential is not None and not credential.ok:
-        return f"credential {credential.profile} not usable: {credential.message or 'not checked yet'}"
+        causes.append(("credential",
+                       f"credential {credential.profile} not usable: {credential.message or 'not checked yet'}"))
     record = queue.last_record
     if record is None:
-        return ""
+        return causes
     if record.wms is None:
-        return _hold(record, "WMS status unknown")
-    if record.batch is None:
-        return _hold(record, "batch status unknown")
-    if record.errors:
-        return record.errors[-1]
-    return ""
+        causes.append(("status unknown", _hold(record, "WMS status unknown")))
+    elif record.batch is None:
+        causes.append(("status unknown", _hold(record, "batch status unknown")))
+    elif record.errors:
+        error = record.errors[-1]
+        causes.append(("cycle error" if error.startswith("error: ") else "submission failed", error))
+    else:
+        held = _hold(record, FACTORY_COUNT_UNKNOWN)
+        if held != FACTORY_COUNT_UNKNOWN:  # held back because another queue's status is unknown too long
+            causes.append(("factory count unknown", held))  # no alarm of its own: the unknown queue has one
+    return causes
 
 
 def _warning(queue: QueueView, now: float) -> str:

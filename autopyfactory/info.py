@@ -43,6 +43,23 @@ class FinishedPilot:
         return max(0.0, self.end - self.start)
 
 
+@dataclass(frozen=True, slots=True)
+class LivePilot:
+    """A pilot in the batch system now, as an operator lists it (asked for when a page shows it)."""
+
+    jobid: str
+    state: str  # pending | held | running | exiting
+    submitted: float | None
+    start: float | None = None
+    reason: str = ""  # why it waits or is held: Slurm's Reason, HTCondor's HoldReason
+    count: int = 1  # pilots on this row: more than one for a range of pending array tasks (Slurm)
+
+
+MAX_LISTED_PILOTS = 20_000  # rows a listing of one queue's live pilots holds at most (list_pilots)
+MAX_REASONS = 20  # distinct reasons kept per queue; the rest are counted as OTHER_REASON
+OTHER_REASON = "(other reasons)"
+
+
 @dataclass(frozen=True)
 class BatchQueueInfo:
     """Pilots of one factory queue in the batch system.
@@ -52,7 +69,9 @@ class BatchQueueInfo:
     persistence store keeps more). ``queue_waits`` holds, for this queue's
     pilots that started in the last hour (still running or finished), the
     seconds each waited in the batch queue (start - submit time); empty when
-    the batch system does not say.
+    the batch system does not say. ``reasons`` counts the pending pilots (held
+    ones included) by why they wait, as the batch system says it (Slurm's
+    Reason, HTCondor's HoldReason for held pilots).
     """
 
     pending: int = 0
@@ -65,12 +84,15 @@ class BatchQueueInfo:
     # pilots of other factories serving the same WMS queue: factory id -> counts
     peers: dict[str, dict[str, int]] = field(default_factory=dict)
     queue_waits: tuple[float, ...] = ()
+    reasons: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """The counts and peers (not ``finished`` nor ``queue_waits``). Every cycle record holds one: no deep copy of
         the finished pilots only to drop them (that was 90 % of a cycle's CPU with 40 per queue)."""
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("finished", "peers", "queue_waits")}
+        data = {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("finished", "peers", "queue_waits", "reasons")}
         data["peers"] = {name: dict(counts) for name, counts in self.peers.items()}
+        data["reasons"] = dict(self.reasons)
         return data
 
 
@@ -130,6 +152,9 @@ def check_batch(info) -> str:
         return "queue_waits is not a list of seconds"
     if not isinstance(info.peers, dict):
         return f"peers is {type(info.peers).__name__}, not a dict"
+    if not isinstance(info.reasons, dict) or len(info.reasons) > MAX_REASONS + 1 or any(
+            not isinstance(reason, str) or _bad_count(count) for reason, count in info.reasons.items()):
+        return f"reasons is not {{reason: count}} with at most {MAX_REASONS + 1} reasons"
     for factory, counts in info.peers.items():
         if (not isinstance(factory, str) or not isinstance(counts, dict)
                 or any(_bad_count(counts.get(k, 0)) for k in ("pending", "running"))

@@ -27,7 +27,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from autopyfactory.info import BatchQueueInfo, CredentialStatus, WMSQueueInfo
+from autopyfactory.info import BatchQueueInfo, CredentialStatus, LivePilot, WMSQueueInfo
 from autopyfactory.settings import FactoryConfig, Key, QueueConfig, Section
 
 if TYPE_CHECKING:
@@ -170,6 +170,12 @@ class BatchStatusPlugin(StatusPlugin):
 
     @abstractmethod
     def poll(self, queues: Collection[str]) -> dict[str, BatchQueueInfo]: ...
+
+    def list_pilots(self, queue: str) -> list[LivePilot]:
+        """Every pilot of this factory's ``queue`` in the batch system now (pending, held, running), asked
+        for when an operator lists them (a page or the API, cached there): one batch system query, with the
+        plugin's timeout. A plugin that cannot list its pilots keeps this default."""
+        raise NotImplementedError(f"the {self.name} batch status plugin cannot list its pilots")
 
 
 # ---------------------------------------------------------------- submit

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from autopyfactory.info import BatchQueueInfo, FinishedPilot
+from autopyfactory.info import MAX_LISTED_PILOTS, BatchQueueInfo, FinishedPilot, LivePilot
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,13 @@ class LocalBatch:
         with self._lock:
             return ([p.state for p in self._pilots.values() if p.queue == queue]
                     + [p.state for p in self._finished.get(queue, ())])
+
+    def pilots(self, queue: str, factory: str) -> list[LivePilot]:
+        """The pending and running pilots of ``queue``, oldest first."""
+        with self._lock:
+            live = [p for p in self._pilots.values() if p.queue == queue and p.factory == factory]
+        return [LivePilot(p.jobid, p.state, p.submitted, p.start)
+                for p in sorted(live, key=lambda p: p.submitted)[:MAX_LISTED_PILOTS]]
 
     def status(self, queues: Collection[str], factory: str) -> dict[str, BatchQueueInfo]:
         now = time.time()

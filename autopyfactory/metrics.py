@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from autopyfactory.health import LEVELS, idle_health
 from autopyfactory.info import WMSQueueInfo
+from autopyfactory.redact import redact
 from autopyfactory.status import BREAKER_CLOSED, BREAKER_HALF_OPEN, BREAKER_OPEN
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ class FactoryCollector(Collector):
                                     "1 for the state of the endpoint's circuit breaker, 0 for the others",
                                     labels=[*labels, "state"])
         for health in sorted(self.factory.status.health(), key=lambda h: (h["kind"], h["endpoint"])):
-            names = [health["kind"], health["endpoint"]]
+            names = [health["kind"], redact(health["endpoint"])]  # a URL may hold a password or token
             up.add_metric(names, 1 if health["healthy"] else 0)
             if health["age"] is not None:
                 age.add_metric(names, health["age"])

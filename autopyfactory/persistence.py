@@ -445,6 +445,34 @@ class Store:
 
         return self._run("read finished pilots", work, [])
 
+    def finished_page(self, queue: str, state: str, since: float, offset: int, limit: int
+                      ) -> tuple[list[FinishedPilot], int]:
+        """One page of the queue's pilots that ended in ``state`` at or after ``since``, latest end first,
+        and how many there are in all."""
+        def work(conn: sqlite3.Connection) -> tuple[list[FinishedPilot], int]:
+            where = "WHERE queue = ? AND state = ? AND end >= ?"
+            total = conn.execute(f"SELECT count(*) FROM pilots {where}", (queue, state, since)).fetchone()[0]
+            rows = conn.execute(f"SELECT jobid, start, end, exitcode, state, factory FROM pilots {where}"
+                                " ORDER BY end DESC LIMIT ? OFFSET ?", (queue, state, since, limit, offset))
+            return [FinishedPilot(*row) for row in rows], total
+
+        return self._run("read finished pilots", work, ([], 0))
+
+    def submitted_times(self, queue: str, jobids: Iterable[str], since: float) -> dict[str, float]:
+        """When each of ``jobids`` was submitted, for those submitted at or after ``since``."""
+        wanted = set(jobids)
+
+        def work(conn: sqlite3.Connection) -> dict[str, float]:
+            found = {}
+            for when, ids in conn.execute("SELECT time, ids FROM submissions WHERE queue = ? AND kind = 'submit'"
+                                          " AND time >= ?", (queue, since)):
+                for jobid in json.loads(ids):
+                    if jobid in wanted:
+                        found[jobid] = when
+            return found
+
+        return self._run("read submission times", work, {}) if wanted else {}
+
     def finished_counts(self, queue: str, since: float) -> dict[str, int]:
         """{"done": n, "fault": n} of the queue's pilots that ended at or after ``since``."""
         def work(conn: sqlite3.Connection) -> dict[str, int]:
@@ -495,6 +523,43 @@ class Store:
             return thin([tuple(row) for row in rows], max_points)
 
         return self._run("read pilot series", work, [])
+
+    def history(self, queue: str | None, since: float, until: float, step: float) -> list[dict]:
+        """A queue's (None: the whole factory's) history in buckets of ``step`` seconds from ``since`` to ``until``.
+
+        Each bucket, oldest first, also the empty ones: ``time`` (its start), ``pending``, ``running`` and
+        ``activated`` (the most that one cycle of the queue saw; for the factory, those summed over the
+        queues; None where no cycle knew), ``submitted`` (pilots), ``done`` and ``fault`` (pilots that ended).
+        Aggregated here, in SQL, so that the answer's size is the number of buckets whatever the cycles.
+        """
+        count = max(1, math.ceil((until - since) / step))
+        per_queue = ("SELECT queue, CAST((started - :since) / :step AS INTEGER) AS b, MAX(pending) AS p,"
+                     " MAX(running) AS r, MAX(json_extract(record, '$.wms.ready')) AS a, SUM(submitted) AS s"
+                     " FROM cycles WHERE {where} started >= :since AND started < :until GROUP BY queue, b")
+        args = {"since": since, "until": until, "step": step, "queue": queue}
+        if queue is not None:
+            cycles_sql = per_queue.format(where="queue = :queue AND")
+            pilots_where = "queue = :queue AND"
+        else:
+            cycles_sql = ("SELECT NULL, b, SUM(p), SUM(r), SUM(a), SUM(s) FROM ("
+                          + per_queue.format(where="") + ") GROUP BY b")
+            pilots_where = ""
+        pilots_sql = ("SELECT CAST((end - :since) / :step AS INTEGER) AS b, SUM(state = 'done'), SUM(state = 'fault')"
+                      f" FROM pilots WHERE {pilots_where} end >= :since AND end < :until GROUP BY b")
+
+        def work(conn: sqlite3.Connection) -> list[dict]:
+            buckets = [{"time": since + i * step, "pending": None, "running": None, "activated": None,
+                        "submitted": 0, "done": 0, "fault": 0} for i in range(count)]
+            for _, b, pending, running, activated, submitted in conn.execute(cycles_sql, args):
+                if 0 <= b < count:
+                    buckets[b].update(pending=pending, running=running, submitted=submitted or 0,
+                                      activated=None if activated is None else int(activated))
+            for b, done, fault in conn.execute(pilots_sql, args):
+                if 0 <= b < count:
+                    buckets[b].update(done=done or 0, fault=fault or 0)
+            return buckets
+
+        return self._run("read history", work, [])
 
     # ------------------------------------------------------------ retention
     def prune(self, now: float | None = None) -> int:

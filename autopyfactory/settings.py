@@ -13,8 +13,10 @@ from __future__ import annotations
 import configparser
 import math
 import os
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 MISSING = object()
 
@@ -51,7 +53,8 @@ class Key:
     """One configuration key: its type, default and allowed range.
 
     kind is one of str, int, float, bool, list (comma separated), path (relative
-    paths are taken from the directory of the file that sets them).
+    paths are taken from the directory of the file that sets them), argv (a
+    command line split into words, run without a shell), url (http or https).
     """
 
     kind: str = "str"
@@ -83,6 +86,16 @@ class Key:
             return _BOOLEANS[text.lower()]
         elif self.kind == "list":
             return split_list(text)
+        elif self.kind == "argv":  # a command line, split as a shell would split it, never run by one
+            try:
+                return shlex.split(text)
+            except ValueError as exc:
+                raise ValueError(f"not a command line ({exc}; expected words and quotes, got {raw!r})") from None
+        elif self.kind == "url":
+            parts = urlsplit(text)
+            if text and (parts.scheme not in ("http", "https") or not parts.hostname):
+                raise ValueError(f"not an http(s) URL (expected https://host/path, got {raw!r})")
+            return text
         elif self.kind == "path":
             if not text:
                 return ""
@@ -170,6 +183,20 @@ class QueueConfig(Section):
         return values
 
 
+def persistence_path(factory: Section) -> str:
+    """The persistence store: ``persistence.dbpath``, default ``apf.sqlite`` beside baseLogDir."""
+    path = factory.get("persistence.dbpath")
+    if path:
+        return path
+    return os.path.join(os.path.dirname(factory.get("baseLogDir").rstrip("/")), "apf.sqlite")
+
+
+def remote_cache_dir(factory: Section) -> str:
+    """Where the last good copies of remote configuration are kept: ``config.remote.cachedir``,
+    default the persistence store's directory."""
+    return factory.get("config.remote.cachedir", "") or os.path.dirname(os.path.abspath(persistence_path(factory)))
+
+
 @dataclass
 class FactoryConfig:
     """Everything the factory runs from: [Factory], queues, auth and monitor profiles."""
@@ -184,6 +211,8 @@ class FactoryConfig:
     registry: Any = None
     # queues whose section has errors -> those errors: not started, shown critical (load(partial=True))
     invalid: dict[str, list[Problem]] = field(default_factory=dict)
+    # remote sources read from their last good copy, the URL failing: why (a factory problem while it lasts)
+    stale: list[str] = field(default_factory=list)
 
     def get(self, key: str, default: Any = MISSING) -> Any:
         return self.factory.get(key, default)
@@ -222,7 +251,4 @@ class FactoryConfig:
 
     @property
     def persistence_path(self) -> str:
-        path = self.factory.get("persistence.dbpath")
-        if path:
-            return path
-        return os.path.join(os.path.dirname(self.factory.get("baseLogDir").rstrip("/")), "apf.sqlite")
+        return persistence_path(self.factory)

@@ -45,6 +45,10 @@ class FactoryView(Protocol):
 
     def summary(self) -> dict: ...
 
+    def thread_dump(self) -> str: ...  # every thread's stack (the admin API's threads)
+
+    def debug_info(self) -> dict: ...  # versions, config sources, endpoints, store (the admin API's debug)
+
     def request_stop(self) -> None: ...  # a graceful stop, as SIGTERM (the admin API's stop)
 
     def reload(self) -> list[Problem]: ...  # [] when the configuration was applied

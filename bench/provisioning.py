@@ -37,7 +37,7 @@ def verdict(metrics: list[dict]) -> str:
 
 
 def run(name: str, jobs, model: Model, plots: bool) -> None:
-    results = [replay(jobs, model, make_policy(p, model.cycle, model.slots), timeline=plots) for p in BUILTIN]
+    results = [replay(jobs, model, make_policy(p, model), timeline=plots) for p in BUILTIN]
     metrics = [r.metrics() for r in results]
     print(f"\n### {name} ({len(jobs)} jobs)\n\n{table(metrics, markdown=True)}\n\n{verdict(metrics)}", flush=True)
     if plots:

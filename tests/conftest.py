@@ -150,7 +150,9 @@ def local_queue(name: str, spool: Path, **extra: str) -> str:
     return f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()) + "\n"
 
 
-# the real Slurm cluster (session fixture ``slurm``), see tests/slurmcluster.py
+# the RPMs built once per session (``rpms``, tests/rpmbuild.py) and the real Slurm cluster (session
+# fixture ``slurm``, tests/slurmcluster.py)
+from tests.rpmbuild import rpms  # noqa: E402,F401
 from tests.slurmcluster import slurm  # noqa: E402,F401
 
 

@@ -15,7 +15,8 @@ import pytest
 import requests
 
 from autopyfactory.cli import apf
-from autopyfactory.web.admin import REDACTED, effective_config, redact, tail
+from autopyfactory.redact import REDACTED
+from autopyfactory.web.admin import effective_config, tail
 from tests.conftest import local_queue, stop_process, wait_for
 from tests.test_persistence_daemon import daemon
 from tests.web_support import TOKEN, RunningFactory, free_port, start_factory
@@ -127,18 +128,6 @@ def test_config_is_the_effective_configuration_with_secrets_redacted(admin_facto
                        "token.renewcommand": REDACTED, "token.timeout": 60.0, "token.tokenfile": REDACTED}
     assert data["monitor"]["apfmon"]["values"]["monitorurl"] == f"https://{REDACTED}@127.0.0.1:9/api"
     assert [a["action"] for a in audit(admin_factory)] == ["config"]
-
-
-def test_redaction_rules():
-    assert redact("batchsubmit.condorce.condor_attributes.x509userproxy", "/tmp/x509up_u1234") == REDACTED
-    assert redact("x509.myproxypassfile", "/etc/pass") == REDACTED
-    assert redact("admin.tokenfile", "") == ""  # nothing to hide
-    assert redact("queueconf", ["https://u:p@h/q.conf", "local.conf"]) == [f"https://{REDACTED}@h/q.conf",
-                                                                            "local.conf"]
-    assert redact("batchsubmit.slurm.extraargs", "--comment=x SECRET: abc token=xyz,y") == (
-        f"--comment=x SECRET: {REDACTED} token={REDACTED},y")
-    assert redact("apfqueue.sleep", 360.0) == 360.0
-    assert redact("wmsqueue", "ANALY_X") == "ANALY_X"
 
 
 def test_effective_config_of_a_disabled_queue(confdir):

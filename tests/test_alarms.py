@@ -139,7 +139,8 @@ def test_one_mail_per_queue_and_cause_per_interval(confdir, smtp):
             wait_for(lambda start=queue.cycles: queue.cycles >= start + 3, what="3 cycles in fault backoff")
             queue.fault_backoff = None
             wait_for(lambda start=queue.cycles: queue.cycles >= start + 3, what="3 cycles without")
-        wait_for(lambda: service.outbox.empty() and service.sent == 1, what="the mail sent")
+        mail_channel = service.channels["mail"]
+        wait_for(lambda: mail_channel.outbox.empty() and mail_channel.sent == 1, what="the mail sent")
         (mail,) = smtp.messages
         assert mail["Subject"].endswith("Q critical: fault backoff") and "8 of 8 pilots faulted" in body(mail)
     finally:
@@ -173,7 +174,7 @@ def test_a_dead_smtp_server_delays_no_cycle(confdir, monkeypatch, caplog):
     run = start_factory(confdir, {"Q": 0}, queue_extra=HAND_SET,
                         factory_extra=f"factorySMTPServer = 127.0.0.1:{dead.getsockname()[1]}\n"
                                       "alarms.interval = 0\n")
-    service = next(s for s in run.factory.services if isinstance(s, alarms.Alarms))
+    service = next(s for s in run.factory.services if isinstance(s, alarms.Alarms)).channels["mail"]
     queue = run.factory.queues["Q"]
 
     def flip(q, record):  # a new cause, or its end, after every cycle: one mail each

@@ -25,7 +25,8 @@ DATE_LIKE = re.compile(r"^\d{4}-\d\d-\d\d[T ]")
 SNAKE = re.compile(r"[a-z][a-z0-9_]*")
 # dicts keyed by names (queues, config keys), not fixed fields: "records" have values of one shape
 MAPS = {"factory": "any", "queues": "records", "queues{}.values": "any", "auth": "records",
-        "auth{}.values": "any", "monitor": "records", "monitor{}.values": "any", "cycles[].batch.peers": "any"}
+        "auth{}.values": "any", "monitor": "records", "monitor{}.values": "any", "cycles[].batch.peers": "any",
+        "cycles[].batch.reasons": "any", "pilots[].logs": "any", "versions": "any"}
 
 
 def documented() -> dict[tuple[str, str], object]:
@@ -127,6 +128,10 @@ def test_every_endpoint_answers_as_documented(api_factory, tmp_path):
         ("GET", "/api/v1/admin/config"): 200,
         ("GET", "/api/v1/admin/log?lines=2"): 200,
         ("GET", "/api/v1/admin/audit?limit=2"): 200,
+        ("GET", "/api/v1/queues/ANALY_X/history?since=2h&step=1h"): 200,
+        ("GET", "/api/v1/queues/ANALY_X/pilots?state=running"): 200,
+        ("GET", "/api/v1/admin/threads"): 200,
+        ("GET", "/api/v1/admin/debug"): 200,
         ("POST", "/api/v1/admin/stop"): 202,  # last: the factory stops
     }
     # where the live factory is asked something else than the example shows

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import configparser
 import json
 import os
 import shlex
@@ -29,21 +28,6 @@ CONFIG_NOREPLACE = [
     "/etc/apf/factory.conf", "/etc/apf/queues.conf", "/etc/apf/auth.conf", "/etc/apf/monitor.conf",
     "/etc/sysconfig/autopyfactory", "/etc/logrotate.d/autopyfactory",
 ]
-
-
-@pytest.fixture(scope="module")
-def rpms(tmp_path_factory) -> dict[str, Path]:
-    if not shutil.which("rpmbuild"):
-        pytest.fail("rpmbuild is missing: tests/services/rpm.sh installs it (make test runs it)")
-    topdir = tmp_path_factory.mktemp("rpmbuild")
-    result = subprocess.run([str(REPO / "rpm" / "build-rpm.sh"), str(topdir)], capture_output=True, text=True,
-                            env={**os.environ, "APF_RPM_PYTHON": sys.executable}, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]  # rpm's dependency generator ran
-    # building must leave the building python's own installation alone
-    assert (Path(sys.executable).parent / "autopyfactory").exists()
-    return {target: topdir / "RPMS" / "noarch" / f"autopyfactory-{__version__}-1.{target}.noarch.rpm"
-            for target in TARGETS}
 
 
 @pytest.fixture(scope="module", params=sorted(TARGETS))
@@ -162,34 +146,6 @@ def test_rpm_payload_runs_a_cycle_with_its_interpreter(rpms, target, tmp_path):
     # the shipped factory.conf is the one in etc/apf, and the daemon refuses it until it is edited
     assert (root / "etc/apf/factory.conf").read_text() == (REPO / "etc/apf/factory.conf").read_text()
     assert "[DEMO]" not in (root / "etc/apf/queues.conf").read_text()
-
-
-def test_systemd_unit():
-    unit = configparser.ConfigParser(strict=False, interpolation=None)
-    unit.optionxform = str
-    unit.read(REPO / "etc/systemd/autopyfactory.service")
-    service = unit["Service"]
-    assert service["Type"] == "notify" and service["User"] == "autopyfactory"
-    assert "--foreground" in service["ExecStart"] and "--log" not in service["ExecStart"].split()
-    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
-    assert service["StateDirectory"] == "autopyfactory" and service["RuntimeDirectory"] == "autopyfactory"
-    assert service["LogsDirectory"].split()[0] == "autopyfactory"
-    assert service["EnvironmentFile"] == "-/etc/sysconfig/autopyfactory"
-    assert unit["Install"]["WantedBy"] == "multi-user.target"
-    # what the factory needs stays possible: /etc readable, sbatch and condor_submit run as this user
-    assert service["ProtectSystem"] == "strict" and "InaccessiblePaths" not in service
-    assert "AF_UNIX" in service["RestrictAddressFamilies"] and "AF_INET" in service["RestrictAddressFamilies"]
-
-
-def test_systemd_unit_is_rated_ok_by_systemd_analyze():
-    if not shutil.which("systemd-analyze"):
-        pytest.fail("systemd-analyze is missing: tests/services/systemd.sh installs it (make test runs it)")
-    result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager",
-                             str(REPO / "etc/systemd/autopyfactory.service")],
-                            capture_output=True, text=True, timeout=120)
-    verdict = result.stdout.strip().splitlines()[-1]
-    exposure = float(verdict.split("autopyfactory.service:")[1].split()[0])
-    assert exposure <= 3.0, verdict
 
 
 def test_logrotate_signals_instead_of_restarting():

@@ -367,7 +367,7 @@ def test_admin_pause_and_resume(web_factory):
              what="paused cycles")
     assert queue.submitted_total == 0
     assert "queue paused" in get(web_factory, "/api/v1/queues/BETA").json()["last_message"]
-    assert ">paused<" in get(web_factory, "/").text.split('id="queue-BETA"')[1].split("</tr>")[0]
+    assert "> paused</span>" in get(web_factory, "/").text.split('id="queue-BETA"')[1].split("</tr>")[0]
     assert post(web_factory, "queues/BETA/resume").json()["paused"] is False
     wait_for(lambda: queue.submitted_total >= 2, what="submissions after resume")
 

@@ -29,7 +29,8 @@ import requests
 
 from autopyfactory.config import FACTORY_KEYS, FACTORY_SECTION
 from autopyfactory.health import LEVELS, one_line
-from autopyfactory.timefmt import duration, parse_time
+from autopyfactory.timefmt import duration, parse_until
+from autopyfactory.tls import CAMissing, ca_trust
 
 TIMEOUT = (5.0, 60.0)  # connect, read (a reload may take a while)
 REASON_CHARS = 80  # health reasons and errors in the tables: one short line each
@@ -91,10 +92,14 @@ class Client:
         headers = {"Accept": "application/json"}
         if admin:
             headers["Authorization"] = f"Bearer {read_token(self.token_file)}"
+        cas = ca_trust()  # an https --url (a proxy in front of the factory) is checked like every HTTPS client
         try:
-            answer = self.session.request(method, self.url + path, headers=headers, timeout=TIMEOUT, **kwargs)
-        except requests.RequestException as exc:
-            raise ControlError(f"cannot reach the factory at {self.url}: {exc}", 3) from None
+            answer = self.session.request(method, self.url + path, headers=headers, timeout=TIMEOUT,
+                                          verify=cas.verify(self.url), **kwargs)
+        except (requests.RequestException, CAMissing) as exc:
+            hint = cas.explain(exc)
+            raise ControlError(f"cannot reach the factory at {self.url}: {exc}" + (f" ({hint})" if hint else ""),
+                               3) from None
         try:
             data = answer.json()
         except ValueError:
@@ -233,7 +238,7 @@ def cmd_pause(args: argparse.Namespace, client: Client) -> None:
     if args.command != "resume":
         if args.until:
             try:
-                parse_time(args.until)  # said here, before asking the factory
+                parse_until(args.until)  # said here, before asking the factory
             except ValueError as exc:
                 raise ControlError(f"--until: {exc}", 2) from None
         body = {"reason": args.reason or "", "until": args.until or ""}
@@ -298,6 +303,36 @@ def cmd_audit(args: argparse.Namespace, client: Client) -> None:
     print(json.dumps(data, indent=1) if args.json else format_audit(data.get("actions", [])))
 
 
+def cmd_threads(args: argparse.Namespace, client: Client) -> None:
+    data = client.call("GET", "/api/v1/admin/threads", admin=True)
+    print("\n".join(data.get("dump", [])))
+
+
+def format_debug(data: dict) -> str:
+    lines = [f"factory {data.get('factory_id')} (pid {data.get('pid')}, {data.get('threads')} threads), "
+             f"started {data.get('started')}, last cycle {data.get('last_cycle') or '-'}"]
+    lines += [f"  {name} {version or 'not installed'}" for name, version in (data.get("versions") or {}).items()]
+    sources = data.get("config_sources") or {}
+    lines.append("config:")
+    lines += [f"  {key}: {value}" for key, value in sources.items() if key != "queues"]
+    lines += [f"  queues from: {source}" for source in sources.get("queues", [])]
+    store = data.get("store")
+    lines.append("store: none" if not store else
+                 f"store: {store['path']} {store['bytes'] / 1e6:.1f} MB{'' if store['usable'] else ' (not usable)'}"
+                 + (f": {store['problem']}" if store.get("problem") else ""))
+    lines.append("endpoints:")
+    for e in data.get("endpoints") or []:
+        lines.append(f"  {e['kind']} {e['plugin']} {e['endpoint']}: {len(e['queues'])} queue(s), {e['calls']} call(s), "
+                     f"{e['consecutive_failures']} failure(s) in a row"
+                     + (f", last error: {e['last_error']}" if e.get("last_error") else ""))
+    return "\n".join(lines)
+
+
+def cmd_debug(args: argparse.Namespace, client: Client) -> None:
+    data = client.call("GET", "/api/v1/admin/debug", admin=True)
+    print(json.dumps(data, indent=1) if args.json else format_debug(data))
+
+
 def cmd_stop(args: argparse.Namespace, client: Client) -> None:
     answer = client.call("POST", "/api/v1/admin/stop", admin=True)
     print(f"factory at {client.url}: {answer.get('message', 'stopping')}")
@@ -346,3 +381,6 @@ def add_parsers(sub: argparse._SubParsersAction, default_conf: str) -> None:
     audit.add_argument("-n", "--limit", type=int, default=50, help="how many actions (default 50)")
     audit.add_argument("--json", action="store_true", help="print the raw JSON")
     command("stop", cmd_stop, "stop the running factory gracefully (as SIGTERM)")
+    command("threads", cmd_threads, "show every thread's stack in the running factory (as SIGUSR1 logs it)")
+    command("debug", cmd_debug, "show the running factory's versions, config sources, endpoints and store").add_argument(
+        "--json", action="store_true", help="print the raw JSON")

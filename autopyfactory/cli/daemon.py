@@ -36,6 +36,7 @@ from autopyfactory.config import ConfigError, FactoryConfig, load, placeholders
 # the factory and all it imports (web server, persistence, ...) are loaded now, before
 # --runas drops privileges: the new user may not be able to read the Python installation
 from autopyfactory.factory import Factory
+from autopyfactory.redact import redact, redact_handler
 
 DEFAULT_CONF = "/etc/apf/factory.conf"
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
@@ -90,6 +91,7 @@ def setup_logging(target: str, level: str, owner: pwd.struct_passwd | None = Non
             os.chown(target, owner.pw_uid, owner.pw_gid)
     if handler.formatter is None:
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    redact_handler(handler)  # no secret in any log line (autopyfactory/redact.py)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -444,9 +446,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"autopyfactory: refusing to start, {len(exc.problems)} problem(s) in the configuration:",
               file=sys.stderr)
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
+            print(redact(str(problem)), file=sys.stderr)
         for warning in exc.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+            print(redact(f"warning: {warning}"), file=sys.stderr)
         return 2
     for problem in placeholders(config)[:1]:
         print(f"autopyfactory: refusing to start: {problem}", file=sys.stderr)

@@ -12,16 +12,32 @@ import json
 import sys
 
 from autopyfactory.cli import number
-from autopyfactory.replay.model import Model, delay_sampler, replay
+from autopyfactory.replay.model import Model, Replay, replay
 from autopyfactory.replay.policies import BUILTIN, PolicyError, make_policy
 from autopyfactory.replay.report import plot, table
-from autopyfactory.replay.traces import SHIPPED, TraceError, read_trace
+from autopyfactory.replay.traces import MAX_JOBS, SHIPPED, TraceError, read_trace
 
 DEFAULTS = Model()
-
-
-def positive(kind: type[int] | type[float]):
-    return number(kind, more_than=0)
+FINITE, POSITIVE, COUNT = number(float), number(float, more_than=0), number(int, more_than=0)
+OPTIONS = [  # (Model field, type, help): every model option of the command line
+    ("slots", COUNT, "cores of the batch pool (a pilot takes --pilot-cores of them)"),
+    ("queue_delay", str, "pilot delay in the batch queue before it may start: fixed:S, exp:MEAN or uniform:A:B s"),
+    ("delay_per_pending", FINITE, "seconds added to a pilot's queue delay per pilot of its queue already pending"),
+    ("cycle", POSITIVE, "seconds between two cycles"),
+    ("status_interval", POSITIVE, "seconds between two status polls, WMS and batch each"),
+    ("status_phase", FINITE, "seconds from the start to each poller's first poll"),
+    ("status_jitter", FINITE, "random change of each poll interval, a fraction of it"),
+    ("pilot_tries", COUNT, "empty getJob tries before a pilot exits"),
+    ("pilot_retry", POSITIVE, "seconds between two getJob tries"),
+    ("timefloor", FINITE, "a pilot takes new work only while it has run less than this, s (0: one job a pilot)"),
+    ("walltime", POSITIVE, "pilot wall-time limit, s"),
+    ("removal_delay", FINITE, "seconds from asking to remove a pending pilot to its removal (it may start first)"),
+    ("pilot_cores", COUNT, "cores of a pilot (a partitionable slot: it runs jobs while they fit)"),
+    ("job_cores", str, "one (every job one core) or trace (the trace's processors, at most --pilot-cores)"),
+    ("start_failure", FINITE, "fraction of pilots that fail as they start"),
+    ("black_hole", str, "START:LENGTH s: every pilot starting in that period fails"),
+    ("seed", number(int), "random seed"),
+]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,40 +55,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "(default: every built-in one)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--plot", metavar="DIR", help="write burst.svg and pareto.svg into DIR (needs matplotlib)")
-    model = p.add_argument_group("model (the same for every policy)")
-    model.add_argument("--slots", type=positive(int), default=DEFAULTS.slots,
-                       help=f"batch slots (default {DEFAULTS.slots})")
-    model.add_argument("--queue-delay", default=DEFAULTS.queue_delay,
-                       help=f"pilot delay in the batch queue before it may start: fixed:S, exp:MEAN or "
-                       f"uniform:A:B seconds (default {DEFAULTS.queue_delay})")
-    model.add_argument("--cycle", type=positive(float), default=DEFAULTS.cycle,
-                       help=f"seconds between two cycles (default {DEFAULTS.cycle:g})")
-    model.add_argument("--status-interval", type=positive(float), default=DEFAULTS.status_interval,
-                       help=f"seconds between two status polls: the status lag (default {DEFAULTS.status_interval:g})")
-    model.add_argument("--pilot-tries", type=positive(int), default=DEFAULTS.pilot_tries,
-                       help=f"empty getJob tries before a pilot exits (default {DEFAULTS.pilot_tries})")
-    model.add_argument("--pilot-retry", type=positive(float), default=DEFAULTS.pilot_retry,
-                       help=f"seconds between two getJob tries (default {DEFAULTS.pilot_retry:g})")
-    model.add_argument("--walltime", type=positive(float), default=DEFAULTS.walltime,
-                       help=f"pilot wall-time limit, seconds (default {DEFAULTS.walltime:g})")
-    model.add_argument("--seed", type=int, default=DEFAULTS.seed, help=f"random seed (default {DEFAULTS.seed})")
+    p.add_argument("--max-jobs", type=number(int, more_than=0), default=MAX_JOBS,
+                   help=f"refuse a trace with more jobs than this (default {MAX_JOBS:,})")
+    model = p.add_argument_group("model (the same for every policy; bounds in docs/provisioning.md)")
+    for name, kind, text in OPTIONS:
+        default = getattr(DEFAULTS, name)
+        shown = "drawn from the seed" if default is None else (default or "none") if isinstance(default, str) else f"{default:g}"
+        model.add_argument("--" + name.replace("_", "-"), type=kind, default=default,
+                           help=f"{text} (default {shown})")
+    model.add_argument("--share", action="append", metavar="POLICY", default=[],
+                       help="another queue with this policy shares the pool; the trace's jobs go to the queues "
+                       "in turn; repeat for several")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    model = Model(slots=args.slots, queue_delay=args.queue_delay, cycle=args.cycle,
-                  status_interval=args.status_interval, pilot_tries=args.pilot_tries, pilot_retry=args.pilot_retry,
-                  walltime=args.walltime, seed=args.seed)
     try:
-        delay_sampler(model.queue_delay, None)
-        jobs = read_trace(args.trace)
-        policies = [make_policy(name, model.cycle, model.slots) for name in args.policy or BUILTIN]
+        model = Model(**{name: getattr(args, name) for name, _, _ in OPTIONS}, share=tuple(args.share))
+        jobs = read_trace(args.trace, args.max_jobs)
+        names = args.policy or BUILTIN
+        policies = [make_policy(name, model) for name in names]
+        neighbours = [[make_policy(name, model) for name in model.share] for _ in names]
+        Replay(jobs, model, policies[0], neighbours=neighbours[0])  # refuses a run that would not end in time
     except (ValueError, TraceError, PolicyError) as exc:
         print(f"apf replay: {exc}", file=sys.stderr)
         return 2
     print(f"apf replay: {len(jobs)} jobs over {jobs[-1].submit / 86400:.1f} days, {len(policies)} policies",
           file=sys.stderr)
-    results = [replay(jobs, model, policy, timeline=bool(args.plot), progress=True) for policy in policies]
+    results = [replay(jobs, model, policy, timeline=bool(args.plot), progress=True, neighbours=others)
+               for policy, others in zip(policies, neighbours, strict=True)]
     metrics = [result.metrics() for result in results]
     if args.json:
         print(json.dumps({"trace": args.trace, "model": model.to_dict(), "results": metrics}, indent=1))

@@ -8,6 +8,7 @@ plugin registry and hands it to the validation of the other sections.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import replace
 
 from autopyfactory.config.reader import Reader
@@ -23,7 +24,7 @@ from autopyfactory.plugins.registry import PluginRegistry
 from autopyfactory.settings import ConfigError, FactoryConfig, Problem, QueueConfig
 
 
-def load(path: str, partial: bool = False) -> FactoryConfig:
+def load(path: str, partial: bool = False, cancel: threading.Event | None = None) -> FactoryConfig:
     """Read and validate factory.conf and every file it names, with the plugins it names.
 
     Raises ConfigError listing every error; returns the config with its warnings
@@ -36,6 +37,7 @@ def load(path: str, partial: bool = False) -> FactoryConfig:
     ([Factory], auth.conf, monitor.conf, a file that cannot be parsed) raise.
     An error in a [DEFAULT] value is reported on each queue that inherits it,
     with the file and line where it is set.
+    ``cancel`` (e.g. the factory stopping) ends a remote fetch under way.
     """
     reader = Reader()
     path = os.path.abspath(path)
@@ -47,7 +49,7 @@ def load(path: str, partial: bool = False) -> FactoryConfig:
     reader.problems.extend(registry.problems)
 
     sources: dict[str, list] = {}  # queue -> (source, parsed file) of every file defining it
-    for source, qparser in queue_files(reader, factory):
+    for source, qparser in queue_files(reader, factory, cancel):
         for name in qparser.sections():
             sources.setdefault(name, []).append((source, qparser))
     auth = profile_file(reader, registry, factory.get("authConf"), "auth")
@@ -71,7 +73,7 @@ def load(path: str, partial: bool = False) -> FactoryConfig:
     if reader.errors and (not partial or len(reader.errors) > len(queue_errors)):
         raise ConfigError(reader.errors, reader.warnings)
     return FactoryConfig(path, factory, queues, auth, monitor, reader.warnings, registry=registry,
-                         invalid=invalid)
+                         invalid=invalid, stale=reader.stale)
 
 
 def own_errors(reader: Reader, start: int, queue: QueueConfig) -> list[Problem]:

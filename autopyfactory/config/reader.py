@@ -10,13 +10,25 @@ from __future__ import annotations
 import configparser
 import difflib
 import re
+import threading
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
+import autopyfactory.config.remote as remote
 from autopyfactory.settings import MISSING, Key, Problem, Section
 
 KeyTable = dict[str, tuple[str, Key]]
+
+
+@dataclass(frozen=True)
+class Fetching:
+    """How remote files are fetched: [Factory] config.remote.* and what cancels a fetch."""
+
+    deadline: float = remote.DEFAULT_DEADLINE
+    max_bytes: int = remote.DEFAULT_MAX_BYTES
+    cachedir: str = ""  # "": no cached copy
+    cancel: threading.Event | None = None
 
 
 def lower_table(table: dict[str, Key], prefix: str = "") -> KeyTable:
@@ -69,6 +81,7 @@ class Reader:
 
     def __init__(self) -> None:
         self.problems: list[Problem] = []
+        self.stale: list[str] = []  # remote files read from their last good copy: why
         self._once: dict[object, tuple[int, str, int]] = {}  # kind -> (index, message, sections)
         self._lines: dict[str, dict[tuple[str, str], int]] = {}  # source -> (section, key) -> line
 
@@ -149,16 +162,26 @@ class Reader:
             return None
         return self.parse_text(text, path)
 
-    def parse_url(self, url: str) -> configparser.ConfigParser | None:
-        import requests
+    def parse_url(self, url: str, fetching: Fetching) -> configparser.ConfigParser | None:
+        """A remote file, fetched within its deadline and size (config/remote.py); when the URL
+        fails, its last good copy with a warning (kept in ``stale``); else an error."""
+        def parses(text: str) -> None:  # only a file that parses becomes the last good copy
+            try:
+                configparser.ConfigParser(interpolation=None).read_string(text, source=url)
+            except configparser.Error as exc:
+                raise ValueError(f"not a valid configuration file: {' '.join(str(exc).split())}") from None
 
+        cache = remote.cache_file(fetching.cachedir, url) if fetching.cachedir else None
         try:
-            answer = requests.get(url, timeout=30)
-            answer.raise_for_status()
-        except requests.RequestException as exc:
+            got = remote.fetch(url, fetching.deadline, fetching.max_bytes, cache, check=parses,
+                               cancel=fetching.cancel)
+        except remote.FetchError as exc:
             self.error(url, "", "", f"cannot fetch: {exc}")
             return None
-        return self.parse_text(answer.text, url)
+        if got.warning:
+            self.warn(url, "", "", got.warning)
+            self.stale.append(got.warning)
+        return self.parse_text(got.text, url)
 
     def items(self, parser: configparser.ConfigParser, source: str, section: str) -> dict[str, str]:
         """Interpolated values of a section; a broken interpolation is a problem."""

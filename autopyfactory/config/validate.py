@@ -11,10 +11,19 @@ import functools
 import glob
 import os
 import shutil
+import threading
 from typing import TYPE_CHECKING
 
 import autopyfactory.config.apf24 as apf24
-from autopyfactory.config.reader import KeyTable, Reader, closest, did_you_mean, lower_table, origin
+from autopyfactory.config.reader import (
+    Fetching,
+    KeyTable,
+    Reader,
+    closest,
+    did_you_mean,
+    lower_table,
+    origin,
+)
 from autopyfactory.config.tables import (
     FACTORY_KEYS,
     FACTORY_SECTION,
@@ -30,6 +39,7 @@ from autopyfactory.settings import (
     Problem,
     QueueConfig,
     Section,
+    remote_cache_dir,
     split_list,
 )
 
@@ -76,8 +86,9 @@ def factory_section(reader: Reader, parser: configparser.ConfigParser, path: str
     return section
 
 
-def queue_files(reader: Reader, factory: Section) -> list[tuple[str, configparser.ConfigParser]]:
-    """(source, parsed file) of every queueConf entry and queueDirConf file."""
+def queue_files(reader: Reader, factory: Section, cancel: threading.Event | None = None
+                ) -> list[tuple[str, configparser.ConfigParser]]:
+    """(source, parsed file) of every queueConf entry and queueDirConf file; ``cancel`` ends a remote fetch."""
     factory_path = factory.source
     basedir = os.path.dirname(factory_path)
     sources: list[str] = []
@@ -98,7 +109,9 @@ def queue_files(reader: Reader, factory: Section) -> list[tuple[str, configparse
     parsed = []
     for source in sources:
         if source.startswith(("http://", "https://")):
-            parser = reader.parse_url(source)
+            parser = reader.parse_url(source, Fetching(
+                factory.get("config.remote.timeout"), factory.get("config.remote.maxbytes"),
+                remote_cache_dir(factory), cancel))
         else:
             parser = reader.parse_file(source)
         if parser is not None:
@@ -151,7 +164,31 @@ def queue_section(
     _resolve_plugins(reader, registry, queue, where)
     used = _fill_plugin_keys(reader, registry, queue, basedir, where)
     _check_other_keys(reader, registry, queue, used, basedir, where)
+    for lower, text in queue.raw.items():
+        if lower.endswith("x509userproxy"):  # condor_attributes.x509userproxy: a proxy given by path
+            _check_private_tmp(reader, queue.source, where(lower), lower, text)
+        elif lower.endswith("condor_attributes"):
+            for item in text.split(","):
+                name, _, value = item.partition("=")
+                if name.strip().lower() == "x509userproxy":
+                    _check_private_tmp(reader, queue.source, where(lower), lower, value)
     return queue
+
+
+# Under the shipped systemd unit (PrivateTmp=yes) the factory's /tmp and /var/tmp are its own.
+PRIVATE_TMP = ("/tmp/", "/var/tmp/")
+CREDENTIALS_DIR = "/var/lib/autopyfactory/credentials"
+
+
+def _check_private_tmp(reader: Reader, file: str, section: str, key: str, value: object) -> None:
+    """A credential under /tmp: the factory under systemd and HTCondor's daemons would see two different files."""
+    path = os.path.normpath(str(value).strip()) if value else ""
+    tmp = next((tmp.rstrip("/") for tmp in PRIVATE_TMP if path.startswith(tmp)), "")
+    if tmp:
+        reader.warn(file, section, key,
+                    f"{path} is in {tmp}: under the systemd unit (PrivateTmp=yes) the factory has a {tmp} of its "
+                    f"own, which HTCondor's daemons and the pilots' tools do not see; move it to {CREDENTIALS_DIR} "
+                    f"(docs/operations.md, \"Credentials under systemd\")")
 
 
 def _check_executable(reader: Reader, queue: QueueConfig, where) -> None:
@@ -357,6 +394,9 @@ def profile_file(reader: Reader, registry: PluginRegistry, path: str, kind_name:
         section.values[selector] = plugin.name
         table = lower_table(plugin.keys, plugin.key_prefix())
         reader.fill(section, table, os.path.dirname(path), missing=f"required by the {plugin.name} plugin, missing")
+        for lower, (full, key) in table.items():
+            if key.kind == "path" and lower in section.raw:
+                _check_private_tmp(reader, path, origin(parser, name, lower), full, section.values.get(lower))
         for lower in section.raw:
             if lower == selector or lower in table:
                 continue

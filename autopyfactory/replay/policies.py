@@ -25,6 +25,7 @@ from autopyfactory.config import ConfigError, FactoryConfig, QueueConfig, load
 from autopyfactory.interfaces import SchedInfo
 from autopyfactory.queue import build_chain, cycle_ceiling, run_chain
 from autopyfactory.records import SchedStep
+from autopyfactory.replay.model import Model
 
 BUILTIN = ("apf-default", "harvester", "glideinwms", "cobald", "recommended")
 
@@ -79,8 +80,8 @@ def builtin_chains_path() -> str:
     return str(resources.files("autopyfactory.replay").joinpath("chains", "factory.conf"))
 
 
-def make_policy(name: str, cycle: float, slots: int):
-    """A fresh policy (its state starts empty) by its name."""
+def make_policy(name: str, model: Model):
+    """A fresh policy (its state starts empty) by its name, for a run of ``model``."""
     if name in ("apf-default", "recommended"):
         return load_chain(name, builtin_chains_path(), name)
     if name.startswith("queue:"):
@@ -90,7 +91,7 @@ def make_policy(name: str, cycle: float, slots: int):
         return load_chain(name, path, section)
     peers = {"harvester": Harvester, "glideinwms": GlideinWMS, "cobald": Cobald}
     if name in peers:
-        return peers[name](cycle=cycle, slots=slots)
+        return peers[name](cycle=model.cycle, slots=model.slots)
     raise PolicyError(f"unknown policy {name!r} (expected one of {', '.join(BUILTIN)} or queue:<queues.conf>:<section>)")
 
 

@@ -1,7 +1,7 @@
 """The admin API: its bearer token, its actions and their audit trail.
 
     POST reload | stop | loglevel | queues/<name>/pause | queues/<name>/drain | queues/<name>/resume
-    GET  config | log?lines=N | audit?limit=N
+    GET  config | log?lines=N | audit?limit=N | threads | debug
 
 The token lives in ``[Factory] admin.tokenfile``. The file must be readable
 by nobody but its owner (mode 0600 or 0400) and owned by the daemon's user
@@ -21,7 +21,6 @@ import json
 import logging
 import logging.handlers
 import os
-import re
 import stat
 import sys
 import threading
@@ -32,9 +31,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from autopyfactory.config import FactoryConfig
+from autopyfactory.logthrottle import LogThrottle
 from autopyfactory.queue import Pause
 from autopyfactory.records import AdminAction
-from autopyfactory.timefmt import iso, parse_time
+from autopyfactory.redact import REDACTED, redact, redact_setting
+from autopyfactory.timefmt import iso, parse_until
+from autopyfactory.web.session import Session, Sessions, cross_origin
 
 if TYPE_CHECKING:
     from autopyfactory.view import FactoryView
@@ -47,7 +49,6 @@ DEFAULT_LOG_LINES, MAX_LOG_LINES = 100, 10000
 MAX_LOG_BYTES = 4 * 1024 * 1024  # read from the end of the log at most, whatever the lines asked for
 DEFAULT_AUDIT, MAX_AUDIT = 100, 10000
 MAX_REASON = 500  # characters of a pause's reason
-REDACTED = "<redacted>"
 
 class AdminToken:
     def __init__(self, path: str):
@@ -113,7 +114,14 @@ def set_loglevel(level: str) -> str:
 
 
 def read_body(environ: dict) -> dict[str, str]:
-    """The request's parameters: a JSON object body, a form body, and ``?name=value`` (the body wins)."""
+    """The request's parameters: a JSON object body, a form body, and ``?name=value`` (the body wins).
+    Read once: the answer is kept in the environ (the page's CSRF check and the action both read it)."""
+    if "apf.params" not in environ:
+        environ["apf.params"] = _read_body(environ)
+    return environ["apf.params"]
+
+
+def _read_body(environ: dict) -> dict[str, str]:
     params = {key: values[0] for key, values in parse_qs(environ.get("QUERY_STRING", "")).items()}
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -147,35 +155,10 @@ def read_pause(environ: dict, mode: str, now: float) -> Pause:
     params = read_body(environ)
     reason = printable(params.get("reason", "").strip(), MAX_REASON)
     until = params.get("until", "").strip()
-    when = parse_time(until, now) if until else None
-    if when is not None and when <= now:
-        raise ValueError(f"until {until!r} ({iso(when)}) is not in the future")
-    return Pause(mode, reason, when, now)
+    return Pause(mode, reason, parse_until(until, now) if until else None, now)
 
 
 # ---------------------------------------------------------------- the effective configuration, redacted
-
-# a key whose name says it holds a secret or the path of one
-SECRET_KEY = re.compile(r"pass|secret|token|key|cert|credential|proxyfile|baseproxy|x509|renewcommand", re.I)
-# user:password@ in a URL
-USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
-# password=..., token: ... inside a longer value (environment, extra arguments)
-SECRET_SETTING = re.compile(r"(?i)\b([\w.-]*(?:password|passwd|secret|token)[\w.-]*\s*[=:]\s*)[^\s,;&]+")
-
-
-def redact_text(text: str) -> str:
-    text = USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
-    return SECRET_SETTING.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
-
-
-def redact(key: str, value: Any) -> Any:
-    if SECRET_KEY.search(key):
-        return REDACTED if value not in (None, "", []) else value
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, list):
-        return [redact_text(v) if isinstance(v, str) else v for v in value]
-    return value
 
 
 def redact_profile(key: str, value: Any, selector: str) -> Any:
@@ -192,15 +175,15 @@ def effective_config(config: FactoryConfig) -> dict:
 
     return {
         "path": config.path,
-        "factory": section(config.factory.values, redact),
+        "factory": section(config.factory.values, redact_setting),
         "queues": {name: {"source": q.source, "enabled": q.enabled and bool(config.get("enablequeues")),
-                          "values": section(q.values, redact)} for name, q in config.queues.items()},
+                          "values": section(q.values, redact_setting)} for name, q in config.queues.items()},
         "auth": {name: {"source": p.source,
                         "values": section(p.values, lambda k, v: redact_profile(k, v, "plugin"))}
                  for name, p in config.auth.items()},
-        "monitor": {name: {"source": p.source, "values": section(p.values, redact)}
+        "monitor": {name: {"source": p.source, "values": section(p.values, redact_setting)}
                     for name, p in config.monitor.items()},
-        "warnings": [redact_text(str(w)) for w in config.warnings],
+        "warnings": [redact(str(w)) for w in config.warnings],
     }
 
 
@@ -284,7 +267,7 @@ def printable(text: str, limit: int) -> str:
 
 # action: HTTP method
 ACTIONS = {"reload": "POST", "stop": "POST", "loglevel": "POST", "pause": "POST", "drain": "POST",
-           "resume": "POST", "config": "GET", "log": "GET", "audit": "GET"}
+           "resume": "POST", "config": "GET", "log": "GET", "audit": "GET", "threads": "GET", "debug": "GET"}
 QUEUE_ACTIONS = ("pause", "drain", "resume")  # POST /api/v1/admin/queues/<name>/<action>
 CHANGES = {"reload", "stop", "loglevel", *QUEUE_ACTIONS}  # logged as warnings
 
@@ -308,6 +291,8 @@ class AdminAPI:
         self.token = AdminToken(factory.config.get("admin.tokenfile", ""))
         self.allow_remote = bool(factory.config.get("admin.allowremote", False))
         self._reload_lock = threading.Lock()  # one reload at a time
+        self.sessions = Sessions(factory.config.get("admin.sessiontimeout"))
+        self.throttle = LogThrottle()  # refused and failed calls: one log line per client and interval
 
     @property
     def store(self):
@@ -346,19 +331,38 @@ class AdminAPI:
         if not self.allow_remote and not is_local:
             why = "the admin API answers on the loopback interface only (admin.allowremote = false)"
             return Answer(403, {"error": why}, why)
+        session = None if environ.get("HTTP_AUTHORIZATION") else self.page_session(environ)
+        if session is not None:  # a form of the pages, signed in: the session's CSRF token, from this site
+            why = ""
+            if cross_origin(environ):
+                why = "refused: the request comes from a page of another site (Origin)"
+            elif environ.get("REQUEST_METHOD") == "POST" and not Sessions.csrf_ok(session, read_body(environ).get("csrf")):
+                why = "refused: missing or wrong CSRF token (use the forms of the factory's pages)"
+            return Answer(403, {"error": why}, why) if why else None
         allowed, why = self.token.check(environ.get("HTTP_AUTHORIZATION"))
         if allowed:
             return None
         status = 403 if why.startswith("admin API disabled") else 401
         return Answer(status, {"error": why}, why, headers=[("WWW-Authenticate", 'Bearer realm="autopyfactory"')])
 
+    def page_session(self, environ: dict) -> Session | None:
+        """The signed-in session of a page request (cookie), while the admin API is enabled and its token
+        is the one the session signed in with."""
+        token, _ = self.token.load()
+        return self.sessions.find(environ, token)
+
     def audit(self, client: str, action: str, answer: Answer, result: str) -> None:
-        target = None if answer.target is None else printable(answer.target, 200)
+        target = None if answer.target is None else printable(redact(answer.target), 200)
         entry = AdminAction(time.time(), printable(client, 100), action, target, result, answer.status,
-                            printable(answer.detail, 1000))
+                            printable(redact(answer.detail), 1000))
         level = logging.WARNING if result == "refused" or action in CHANGES else logging.INFO
-        log.log(level, "admin %s%s from %s: %s%s", action, f" {target}" if target else "", entry.client, result,
-                f" ({entry.detail})" if entry.detail else "")
+        # refused or failed: a flood of them is one log line per client and interval (each is in the audit)
+        allowed, held = self.throttle.allow(entry.client) if answer.status >= 400 else (True, 0)
+        if allowed:
+            log.log(level, "admin %s%s from %s: %s%s%s", action, f" {target}" if target else "", entry.client,
+                    result, f" ({entry.detail})" if entry.detail else "",
+                    f"; {held} more refused or failed call(s) from {entry.client} since its last logged one, "
+                    f"not logged (the audit trail has each)" if held else "")
         if self.store is not None:
             self.store.record_admin(entry)
 
@@ -369,8 +373,15 @@ class AdminAPI:
 
     # ------------------------------------------------------------ actions
     def do_reload(self, environ: dict, _queue: None) -> Answer:
-        with self._reload_lock:
+        # one at a time, and the others answered at once: reloads asked while one is under way
+        # (a slow remote queueConf) must not hold every web worker
+        if not self._reload_lock.acquire(blocking=False):
+            why = "a reload is already under way; ask again when it has ended"
+            return Answer(409, {"error": why}, why)
+        try:
             status, body = reload_factory(self.factory)
+        finally:
+            self._reload_lock.release()
         if status >= 400:
             return Answer(status, body, "; ".join(body.get("problems", []))[:1000] or body.get("error", ""))
         changes = body.get("changes") or {}
@@ -438,6 +449,22 @@ class AdminAPI:
             why = "no persistence store: the audit trail is in the log only"
             return Answer(503, {"error": why}, why, str(limit))
         return Answer(200, {"actions": actions}, f"{len(actions)} action(s)", str(limit))
+
+    def do_threads(self, environ: dict, _queue: None) -> Answer:
+        # what SIGUSR1 logs, answered to a remote operator instead (and not logged: the audit says who asked)
+        lines = redact(self.factory.thread_dump()).splitlines()
+        threads = sum(1 for line in lines if line.startswith("--- thread "))
+        return Answer(200, {"threads": threads, "dump": lines}, f"{threads} thread(s)")
+
+    def do_debug(self, environ: dict, _queue: None) -> Answer:
+        info = self.factory.debug_info()
+        sources = info["config_sources"]
+        sources["queues"] = [redact(source) for source in sources["queues"]]
+        for endpoint in info["endpoints"]:
+            endpoint["endpoint"] = redact(str(endpoint["endpoint"]))
+            if endpoint["last_error"]:
+                endpoint["last_error"] = redact(str(endpoint["last_error"]))
+        return Answer(200, info)
 
     def do_stop(self, environ: dict, _queue: None) -> Answer:
         # as SIGTERM: the main thread stops the factory; cycles under way finish their submission

@@ -122,4 +122,5 @@ def factory_problems(factory: Any) -> list[str]:
     """What is wrong with the factory itself, not one queue (e.g. a store that cannot be written)."""
     store = getattr(factory, "store", None)
     problem = store.problem if store is not None else None
-    return [problem] if problem else []
+    stale = getattr(getattr(factory, "config", None), "stale", None) or []  # remote queueConf from its cache
+    return ([problem] if problem else []) + list(stale)

@@ -1,11 +1,15 @@
 """The factory's web application (WSGI): status page, logs, metrics, JSON and admin API.
 
     GET  /                                  status page (HTML, no JavaScript)
-    GET  /queues/<name>                     one queue: plot, cycles, chain steps, faulted pilots, config
+    GET  /queues/<name>[?span=6h|24h|7d|14d] one queue: history, plot, cycles, chain steps, faulted pilots, config
+    GET  /queues/<name>/pilots?state=S      one queue's pilots in a state (pending|held|running|done|fault), paged
+    GET  /history[?span=…]                  the whole factory's history
     GET  /logs/...                          pilot logs under baseLogDir
     GET  /robots.txt
     GET  /metrics                           Prometheus exposition
     GET  /api/v1/factory | /api/v1/queues | /api/v1/queues/<name>
+    GET  /api/v1/queues/<name>/history?since=…&step=… | /api/v1/history?since=…&step=…
+    GET  /api/v1/queues/<name>/pilots?state=…&offset=N&limit=N
     POST /api/v1/admin/reload | stop | loglevel | queues/<name>/pause|resume
     GET  /api/v1/admin/config | log?lines=N | audit?limit=N
 
@@ -29,14 +33,25 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
 import jinja2
+from markupsafe import Markup
 
 from autopyfactory.health import LEVELS, idle_health, one_line
 from autopyfactory.metrics import CycleDurations, exposition, factory_registry
 from autopyfactory.paths import PathEscape, confined
-from autopyfactory.timefmt import duration, iso
+from autopyfactory.redact import redact, redact_data, redact_setting
+from autopyfactory.timefmt import duration, iso, utc
 from autopyfactory.web import admin, api, logs
-from autopyfactory.web.history import PilotHistory
+from autopyfactory.web.history import (
+    DEFAULT_SPAN,
+    SPANS,
+    PilotHistory,
+    history_charts,
+    history_json,
+    window,
+)
+from autopyfactory.web.pilots import DEFAULT_LIMIT, MAX_LIMIT, STATES, PilotLister
 from autopyfactory.web.plot import pilots_chart, pilots_svg
+from autopyfactory.web.session import Sessions, cross_origin
 
 if TYPE_CHECKING:
     from autopyfactory.queue import APFQueue
@@ -68,12 +83,13 @@ class Response:
 
 
 def json_response(status: int, data: Any, headers: list | None = None) -> Response:
-    body = (json.dumps(data, indent=1, default=str) + "\n").encode()
+    """Every JSON answer, its strings redacted (autopyfactory/redact.py)."""
+    body = (json.dumps(redact_data(data), indent=1, default=lambda v: redact(str(v))) + "\n").encode()
     return Response(status, body, "application/json", headers)
 
 
 def text_response(status: int, text: str) -> Response:
-    return Response(status, (text.rstrip("\n") + "\n").encode())
+    return Response(status, (redact(text).rstrip("\n") + "\n").encode())
 
 
 def error_response(environ: dict, status: int, message: str) -> Response:
@@ -100,9 +116,32 @@ def shown_config(values: dict) -> list[tuple[str, str]]:
     """A queue's effective keys for the queue page, sorted; secrets redacted as by the admin API."""
     shown = []
     for key, value in sorted(values.items()):
-        value = admin.redact(key, value)
+        value = redact_setting(key, value)
         shown.append((key, ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)))
     return shown
+
+
+def shown(value: Any) -> Any:
+    """What a page shows of a ``{{ value }}``: text redacted; Markup (the plots: numbers, queue names) as it is."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return redact(value)
+    return value
+
+
+def from_a_page(environ: dict) -> bool:
+    """A form of the pages (signed in with a cookie, a CSRF field), not an API client with its bearer token."""
+    if environ.get("HTTP_AUTHORIZATION") or environ.get("REQUEST_METHOD") != "POST":
+        return False
+    try:
+        return "csrf" in admin.read_body(environ)
+    except ValueError:  # a body that is not JSON nor a form: an API client's mistake
+        return False
+
+
+def back_to(target: str | None) -> str:
+    """Where a form sends the browser back: a path of this server, never another site."""
+    target = target or "/"
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
 
 
 def is_loopback(address: str | None) -> bool:
@@ -123,6 +162,7 @@ class WebApp:
         self.history = history
         config = factory.config
         self.logs = logs.LogFiles(config.get("baseLogDir"))
+        self.pilots = PilotLister(self.logs)
         self.allow_robots = bool(config.get("logserver.allowrobots", False))
         self.admin_api = admin.AdminAPI(factory, self.queue_view)
         self.token = self.admin_api.token
@@ -133,6 +173,7 @@ class WebApp:
             autoescape=jinja2.select_autoescape(["html"]),
             trim_blocks=True,
             lstrip_blocks=True,
+            finalize=shown,
         )
         self.templates.filters["ago"] = duration
         self.templates.filters["iso"] = iso
@@ -168,14 +209,21 @@ class WebApp:
             return error_response(environ, 413, f"request body larger than {admin.MAX_BODY} bytes")
         if path.startswith("/api/v1/admin/"):
             return self.admin(environ, path[len("/api/v1/admin/"):])
+        if path in ("/signin", "/signout"):
+            return self.sign_in(environ) if path == "/signin" else self.sign_out(environ)
         if method not in ("GET", "HEAD"):
             response = error_response(environ, 405, f"{method} not allowed here (GET or HEAD)")
             response.headers.append(("Allow", "GET, HEAD"))
             return response
         if path == "/":
-            return self.status_page()
+            return self.status_page(environ)
+        if path.rstrip("/") == "/history":
+            return self.history_page(environ)
         if path.startswith("/queues/"):
-            return self.queue_page(path[len("/queues/"):].rstrip("/"))
+            name, _, part = path[len("/queues/"):].rstrip("/").partition("/")
+            if part == "pilots":
+                return self.pilots_page(environ, name)
+            return self.queue_page(environ, path[len("/queues/"):].rstrip("/"))
         if path == "/robots.txt":
             return self.robots()
         if path == "/metrics":
@@ -187,14 +235,21 @@ class WebApp:
         return text_response(404, "not found")
 
     def api(self, environ: dict, path: str) -> Response:
-        """GET /api/v1/factory | /api/v1/queues | /api/v1/queues/<name>[?cycles=N]."""
+        """GET /api/v1/factory | /api/v1/queues | /api/v1/queues/<name>[?cycles=N] | …/history | …/pilots."""
         if path.rstrip("/") == "/api/v1/factory":
             return json_response(200, self.factory_view())
         if path.rstrip("/") == "/api/v1/queues":
             return json_response(200, {"queues": self.queue_views()})
+        if path.rstrip("/") == "/api/v1/history":
+            return self.history_api(environ, None)
         if not path.startswith("/api/v1/queues/"):
             return json_response(404, {"error": f"no such endpoint {path}"})
         name = path[len("/api/v1/queues/"):].rstrip("/")
+        queue_name, _, part = name.partition("/")
+        if part == "history":
+            return self.history_api(environ, queue_name)
+        if part == "pilots":
+            return self.pilots_api(environ, queue_name)
         query = parse_qs(environ.get("QUERY_STRING", ""))
         try:
             count = max(0, int(query.get("cycles", [DEFAULT_CYCLES])[0]))
@@ -265,7 +320,7 @@ class WebApp:
                 counts[idle_health(config, qconfig).level] += 1
         return counts
 
-    def status_page(self) -> Response:
+    def status_page(self, environ: dict) -> Response:
         """Every queue, problems first: critical, warning, then the rest (``Health.rank``), by name."""
         factory = self.factory_view()
         now = time.time()
@@ -279,7 +334,7 @@ class WebApp:
         levels = [(level, counts[level]) for level in LEVELS if level in counts]
         html = self.templates.get_template("status.html").render(
             factory=factory, queues=rows, levels=levels, started_ago=now - self.factory.started,
-            admin_actions=self.admin_api.recent(ADMIN_ACTIONS_SHOWN),
+            admin_actions=self.admin_api.recent(ADMIN_ACTIONS_SHOWN), **self.signed_in(environ),
             keepdays=self.factory.config.get("persistence.keepdays"),
         )
         return Response(200, html.encode(), "text/html; charset=utf-8",
@@ -310,7 +365,82 @@ class WebApp:
                     plot=pilots_svg(history_of([]), title=qconfig.name))
         return view
 
-    def queue_page(self, name: str) -> Response:
+    # ------------------------------------------------------------ history and pilots by state
+    def history_of(self, environ: dict, name: str | None, now: float) -> tuple[list[dict] | None, float, float, str]:
+        """(buckets, since, step, "") of a queue's (None: the factory's) history for the query's since (or
+        span) and step, or (None, …, why not). ValueError for a bad query."""
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        since, step = window(query.get("since", query.get("span", [None]))[0], query.get("step", [None])[0], now)
+        store = self.factory.store
+        if store is None or not store.usable:
+            return None, since, step, "no usable persistence store: the history is kept there (persistence.dbpath)"
+        return store.history(name, since, now, step), since, step, ""
+
+    def history_api(self, environ: dict, name: str | None) -> Response:
+        if name is not None and name not in self.factory.config.queues:
+            return json_response(404, {"error": f"no queue {name!r}", "queues": sorted(self.factory.config.queues)})
+        now = time.time()
+        try:
+            buckets, since, step, why = self.history_of(environ, name, now)
+        except ValueError as exc:
+            return json_response(400, {"error": str(exc)})
+        if buckets is None:
+            return json_response(503, {"error": why})
+        return json_response(200, history_json(name, buckets, since, step, now))
+
+    def history_section(self, environ: dict, name: str | None, title: str) -> dict:
+        """What the pages show of a history: the span chosen, its two charts, or why there are none."""
+        span = parse_qs(environ.get("QUERY_STRING", "")).get("span", [None])[0]
+        span = span if span in SPANS else DEFAULT_SPAN
+        now = time.time()
+        buckets, _, step, why = self.history_of({"QUERY_STRING": f"since={span}"}, name, now)
+        if buckets is None:
+            return {"span": span, "spans": SPANS, "why": why}
+        pilots, flow = history_charts(buckets, title, now)
+        return {"span": span, "spans": SPANS, "why": "", "pilots": pilots, "flow": flow, "step": step}
+
+    def history_page(self, environ: dict) -> Response:
+        html = self.templates.get_template("history.html").render(
+            factory=self.factory_view(), history=self.history_section(environ, None, self.factory.config.factory_id))
+        return Response(200, html.encode(), "text/html; charset=utf-8", [("Cache-Control", "no-store")])
+
+    def pilots_query(self, environ: dict, name: str) -> tuple[APFQueue | None, dict | None, str]:
+        """(queue, one page of its pilots, "") for the query, or a reason with None."""
+        queue = self.factory.queues.get(name)
+        if queue is None:
+            return None, None, f"no running queue {name!r}"
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        state = query.get("state", ["pending"])[0]
+        try:
+            offset = int(query.get("offset", ["0"])[0])
+            limit = int(query.get("limit", [str(DEFAULT_LIMIT)])[0])
+        except ValueError:
+            raise ValueError("offset and limit must be integers") from None
+        if offset < 0 or not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"offset must be 0 or more and limit from 1 to {MAX_LIMIT}")
+        return queue, self.pilots.page(queue, state, offset, limit, time.time()), ""
+
+    def pilots_api(self, environ: dict, name: str) -> Response:
+        try:
+            _, page, why = self.pilots_query(environ, name)
+        except ValueError as exc:
+            return json_response(400, {"error": str(exc)})
+        if page is None:
+            return json_response(404, {"error": why})
+        return json_response(200 if not page["error"] else 503, page)
+
+    def pilots_page(self, environ: dict, name: str) -> Response:
+        try:
+            queue, page, why = self.pilots_query(environ, name)
+        except ValueError as exc:
+            return text_response(400, str(exc))
+        if page is None:
+            return text_response(404, why)
+        html = self.templates.get_template("pilots.html").render(
+            factory=self.factory_view(), q=self.queue_view(queue), page=page, states=STATES)
+        return Response(200, html.encode(), "text/html; charset=utf-8", [("Cache-Control", "no-store")])
+
+    def queue_page(self, environ: dict, name: str) -> Response:
         queue = self.factory.queues.get(name)
         if queue is None:
             return text_response(404, f"no queue {name!r}")
@@ -321,7 +451,10 @@ class WebApp:
         html = self.templates.get_template("queue.html").render(
             factory=self.factory_view(), q=view, now=now,
             wms=last.wms if last is not None else None,
-            chart=pilots_chart(self.history.series(queue), title=name),
+            history=self.history_section(environ, name, name),
+            reasons=sorted((last.batch or {}).get("reasons", {}).items(), key=lambda kv: -kv[1])
+            if last is not None else [],
+            chart=pilots_chart(self.history.series(queue), title=name), **self.signed_in(environ),
             cycles=records[:PAGE_CYCLES], chain=records[:CHAIN_CYCLES],
             faulted=self.faulted_pilots(queue, now),
             config=shown_config(queue.config.values),
@@ -379,11 +512,59 @@ class WebApp:
         entries = self.logs.listing(real)
         html = self.templates.get_template("index.html").render(
             path=shown.rstrip("/") + "/", parent=shown != "/", entries=entries,
-            when=lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)),
+            when=lambda t: utc(t, "%Y-%m-%d %H:%M:%S") or "?",
         )
         return Response(200, html.encode(), "text/html; charset=utf-8", [("Cache-Control", "no-cache")])
 
     # ------------------------------------------------------------ admin
     def admin(self, environ: dict, action: str) -> Response:
         answer = self.admin_api.handle(environ, action, is_loopback(environ.get("REMOTE_ADDR")))
+        if from_a_page(environ):  # a form of the pages: back to the page, or the error in words
+            if answer.status < 400:
+                return Response(303, b"", headers=[("Location", back_to(admin.read_body(environ).get("next")))])
+            why = answer.body.get("error") or "; ".join(answer.body.get("problems", [])) or "refused"
+            return text_response(answer.status, f"{action}: {why}")
         return json_response(answer.status, answer.body, answer.headers)
+
+    # ------------------------------------------------------------ signing in on the pages (session.py)
+    def signed_in(self, environ: dict) -> dict:
+        """What a page's template needs to show its forms: the session's CSRF token (None: read-only)."""
+        session = self.admin_api.page_session(environ)
+        return {"csrf": session.csrf if session is not None else None, "page_path": environ.get("PATH_INFO", "/")}
+
+    def sign_in(self, environ: dict) -> Response:
+        method = environ.get("REQUEST_METHOD", "GET")
+        _, disabled = self.token.load()
+        local = is_loopback(environ.get("REMOTE_ADDR"))
+        why = disabled and f"admin API disabled: {disabled}"
+        if not why and not local and not self.admin_api.allow_remote:
+            why = "signing in works on the loopback interface only (admin.allowremote = false)"
+        if method == "POST" and not why:
+            params = admin.read_body(environ)
+            allowed, refused = self.token.check(f"Bearer {params.get('token', '')}")
+            answer = admin.Answer(303 if allowed else 401, {}, "" if allowed else refused)
+            self.admin_api.audit(environ.get("REMOTE_ADDR") or "?", "signin", answer, "ok" if allowed else "refused")
+            if allowed:
+                session = self.admin_api.sessions.start(self.token.load()[0])
+                return Response(303, b"", headers=[("Location", back_to(params.get("next"))),
+                                                   self.admin_api.sessions.cookie(session, environ)])
+            why = "wrong token"
+        elif method not in ("GET", "HEAD", "POST"):
+            return text_response(405, f"{method} not allowed here (GET or POST)")
+        next_page = admin.read_body(environ).get("next", "/")  # the form's, or ?next= of the sign-in link
+        html = self.templates.get_template("signin.html").render(
+            factory=self.factory_view(), why=why, can_sign_in=not why or why == "wrong token",
+            next=back_to(next_page), csrf=None, page_path="/signin")
+        return Response(401 if why == "wrong token" else 403 if why else 200, html.encode(),
+                        "text/html; charset=utf-8", [("Cache-Control", "no-store")])
+
+    def sign_out(self, environ: dict) -> Response:
+        if environ.get("REQUEST_METHOD") != "POST":
+            return text_response(405, "sign out with the page's form (POST)")
+        session = self.admin_api.page_session(environ)
+        if session is None or cross_origin(environ) or \
+                not Sessions.csrf_ok(session, admin.read_body(environ).get("csrf")):
+            return text_response(403, "signout: not signed in, or missing or wrong CSRF token")
+        self.admin_api.sessions.end(session)
+        self.admin_api.audit(environ.get("REMOTE_ADDR") or "?", "signout", admin.Answer(303, {}), "ok")
+        return Response(303, b"", headers=[("Location", "/"), self.admin_api.sessions.cookie(None, environ)])

@@ -10,13 +10,12 @@ the lines differ without colour too. Every label is at least 11 px.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from html import escape
 
 from markupsafe import Markup
 
-from autopyfactory.timefmt import duration
+from autopyfactory.timefmt import duration, utc
 
 PENDING_COLOUR = "#E69F00"  # Okabe-Ito orange
 RUNNING_COLOUR = "#0072B2"  # Okabe-Ito blue
@@ -44,11 +43,20 @@ def _segments(points: Sequence[tuple[float, int | None]]) -> list[list[tuple[flo
     return runs
 
 
-def _lines(history: Sequence[Point], x, y) -> list[str]:
-    """Polylines (a dot for a lone point) of pending and running, in plot coordinates."""
+Series = tuple[str, str, str, Sequence["int | None"]]  # (name, colour, dash pattern, values)
+
+
+def _pilot_series(history: Sequence[Point]) -> tuple[list[float], list[Series]]:
+    """Times and the pending and running series of ``history``."""
+    return [p[0] for p in history], [(name, colour, dash, [p[index] for p in history])
+                                     for index, name, colour, dash in SERIES]
+
+
+def _lines(times: Sequence[float], series: Sequence[Series], x, y) -> list[str]:
+    """Polylines (a dot for a lone point) of each series, in plot coordinates."""
     parts = []
-    for index, _, colour, dash in SERIES:
-        for run in _segments([(p[0], p[index]) for p in history]):
+    for _, colour, dash, values in series:
+        for run in _segments(list(zip(times, values, strict=True))):
             if len(run) == 1:
                 parts.append(f'<circle cx="{x(run[0][0]):.1f}" cy="{y(run[0][1]):.1f}" r="2.2" fill="{colour}"/>')
                 continue
@@ -58,8 +66,8 @@ def _lines(history: Sequence[Point], x, y) -> list[str]:
     return parts
 
 
-def _top(history: Sequence[Point]) -> int:
-    return max([v for _, p, r in history for v in (p, r) if v is not None] or [0])
+def _top(series: Sequence[Series]) -> int:
+    return max([v for *_, values in series for v in values if v is not None] or [0])
 
 
 def _empty(width: int, height: int, title: str, css: str) -> Markup:
@@ -78,7 +86,8 @@ def pilots_svg(history: Sequence[Point], width: int = 150, height: int = 40, tit
     pad_top, pad_bottom, pad_side = 14, 3, 3
     start, end = history[0][0], history[-1][0]
     span = max(end - start, 1.0)
-    top = _top(history)
+    times, series = _pilot_series(history)
+    top = _top(series)
     scale = max(top, 1)
 
     def x(when: float) -> float:
@@ -91,11 +100,11 @@ def pilots_svg(history: Sequence[Point], width: int = 150, height: int = 40, tit
         f'<svg class="plot" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
         f'xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}: pending (dashed) and running (solid) pilots, {_span(span)} up to "
-        f"{time.strftime('%H:%M', time.gmtime(end))} UTC, max {top}</title>",
+        f"{(utc(end, '%H:%M') or '?')} UTC, max {top}</title>",
         f'<rect x="0.5" y="0.5" width="{width - 1}" height="{height - 1}" fill="#fafafa" stroke="#e5e7eb"/>',
         f'<text x="{width - 3}" y="11" text-anchor="end" font-size="11" fill="{AXIS_COLOUR}">max {top}</text>',
         f'<text x="3" y="11" font-size="11" fill="{AXIS_COLOUR}">{escape(_span(span))}</text>',
-        *_lines(history, x, y),
+        *_lines(times, series, x, y),
         "</svg>",
     ]))
 
@@ -122,11 +131,22 @@ def pilots_chart(history: Sequence[Point], width: int = 760, height: int = 240, 
     """The queue page's plot: time axis (UTC), value axis, legend, pending dashed and running solid."""
     if not history:
         return _empty(width, height, title, "chart")
+    times, series = _pilot_series(history)
+    return series_chart(times, series, width, height, title=title, what="pending and running pilots")
+
+
+def series_chart(times: Sequence[float], series: Sequence[Series], width: int = 760, height: int = 240,
+                 title: str = "", what: str = "", ylabel: str = "pilots", end: float | None = None) -> Markup:
+    """Lines over time with a time axis (UTC), a value axis and a legend; a None value is a gap.
+    ``end``: where the time axis ends (default: the last time)."""
+    if not times:
+        return _empty(width, height, title, "chart")
     left, right, top_pad, bottom = 48, 14, 30, 34
-    start, end = history[0][0], history[-1][0]
+    start, end = times[0], times[-1] if end is None else end
     span = max(end - start, 60.0)
-    step = nice_step(_top(history))
-    ymax = max(step, -(-_top(history) // step) * step)
+    top = _top(series)
+    step = nice_step(top)
+    ymax = max(step, -(-top // step) * step)
     plot_w, plot_h = width - left - right, height - top_pad - bottom
 
     def x(when: float) -> float:
@@ -138,9 +158,9 @@ def pilots_chart(history: Sequence[Point], width: int = 760, height: int = 240, 
     parts = [
         f'<svg class="chart" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
         f'xmlns="http://www.w3.org/2000/svg" font-size="{LABEL_PX}" fill="{AXIS_COLOUR}">',
-        f"<title>{escape(title)}: pending and running pilots from "
-        f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(start))} to {time.strftime('%H:%M', time.gmtime(end))} UTC"
-        f"</title>",
+        f"<title>{escape(title)}: {escape(what or ylabel)} from "
+        f"{utc(start, '%Y-%m-%d %H:%M') or '?'} to "
+        f"{utc(end, '%Y-%m-%d %H:%M') or '?'} UTC</title>",
     ]
     for value in range(0, int(ymax) + 1, step):  # value axis: grid lines and labels
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
@@ -148,26 +168,26 @@ def pilots_chart(history: Sequence[Point], width: int = 760, height: int = 240, 
         parts.append(f'<text class="ytick" x="{left - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value}</text>')
     tick = time_step(span)
     first = -(-start // tick) * tick
-    label = "%H:%M:%S" if tick < 60 else "%H:%M" if span < 2 * 86400 else "%m-%d %H:%M"
+    label = "%H:%M:%S" if tick < 60 else "%H:%M" if span < 2 * 86400 else "%m-%d %H:%M" if tick < 86400 else "%m-%d"
     when = first
     while when <= start + span:  # time axis
         parts.append(f'<line x1="{x(when):.1f}" x2="{x(when):.1f}" y1="{top_pad + plot_h}" '
                      f'y2="{top_pad + plot_h + 5}" stroke="{AXIS_COLOUR}"/>')
         parts.append(f'<text class="xtick" x="{x(when):.1f}" y="{top_pad + plot_h + 18}" text-anchor="middle">'
-                     f"{time.strftime(label, time.gmtime(when))}</text>")
+                     f"{(utc(when, label) or '?')}</text>")
         when += tick
     parts.append(f'<line x1="{left}" x2="{width - right}" y1="{top_pad + plot_h}" y2="{top_pad + plot_h}" '
                  f'stroke="{AXIS_COLOUR}"/>')
     parts.append(f'<text x="{width - right}" y="{height - 2}" text-anchor="end">time (UTC)</text>')
-    parts.append(f'<text x="{left}" y="14">pilots</text>')
-    legend_x = left + 70
-    for _, name, colour, dash in SERIES:  # legend
+    parts.append(f'<text x="{left}" y="14">{escape(ylabel)}</text>')
+    legend_x = left + max(70, 7 * len(ylabel) + 24)  # after the value axis' label
+    for name, colour, dash, _ in series:  # legend
         dashing = f' stroke-dasharray="{dash}"' if dash else ""
         parts.append(f'<line x1="{legend_x}" x2="{legend_x + 26}" y1="10" y2="10" stroke="{colour}" '
                      f'stroke-width="2"{dashing}/>')
-        parts.append(f'<text x="{legend_x + 31}" y="14">{name}</text>')
-        legend_x += 110
-    parts.extend(_lines(history, x, y))
+        parts.append(f'<text x="{legend_x + 31}" y="14">{escape(name)}</text>')
+        legend_x += 40 + 8 * len(name)
+    parts.extend(_lines(times, series, x, y))
     parts.append("</svg>")
     return Markup("".join(parts))
 

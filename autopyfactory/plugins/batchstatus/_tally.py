@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from autopyfactory.info import BatchQueueInfo, FinishedPilot
+from autopyfactory.info import MAX_REASONS, OTHER_REASON, BatchQueueInfo, FinishedPilot
 
 LIVE_STATES = ("pending", "running")  # what is counted; the other states end up in ``finished``
 
@@ -31,16 +31,24 @@ class Tally:
         self.counts = {q: {"pending": 0, "running": 0, "held": 0, "exiting": 0} for q in wms_of}
         self.peers: dict[str, dict[str, dict[str, float]]] = {}  # wmsqueue -> factory -> counts
         self.waits: dict[str, list[float]] = {q: [] for q in wms_of}  # queue waits of recently started pilots
+        self.reasons: dict[str, dict[str, int]] = {q: {} for q in wms_of}  # why pending pilots wait
 
-    def mine(self, queue: str, state: str, count: int = 1, held: bool = False, exiting: bool = False) -> None:
+    def mine(self, queue: str, state: str, count: int = 1, held: bool = False, exiting: bool = False,
+             reason: str = "") -> None:
         """``count`` pilots of this factory's ``queue`` in a live ``state`` (pending or running);
-        ``held`` ones are counted in pending too, ``exiting`` ones (ending, still there) in running."""
+        ``held`` ones are counted in pending too, ``exiting`` ones (ending, still there) in running;
+        ``reason``: why pending ones wait, as the batch system says it."""
         bucket = self.counts[queue]
         bucket[state] += count
         if held:
             bucket["held"] += count
         if exiting:
             bucket["exiting"] += count
+        if reason and state == "pending":
+            reasons = self.reasons[queue]
+            if reason not in reasons and len(reasons) >= MAX_REASONS:
+                reason = OTHER_REASON
+            reasons[reason] = reasons.get(reason, 0) + count
 
     def waited(self, queue: str, submitted: float | None, started: float | None, now: float,
                window: float = 3600.0) -> None:
@@ -69,6 +77,6 @@ class Tally:
                 done=sum(1 for p in ended if p.state == "done"),
                 fault=sum(1 for p in ended if p.state == "fault"),
                 finished=ended, peers={f: dict(v) for f, v in self.peers.get(wmsqueue, {}).items()},
-                queue_waits=tuple(self.waits[queue]),
+                queue_waits=tuple(self.waits[queue]), reasons=self.reasons[queue],
             )
         return answer

@@ -22,7 +22,7 @@ from typing import Any
 
 from autopyfactory import commands
 from autopyfactory.config import Key
-from autopyfactory.info import BatchQueueInfo, FinishedPilot
+from autopyfactory.info import MAX_LISTED_PILOTS, BatchQueueInfo, FinishedPilot, LivePilot
 from autopyfactory.interfaces import BatchStatusPlugin
 from autopyfactory.plugins.batchstatus._tally import LIVE_STATES, Tally, wms_queues
 
@@ -36,7 +36,7 @@ HISTORY_LIMIT = 100_000
 PROJECTION = [
     "ClusterId", "ProcId", "JobStatus", "APF_FACTORY", "APF_QUEUE", "MATCH_APF_QUEUE", "APF_WMSQUEUE",
     "FACTORY_JOBID", "QDate", "JobStartDate", "EnteredCurrentStatus", "CompletionDate", "ExitCode",
-    "ExitBySignal", "ExitSignal",
+    "ExitBySignal", "ExitSignal", "HoldReason",
 ]
 
 # HTCondor JobStatus -> pilot state. Source: HTCondor manual, "Job ClassAd
@@ -218,6 +218,27 @@ class Condor(BatchStatusPlugin):
             raise
         return self.summarize(ads, history, wanted, wms_of, now)
 
+    def list_pilots(self, queue: str) -> list[LivePilot]:
+        """The live pilots of ``queue`` from one schedd query (held ones with their HoldReason)."""
+        fid = self.context.factory_id
+        constraint = (f"(APF_FACTORY =?= {quote(fid)} && (APF_QUEUE =?= {quote(queue)} "
+                      f"|| MATCH_APF_QUEUE =?= {quote(queue)}))")
+        try:
+            ads = commands.call(self._schedd_handle().query, constraint=constraint, projection=PROJECTION,
+                                limit=MAX_LISTED_PILOTS, timeout=self.timeout, what="schedd query")
+        except Exception:
+            self._schedd = None
+            raise
+        pilots = []
+        for ad in ads:
+            status = int(ad.get("JobStatus") or 0)
+            state = "held" if status == HELD else "exiting" if leaving(ad) else pilot_state(ad)
+            if state in ("pending", "held", "running", "exiting"):
+                pilots.append(LivePilot(f"{ad.get('ClusterId')}.{ad.get('ProcId')}", state, _number(ad.get("QDate")),
+                                        _number(ad.get("JobStartDate")),
+                                        str(ad.get("HoldReason") or "") if status == HELD else ""))
+        return sorted(pilots, key=lambda p: p.submitted or 0)
+
     def summarize(self, ads: Iterable[Any], history: Iterable[Any], queues: Collection[str],
                   wms_of: dict[str, str], now: float) -> dict[str, BatchQueueInfo]:
         fid = self.context.factory_id
@@ -239,8 +260,9 @@ class Condor(BatchStatusPlugin):
                                  HISTORY_WINDOW)
                     if state in LIVE_STATES:
                         if source == "queue":
-                            tally.mine(queue, state, held=int(ad.get("JobStatus") or 0) == HELD,
-                                       exiting=leaving(ad))
+                            held = int(ad.get("JobStatus") or 0) == HELD
+                            tally.mine(queue, state, held=held, exiting=leaving(ad),
+                                       reason=str(ad.get("HoldReason") or "") if held else "")
                         continue
                     pilot = finished_pilot(ad, fid)
                     if now - pilot.end <= HISTORY_WINDOW:

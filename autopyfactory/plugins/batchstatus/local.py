@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from autopyfactory.info import BatchQueueInfo
+from autopyfactory.info import BatchQueueInfo, LivePilot
 from autopyfactory.interfaces import BatchStatusPlugin
 from autopyfactory.localbatch import LocalBatch
 
@@ -23,3 +23,6 @@ class Local(BatchStatusPlugin):
     def poll(self, queues: Collection[str]) -> dict[str, BatchQueueInfo]:
         batch = self.context.shared("localbatch", LocalBatch)
         return batch.status(queues, self.context.factory_id)
+
+    def list_pilots(self, queue: str) -> list[LivePilot]:
+        return self.context.shared("localbatch", LocalBatch).pilots(queue, self.context.factory_id)

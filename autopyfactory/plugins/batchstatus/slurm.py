@@ -25,7 +25,7 @@ from urllib.parse import quote, unquote
 
 from autopyfactory import commands
 from autopyfactory.config import Key
-from autopyfactory.info import BatchQueueInfo, FinishedPilot
+from autopyfactory.info import MAX_LISTED_PILOTS, BatchQueueInfo, FinishedPilot, LivePilot
 from autopyfactory.interfaces import BatchStatusPlugin
 from autopyfactory.plugins.batchstatus._tally import LIVE_STATES, Tally, wms_queues
 
@@ -268,6 +268,31 @@ def pilot_state(line: SqueueLine) -> str:
     return state
 
 
+def waiting_reason(reason: str) -> str:
+    """Slurm's Reason of a pending job, "" when it gives none."""
+    reason = reason.strip()
+    return "" if reason in ("None", "(null)", "N/A") else reason
+
+
+def live_pilot(line: SqueueLine, field: str) -> LivePilot | None:
+    """A live pilot (or a range of pending array tasks) as an operator lists it; None for an ended one.
+    ``field``: the line's ArrayTaskID as squeue printed it."""
+    state = pilot_state(line)
+    if state not in LIVE_STATES:
+        return None
+    if state == "pending" and (line.reason in HELD_REASONS or line.state in HELD_STATES):
+        state = "held"
+    elif line.state in EXITING_STATES:
+        state = "exiting"
+    if line.tasks is None:
+        jobid = line.jobid
+    elif line.count == 1:
+        jobid = f"{line.array_job}_{line.tasks[0][0]}"
+    else:
+        jobid = f"{line.array_job}_[{field.strip().strip('[]')}]"
+    return LivePilot(jobid, state, line.submit, line.start, waiting_reason(line.reason), line.count)
+
+
 def squeue_env(options: dict[str, Any]) -> dict[str, str]:
     """Environment of our Slurm commands: the cluster's config, a time format we parse."""
     env = {"SLURM_TIME_FORMAT": "standard"}
@@ -322,6 +347,25 @@ class Slurm(BatchStatusPlugin):
             raise RuntimeError(result.describe())
         return self.summarize(result.stdout, queues, time.time())
 
+    def list_pilots(self, queue: str) -> list[LivePilot]:
+        """The live pilots of ``queue`` from one squeue call (up to MAX_LISTED_PILOTS rows)."""
+        result = self.runner(self.argv(), timeout=self.options["timeout"], env=squeue_env(self.options))
+        if not result.ok:
+            raise RuntimeError(result.describe())
+        factory, times, pilots = self.context.factory_id, _Times(), []
+        for number, fields, tag in _tagged_lines(result.stdout):
+            if tag[0] != factory or tag[2] != queue:
+                continue
+            try:
+                pilot = live_pilot(SqueueLine(fields, tag, times), fields[2])
+            except ValueError as exc:
+                raise ValueError(f"squeue output line {number}: {exc}: {'|'.join(fields)[:200]!r}") from None
+            if pilot is not None:
+                pilots.append(pilot)
+                if len(pilots) >= MAX_LISTED_PILOTS:
+                    break
+        return pilots
+
     def summarize(self, output: str, queues: Collection[str], now: float) -> dict[str, BatchQueueInfo]:
         """Counts per queue from squeue output (see the module docstring for its format)."""
         factory = self.context.factory_id
@@ -341,7 +385,7 @@ class Slurm(BatchStatusPlugin):
                 # most lines: this factory's pending and running pilots, only counted
                 tally.mine(tag[2], state, _task_count(fields[2], number),
                            held=state == "pending" and (fields[8] in HELD_REASONS or slurm_state in HELD_STATES),
-                           exiting=slurm_state in EXITING_STATES)
+                           exiting=slurm_state in EXITING_STATES, reason=waiting_reason(fields[8]))
                 if state == "running":
                     tally.waited(tag[2], times(fields[4]), times(fields[5]), now, REMEMBER_FINISHED)
                 continue
@@ -366,7 +410,7 @@ class Slurm(BatchStatusPlugin):
                 if state in LIVE_STATES:
                     tally.mine(line.queue, state, line.count,
                                held=state == "pending" and (line.reason in HELD_REASONS or line.state in HELD_STATES),
-                               exiting=line.state in EXITING_STATES)
+                               exiting=line.state in EXITING_STATES, reason=waiting_reason(line.reason))
                 elif line.end is not None:
                     tally.waited(line.queue, line.submit, line.start, now, REMEMBER_FINISHED)
                     for jobid in line.ids:
