@@ -355,7 +355,8 @@ class Factory:
                 continue
             self.start_queue(wanted[name], pause=pauses.get(name), replaces=old)
         notes = []
-        for key in ("logserver.enabled", "logserver.port", "logserver.bind", "persistence.dbpath"):
+        for key in ("logserver.enabled", "logserver.port", "logserver.bind", "persistence.dbpath",
+                    "persistence.flushinterval"):
             if old_config.get(key, None) != new.get(key, None):
                 notes.append(f"{key} changed: takes effect at the next restart")
         for name, queue in self.queues.items():

@@ -211,6 +211,14 @@ def test_no_planted_secret_reaches_a_page_an_answer_a_mail_or_the_log(daemon, co
             got = site.get(f"/api/v1/admin/{path}", headers=admin)
             assert got.status_code == 200, (path, got.status_code)
             outputs[f"admin {path}"] = got.text
+        # the submit records beside the pilots' logs, served under /logs/ to anyone
+        records = sorted(confdir.logs.rglob("*.jdl"))
+        assert "REMOTEQ" in {p.parent.name for p in records}  # PANDAQ submits nothing: PanDA is down
+        for record in records:
+            path = "/logs/" + record.relative_to(confdir.logs).as_posix()
+            got = site.get(path)
+            assert got.status_code == 200 and "<redacted>" in got.text, (path, got.status_code)
+            outputs[path] = got.text
         for number, mail in enumerate(smtp.messages):
             outputs[f"mail {number}"] = mail.as_string()
         os.kill(pid, signal.SIGTERM)

@@ -64,7 +64,8 @@ def open_store(config: FactoryConfig) -> Store | None:
     """The persistence store, or None (logged) when it cannot be opened: the factory runs without history."""
     path = config.persistence_path
     try:
-        return Store(path, keepdays=config.get("persistence.keepdays"))
+        return Store(path, keepdays=config.get("persistence.keepdays"),
+                     flush_interval=config.get("persistence.flushinterval"))
     except Exception as exc:  # e.g. a directory we may not write
         log.error("persistence: cannot open %s (%s: %s): running without history", path, type(exc).__name__, exc)
         return None
