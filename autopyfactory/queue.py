@@ -205,6 +205,8 @@ def _number(value: object) -> float | None:
 class APFQueue:
     """A queue section of queues.conf brought to life."""
 
+    config_error: str | None = None  # set by a reload whose section of this queue is invalid (it runs on)
+
     def __init__(
         self,
         config: QueueConfig,
