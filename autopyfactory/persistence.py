@@ -40,6 +40,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from autopyfactory.info import CredentialStatus, FinishedPilot
 from autopyfactory.records import AdminAction, CycleRecord, SchedStep
@@ -158,6 +159,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # tables pruned by age: (table, time column, key column)
 PRUNED = [("cycles", "started", "id"), ("submissions", "time", "id"), ("factory_history", "time", "rowid"),
           ("pilots", "end", "rowid"), ("credentials", "time", "id"), ("admin_audit", "time", "id")]
+FLUSH_INTERVAL = 15.0  # seconds between two writes of the buffered cycles and pilots (persistence.flushinterval)
 PRUNE_CHUNK = 5000  # rows per transaction, so cycles are never blocked for long
 SAMPLE_SECONDS = 60.0  # the whole factory's counts are written this often (factory_history)
 SAMPLE_LATEST = 3600.0  # a queue's latest cycle counts in a sample while it is younger than this
@@ -179,10 +181,16 @@ class QueueState:
 class Store:
     """The SQLite file and everything read from or written to it."""
 
-    def __init__(self, path: str, keepdays: float = 14, prune_interval: float = 3600.0):
+    def __init__(self, path: str, keepdays: float = 14, prune_interval: float = 3600.0,
+                 flush_interval: float = FLUSH_INTERVAL, readonly: bool = False):
+        """``readonly``: another process's store, only read (``apf`` without the web server): never
+        created, migrated, written nor moved aside; StoreUnusable says why it cannot be read."""
         self.path = path
+        self.readonly = readonly
         self.keepdays = keepdays
         self.prune_interval = prune_interval
+        self.flush_interval = flush_interval
+        self.flushes = 0  # transactions that wrote the buffered cycles and pilots (benchmarks count them)
         self.errors = 0  # failed operations since start
         self.last_error: str | None = None
         self.failing_since: float | None = None  # writes fail (read-only, disk full...) since then; None = fine
@@ -195,9 +203,19 @@ class Store:
         self._latest: dict[str, tuple[float, int | None, int | None, int | None]] = {}
         self._since_sample = {"submitted": 0, "done": 0, "fault": 0}
         self._sampled = 0.0  # when the last sample was taken (cycle time): the first cycle takes one
+        self._sample_lock = threading.Lock()
+        # What cycles write, kept until the next flush (one transaction for every queue):
+        # cycle records, finished pilots, and each queue's latest counters.
+        self._buffer_lock = threading.Lock()  # never held during I/O: a cycle never waits for a flush
+        self._cycles: list[CycleRecord] = []
+        self._pilots: list[tuple] = []
+        self._states: dict[str, tuple] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._open()
+        if readonly:
+            self._conn = self._connect_readonly()
+        else:
+            self._open()
 
     # ------------------------------------------------------------ opening
     def _open(self) -> None:
@@ -237,6 +255,25 @@ class Store:
             raise
         return conn
 
+    def _connect_readonly(self) -> sqlite3.Connection:
+        if not os.path.isfile(self.path):
+            raise StoreUnusable(f"{self.path} does not exist (has the factory run with this persistence.dbpath?)")
+        try:
+            conn = sqlite3.connect(f"file:{quote(os.path.abspath(self.path))}?mode=ro", uri=True, timeout=10.0,
+                                   check_same_thread=False, isolation_level=None)
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except BaseException:
+                conn.close()
+                raise
+        except sqlite3.Error as exc:
+            raise StoreUnusable(f"cannot read {self.path}: {exc}") from None
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise StoreUnusable(f"{self.path}: schema version {version} is newer than this APF's {SCHEMA_VERSION}")
+        return conn
+
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
@@ -265,7 +302,9 @@ class Store:
         log.error("persistence: unusable database moved to %s", target)
 
     def _recover(self, exc: Exception) -> None:
-        """The file went bad while running: set it aside and carry on with a fresh one."""
+        """The file went bad while running: set it aside and carry on with a fresh one (not another's)."""
+        if self.readonly:
+            return
         log.error("persistence: %s failed while running (%s): moving it aside", self.path, exc)
         try:
             if self._conn is not None:
@@ -298,6 +337,11 @@ class Store:
                 self._failed(what, exc)
             return default
 
+    def _read(self, what: str, work, default: Any = None) -> Any:
+        """``_run`` for a read: the buffered writes go first, so a reader sees everything written before."""
+        self.flush()
+        return self._run(what, work, default)
+
     def _failed(self, what: str, exc: Exception) -> None:
         """Count every failure; warn once when the store starts failing, not at every write after."""
         self.errors += 1
@@ -328,6 +372,9 @@ class Store:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._written()
+
+    def _written(self) -> None:
         if self.failing_since is not None:
             log.warning("persistence: %s is written again (after %d failed writes)", self.path, self.errors)
             self.failing_since = None
@@ -338,52 +385,21 @@ class Store:
 
     # ------------------------------------------------------------ writing
     def record_cycle(self, record: CycleRecord, state: QueueState | None = None) -> None:
-        """One finished cycle; also moves the queue's counters.
+        """One finished cycle; also moves the queue's counters. Kept until the next ``flush``.
 
-        ``state``: the queue's own counters after the cycle; written as they are
-        (so a fresh file after a corrupt one starts from the right totals).
+        ``state``: the queue's own counters after the cycle; written as they are, never
+        lowering a stored one (so a fresh file after a corrupt one starts from the right
+        totals, and a submission written at once since is not undone).
         """
-        batch = record.batch or {}
-        data = json.dumps(record.to_dict(), default=str)
-        now = time.time()
-        absolute = []
-        if state is not None:
-            absolute = [("UPDATE queue_state SET cycles = ?, submitted_total = ?, errors_total = ?,"
-                         " last_submission = ? WHERE queue = ?",
-                         (state.cycles, state.submitted_total, state.errors_total, state.last_submission,
-                          record.queue))]
-        wms = record.wms or {}
-        sample = self._sample(record.started, record.queue, (record.started, batch.get("pending"),
-                                                             batch.get("running"), wms.get("ready")), record.submitted)
-        self._run("record cycle", lambda conn: self._write(conn, [
-            *sample,
-            ("INSERT INTO cycles (queue, number, started, duration, pending, running, decided, submitted,"
-             " removed, errors, message, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-             (record.queue, record.number, record.started, record.duration, batch.get("pending"),
-              batch.get("running"), record.decided, record.submitted, record.removed, len(record.errors),
-              record.message, data)),
-            ("INSERT INTO queue_state (queue, cycles, errors_total, updated) VALUES (?,?,?,?)"
-             " ON CONFLICT(queue) DO UPDATE SET cycles = max(cycles, excluded.cycles),"
-             " errors_total = errors_total + excluded.errors_total, updated = excluded.updated",
-             (record.queue, record.number, 1 if record.errors else 0, now)),
-            *absolute,
-        ]))
-
-    def _sample(self, now: float, queue: str, latest: tuple, submitted: int) -> list[tuple[str, tuple]]:
-        """Note a queue's cycle (started at ``now``); every SAMPLE_SECONDS of cycles, the statement writing
-        the factory's sample."""
-        with self._lock:
-            self._latest[queue] = latest
-            self._since_sample["submitted"] += submitted
-            if now - self._sampled < SAMPLE_SECONDS:
-                return []
-            fresh = [v for v in self._latest.values() if now - v[0] <= SAMPLE_LATEST]
-            self._latest = {q: v for q, v in self._latest.items() if now - v[0] <= SAMPLE_LATEST}
-            sums = [None if all(v[i] is None for v in fresh) else sum(v[i] or 0 for v in fresh) for i in (1, 2, 3)]
-            counts, self._since_sample = self._since_sample, {"submitted": 0, "done": 0, "fault": 0}
-            self._sampled = now
-        return [("INSERT OR REPLACE INTO factory_history (time, pending, running, activated, submitted, done, fault)"
-                 " VALUES (?,?,?,?,?,?,?)", (now, *sums, counts["submitted"], counts["done"], counts["fault"]))]
+        with self._buffer_lock:
+            self._cycles.append(record)
+            if state is not None:
+                self._states[record.queue] = (state.cycles, state.submitted_total, state.errors_total,
+                                              state.last_submission)
+            else:
+                cycles, submitted, errors, last = self._states.get(record.queue, (0, 0, 0, None))
+                self._states[record.queue] = (max(cycles, record.number), submitted,
+                                              errors + (1 if record.errors else 0), last)
 
     def record_submission(self, queue: str, when: float, kind: str, count: int, ids: list[str]) -> None:
         """Pilots submitted (``kind`` submit) or removed; written at once, before the cycle ends."""
@@ -404,25 +420,98 @@ class Store:
         Only the last answer's ids are kept: a batch system reports a finished pilot until it
         forgets it, so what is not in this answer will not come back (and if it does,
         ``INSERT OR IGNORE`` keeps one row). Memory stays the size of one answer.
+        Returns how many are new; they are written at the next ``flush``.
         """
         pilots = list(pilots)
+        with self._buffer_lock:
+            seen = self._seen.get(queue, set())
+            new = [(queue, p.jobid, p.factory, p.state, p.start, p.end, p.exitcode)
+                   for p in pilots if p.jobid not in seen]
+            self._pilots.extend(new)
+            self._seen[queue] = {p.jobid for p in pilots}
+        return len(new)
+
+    def _samples(self, cycles: list[CycleRecord], pilots: list[tuple]) -> list[tuple]:
+        """The factory's samples (``factory_history`` rows) due with these cycles and ended pilots, taken in
+        the order things happened (cycle start, pilot end): one every SAMPLE_SECONDS, each summing every
+        queue's latest cycle and counting the pilots submitted and ended since the one before."""
+        events = sorted([(r.started, 0, r) for r in cycles] + [(p[5], 1, p) for p in pilots],
+                        key=lambda event: event[:2])
+        rows = []
+        with self._sample_lock:
+            for when, kind, item in events:
+                if kind == 0:
+                    batch, wms = item.batch or {}, item.wms or {}
+                    self._latest[item.queue] = (when, batch.get("pending"), batch.get("running"), wms.get("ready"))
+                    self._since_sample["submitted"] += item.submitted
+                elif item[3] in ("done", "fault"):
+                    self._since_sample[item[3]] += 1
+                if when - self._sampled < SAMPLE_SECONDS:
+                    continue
+                self._latest = {q: v for q, v in self._latest.items() if when - v[0] <= SAMPLE_LATEST}
+                latest = self._latest.values()
+                sums = [None if all(v[i] is None for v in latest) else sum(v[i] or 0 for v in latest)
+                        for i in (1, 2, 3)]
+                counts, self._since_sample = self._since_sample, {"submitted": 0, "done": 0, "fault": 0}
+                self._sampled = when
+                rows.append((when, *sums, counts["submitted"], counts["done"], counts["fault"]))
+        return rows
+
+    def flush(self) -> int:
+        """Write the buffered cycles, pilots and counters in one transaction; returns the rows written.
+
+        Run every ``flush_interval`` seconds by the store's thread, before every read (a
+        reader sees every write made before it) and when the store stops. A failed flush
+        is logged and counted like any failed write; its rows are lost (the batch
+        system still reports the pilots; the cycles' messages are in the log).
+        """
+        with self._buffer_lock:
+            cycles, self._cycles = self._cycles, []
+            pilots, self._pilots = self._pilots, []
+            states, self._states = self._states, {}
+        if not (cycles or pilots or states):
+            return 0
+        cycle_rows = []
+        for record in cycles:
+            batch = record.batch or {}
+            cycle_rows.append((record.queue, record.number, record.started, record.duration, batch.get("pending"),
+                               batch.get("running"), record.decided, record.submitted, record.removed,
+                               len(record.errors), record.message, json.dumps(record.to_dict(), default=str)))
+        now = time.time()
+        state_rows = [(queue, *state, now) for queue, state in states.items()]
+        samples = self._samples(cycles, pilots)
 
         def work(conn: sqlite3.Connection) -> int:
-            seen = self._seen.get(queue, set())
-            new = [p for p in pilots if p.jobid not in seen]
-            if new:
-                self._write(conn, [
-                    ("INSERT OR IGNORE INTO pilots (queue, jobid, factory, state, start, end, exitcode)"
-                     " VALUES (?,?,?,?,?,?,?)",
-                     (queue, p.jobid, p.factory, p.state, p.start, p.end, p.exitcode)) for p in new
-                ])
-            self._seen[queue] = {p.jobid for p in pilots}
-            for pilot in new:
-                if pilot.state in ("done", "fault"):
-                    self._since_sample[pilot.state] += 1
-            return len(new)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT INTO cycles (queue, number, started, duration, pending, running, decided, submitted,"
+                    " removed, errors, message, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", cycle_rows)
+                conn.executemany(
+                    "INSERT OR IGNORE INTO pilots (queue, jobid, factory, state, start, end, exitcode)"
+                    " VALUES (?,?,?,?,?,?,?)", pilots)
+                # counters only grow: max() keeps a submission written at once since this cycle ended
+                conn.executemany(
+                    "INSERT INTO queue_state (queue, cycles, submitted_total, errors_total, last_submission, updated)"
+                    " VALUES (?,?,?,?,?,?) ON CONFLICT(queue) DO UPDATE SET"
+                    " cycles = max(cycles, excluded.cycles),"
+                    " submitted_total = max(submitted_total, excluded.submitted_total),"
+                    " errors_total = max(errors_total, excluded.errors_total),"
+                    " last_submission = max(coalesce(last_submission, excluded.last_submission),"
+                    " coalesce(excluded.last_submission, last_submission)),"
+                    " updated = excluded.updated", state_rows)
+                conn.executemany("INSERT OR REPLACE INTO factory_history (time, pending, running, activated,"
+                                 " submitted, done, fault) VALUES (?,?,?,?,?,?,?)", samples)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            self.flushes += 1
+            self._written()
+            return len(cycle_rows) + len(pilots) + len(state_rows) + len(samples)
 
-        return self._run("record finished pilots", work, 0)
+        return self._run("write cycles and pilots", work, 0)
 
     def record_credential(self, state: CredentialStatus, when: float | None = None) -> None:
         self._run("record credential", lambda conn: self._write(conn, [
@@ -458,7 +547,7 @@ class Store:
                                (queue,)).fetchone()
             return None if row is None else dict(zip(("mode", "reason", "since", "until"), row, strict=True))
 
-        return self._run("read pause", work, None)
+        return self._read("read pause", work, None)
 
     def queue_state(self, queue: str) -> QueueState:
         def work(conn: sqlite3.Connection) -> QueueState:
@@ -466,7 +555,7 @@ class Store:
                                " FROM queue_state WHERE queue = ?", (queue,)).fetchone()
             return QueueState(*row) if row else QueueState()
 
-        return self._run("read queue state", work, QueueState())
+        return self._read("read queue state", work, QueueState())
 
     def recent_cycles(self, queue: str, limit: int) -> list[CycleRecord]:
         """The queue's latest cycle records, newest first."""
@@ -475,7 +564,7 @@ class Store:
                                 " LIMIT ?", (queue, limit)).fetchall()
             return [record_from_dict(json.loads(row[0])) for row in rows]
 
-        return self._run("read cycles", work, [])
+        return self._read("read cycles", work, [])
 
     def finished(self, queue: str, since: float, limit: int = 10000) -> list[FinishedPilot]:
         """Pilots of the queue that ended at or after ``since``, latest end first."""
@@ -485,7 +574,7 @@ class Store:
                                 (queue, since, limit)).fetchall()
             return [FinishedPilot(*row) for row in rows]
 
-        return self._run("read finished pilots", work, [])
+        return self._read("read finished pilots", work, [])
 
     def finished_page(self, queue: str, state: str, since: float, offset: int, limit: int
                       ) -> tuple[list[FinishedPilot], int]:
@@ -498,7 +587,7 @@ class Store:
                                 " ORDER BY end DESC LIMIT ? OFFSET ?", (queue, state, since, limit, offset))
             return [FinishedPilot(*row) for row in rows], total
 
-        return self._run("read finished pilots", work, ([], 0))
+        return self._read("read finished pilots", work, ([], 0))
 
     def submitted_times(self, queue: str, jobids: Iterable[str], since: float) -> dict[str, float]:
         """When each of ``jobids`` was submitted, for those submitted at or after ``since``."""
@@ -513,7 +602,7 @@ class Store:
                         found[jobid] = when
             return found
 
-        return self._run("read submission times", work, {}) if wanted else {}
+        return self._read("read submission times", work, {}) if wanted else {}
 
     def finished_counts(self, queue: str, since: float) -> dict[str, int]:
         """{"done": n, "fault": n} of the queue's pilots that ended at or after ``since``."""
@@ -524,7 +613,7 @@ class Store:
                 counts[state] = count
             return counts
 
-        return self._run("count finished pilots", work, {"done": 0, "fault": 0})
+        return self._read("count finished pilots", work, {"done": 0, "fault": 0})
 
     def submissions(self, queue: str, since: float = 0.0) -> list[dict]:
         def work(conn: sqlite3.Connection) -> list[dict]:
@@ -532,7 +621,7 @@ class Store:
                                 " ORDER BY time", (queue, since)).fetchall()
             return [{"time": t, "kind": k, "count": c, "ids": json.loads(i)} for t, k, c, i in rows]
 
-        return self._run("read submissions", work, [])
+        return self._read("read submissions", work, [])
 
     def credentials(self, profile: str, since: float = 0.0) -> list[CredentialStatus]:
         def work(conn: sqlite3.Connection) -> list[CredentialStatus]:
@@ -540,7 +629,16 @@ class Store:
                                 " AND time >= ? ORDER BY time", (profile, since)).fetchall()
             return [CredentialStatus(profile, bool(ok), left, message) for ok, left, message in rows]
 
-        return self._run("read credentials", work, [])
+        return self._read("read credentials", work, [])
+
+    def last_credential(self, profile: str) -> tuple[CredentialStatus, float] | None:
+        """The profile's latest check and when it was made; None if never checked."""
+        def work(conn: sqlite3.Connection) -> tuple[CredentialStatus, float] | None:
+            row = conn.execute("SELECT ok, seconds_left, message, time FROM credentials WHERE profile = ?"
+                               " ORDER BY time DESC, id DESC LIMIT 1", (profile,)).fetchone()
+            return None if row is None else (CredentialStatus(profile, bool(row[0]), row[1], row[2]), row[3])
+
+        return self._read("read credentials", work, None)
 
     def admin_actions(self, limit: int = 100) -> list[AdminAction]:
         """The latest admin API calls, newest first."""
@@ -549,7 +647,7 @@ class Store:
                                 " ORDER BY time DESC, id DESC LIMIT ?", (limit,)).fetchall()
             return [AdminAction(*row) for row in rows]
 
-        return self._run("read admin actions", work, [])
+        return self._read("read admin actions", work, [])
 
     def pilot_series(self, queue: str, since: float, max_points: int | None = 500
                      ) -> list[tuple[float, int | None, int | None]]:
@@ -564,7 +662,7 @@ class Store:
                                 " ORDER BY started", (queue, since)).fetchall()
             return thin([tuple(row) for row in rows], max_points)
 
-        return self._run("read pilot series", work, [])
+        return self._read("read pilot series", work, [])
 
     def history(self, queue: str | None, since: float, until: float, step: float) -> list[dict]:
         """A queue's (None: the whole factory's) history in buckets of ``step`` seconds from ``since`` to ``until``.
@@ -603,12 +701,13 @@ class Store:
                     buckets[b].update(done=done or 0, fault=fault or 0)
             return buckets
 
-        return self._run("read history", work, [])
+        return self._read("read history", work, [])
 
     # ------------------------------------------------------------ retention
     def prune(self, now: float | None = None) -> int:
         """Delete rows older than keepdays, give the space back; returns rows deleted."""
         cutoff = (time.time() if now is None else now) - self.keepdays * DAY
+        self.flush()
         deleted = 0
         for table, column, key in PRUNED:
             while not self._stop.is_set() or self._thread is None:
@@ -637,19 +736,20 @@ class Store:
 
     # ------------------------------------------------------------ service
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._prune_loop, name="persistence-prune", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="persistence", daemon=True)
         self._thread.start()
 
-    def _prune_loop(self) -> None:
-        if self._stop.wait(min(60.0, self.prune_interval)):  # let the queues start first
-            return
-        while not self._stop.is_set():
+    def _loop(self) -> None:
+        """Flush every ``flush_interval``; prune every ``prune_interval`` (the first time after a minute)."""
+        next_prune = time.monotonic() + min(60.0, self.prune_interval)  # let the queues start first
+        while not self._stop.wait(max(0.0, min(self.flush_interval, next_prune - time.monotonic()))):
             try:
-                self.prune()
+                self.flush()
+                if time.monotonic() >= next_prune:
+                    self.prune()
+                    next_prune = time.monotonic() + self.prune_interval
             except Exception:
-                log.exception("persistence: pruning failed")
-            if self._stop.wait(self.prune_interval):
-                return
+                log.exception("persistence: writing or pruning failed")
 
     def stop(self) -> None:
         self._stop.set()
@@ -658,10 +758,12 @@ class Store:
         self.close()
 
     def close(self) -> None:
+        self.flush()
         with self._lock:
             if self._conn is not None:
                 try:
-                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    if not self.readonly:
+                        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                     self._conn.close()
                 except sqlite3.Error as exc:
                     log.warning("persistence: closing %s: %s", self.path, exc)

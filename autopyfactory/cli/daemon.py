@@ -36,7 +36,7 @@ from autopyfactory.config import ConfigError, FactoryConfig, load, placeholders
 # the factory and all it imports (web server, persistence, ...) are loaded now, before
 # --runas drops privileges: the new user may not be able to read the Python installation
 from autopyfactory.factory import Factory
-from autopyfactory.redact import redact_handler
+from autopyfactory.redact import redact, redact_handler
 
 DEFAULT_CONF = "/etc/apf/factory.conf"
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
@@ -441,18 +441,23 @@ def main(argv: list[str] | None = None) -> int:
     catch_early_signals()
     args = parser().parse_args(argv)
     try:
-        config = load(args.conf)
+        config = load(args.conf, partial=True)
     except ConfigError as exc:
         print(f"autopyfactory: refusing to start, {len(exc.problems)} problem(s) in the configuration:",
               file=sys.stderr)
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
+            print(redact(str(problem)), file=sys.stderr)
         for warning in exc.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+            print(redact(f"warning: {warning}"), file=sys.stderr)
         return 2
     for problem in placeholders(config)[:1]:
         print(f"autopyfactory: refusing to start: {problem}", file=sys.stderr)
         return 2
+    for name, problems in config.invalid.items():  # the others start; the factory shows these as critical
+        print(f"autopyfactory: queue {name} will not start, {len(problems)} problem(s) in its section:",
+              file=sys.stderr)
+        for problem in problems:
+            print(problem, file=sys.stderr)
     try:
         user = resolve_user(args, config)
     except ValueError as exc:

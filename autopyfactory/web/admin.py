@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from autopyfactory.config import FactoryConfig
+from autopyfactory.logthrottle import LogThrottle
 from autopyfactory.queue import Pause
 from autopyfactory.records import AdminAction
 from autopyfactory.redact import REDACTED, redact, redact_setting
-from autopyfactory.timefmt import iso, parse_time
+from autopyfactory.timefmt import iso, parse_until
 from autopyfactory.web.session import Session, Sessions, cross_origin
 
 if TYPE_CHECKING:
@@ -154,10 +155,7 @@ def read_pause(environ: dict, mode: str, now: float) -> Pause:
     params = read_body(environ)
     reason = printable(params.get("reason", "").strip(), MAX_REASON)
     until = params.get("until", "").strip()
-    when = parse_time(until, now) if until else None
-    if when is not None and when <= now:
-        raise ValueError(f"until {until!r} ({iso(when)}) is not in the future")
-    return Pause(mode, reason, when, now)
+    return Pause(mode, reason, parse_until(until, now) if until else None, now)
 
 
 # ---------------------------------------------------------------- the effective configuration, redacted
@@ -292,8 +290,9 @@ class AdminAPI:
         self.queue_view = queue_view
         self.token = AdminToken(factory.config.get("admin.tokenfile", ""))
         self.allow_remote = bool(factory.config.get("admin.allowremote", False))
-        self._reload_lock = threading.Lock()
-        self.sessions = Sessions(factory.config.get("admin.sessiontimeout"))  # one reload at a time
+        self._reload_lock = threading.Lock()  # one reload at a time
+        self.sessions = Sessions(factory.config.get("admin.sessiontimeout"))
+        self.throttle = LogThrottle()  # refused and failed calls: one log line per client and interval
 
     @property
     def store(self):
@@ -357,8 +356,13 @@ class AdminAPI:
         entry = AdminAction(time.time(), printable(client, 100), action, target, result, answer.status,
                             printable(redact(answer.detail), 1000))
         level = logging.WARNING if result == "refused" or action in CHANGES else logging.INFO
-        log.log(level, "admin %s%s from %s: %s%s", action, f" {target}" if target else "", entry.client, result,
-                f" ({entry.detail})" if entry.detail else "")
+        # refused or failed: a flood of them is one log line per client and interval (each is in the audit)
+        allowed, held = self.throttle.allow(entry.client) if answer.status >= 400 else (True, 0)
+        if allowed:
+            log.log(level, "admin %s%s from %s: %s%s%s", action, f" {target}" if target else "", entry.client,
+                    result, f" ({entry.detail})" if entry.detail else "",
+                    f"; {held} more refused or failed call(s) from {entry.client} since its last logged one, "
+                    f"not logged (the audit trail has each)" if held else "")
         if self.store is not None:
             self.store.record_admin(entry)
 

@@ -18,6 +18,7 @@ from autopyfactory.interfaces import BatchSubmitPlugin, SubmitResult
 from autopyfactory.paths import default_executable, wrapper_stage
 from autopyfactory.plugins.batchstatus.condor import CONDOR_REQUIRES, connect_schedd, quote
 from autopyfactory.plugins.batchstatus.condor import Condor as CondorStatus
+from autopyfactory.redact import redact
 
 
 class SubmitDescriptionError(ValueError):
@@ -232,7 +233,7 @@ class CondorBase(BatchSubmitPlugin):
         except Exception as exc:  # any bindings failure is a failed submission
             return SubmitResult(0, error=f"{self.name}: {type(exc).__name__}: {exc}")
         with open(os.path.join(logdir, f"{cluster}.jdl"), "w") as handle:
-            handle.write(f"{text}\nqueue {n}\n")
+            handle.write(redact(f"{text}\nqueue {n}\n"))  # a record served under /logs/: no secret in it
         return SubmitResult(procs, [f"{cluster}.{proc}" for proc in range(procs)])
 
     def remove(self, n: int) -> SubmitResult:
