@@ -8,6 +8,9 @@ Every cause that makes a queue critical (autopyfactory.health.critical_causes) c
     status unknown      its WMS or batch status has been unknown for longer than alarms.unknownafter
     cycle error         its last cycle failed with an error
     submission failed   its last submission failed
+    configuration       its section of queues.conf has errors: not started, or (after a
+                        reload) still running its previous one; looked at after start
+                        and after every applied reload
 
 and, for the whole factory (queue "*"):
 
@@ -237,6 +240,20 @@ class Alarms:
         self._compare(FACTORY_WIDE, "reload rejected", rejected, now)
         store = self.factory.store
         self._compare(FACTORY_WIDE, "store", None if store is None else store.problem, now)
+
+    def config_checked(self) -> None:
+        """A config listener (after start and every applied reload): one alarm per queue whose
+        section is invalid, one "recovered" when it is valid again (or gone)."""
+        if not self.enabled:
+            return
+        config = self.factory.config
+        now = time.time()
+        with self._lock:
+            names = set(config.invalid) | {name for (name, cause) in self._said if cause == "configuration"}
+            for name in sorted(names):
+                qconfig = config.queues.get(name)
+                enabled = qconfig is None or qconfig.enabled
+                self._compare(name, "configuration", config.invalid_reason(name) if enabled else None, now)
 
     def causes(self, queue: APFQueue, record: CycleRecord, now: float) -> dict[str, str]:
         """{cause: reason} of what is wrong with the queue now (health's causes, with the alarms' delays)."""

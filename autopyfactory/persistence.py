@@ -146,6 +146,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # tables pruned by age: (table, time column, key column)
 PRUNED = [("cycles", "started", "id"), ("submissions", "time", "id"),
           ("pilots", "end", "rowid"), ("credentials", "time", "id"), ("admin_audit", "time", "id")]
+FLUSH_INTERVAL = 15.0  # seconds between two writes of the buffered cycles and pilots (persistence.flushinterval)
 PRUNE_CHUNK = 5000  # rows per transaction, so cycles are never blocked for long
 AUDIT_MAX_ROWS = 100000  # admin actions kept at most (a flood of refused calls cannot fill the disk)
 
@@ -165,10 +166,13 @@ class QueueState:
 class Store:
     """The SQLite file and everything read from or written to it."""
 
-    def __init__(self, path: str, keepdays: float = 14, prune_interval: float = 3600.0):
+    def __init__(self, path: str, keepdays: float = 14, prune_interval: float = 3600.0,
+                 flush_interval: float = FLUSH_INTERVAL):
         self.path = path
         self.keepdays = keepdays
         self.prune_interval = prune_interval
+        self.flush_interval = flush_interval
+        self.flushes = 0  # transactions that wrote the buffered cycles and pilots (benchmarks count them)
         self.errors = 0  # failed operations since start
         self.last_error: str | None = None
         self.failing_since: float | None = None  # writes fail (read-only, disk full...) since then; None = fine
@@ -177,6 +181,12 @@ class Store:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._seen: dict[str, set[str]] = {}  # per queue, the finished pilots of the last answer written
+        # What cycles write, kept until the next flush (one transaction for every queue):
+        # cycle records, finished pilots, and each queue's latest counters.
+        self._buffer_lock = threading.Lock()  # never held during I/O: a cycle never waits for a flush
+        self._cycles: list[CycleRecord] = []
+        self._pilots: list[tuple] = []
+        self._states: dict[str, tuple] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._open()
@@ -299,6 +309,11 @@ class Store:
             log.error("persistence: a damaged row of table %s is set aside (not used): %.200r (%s); "
                       "further ones are only counted", table, row, why)
 
+    def _read(self, what: str, work, default: Any = None) -> Any:
+        """``_run`` for a read: the buffered writes go first, so a reader sees everything written before."""
+        self.flush()
+        return self._run(what, work, default)
+
     def _failed(self, what: str, exc: Exception) -> None:
         """Count every failure; warn once when the store starts failing, not at every write after."""
         self.errors += 1
@@ -329,6 +344,9 @@ class Store:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._written()
+
+    def _written(self) -> None:
         if self.failing_since is not None:
             log.warning("persistence: %s is written again (after %d failed writes)", self.path, self.errors)
             self.failing_since = None
@@ -339,32 +357,21 @@ class Store:
 
     # ------------------------------------------------------------ writing
     def record_cycle(self, record: CycleRecord, state: QueueState | None = None) -> None:
-        """One finished cycle; also moves the queue's counters.
+        """One finished cycle; also moves the queue's counters. Kept until the next ``flush``.
 
-        ``state``: the queue's own counters after the cycle; written as they are
-        (so a fresh file after a corrupt one starts from the right totals).
+        ``state``: the queue's own counters after the cycle; written as they are, never
+        lowering a stored one (so a fresh file after a corrupt one starts from the right
+        totals, and a submission written at once since is not undone).
         """
-        batch = record.batch or {}
-        data = json.dumps(record.to_dict(), default=str)
-        now = time.time()
-        absolute = []
-        if state is not None:
-            absolute = [("UPDATE queue_state SET cycles = ?, submitted_total = ?, errors_total = ?,"
-                         " last_submission = ? WHERE queue = ?",
-                         (state.cycles, state.submitted_total, state.errors_total, state.last_submission,
-                          record.queue))]
-        self._run("record cycle", lambda conn: self._write(conn, [
-            ("INSERT INTO cycles (queue, number, started, duration, pending, running, decided, submitted,"
-             " removed, errors, message, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-             (record.queue, record.number, record.started, record.duration, batch.get("pending"),
-              batch.get("running"), record.decided, record.submitted, record.removed, len(record.errors),
-              record.message, data)),
-            ("INSERT INTO queue_state (queue, cycles, errors_total, updated) VALUES (?,?,?,?)"
-             " ON CONFLICT(queue) DO UPDATE SET cycles = max(cycles, excluded.cycles),"
-             " errors_total = errors_total + excluded.errors_total, updated = excluded.updated",
-             (record.queue, record.number, 1 if record.errors else 0, now)),
-            *absolute,
-        ]))
+        with self._buffer_lock:
+            self._cycles.append(record)
+            if state is not None:
+                self._states[record.queue] = (state.cycles, state.submitted_total, state.errors_total,
+                                              state.last_submission)
+            else:
+                cycles, submitted, errors, last = self._states.get(record.queue, (0, 0, 0, None))
+                self._states[record.queue] = (max(cycles, record.number), submitted,
+                                              errors + (1 if record.errors else 0), last)
 
     def record_submission(self, queue: str, when: float, kind: str, count: int, ids: list[str]) -> None:
         """Pilots submitted (``kind`` submit) or removed; written at once, before the cycle ends."""
@@ -385,22 +392,69 @@ class Store:
         Only the last answer's ids are kept: a batch system reports a finished pilot until it
         forgets it, so what is not in this answer will not come back (and if it does,
         ``INSERT OR IGNORE`` keeps one row). Memory stays the size of one answer.
+        Returns how many are new; they are written at the next ``flush``.
         """
         pilots = list(pilots)
+        with self._buffer_lock:
+            seen = self._seen.get(queue, set())
+            new = [(queue, p.jobid, p.factory, p.state, p.start, p.end, p.exitcode)
+                   for p in pilots if p.jobid not in seen]
+            self._pilots.extend(new)
+            self._seen[queue] = {p.jobid for p in pilots}
+        return len(new)
+
+    def flush(self) -> int:
+        """Write the buffered cycles, pilots and counters in one transaction; returns the rows written.
+
+        Run every ``flush_interval`` seconds by the store's thread, before every read (a
+        reader sees every write made before it) and when the store stops. A failed flush
+        is logged and counted like any failed write; its rows are lost (the batch
+        system still reports the pilots; the cycles' messages are in the log).
+        """
+        with self._buffer_lock:
+            cycles, self._cycles = self._cycles, []
+            pilots, self._pilots = self._pilots, []
+            states, self._states = self._states, {}
+        if not (cycles or pilots or states):
+            return 0
+        cycle_rows = []
+        for record in cycles:
+            batch = record.batch or {}
+            cycle_rows.append((record.queue, record.number, record.started, record.duration, batch.get("pending"),
+                               batch.get("running"), record.decided, record.submitted, record.removed,
+                               len(record.errors), record.message, json.dumps(record.to_dict(), default=str)))
+        now = time.time()
+        state_rows = [(queue, *state, now) for queue, state in states.items()]
 
         def work(conn: sqlite3.Connection) -> int:
-            seen = self._seen.get(queue, set())
-            new = [p for p in pilots if p.jobid not in seen]
-            if new:
-                self._write(conn, [
-                    ("INSERT OR IGNORE INTO pilots (queue, jobid, factory, state, start, end, exitcode)"
-                     " VALUES (?,?,?,?,?,?,?)",
-                     (queue, p.jobid, p.factory, p.state, p.start, p.end, p.exitcode)) for p in new
-                ])
-            self._seen[queue] = {p.jobid for p in pilots}
-            return len(new)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT INTO cycles (queue, number, started, duration, pending, running, decided, submitted,"
+                    " removed, errors, message, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", cycle_rows)
+                conn.executemany(
+                    "INSERT OR IGNORE INTO pilots (queue, jobid, factory, state, start, end, exitcode)"
+                    " VALUES (?,?,?,?,?,?,?)", pilots)
+                # counters only grow: max() keeps a submission written at once since this cycle ended
+                conn.executemany(
+                    "INSERT INTO queue_state (queue, cycles, submitted_total, errors_total, last_submission, updated)"
+                    " VALUES (?,?,?,?,?,?) ON CONFLICT(queue) DO UPDATE SET"
+                    " cycles = max(cycles, excluded.cycles),"
+                    " submitted_total = max(submitted_total, excluded.submitted_total),"
+                    " errors_total = max(errors_total, excluded.errors_total),"
+                    " last_submission = max(coalesce(last_submission, excluded.last_submission),"
+                    " coalesce(excluded.last_submission, last_submission)),"
+                    " updated = excluded.updated", state_rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            self.flushes += 1
+            self._written()
+            return len(cycle_rows) + len(pilots) + len(state_rows)
 
-        return self._run("record finished pilots", work, 0)
+        return self._run("write cycles and pilots", work, 0)
 
     def record_credential(self, state: CredentialStatus, when: float | None = None) -> None:
         self._run("record credential", lambda conn: self._write(conn, [
@@ -436,7 +490,7 @@ class Store:
                                (queue,)).fetchone()
             return None if row is None else dict(zip(("mode", "reason", "since", "until"), row, strict=True))
 
-        return self._run("read pause", work, None)
+        return self._read("read pause", work, None)
 
     def queue_state(self, queue: str) -> QueueState:
         def work(conn: sqlite3.Connection) -> QueueState:
@@ -444,7 +498,7 @@ class Store:
                                " FROM queue_state WHERE queue = ?", (queue,)).fetchone()
             return QueueState(*row) if row else QueueState()
 
-        return self._run("read queue state", work, QueueState())
+        return self._read("read queue state", work, QueueState())
 
     def recent_cycles(self, queue: str, limit: int) -> list[CycleRecord]:
         """The queue's latest cycle records, newest first."""
@@ -463,7 +517,7 @@ class Store:
                 records.append(record)
             return records
 
-        return self._run("read cycles", work, [])
+        return self._read("read cycles", work, [])
 
     def finished(self, queue: str, since: float, limit: int = 10000) -> list[FinishedPilot]:
         """Pilots of the queue that ended at or after ``since``, latest end first."""
@@ -473,7 +527,7 @@ class Store:
                                 (queue, since, limit)).fetchall()
             return self._pilots(rows)
 
-        return self._run("read finished pilots", work, [])
+        return self._read("read finished pilots", work, [])
 
     def finished_page(self, queue: str, state: str, since: float, offset: int, limit: int
                       ) -> tuple[list[FinishedPilot], int]:
@@ -486,7 +540,7 @@ class Store:
                                 " ORDER BY end DESC LIMIT ? OFFSET ?", (queue, state, since, limit, offset))
             return self._pilots(rows), total
 
-        return self._run("read finished pilots", work, ([], 0))
+        return self._read("read finished pilots", work, ([], 0))
 
     def submitted_times(self, queue: str, jobids: Iterable[str], since: float) -> dict[str, float]:
         """When each of ``jobids`` was submitted, for those submitted at or after ``since``."""
@@ -501,7 +555,7 @@ class Store:
                         found[jobid] = when
             return found
 
-        return self._run("read submission times", work, {}) if wanted else {}
+        return self._read("read submission times", work, {}) if wanted else {}
 
     def finished_counts(self, queue: str, since: float) -> dict[str, int]:
         """{"done": n, "fault": n} of the queue's pilots that ended at or after ``since``."""
@@ -512,7 +566,7 @@ class Store:
                 counts[state] = count
             return counts
 
-        return self._run("count finished pilots", work, {"done": 0, "fault": 0})
+        return self._read("count finished pilots", work, {"done": 0, "fault": 0})
 
     def submissions(self, queue: str, since: float = 0.0) -> list[dict]:
         def work(conn: sqlite3.Connection) -> list[dict]:
@@ -520,7 +574,7 @@ class Store:
                                 " ORDER BY time", (queue, since)).fetchall()
             return [{"time": t, "kind": k, "count": c, "ids": json.loads(i)} for t, k, c, i in rows]
 
-        return self._run("read submissions", work, [])
+        return self._read("read submissions", work, [])
 
     def credentials(self, profile: str, since: float = 0.0) -> list[CredentialStatus]:
         def work(conn: sqlite3.Connection) -> list[CredentialStatus]:
@@ -528,7 +582,7 @@ class Store:
                                 " AND time >= ? ORDER BY time", (profile, since)).fetchall()
             return [CredentialStatus(profile, bool(ok), left, message) for ok, left, message in rows]
 
-        return self._run("read credentials", work, [])
+        return self._read("read credentials", work, [])
 
     def admin_actions(self, limit: int = 100) -> list[AdminAction]:
         """The latest admin API calls, newest first."""
@@ -537,7 +591,7 @@ class Store:
                                 " ORDER BY time DESC, id DESC LIMIT ?", (limit,)).fetchall()
             return [AdminAction(*row) for row in rows]
 
-        return self._run("read admin actions", work, [])
+        return self._read("read admin actions", work, [])
 
     def pilot_series(self, queue: str, since: float, max_points: int | None = 500
                      ) -> list[tuple[float, int | None, int | None]]:
@@ -558,7 +612,7 @@ class Store:
                 good.append(tuple(row))
             return thin(good, max_points)
 
-        return self._run("read pilot series", work, [])
+        return self._read("read pilot series", work, [])
 
     def history(self, queue: str | None, since: float, until: float, step: float) -> list[dict]:
         """A queue's (None: the whole factory's) history in buckets of ``step`` seconds from ``since`` to ``until``.
@@ -595,12 +649,13 @@ class Store:
                     buckets[b].update(done=done or 0, fault=fault or 0)
             return buckets
 
-        return self._run("read history", work, [])
+        return self._read("read history", work, [])
 
     # ------------------------------------------------------------ retention
     def prune(self, now: float | None = None) -> int:
         """Delete rows older than keepdays, give the space back; returns rows deleted."""
         cutoff = (time.time() if now is None else now) - self.keepdays * DAY
+        self.flush()
         deleted = 0
         for table, column, key in PRUNED:
             while not self._stop.is_set() or self._thread is None:
@@ -629,19 +684,20 @@ class Store:
 
     # ------------------------------------------------------------ service
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._prune_loop, name="persistence-prune", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="persistence", daemon=True)
         self._thread.start()
 
-    def _prune_loop(self) -> None:
-        if self._stop.wait(min(60.0, self.prune_interval)):  # let the queues start first
-            return
-        while not self._stop.is_set():
+    def _loop(self) -> None:
+        """Flush every ``flush_interval``; prune every ``prune_interval`` (the first time after a minute)."""
+        next_prune = time.monotonic() + min(60.0, self.prune_interval)  # let the queues start first
+        while not self._stop.wait(max(0.0, min(self.flush_interval, next_prune - time.monotonic()))):
             try:
-                self.prune()
+                self.flush()
+                if time.monotonic() >= next_prune:
+                    self.prune()
+                    next_prune = time.monotonic() + self.prune_interval
             except Exception:
-                log.exception("persistence: pruning failed")
-            if self._stop.wait(self.prune_interval):
-                return
+                log.exception("persistence: writing or pruning failed")
 
     def stop(self) -> None:
         self._stop.set()
@@ -650,6 +706,7 @@ class Store:
         self.close()
 
     def close(self) -> None:
+        self.flush()
         with self._lock:
             if self._conn is not None:
                 try:

@@ -221,6 +221,10 @@ def cmd_reload(args: argparse.Namespace, client: Client) -> None:
     changes = answer.get("changes")
     if isinstance(changes, dict):
         for key, value in changes.items():
+            if key == "invalid" and isinstance(value, list):  # errors of queues: those queues are left as they were
+                for problem in value:
+                    print(f"invalid queue: {problem}")
+                continue
             print(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
 
 

@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     catch_early_signals()
     args = parser().parse_args(argv)
     try:
-        config = load(args.conf)
+        config = load(args.conf, partial=True)
     except ConfigError as exc:
         print(f"autopyfactory: refusing to start, {len(exc.problems)} problem(s) in the configuration:",
               file=sys.stderr)
@@ -453,6 +453,11 @@ def main(argv: list[str] | None = None) -> int:
     for problem in placeholders(config)[:1]:
         print(f"autopyfactory: refusing to start: {problem}", file=sys.stderr)
         return 2
+    for name, problems in config.invalid.items():  # the others start; the factory shows these as critical
+        print(f"autopyfactory: queue {name} will not start, {len(problems)} problem(s) in its section:",
+              file=sys.stderr)
+        for problem in problems:
+            print(problem, file=sys.stderr)
     try:
         user = resolve_user(args, config)
     except ValueError as exc:

@@ -144,12 +144,16 @@ def queue_section(
     queue = QueueConfig(name, " + ".join(src for src, _ in sources))
     merged: dict[str, str] = {}  # uninterpolated: %(...)s is resolved in the merged section
     places: dict[str, str] = {}
-    for _, parser in sources:
+    for file, parser in sources:
         for key in parser[name]:
             place = origin(parser, name, key)
             if place == name or key not in merged:
                 merged[key] = parser.get(name, key, raw=True)
                 places[key] = place
+                if place == "DEFAULT":
+                    queue.inherited[key] = file
+                else:
+                    queue.inherited.pop(key, None)
     section = configparser.ConfigParser(interpolation=configparser.BasicInterpolation())
     section.read_dict({name: merged})
     where = functools.partial(_place, places, name)
