@@ -290,7 +290,7 @@ class Store:
                 self._failed(what, exc)
             return default
 
-    def _pilots(self, rows: Iterable[tuple]) -> list[FinishedPilot]:
+    def _pilot_rows(self, rows: Iterable[tuple]) -> list[FinishedPilot]:
         """Pilot rows as FinishedPilot; a damaged row (an end that is no time, an unknown state) is set aside."""
         pilots = []
         for jobid, start, end, exitcode, state, factory in rows:
@@ -525,7 +525,7 @@ class Store:
             rows = conn.execute("SELECT jobid, start, end, exitcode, state, factory FROM pilots"
                                 " WHERE queue = ? AND end >= ? ORDER BY end DESC LIMIT ?",
                                 (queue, since, limit)).fetchall()
-            return self._pilots(rows)
+            return self._pilot_rows(rows)
 
         return self._read("read finished pilots", work, [])
 
@@ -538,7 +538,7 @@ class Store:
             total = conn.execute(f"SELECT count(*) FROM pilots {where}", (queue, state, since)).fetchone()[0]
             rows = conn.execute(f"SELECT jobid, start, end, exitcode, state, factory FROM pilots {where}"
                                 " ORDER BY end DESC LIMIT ? OFFSET ?", (queue, state, since, limit, offset))
-            return self._pilots(rows), total
+            return self._pilot_rows(rows), total
 
         return self._read("read finished pilots", work, ([], 0))
 
