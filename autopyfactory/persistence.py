@@ -40,6 +40,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from autopyfactory.info import CredentialStatus, FinishedPilot
 from autopyfactory.records import AdminAction, CycleRecord, SchedStep
@@ -167,8 +168,11 @@ class Store:
     """The SQLite file and everything read from or written to it."""
 
     def __init__(self, path: str, keepdays: float = 14, prune_interval: float = 3600.0,
-                 flush_interval: float = FLUSH_INTERVAL):
+                 flush_interval: float = FLUSH_INTERVAL, readonly: bool = False):
+        """``readonly``: another process's store, only read (``apf`` without the web server): never
+        created, migrated, written nor moved aside; StoreUnusable says why it cannot be read."""
         self.path = path
+        self.readonly = readonly
         self.keepdays = keepdays
         self.prune_interval = prune_interval
         self.flush_interval = flush_interval
@@ -188,7 +192,10 @@ class Store:
         self._states: dict[str, tuple] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._open()
+        if readonly:
+            self._conn = self._connect_readonly()
+        else:
+            self._open()
 
     # ------------------------------------------------------------ opening
     def _open(self) -> None:
@@ -228,6 +235,25 @@ class Store:
             raise
         return conn
 
+    def _connect_readonly(self) -> sqlite3.Connection:
+        if not os.path.isfile(self.path):
+            raise StoreUnusable(f"{self.path} does not exist (has the factory run with this persistence.dbpath?)")
+        try:
+            conn = sqlite3.connect(f"file:{quote(os.path.abspath(self.path))}?mode=ro", uri=True, timeout=10.0,
+                                   check_same_thread=False, isolation_level=None)
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except BaseException:
+                conn.close()
+                raise
+        except sqlite3.Error as exc:
+            raise StoreUnusable(f"cannot read {self.path}: {exc}") from None
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise StoreUnusable(f"{self.path}: schema version {version} is newer than this APF's {SCHEMA_VERSION}")
+        return conn
+
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
@@ -256,7 +282,9 @@ class Store:
         log.error("persistence: unusable database moved to %s", target)
 
     def _recover(self, exc: Exception) -> None:
-        """The file went bad while running: set it aside and carry on with a fresh one."""
+        """The file went bad while running: set it aside and carry on with a fresh one (not another's)."""
+        if self.readonly:
+            return
         log.error("persistence: %s failed while running (%s): moving it aside", self.path, exc)
         try:
             if self._conn is not None:
@@ -554,6 +582,15 @@ class Store:
 
         return self._read("read credentials", work, [])
 
+    def last_credential(self, profile: str) -> tuple[CredentialStatus, float] | None:
+        """The profile's latest check and when it was made; None if never checked."""
+        def work(conn: sqlite3.Connection) -> tuple[CredentialStatus, float] | None:
+            row = conn.execute("SELECT ok, seconds_left, message, time FROM credentials WHERE profile = ?"
+                               " ORDER BY time DESC, id DESC LIMIT 1", (profile,)).fetchone()
+            return None if row is None else (CredentialStatus(profile, bool(row[0]), row[1], row[2]), row[3])
+
+        return self._read("read credentials", work, None)
+
     def admin_actions(self, limit: int = 100) -> list[AdminAction]:
         """The latest admin API calls, newest first."""
         def work(conn: sqlite3.Connection) -> list[AdminAction]:
@@ -674,7 +711,8 @@ class Store:
         with self._lock:
             if self._conn is not None:
                 try:
-                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    if not self.readonly:
+                        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                     self._conn.close()
                 except sqlite3.Error as exc:
                     log.warning("persistence: closing %s: %s", self.path, exc)

@@ -45,6 +45,20 @@ class ControlError(Exception):
 
 def factory_endpoint(conf: str) -> tuple[str, str]:
     """(base URL, token file) from ``[Factory]`` of ``conf``."""
+    value = factory_keys(conf)
+    bind = value("logserver.bind") or "127.0.0.1"
+    host = "127.0.0.1" if bind in ("0.0.0.0", "*") else ("::1" if bind == "::" else bind)
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{value('logserver.port')}", value("admin.tokenfile") or ""
+
+
+def web_server_enabled(conf: str) -> bool:
+    """``logserver.enabled`` of ``conf``: whether the factory serves the API ``apf`` talks to."""
+    return bool(factory_keys(conf)("logserver.enabled"))
+
+
+def factory_keys(conf: str):
+    """``value(key)``: a ``[Factory]`` key of ``conf``, parsed (its default when unset)."""
     parser = configparser.ConfigParser(interpolation=configparser.BasicInterpolation())
     try:
         with open(conf, encoding="utf-8") as handle:
@@ -66,10 +80,7 @@ def factory_endpoint(conf: str) -> tuple[str, str]:
         except ValueError as exc:
             raise ControlError(f"{conf}: [{FACTORY_SECTION}] {key}: {exc}", 2) from None
 
-    bind = value("logserver.bind") or "127.0.0.1"
-    host = "127.0.0.1" if bind in ("0.0.0.0", "*") else ("::1" if bind == "::" else bind)
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{value('logserver.port')}", value("admin.tokenfile") or ""
+    return value
 
 
 def read_token(path: str) -> str:
@@ -98,8 +109,9 @@ class Client:
                                           verify=cas.verify(self.url), **kwargs)
         except (requests.RequestException, CAMissing) as exc:
             hint = cas.explain(exc)
-            raise ControlError(f"cannot reach the factory at {self.url}: {exc}" + (f" ({hint})" if hint else ""),
-                               3) from None
+            raise ControlError(f"cannot reach the factory at {self.url}: {exc}" + (f" ({hint})" if hint else "")
+                               + "\nis it running? (systemctl status autopyfactory); apf status, config and audit "
+                               "--local read the configuration files and the local store instead", 3) from None
         try:
             data = answer.json()
         except ValueError:
@@ -258,9 +270,9 @@ def cmd_loglevel(args: argparse.Namespace, client: Client) -> None:
     print(f"log level now {answer.get('loglevel')}")
 
 
-def format_config(data: dict) -> str:
+def format_config(data: dict, title: str = "") -> str:
     """The running configuration (as the admin API gives it, redacted) in factory.conf syntax."""
-    lines = [f"# running configuration, from {data.get('path')}; secrets and credential paths <redacted>",
+    lines = [title or f"# running configuration, from {data.get('path')}; secrets and credential paths <redacted>",
              "[Factory]"]
 
     def keys(values: dict) -> None:
@@ -339,11 +351,29 @@ def cmd_stop(args: argparse.Namespace, client: Client) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from autopyfactory.cli.local import LOCAL
+
     try:
+        if getattr(args, "local", False) or (not args.url and not web_server_enabled(args.conf)):
+            if args.command not in LOCAL:
+                raise ControlError(f"the factory has no web server to ask (logserver.enabled = False in "
+                                   f"{args.conf}): {WITHOUT_WEB.get(args.command, WITHOUT_WEB['*'])}", 3)
+            return LOCAL[args.command](args)
         return args.action(args, client_for(args)) or 0
     except ControlError as exc:
         print(f"apf {args.command}: {exc}", file=sys.stderr)
         return exc.code
+
+
+# what an operator does instead when there is no web server (``apf status``, ``config`` and ``audit`` read
+# the local files: autopyfactory/cli/local.py)
+WITHOUT_WEB = {
+    "reload": "reload with systemctl reload autopyfactory (or kill -HUP on the daemon)",
+    "stop": "stop with systemctl stop autopyfactory (or kill -TERM on the daemon)",
+    "threads": "kill -USR1 on the daemon logs every thread's stack",
+    "log": "read the log where the daemon writes it (journalctl -u autopyfactory under systemd)",
+    "*": "set logserver.enabled = True (bound to 127.0.0.1 by default) and restart to use it",
+}
 
 
 def add_parsers(sub: argparse._SubParsersAction, default_conf: str) -> None:
@@ -361,6 +391,9 @@ def add_parsers(sub: argparse._SubParsersAction, default_conf: str) -> None:
                      "monitoring check: 0 ok, 1 warning, 2 critical, 3 unreachable")
     status.add_argument("queue", nargs="?", default=None, help="only this queue")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
+    local = ("read the configuration files and the local store (persistence.dbpath) instead of asking the "
+             "web server; the default when logserver.enabled = False")
+    status.add_argument("--local", action="store_true", help=local)
     command("reload", cmd_reload, "re-read the configuration of a running factory")
     for name, help in (("pause", "stop a queue submitting (it keeps reporting)"),
                        ("drain", "stop a queue submitting and remove its pilots that have not started")):
@@ -373,13 +406,15 @@ def add_parsers(sub: argparse._SubParsersAction, default_conf: str) -> None:
     command("resume", cmd_pause, "let a paused or drained queue submit again").add_argument("queue")
     command("loglevel", cmd_loglevel, "change the factory's log level").add_argument(
         "level", choices=["debug", "info", "warning", "error"])
-    command("config", cmd_config, "show the running factory's configuration (secrets redacted)").add_argument(
-        "--json", action="store_true", help="print the raw JSON")
+    config = command("config", cmd_config, "show the running factory's configuration (secrets redacted)")
+    config.add_argument("--json", action="store_true", help="print the raw JSON")
+    config.add_argument("--local", action="store_true", help=local)
     command("log", cmd_log, "show the end of the running factory's own log").add_argument(
         "-n", "--lines", type=int, default=100, help="how many lines (default 100, at most 10000)")
     audit = command("audit", cmd_audit, "show the latest admin actions (who, when, what, result)")
     audit.add_argument("-n", "--limit", type=int, default=50, help="how many actions (default 50)")
     audit.add_argument("--json", action="store_true", help="print the raw JSON")
+    audit.add_argument("--local", action="store_true", help=local)
     command("stop", cmd_stop, "stop the running factory gracefully (as SIGTERM)")
     command("threads", cmd_threads, "show every thread's stack in the running factory (as SIGUSR1 logs it)")
     command("debug", cmd_debug, "show the running factory's versions, config sources, endpoints and store").add_argument(
