@@ -140,15 +140,29 @@ MIGRATIONS: list[str] = [
         until REAL                  -- NULL = until resumed
     );
     """,
+    # 5: the whole factory's counts every SAMPLE_SECONDS, so its history over days reads a few thousand rows
+    """
+    CREATE TABLE factory_history (
+        time REAL PRIMARY KEY,
+        pending INTEGER,            -- summed over the queues' latest cycles; NULL = no queue knew
+        running INTEGER,
+        activated INTEGER,
+        submitted INTEGER NOT NULL, -- pilots since the previous sample
+        done INTEGER NOT NULL,      -- pilots that ended since the previous sample
+        fault INTEGER NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # tables pruned by age: (table, time column, key column)
-PRUNED = [("cycles", "started", "id"), ("submissions", "time", "id"),
+PRUNED = [("cycles", "started", "id"), ("submissions", "time", "id"), ("factory_history", "time", "rowid"),
           ("pilots", "end", "rowid"), ("credentials", "time", "id"), ("admin_audit", "time", "id")]
 FLUSH_INTERVAL = 15.0  # seconds between two writes of the buffered cycles and pilots (persistence.flushinterval)
 PRUNE_CHUNK = 5000  # rows per transaction, so cycles are never blocked for long
+SAMPLE_SECONDS = 60.0  # the whole factory's counts are written this often (factory_history)
+SAMPLE_LATEST = 3600.0  # a queue's latest cycle counts in a sample while it is younger than this
 AUDIT_MAX_ROWS = 100000  # admin actions kept at most (a flood of refused calls cannot fill the disk)
 
 
@@ -184,6 +198,12 @@ class Store:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._seen: dict[str, set[str]] = {}  # per queue, the finished pilots of the last answer written
+        # the factory's sample in the making: each queue's latest (time, pending, running, activated), and the
+        # pilots submitted and ended since the last sample
+        self._latest: dict[str, tuple[float, int | None, int | None, int | None]] = {}
+        self._since_sample = {"submitted": 0, "done": 0, "fault": 0}
+        self._sampled = 0.0  # when the last sample was taken (cycle time): the first cycle takes one
+        self._sample_lock = threading.Lock()
         # What cycles write, kept until the next flush (one transaction for every queue):
         # cycle records, finished pilots, and each queue's latest counters.
         self._buffer_lock = threading.Lock()  # never held during I/O: a cycle never waits for a flush
@@ -411,6 +431,32 @@ class Store:
             self._seen[queue] = {p.jobid for p in pilots}
         return len(new)
 
+    def _samples(self, cycles: list[CycleRecord], pilots: list[tuple]) -> list[tuple]:
+        """The factory's samples (``factory_history`` rows) due with these cycles and ended pilots, taken in
+        the order things happened (cycle start, pilot end): one every SAMPLE_SECONDS, each summing every
+        queue's latest cycle and counting the pilots submitted and ended since the one before."""
+        events = sorted([(r.started, 0, r) for r in cycles] + [(p[5], 1, p) for p in pilots],
+                        key=lambda event: event[:2])
+        rows = []
+        with self._sample_lock:
+            for when, kind, item in events:
+                if kind == 0:
+                    batch, wms = item.batch or {}, item.wms or {}
+                    self._latest[item.queue] = (when, batch.get("pending"), batch.get("running"), wms.get("ready"))
+                    self._since_sample["submitted"] += item.submitted
+                elif item[3] in ("done", "fault"):
+                    self._since_sample[item[3]] += 1
+                if when - self._sampled < SAMPLE_SECONDS:
+                    continue
+                self._latest = {q: v for q, v in self._latest.items() if when - v[0] <= SAMPLE_LATEST}
+                latest = self._latest.values()
+                sums = [None if all(v[i] is None for v in latest) else sum(v[i] or 0 for v in latest)
+                        for i in (1, 2, 3)]
+                counts, self._since_sample = self._since_sample, {"submitted": 0, "done": 0, "fault": 0}
+                self._sampled = when
+                rows.append((when, *sums, counts["submitted"], counts["done"], counts["fault"]))
+        return rows
+
     def flush(self) -> int:
         """Write the buffered cycles, pilots and counters in one transaction; returns the rows written.
 
@@ -433,6 +479,7 @@ class Store:
                                len(record.errors), record.message, json.dumps(record.to_dict(), default=str)))
         now = time.time()
         state_rows = [(queue, *state, now) for queue, state in states.items()]
+        samples = self._samples(cycles, pilots)
 
         def work(conn: sqlite3.Connection) -> int:
             conn.execute("BEGIN IMMEDIATE")
@@ -453,6 +500,8 @@ class Store:
                     " last_submission = max(coalesce(last_submission, excluded.last_submission),"
                     " coalesce(excluded.last_submission, last_submission)),"
                     " updated = excluded.updated", state_rows)
+                conn.executemany("INSERT OR REPLACE INTO factory_history (time, pending, running, activated,"
+                                 " submitted, done, fault) VALUES (?,?,?,?,?,?,?)", samples)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -460,7 +509,7 @@ class Store:
                 raise
             self.flushes += 1
             self._written()
-            return len(cycle_rows) + len(pilots) + len(state_rows)
+            return len(cycle_rows) + len(pilots) + len(state_rows) + len(samples)
 
         return self._run("write cycles and pilots", work, 0)
 
@@ -619,24 +668,26 @@ class Store:
         """A queue's (None: the whole factory's) history in buckets of ``step`` seconds from ``since`` to ``until``.
 
         Each bucket, oldest first, also the empty ones: ``time`` (its start), ``pending``, ``running`` and
-        ``activated`` (the most that one cycle of the queue saw; for the factory, those summed over the
-        queues; None where no cycle knew), ``submitted`` (pilots), ``done`` and ``fault`` (pilots that ended).
-        Aggregated here, in SQL, so that the answer's size is the number of buckets whatever the cycles.
+        ``activated`` (the most that one cycle of the queue saw; for the factory, the most of its samples,
+        each the sum of every queue's latest cycle; None where nothing knew), ``submitted`` (pilots),
+        ``done`` and ``fault`` (pilots that ended). Aggregated here, in SQL, so that the answer's size is
+        the number of buckets whatever the cycles; the factory's from ``factory_history`` (one row a minute).
         """
         count = max(1, math.ceil((until - since) / step))
-        per_queue = ("SELECT queue, CAST((started - :since) / :step AS INTEGER) AS b, MAX(pending) AS p,"
-                     " MAX(running) AS r, MAX(json_extract(record, '$.wms.ready')) AS a, SUM(submitted) AS s"
-                     " FROM cycles WHERE {where} started >= :since AND started < :until GROUP BY queue, b")
         args = {"since": since, "until": until, "step": step, "queue": queue}
         if queue is not None:
-            cycles_sql = per_queue.format(where="queue = :queue AND")
-            pilots_where = "queue = :queue AND"
-        else:
-            cycles_sql = ("SELECT NULL, b, SUM(p), SUM(r), SUM(a), SUM(s) FROM ("
-                          + per_queue.format(where="") + ") GROUP BY b")
-            pilots_where = ""
-        pilots_sql = ("SELECT CAST((end - :since) / :step AS INTEGER) AS b, SUM(state = 'done'), SUM(state = 'fault')"
-                      f" FROM pilots WHERE {pilots_where} end >= :since AND end < :until GROUP BY b")
+            cycles_sql = ("SELECT queue, CAST((started - :since) / :step AS INTEGER) AS b, MAX(pending), MAX(running),"
+                          " MAX(json_extract(record, '$.wms.ready')), SUM(submitted) FROM cycles"
+                          " WHERE queue = :queue AND started >= :since AND started < :until GROUP BY b")
+            pilots_sql = ("SELECT CAST((end - :since) / :step AS INTEGER) AS b, SUM(state = 'done'),"
+                          " SUM(state = 'fault') FROM pilots WHERE queue = :queue AND end >= :since AND end < :until"
+                          " GROUP BY b")
+        else:  # the factory's samples: a few thousand rows, whatever the number of queues
+            cycles_sql = ("SELECT NULL, CAST((time - :since) / :step AS INTEGER) AS b, MAX(pending), MAX(running),"
+                          " MAX(activated), SUM(submitted) FROM factory_history WHERE time >= :since AND time < :until"
+                          " GROUP BY b")
+            pilots_sql = ("SELECT CAST((time - :since) / :step AS INTEGER) AS b, SUM(done), SUM(fault)"
+                          " FROM factory_history WHERE time >= :since AND time < :until GROUP BY b")
 
         def work(conn: sqlite3.Connection) -> list[dict]:
             buckets = [{"time": since + i * step, "pending": None, "running": None, "activated": None,
