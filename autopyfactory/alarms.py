@@ -63,6 +63,7 @@ from autopyfactory import commands
 from autopyfactory.health import critical_causes, factory_causes
 from autopyfactory.redact import redact
 from autopyfactory.timefmt import iso
+from autopyfactory.tls import CAMissing, ca_trust
 
 if TYPE_CHECKING:
     from autopyfactory.queue import APFQueue
@@ -336,6 +337,7 @@ class Alarms:
     def _post_webhook(self, alarm: Alarm) -> None:
         url = self._config("alarms.webhook")
         tries = 1 + self._config("alarms.webhookretries")
+        cas = ca_trust()  # an https webhook is verified with the grid's CAs, as every HTTPS client
         why = ""
         for attempt in range(tries):
             if attempt:
@@ -343,9 +345,13 @@ class Alarms:
                     break
             try:
                 answer = requests.post(url, json=alarm.to_json(), timeout=self._config("alarms.webhooktimeout"),
-                                       allow_redirects=False)
+                                       allow_redirects=False, verify=cas.verify(url))
+            except CAMissing as exc:
+                why = str(exc)
+                break
             except requests.RequestException as exc:
-                why = f"{type(exc).__name__}: {exc}"
+                hint = cas.explain(exc)
+                why = f"{type(exc).__name__}: {exc}" + (f" ({hint})" if hint else "")
                 continue
             if 200 <= answer.status_code < 300:
                 return
