@@ -15,10 +15,12 @@ import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from autopyfactory import tls
+from autopyfactory.alarms import Alarm, Alarms
 from autopyfactory.cli import apf
 from autopyfactory.context import FactoryContext
 from autopyfactory.info import WMSQueueInfo
@@ -258,3 +260,16 @@ def test_apf_talks_to_an_https_url_with_the_grid_cas(https_server, pki, no_grid_
     monkeypatch.setenv("X509_CERT_DIR", str(pki / "other-cadir"))
     assert apf.main(["status", "--url", https_server.url]) == 3
     assert f"the CA directory {pki / 'other-cadir'} (from X509_CERT_DIR)" in capsys.readouterr().err
+
+
+def test_an_alarm_webhook_is_posted_with_the_grid_cas(https_server, pki, no_grid_env, monkeypatch):
+    settings = {"alarms.webhook": f"{https_server.url}/hook", "alarms.webhookretries": 0,
+                "alarms.webhooktimeout": 10.0}
+    alarms = Alarms(SimpleNamespace(config=SimpleNamespace(get=settings.get)))
+    alarm = Alarm("test-factory", "host", "Q", "critical", "status unknown", "WMS status unknown", 0.0)
+    monkeypatch.setenv("X509_CERT_DIR", str(pki / "grid-cadir"))
+    alarms._post_webhook(alarm)
+    assert "POST /hook" in https_server.seen
+    monkeypatch.setenv("X509_CERT_DIR", str(pki / "other-cadir"))
+    with pytest.raises(RuntimeError, match=f"the CA directory {pki / 'other-cadir'} \\(from X509_CERT_DIR\\)"):
+        alarms._post_webhook(alarm)
