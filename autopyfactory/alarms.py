@@ -8,6 +8,7 @@ Every cause that makes a queue critical (autopyfactory.health.critical_causes) c
     status unknown      its WMS or batch status has been unknown for longer than alarms.unknownafter
     cycle error         its last cycle failed with an error
     submission failed   its last submission failed
+    configuration       its section in the queue files is invalid: it is not started (the others are)
     configuration       its section of queues.conf has errors: not started, or (after a
                         reload) still running its previous one; looked at after start
                         and after every applied reload
@@ -16,6 +17,7 @@ and, for the whole factory (queue "*"):
 
     reload rejected     the last reload was rejected
     store               the persistence store cannot be written (or opened)
+    queue source        a remote queueConf is down: its queues run from the last good copy
 
 A cause that starts gives one "critical" alarm, a cause that ends one
 "recovered" alarm; at most one per queue and cause per ``alarms.interval``
@@ -58,7 +60,7 @@ from typing import TYPE_CHECKING
 import requests
 
 from autopyfactory import commands
-from autopyfactory.health import critical_causes
+from autopyfactory.health import critical_causes, factory_causes
 from autopyfactory.redact import redact
 from autopyfactory.timefmt import iso
 from autopyfactory.tls import CAMissing, ca_trust
@@ -76,7 +78,7 @@ SWEEP = 15.0  # seconds between looks at what has no cycle (dead queue threads, 
 MAX_RETRY_WAIT = 30.0  # seconds between webhook tries at most
 FACTORY_WIDE = "*"  # the queue name of a factory-wide cause
 CAUSES = ("queue thread", "fault backoff", "credential", "status unknown", "cycle error", "submission failed")
-FACTORY_CAUSES = ("reload rejected", "store")
+FACTORY_CAUSES = ("reload rejected", "store", "queue source")
 
 
 @dataclass(frozen=True)
@@ -239,8 +241,16 @@ class Alarms:
         rejected = None if not reload or reload.get("ok") else \
             "; ".join(reload.get("problems") or []) or "the configuration has errors"
         self._compare(FACTORY_WIDE, "reload rejected", rejected, now)
-        store = self.factory.store
-        self._compare(FACTORY_WIDE, "store", None if store is None else store.problem, now)
+        causes: dict[str, list[str]] = {}
+        for cause, reason in factory_causes(self.factory):
+            causes.setdefault(cause, []).append(reason)
+        for cause in FACTORY_CAUSES[1:]:
+            self._compare(FACTORY_WIDE, cause, "; ".join(causes[cause]) if cause in causes else None, now)
+        invalid = getattr(self.factory.config, "invalid", None) or {}  # queues not started: their section is bad
+        told = {name for (name, cause), said in self._said.items() if cause == "configuration" and said.critical}
+        for name in sorted(set(invalid) | told):
+            problems = invalid.get(name)
+            self._compare(name, "configuration", "; ".join(map(str, problems)) if problems else None, now)
 
     def config_checked(self) -> None:
         """A config listener (after start and every applied reload): one alarm per queue whose
