@@ -205,6 +205,8 @@ def _number(value: object) -> float | None:
 class APFQueue:
     """A queue section of queues.conf brought to life."""
 
+    config_error: str | None = None  # set by a reload whose section of this queue is invalid (it runs on)
+
     def __init__(
         self,
         config: QueueConfig,
@@ -249,6 +251,11 @@ class APFQueue:
         self._submitting = threading.Lock()  # held while the submit plugin runs; stop() waits for it
         self._thread: threading.Thread | None = None
         self.store = context.store  # persistence store (autopyfactory/persistence.py) or None
+        # finished pilots of the last FINISHED_WINDOW (or Throttle's interval), kept with a store: _finished
+        self._history: dict[str, FinishedPilot] | None = None  # jobid -> pilot; None = not read from the store yet
+        self._history_batch: BatchQueueInfo | None = None  # the batch answer last added to it
+        self._history_sorted: list[FinishedPilot] | None = None  # its pilots latest first; None = to sort again
+        self._history_lock = threading.Lock()  # the queue's thread and the web server's read it
         # pilots submitted and not seen end (safety invariant 8, autopyfactory/ledger.py)
         self.ledger = Ledger(float(config.values.get("apfqueue.ledger.maxage", 6 * 3600.0)))
         # (batch answer, when taken) of the latest good batch status: MaxPerFactory counts it while unknown
@@ -277,9 +284,12 @@ class APFQueue:
                                         float(good.batch_time or good.started))
         except (TypeError, ValueError):
             self.last_good_batch = None
-        since = time.time() - self.ledger.maxage
-        self.ledger.restore(self.store.submissions(self.name, since),
-                            (p.jobid for p in self.store.finished(self.name, since, limit=1_000_000)))
+        now = time.time()
+        since = now - self.ledger.maxage
+        window = now - self._finished_window
+        finished = self.store.finished(self.name, min(since, window), limit=1_000_000)  # one read for both
+        self._history = {p.jobid: p for p in finished if p.end >= window}
+        self.ledger.restore(self.store.submissions(self.name, since), (p.jobid for p in finished if p.end >= since))
         row = self.store.queue_pause(self.name)
         if row is not None:
             now = time.time()
@@ -550,15 +560,36 @@ class APFQueue:
             self.store.record_submission(self.name, self.last_submission, kind, result.count, list(result.ids))
 
     def _finished(self, batch: BatchQueueInfo | None, now: float) -> list[FinishedPilot]:
-        """Finished pilots, latest first: the batch system's memory, and the store's when there is one."""
-        current = list(batch.finished) if batch is not None else []
+        """Finished pilots, latest first: the batch system's memory, and the store's when there is one.
+
+        With a store the queue keeps its own window of them in memory: read from the store
+        once (what ended before a restart), then added to from each new batch answer (written
+        to the store once per answer, not once per cycle). A cycle reads nothing from disk.
+        """
+        current = batch.finished if batch is not None else ()
         if self.store is None or not self.store.usable:
             return sorted(current, key=lambda p: -p.end)
-        self.store.record_finished(self.name, current)
-        window = max(FINISHED_WINDOW, float(self.config.values.get("sched.throttle.interval") or 0))
-        stored = self.store.finished(self.name, now - window)
-        known = {p.jobid for p in stored}
-        return sorted(stored + [p for p in current if p.jobid not in known], key=lambda p: -p.end)
+        cutoff = now - self._finished_window
+        with self._history_lock:
+            if self._history is None:  # the store was not usable when the queue started
+                self._history = {p.jobid: p for p in self.store.finished(self.name, cutoff)}
+            if batch is not None and batch is not self._history_batch:
+                self._history_batch = batch
+                history = self._history
+                new = [p for p in current if p.jobid not in history]  # the first report of a pilot stays
+                if new:
+                    self.store.record_finished(self.name, new)
+                    history.update((p.jobid, p) for p in new)
+                    self._history_sorted = None
+            latest = self._history_sorted
+            if latest is None or (latest and latest[-1].end < cutoff):
+                self._history = {j: p for j, p in self._history.items() if p.end >= cutoff}
+                latest = self._history_sorted = sorted(self._history.values(), key=lambda p: -p.end)
+            return list(latest)
+
+    @property
+    def _finished_window(self) -> float:
+        return max(FINISHED_WINDOW, float(self.config.values.get("sched.throttle.interval") or 0))
 
     def finished_pilots(self, now: float | None = None) -> list[FinishedPilot]:
         """Pilots that ended recently, latest first (the store's and the batch system's memory)."""
@@ -566,13 +597,17 @@ class APFQueue:
         return self._finished(batch, time.time() if now is None else now)
 
     def finished_counts(self, since: float) -> dict[str, int] | None:
-        """done/fault of pilots that ended since ``since``; None if unknown."""
+        """done/fault of pilots that ended since ``since`` (at most the last hour); None if unknown."""
         batch, _, _ = self.batch_status()
         if self.store is None or not self.store.usable:  # no history: the batch system's own memory
             return None if batch is None else {"done": batch.done, "fault": batch.fault}
-        if batch is not None:
-            self.store.record_finished(self.name, batch.finished)
-        return self.store.finished_counts(self.name, since)
+        counts = {"done": 0, "fault": 0}
+        for pilot in self._finished(batch, time.time()):
+            if pilot.end < since:
+                break  # latest first
+            if pilot.state in counts:
+                counts[pilot.state] += 1
+        return counts
 
     def _take(self, result: SubmitResult, record: CycleRecord) -> None:
         record.ids.extend(result.ids)

@@ -48,6 +48,9 @@ FACTORY_KEYS: dict[str, Key] = {
     "plugindirs": Key("list", ["/etc/apf/plugins.d"]),
     "persistence.dbpath": Key("path", ""),
     "persistence.keepdays": Key("int", 14, min=1),
+    "persistence.flushinterval": Key("float", 15.0, min=0.1, max=3600,
+                                     help="seconds between two writes of the cycles and finished pilots (one "
+                                          "transaction for every queue); a kill -9 loses at most that much of them"),
     "peers.alivecycles": Key("int", 3, min=1),
     "admin.tokenfile": Key("path", ""),
     "admin.allowremote": Key("bool", False, help="admin API also for clients not on the loopback interface"),
