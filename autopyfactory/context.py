@@ -68,6 +68,11 @@ class FactoryContext:
                 self._shared[key] = make()
             return self._shared[key]
 
+    def existing(self, key: Any) -> Any:
+        """The shared object of ``key`` if one was made, else None."""
+        with self._lock:
+            return self._shared.get(key)
+
     def close(self) -> None:
         with self._lock:
             shared, self._shared = list(self._shared.values()), {}

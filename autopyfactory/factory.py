@@ -223,6 +223,7 @@ class Factory:
         late = [name for name, queue in queues.items() if queue.alive]
         if late:
             log.warning("queue thread(s) still busy after %.0fs, leaving them: %s", timeout, ", ".join(late))
+        self._end_local_pilots(queues)
         for service in reversed(self.services):
             try:
                 service.stop()
@@ -234,6 +235,18 @@ class Factory:
             monitor.stop()
         self.context.close()
         log.info("factory %s stopped", self.config.factory_id)
+
+    def _end_local_pilots(self, queues: dict[str, APFQueue]) -> None:
+        """The Local batch system ends with the factory: its pilots end now and are stored (no orphans)."""
+        batch = self.context.existing("localbatch")
+        if batch is None:
+            return
+        batch.close()
+        for queue in queues.values():
+            if queue.store is not None:
+                info = batch.status([queue.batch_key], self.context.factory_id).get(queue.batch_key)
+                if info is not None:
+                    queue.store.record_finished(queue.name, info.finished)
 
     def request_stop(self) -> None:
         self._stopping.set()

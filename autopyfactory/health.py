@@ -141,6 +141,10 @@ def critical_causes(queue: QueueView) -> list[tuple[str, str]]:
 
 
 def _warning(queue: QueueView, now: float) -> str:
+    store = getattr(queue, "store", None)
+    if store is not None and store.usable and store.failing_since is not None:
+        return (f"persistence store cannot be written since {iso(store.failing_since)}: "
+                "done/fault counts unknown, history not kept")
     credential = _credential(queue)
     if credential is not None and credential.seconds_left is not None and credential.seconds_left < EXPIRY_WARNING:
         return f"credential {credential.profile} expires in {credential.seconds_left / 3600:.1f} h"

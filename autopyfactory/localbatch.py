@@ -4,7 +4,8 @@ It is what the ``Local`` batch plugins talk to, so the embedded default shows
 the whole loop with nothing installed. Pilots wait as *pending* until their
 queue has a free slot (``batchsubmit.local.maxrunning``), run in their own
 process group with stdout/stderr in the queue's log directory, and end as
-*done* (exit 0) or *fault*. Finished pilots are remembered for ten minutes, as
+*done* (exit 0), *fault*, or *removed* (ended from outside, or when the
+factory stops: a stop ends every pilot and accounts for it). Finished pilots are remembered for ten minutes, as
 the small record a batch status answer gives (``FinishedPilot``), not as the pilot.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 # each queue has written them to the factory's store long before, and its history comes from there.
 # Memory is the pilots of the last ten minutes, not of the last hour (650 pilots a minute in the soak).
 REMEMBER_FINISHED = 600.0
+STOP_GRACE = 10.0  # seconds running pilots get to end after SIGTERM when the factory stops
 
 
 @dataclass
@@ -52,6 +55,14 @@ class LocalPilot:
     end: float | None = None
     exitcode: int | None = None
     process: subprocess.Popen | None = None
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    """Signal a pilot's process group (each pilot starts a session of its own)."""
+    try:
+        os.killpg(process.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 class LocalBatch:
@@ -139,12 +150,15 @@ class LocalBatch:
                         finished[queue].append(pilot)
         return {q: BatchQueueInfo(finished=tuple(finished[q]), **counts[q]) for q in queues}
 
-    def close(self) -> None:
-        """Stop dispatching; pilots already running go on and finish by themselves.
+    def close(self, grace: float = STOP_GRACE) -> None:
+        """The factory stops, and this batch system with it: every pilot ends and is accounted for.
 
-        Pilots still pending never start (this tiny batch system ends with the
-        factory): they end as *removed*, each with a line in its .err file, and
-        one warning says how many per queue. Nothing is dropped silently.
+        Pilots still pending never start: they end as *removed*. Running ones are
+        ended too (SIGTERM to their process group, SIGKILL after ``grace``
+        seconds): left running, they would be orphans no one counts after a
+        restart. They end as *removed* (ended from outside, not a fault), each
+        with a line in its .err file, and one warning per kind says how many per
+        queue. Their records stay in ``status()`` so the factory can store them.
         """
         self._stop.set()
         self._thread.join(2)
@@ -153,16 +167,40 @@ class LocalBatch:
             dropped = [p for p in self._pilots.values() if p.state == "pending"]
             for pilot in dropped:
                 self._ended(pilot, "removed", None, now)
+            running = [p for p in self._pilots.values() if p.state == "running" and p.process is not None]
+        ended = self._end_running(running, grace)
+        self._report(dropped, "still pending never start, removed",
+                     "never started: the factory stopped while this pilot waited for a slot (removed)")
+        self._report(ended, "still running ended (removed)",
+                     "ended: the factory stopped, and its Local batch system with it (removed)")
+
+    def _end_running(self, running: list[LocalPilot], grace: float) -> list[LocalPilot]:
+        for pilot in running:
+            _signal_group(pilot.process, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for pilot in running:
+            try:
+                pilot.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(pilot.process, signal.SIGKILL)
+                pilot.process.wait()
+        with self._lock:
+            for pilot in running:
+                code = pilot.process.returncode
+                self._ended(pilot, "removed", 128 - code if code < 0 else code, time.time())
+        return running
+
+    def _report(self, pilots: list[LocalPilot], what: str, note: str) -> None:
         per_queue: dict[str, int] = {}
-        for pilot in dropped:
+        for pilot in pilots:
             per_queue[pilot.queue] = per_queue.get(pilot.queue, 0) + 1
             try:
                 with open(pilot.err, "a") as err:
-                    err.write("never started: the factory stopped while this pilot waited for a slot (removed)\n")
+                    err.write(note + "\n")
             except OSError:
                 pass
-        if dropped:
-            log.warning("factory stopping: %d local pilot(s) still pending never start, removed (%s)", len(dropped),
+        if pilots:
+            log.warning("factory stopping: %d local pilot(s) %s (%s)", len(pilots), what,
                         ", ".join(f"{queue}: {n}" for queue, n in sorted(per_queue.items())))
 
     # -- the dispatcher

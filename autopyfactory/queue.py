@@ -601,6 +601,8 @@ class APFQueue:
         batch, _, _ = self.batch_status()
         if self.store is None or not self.store.usable:  # no history: the batch system's own memory
             return None if batch is None else {"done": batch.done, "fault": batch.fault}
+        if self.store.failing_since is not None:  # history not written: unknown, not wrong (health says why)
+            return None
         counts = {"done": 0, "fault": 0}
         for pilot in self._finished(batch, time.time()):
             if pilot.end < since:

@@ -53,3 +53,36 @@ def test_full_disk_never_loses_submitted_pilots(confdir, small_disk):
         assert ".jdl not written" in message and "No space left on device" in message
     finally:
         factory.stop()
+
+
+def test_a_store_that_cannot_be_written_makes_counts_unknown_and_health_says_so(confdir, small_disk):
+    """Before: the factory showed a store problem, but the queues stayed "ok" and done_1h said 40 while
+    thousands of pilots ended (the counts came from a history no longer written)."""
+    confdir.write(local_queue("ENDS", confdir.spool, executable="/bin/true"),
+                  factory=f"persistence.dbpath = {small_disk / 'apf.sqlite'}\n")
+    confdir.work("ENDS", 3)  # /bin/true claims nothing: 3 pilots in every cycle, each ending at once
+    factory = Factory(confdir.load())
+    factory.start()
+    try:
+        queue = factory.queues["ENDS"]
+        wait_for(lambda: (queue.finished_counts(0) or {}).get("done", 0) >= 3, what="pilots ending, counted")
+        assert queue.health().level == "ok"
+        fill(small_disk)
+        batch = factory.context.shared("localbatch", LocalBatch)
+        ended = batch.states("ENDS").count("done")
+        wait_for(lambda: factory.store.failing_since is not None, what="a failed write")
+        wait_for(lambda: batch.states("ENDS").count("done") >= ended + 9, what="more pilots ending")
+        assert queue.finished_counts(0) is None  # unknown, not a number that stopped moving
+        summary = queue.summary()
+        assert summary["done_1h"] is None and summary["fault_1h"] is None
+        health = queue.health()
+        assert health.level == "warning", health
+        assert health.reason.startswith("persistence store cannot be written since "), health
+        assert "done/fault counts unknown" in health.reason
+        # space again: the next write succeeds and the counts come back
+        (small_disk / "filler").unlink()
+        wait_for(lambda: factory.store.failing_since is None, what="a write that succeeds")
+        wait_for(lambda: queue.finished_counts(0) is not None, what="the counts back")
+        assert queue.health().level == "ok"
+    finally:
+        factory.stop()
