@@ -47,8 +47,11 @@ bench: install
 
 ## make soak: one factory with 1,000 queues for SOAK_MINUTES (default 60) under reloads, admin calls, a failing
 ## PanDA and faulting/hanging pilots; fails on any invariant violation or RSS/thread/fd growth.
-## Writes docs/soak.json and docs/soak.png. Not part of make test.
+## SOAK_SLURM=1: on the real Slurm test cluster, SOAK_QUEUES (500) queues, kill -9 of the daemon every
+## SOAK_KILL_EVERY minutes (20) and a restart; also fails on a pilot lost or doubled against Slurm's own account.
+## Writes docs/soak.json and docs/soak.png (docs/soak-slurm.*). Not part of make test.
 soak: install
+	$(if $(SOAK_SLURM),@bash tests/services/slurm.sh)
 	$(BIN)/python -m bench.soak --minutes $${SOAK_MINUTES:-60}
 
 ## make rpm: build the noarch RPM into build/rpm/RPMS/noarch/ (needs rpmbuild: tests/services/rpm.sh)
