@@ -27,7 +27,7 @@ from autopyfactory.info import BatchQueueInfo, FinishedPilot, WMSQueueInfo
 from autopyfactory.interfaces import BatchSubmitPlugin, SchedInfo, SchedulerPlugin, SubmitResult
 from autopyfactory.ledger import Ledger, pending_ceiling, with_ledger_floor
 from autopyfactory.peers import alive_peers, alive_window
-from autopyfactory.records import AdminAction, CycleRecord, SchedStep
+from autopyfactory.records import AdminAction, CycleRecord, SchedStep, share_unchanged
 from autopyfactory.timefmt import HOLD_HORIZON, iso
 
 if TYPE_CHECKING:
@@ -453,6 +453,7 @@ class APFQueue:
             self.submitted_total += record.submitted
             self.cycles += 1
             with self._records_lock:
+                share_unchanged(record, self.records[0] if self.records else None)
                 self.records.appendleft(record)
             log.info("queue %s cycle %d: %s | %s", self.name, record.number, describe_inputs(record),
                      record.message or "nothing to do")

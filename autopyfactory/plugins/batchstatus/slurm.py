@@ -215,11 +215,13 @@ def _lines(output: str, chunk: int = 1 << 20) -> Iterator[str]:
         start = cut
 
 
-def _tagged_lines(output: str) -> Iterator[tuple[int, list[str], tuple[str, str, str]]]:
-    """(line number, fields, tag) of every line with an apf tag; a line without the fixed fields raises."""
+def _tagged_lines(output: str | Iterable[str]) -> Iterator[tuple[int, list[str], tuple[str, str, str]]]:
+    """(line number, fields, tag) of every line with an apf tag; a line without the fixed fields raises.
+
+    ``output``: squeue's whole output, or its lines as they come (``commands.run(consume=...)``)."""
     tags: dict[str, tuple[str, str, str] | None] = {}
     nfields = len(SQUEUE_FIELDS)
-    for number, line in enumerate(_lines(output), 1):
+    for number, line in enumerate(_lines(output) if isinstance(output, str) else output, 1):
         if not line:
             continue
         fields = line.split("|", nfields - 1)
@@ -341,11 +343,13 @@ class Slurm(BatchStatusPlugin):
 
     def poll(self, queues: Collection[str]) -> dict[str, BatchQueueInfo]:
         self.calls += 1
-        result = self.runner(self.argv(), timeout=self.options["timeout"],
-                             env=squeue_env(self.options))
+        now = time.time()
+        # the listing is read as squeue writes it: 200,000 lines are never held whole
+        result = self.runner(self.argv(), timeout=self.options["timeout"], env=squeue_env(self.options),
+                             consume=lambda lines: self.summarize(lines, queues, now))
         if not result.ok:
             raise RuntimeError(result.describe())
-        return self.summarize(result.stdout, queues, time.time())
+        return result.value
 
     def list_pilots(self, queue: str) -> list[LivePilot]:
         """The live pilots of ``queue`` from one squeue call (up to MAX_LISTED_PILOTS rows)."""
@@ -366,8 +370,8 @@ class Slurm(BatchStatusPlugin):
                     break
         return pilots
 
-    def summarize(self, output: str, queues: Collection[str], now: float) -> dict[str, BatchQueueInfo]:
-        """Counts per queue from squeue output (see the module docstring for its format)."""
+    def summarize(self, output: str | Iterable[str], queues: Collection[str], now: float) -> dict[str, BatchQueueInfo]:
+        """Counts per queue from squeue output, whole or line by line (see the module docstring for its format)."""
         factory = self.context.factory_id
         wanted = set(queues)
         tally = Tally(wms_queues(self.context, wanted))
