@@ -253,6 +253,8 @@ class APFQueue:
         self._history_batch: BatchQueueInfo | None = None  # the batch answer last added to it
         self._history_sorted: list[FinishedPilot] | None = None  # its pilots latest first; None = to sort again
         self._history_lock = threading.Lock()  # the queue's thread and the web server's read it
+        self._ended_seen: BatchQueueInfo | None = None  # the batch answer whose finished pilots the ledger saw
+        self._dicts: dict[type, tuple[object, dict]] = {}  # status answer -> its dict in the latest record
         # pilots submitted and not seen end (safety invariant 8, autopyfactory/ledger.py)
         self.ledger = Ledger(float(config.values.get("apfqueue.ledger.maxage", 6 * 3600.0)))
         # (batch answer, when taken) of the latest good batch status: MaxPerFactory counts it while unknown
@@ -468,11 +470,13 @@ class APFQueue:
         self.end_pause_when_due(record.started)
         wms, _, wms_why = self.wms_poller.get(self.wms_key)
         batch, batch_taken, batch_why = self.batch_status()
-        record.wms = wms.to_dict() if wms is not None else None
-        record.batch = batch.to_dict() if batch is not None else None
+        record.wms = self._as_dict(wms)
+        record.batch = self._as_dict(batch)
         record.batch_time = batch_taken
         if batch is not None:  # invariant 8: the factory's own ledger is a floor under the batch answer
-            self.ledger.ended(p.jobid for p in batch.finished)
+            if batch is not self._ended_seen:  # once per answer: the same answer ends nothing new
+                self.ledger.ended(p.jobid for p in batch.finished)
+                self._ended_seen = batch
             batch, floor = with_ledger_floor(batch, self.ledger.outstanding(record.started))
             if floor:
                 record.holds.append(floor)
@@ -530,6 +534,17 @@ class APFQueue:
                 self.last_submission = record.submitted_at = time.time()
                 self._stored_submission("remove", result)
                 self.batch_poller.wake()
+
+    def _as_dict(self, info: WMSQueueInfo | BatchQueueInfo | None) -> dict | None:
+        """``info.to_dict()`` for the cycle record; the previous record's own dict when the answer is the same."""
+        if info is None:
+            return None
+        cached = self._dicts.get(type(info))
+        if cached is not None and cached[0] is info:
+            return cached[1]
+        data = info.to_dict()
+        self._dicts[type(info)] = (info, data)
+        return data
 
     def _submitted_maybe(self, n: int) -> None:
         """The submit plugin raised: the batch system may have taken some of the ``n`` pilots before.

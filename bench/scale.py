@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -145,6 +146,8 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
 
     cpu0, wall0, epoch0 = cpu_seconds(), time.monotonic(), time.time()
     factory.start()
+    # the daemon's main thread waits in Factory.wait (pauses that end, dead threads, memory trims): so here
+    threading.Thread(target=factory.wait, name="main-loop", daemon=True).start()
     try:
         wait_for(all_cycled, "the first cycle of every queue", timeout=20 * interval)
         cpu1, wall1 = cpu_seconds(), time.monotonic()
