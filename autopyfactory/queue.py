@@ -590,7 +590,7 @@ class APFQueue:
                 history = self._history
                 new = [p for p in current if p.jobid not in history]  # the first report of a pilot stays
                 if new:
-                    self.store.record_finished(self.name, new)
+                    self.store.add_finished(self.name, new)
                     history.update((p.jobid, p) for p in new)
                     self._history_sorted = None
             latest = self._history_sorted
