@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from autopyfactory import commands
+from autopyfactory import commands, tls
 from autopyfactory.health import critical_causes, factory_causes
 from autopyfactory.redact import redact
 from autopyfactory.timefmt import iso
@@ -344,8 +344,9 @@ class Alarms:
                 if self.channels["webhook"].stopping.wait(min(2.0 ** (attempt - 1), MAX_RETRY_WAIT)):
                     break
             try:
-                answer = requests.post(url, json=alarm.to_json(), timeout=self._config("alarms.webhooktimeout"),
-                                       allow_redirects=False, verify=cas.verify(url))
+                with tls.session() as session:
+                    answer = session.post(url, json=alarm.to_json(), timeout=self._config("alarms.webhooktimeout"),
+                                          allow_redirects=False, verify=cas.verify(url))
             except CAMissing as exc:
                 why = str(exc)
                 break
