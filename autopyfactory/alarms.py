@@ -3,7 +3,7 @@
 Every cause that makes a queue critical (autopyfactory.health.critical_causes) can alarm:
 
     queue thread        the queue's thread died (it is restarted) or is not running
-    fault backoff       most of its recent pilots faulted: it submits one probe pilot per cycle
+    fault backoff       most of its recent pilots faulted: it submits probe pilots only
     credential          its credential is not usable, or expires within alarms.credentialexpiry
     status unknown      its WMS or batch status has been unknown for longer than alarms.unknownafter
     cycle error         its last cycle failed with an error
