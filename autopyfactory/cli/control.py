@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 import requests
 
-from autopyfactory import journal
+from autopyfactory import journal, tls
 from autopyfactory.config import FACTORY_KEYS, FACTORY_SECTION
 from autopyfactory.health import LEVELS, one_line
 from autopyfactory.timefmt import duration, parse_until
@@ -100,7 +100,7 @@ class Client:
     def __init__(self, url: str, token_file: str = ""):
         self.url = url.rstrip("/")
         self.token_file = token_file
-        self.session = requests.Session()
+        self.session = tls.session()
 
     def call(self, method: str, path: str, admin: bool = False, **kwargs) -> Any:
         headers = {"Accept": "application/json"}
