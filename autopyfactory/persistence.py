@@ -195,6 +195,7 @@ class Store:
         self.last_error: str | None = None
         self.failing_since: float | None = None  # writes fail (read-only, disk full...) since then; None = fine
         self.moved_aside: list[str] = []  # corrupt files set aside since start
+        self.damaged: dict[str, int] = {}  # table -> rows read but set aside (not times, not numbers) since start
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._seen: dict[str, set[str]] = {}  # per queue, the finished pilots of the last answer written
@@ -336,6 +337,25 @@ class Store:
             except Exception as exc:
                 self._failed(what, exc)
             return default
+
+    def _pilot_rows(self, rows: Iterable[tuple]) -> list[FinishedPilot]:
+        """Pilot rows as FinishedPilot; a damaged row (an end that is no time, an unknown state) is set aside."""
+        pilots = []
+        for jobid, start, end, exitcode, state, factory in rows:
+            when, began = stored_time(end), stored_time(start)
+            if when is None or (start is not None and began is None) or state not in ("done", "fault", "removed") \
+                    or not isinstance(jobid, str) or not (exitcode is None or type(exitcode) is int):
+                self._set_aside("pilots", (jobid, start, end, exitcode, state), ValueError("not a pilot"))
+                continue
+            pilots.append(FinishedPilot(jobid, began, when, exitcode, state, str(factory)))
+        return pilots
+
+    def _set_aside(self, table: str, row: object, why: Exception) -> None:
+        """A damaged row is not used, never a reason to fail: said once per table, counted after."""
+        self.damaged[table] = self.damaged.get(table, 0) + 1
+        if self.damaged[table] == 1:
+            log.error("persistence: a damaged row of table %s is set aside (not used): %.200r (%s); "
+                      "further ones are only counted", table, row, why)
 
     def _read(self, what: str, work, default: Any = None) -> Any:
         """``_run`` for a read: the buffered writes go first, so a reader sees everything written before."""
@@ -562,7 +582,17 @@ class Store:
         def work(conn: sqlite3.Connection) -> list[CycleRecord]:
             rows = conn.execute("SELECT record FROM cycles WHERE queue = ? ORDER BY started DESC, id DESC"
                                 " LIMIT ?", (queue, limit)).fetchall()
-            return [record_from_dict(json.loads(row[0])) for row in rows]
+            records = []
+            for (text,) in rows:
+                try:
+                    record = record_from_dict(json.loads(text))
+                    if stored_time(record.started) is None or not math.isfinite(float(record.duration)):
+                        raise ValueError("start or duration is not a time")
+                except (ValueError, TypeError, AttributeError) as exc:
+                    self._set_aside("cycles", text[:200], exc)
+                    continue
+                records.append(record)
+            return records
 
         return self._read("read cycles", work, [])
 
@@ -572,7 +602,7 @@ class Store:
             rows = conn.execute("SELECT jobid, start, end, exitcode, state, factory FROM pilots"
                                 " WHERE queue = ? AND end >= ? ORDER BY end DESC LIMIT ?",
                                 (queue, since, limit)).fetchall()
-            return [FinishedPilot(*row) for row in rows]
+            return self._pilot_rows(rows)
 
         return self._read("read finished pilots", work, [])
 
@@ -585,7 +615,7 @@ class Store:
             total = conn.execute(f"SELECT count(*) FROM pilots {where}", (queue, state, since)).fetchone()[0]
             rows = conn.execute(f"SELECT jobid, start, end, exitcode, state, factory FROM pilots {where}"
                                 " ORDER BY end DESC LIMIT ? OFFSET ?", (queue, state, since, limit, offset))
-            return [FinishedPilot(*row) for row in rows], total
+            return self._pilot_rows(rows), total
 
         return self._read("read finished pilots", work, ([], 0))
 
@@ -660,7 +690,13 @@ class Store:
         def work(conn: sqlite3.Connection) -> list[tuple[float, int | None, int | None]]:
             rows = conn.execute("SELECT started, pending, running FROM cycles WHERE queue = ? AND started >= ?"
                                 " ORDER BY started", (queue, since)).fetchall()
-            return thin([tuple(row) for row in rows], max_points)
+            good = []
+            for row in rows:
+                if stored_time(row[0]) is None or not all(v is None or type(v) is int for v in row[1:]):
+                    self._set_aside("cycles", row, ValueError("start, pending or running is not a number"))
+                    continue
+                good.append(tuple(row))
+            return thin(good, max_points)
 
         return self._read("read pilot series", work, [])
 
@@ -768,6 +804,16 @@ class Store:
                 except sqlite3.Error as exc:
                     log.warning("persistence: closing %s: %s", self.path, exc)
                 self._conn = None
+
+
+MAX_STORED_TIME = 1e11  # about the year 5138: any later "time" in the store is damage
+
+
+def stored_time(value: object) -> float | None:
+    """A stored epoch time as a float, or None when it is no time (text, NaN, negative, absurdly far)."""
+    if type(value) not in (int, float):
+        return None
+    return float(value) if 0 <= value < MAX_STORED_TIME else None
 
 
 def record_from_dict(data: dict) -> CycleRecord:
