@@ -43,6 +43,7 @@ test: install
 bench: install
 	@bash tests/services/slurm.sh
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.provisioning --quick
 
 ## make bench-quick: the scale benchmark at 500 queues, a few intervals (under 2 minutes); prints each ratio
 ## against its target and exits non-zero when one is missed. Run it before changing the cycle, the store or status.

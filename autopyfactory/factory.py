@@ -65,6 +65,7 @@ class Factory:
         self.services = extra.running
         self.context.store = extra.store  # before any queue starts: queues restore from it
         self.listeners = [self._tell_monitors, *extra.cycle_listeners]
+        self.config_listeners = extra.config_listeners  # called after start and every applied reload
         self.credentials.listeners.extend(extra.credential_listeners)
         self.last_reload = None
         self.reload_hooks = []
@@ -76,6 +77,7 @@ class Factory:
         # stopped queues whose submission outlived the wait: their successor starts when it ends
         self._waiting: dict[str, APFQueue] = {}
         self._deferred: dict[str, tuple] = {}  # name -> (config, pause, old instance) not started yet
+        self._draining: dict[str, Pause] = {}  # queues gone from CRIC: drained, stopped once empty
 
     @property
     def store(self):
@@ -91,7 +93,15 @@ class Factory:
             service.start()
         with self.status.deferred_start():  # every queue registered before the first status query
             for qconfig in self.config.enabled_queues.values():
-                self.start_queue(qconfig, cycles)
+                try:
+                    self.start_queue(qconfig, cycles)
+                except Exception as exc:  # one queue that cannot be set up never stops the others
+                    log.exception("queue %s cannot be set up", qconfig.name)
+                    self.config.invalid[qconfig.name] = [Problem(
+                        qconfig.source, qconfig.name, "", f"cannot set up the queue: {type(exc).__name__}: {exc}")]
+        for name in self.config.invalid:
+            log.error("queue %s not started: %s", name, "; ".join(str(p) for p in self.config.invalid[name]))
+        self._config_checked()
         if not self.queues:
             log.warning("no enabled queues (enablequeues=%s)", self.config.get("enablequeues"))
         log.info("factory %s %s started with %d queue(s): %s", self.config.factory_id,
@@ -190,11 +200,25 @@ class Factory:
                     if deferred is not None:
                         log.info("queue %s: its old instance's submission ended; starting the new one", name)
                         self.start_queue(deferred[0], pause=deferred[1], replaces=old)
+            self._stop_drained()
             queues = list(self.queues.values())
             for queue in queues:
                 if queue.died and not queue.stopping and not queue.alive and now >= (queue.restart_due or 0):
                     queue.restart()
         return not queues or any(q.alive or q.died for q in queues)
+
+    def _stop_drained(self) -> None:
+        """Stop each queue gone from CRIC once its batch status shows no pilot pending or running."""
+        for name in list(self._draining):
+            queue = self.queues.get(name)
+            record = queue.last_record if queue is not None else None
+            batch = record.batch if record is not None else None
+            if queue is not None and (batch is None or batch.get("pending") or batch.get("running")):
+                continue
+            del self._draining[name]
+            if queue is not None:
+                log.info("queue %s: gone from CRIC and drained (no pilot pending or running): stopped", name)
+                self.stop_queue(name)
 
     def request_reload(self) -> None:
         """Ask the waiting thread to reload (safe to call from a signal handler)."""
@@ -238,8 +262,10 @@ class Factory:
 
         Queues whose effective keys (``QueueConfig.raw``) are unchanged keep
         running untouched (same thread, same counters); removed queues stop,
-        added ones start, changed ones restart. A new config with any error
-        is rejected whole: the old one stays in force. Plugins are discovered
+        added ones start, changed ones restart. A queue whose new section has
+        errors is left as it was (running its old section, or not started) and
+        is critical; an error outside every queue section rejects the new config
+        whole: the old one stays in force. Plugins are discovered
         again, so new drop-ins become usable. The outcome is kept in
         ``last_reload``.
         """
@@ -250,7 +276,7 @@ class Factory:
         # read outside the lock: a remote queueConf may take up to config.remote.timeout, and
         # stopping, the web pages and the queues must not wait for it (stopping cancels it)
         try:
-            new, problems = load(path, cancel=self._stopping), []
+            new, problems = load(path, partial=True, cancel=self._stopping), []
         except ConfigError as exc:
             new, problems = None, list(exc.problems)
         except Exception as exc:  # a reload must never take the running factory down
@@ -298,8 +324,9 @@ class Factory:
                 for kind in ("wmsstatus", "batchstatus"):
                     plugin_cls = registry.get(kind, qconfig.values[f"{kind}plugin"])
                     plugin_cls.endpoint(qconfig.plugin_options(plugin_cls))
-            except Exception as exc:
-                problems.append(Problem(qconfig.source, name, "", f"cannot set up the queue: {type(exc).__name__}: {exc}"))
+            except Exception as exc:  # this queue is invalid: the others still apply
+                new.invalid[name] = [Problem(qconfig.source, name, "",
+                                             f"cannot set up the queue: {type(exc).__name__}: {exc}")]
         for name, section in new.auth.items():
             try:
                 registry.get("auth", section.get("plugin"))
@@ -315,7 +342,23 @@ class Factory:
     def _apply(self, new: FactoryConfig, started: float) -> dict:
         old_config = self.config
         wanted = new.enabled_queues
-        removed = [name for name in self.queues if name not in wanted]
+        # a running queue whose new section is invalid keeps running as it was (shown critical)
+        kept = [name for name in self.queues if name in new.invalid and name in new.queues
+                and new.queues[name].enabled and new.get("enablequeues")]
+        removed = [name for name in self.queues if name not in wanted and name not in kept]
+        for name in [name for name in self._draining if name in wanted]:  # back in CRIC: no longer drained
+            if self.queues[name].pause is self._draining.pop(name):
+                self.queues[name].pause = None
+            log.info("reload: queue %s is back in CRIC: submitting again", name)
+        # gone from CRIC (and from every queue file): drained, then stopped once empty (_stop_drained)
+        for name in [name for name in removed if self.queues[name].config.source.startswith("cric:")
+                     and name not in new.queues]:
+            removed.remove(name)
+            if name not in self._draining:
+                drain = Pause("drained", "gone from CRIC: its pilots that have not started are removed, "
+                                         "the queue stops once none is left")
+                self._draining[name] = self.queues[name].pause = drain  # not stored: it ends with the queue
+                log.info("reload: queue %s is gone from CRIC: draining it", name)
         added = [name for name in wanted if name not in self.queues]
         changed = [name for name in wanted if name in self.queues and self.queues[name].config.raw != wanted[name].raw]
         unchanged = [name for name in wanted if name in self.queues and name not in changed]
@@ -347,6 +390,13 @@ class Factory:
                     "persistence.flushinterval"):
             if old_config.get(key, None) != new.get(key, None):
                 notes.append(f"{key} changed: takes effect at the next restart")
+        for name, queue in self.queues.items():
+            queue.config_error = new.invalid_reason(name, "previous configuration runs on") \
+                if name in kept else None
+        for name, problems in new.invalid.items():
+            log.error("reload: queue %s %s: %s", name, "keeps its previous configuration" if name in kept
+                      else "not started", "; ".join(str(p) for p in problems))
+        self._config_checked()
         for note in notes:
             log.warning("reload: %s", note)
         for warning in new.warnings:
@@ -355,7 +405,16 @@ class Factory:
                  added or "-", removed or "-", changed or "-", unchanged or "-")
         return {"time": started, "ok": True, "path": new.path, "problems": [],
                 "warnings": [str(w) for w in new.warnings], "notes": notes,
-                "added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
+                "added": added, "removed": removed, "changed": changed, "unchanged": unchanged,
+                **({"draining": sorted(self._draining)} if self._draining else {}),
+                "invalid": [str(p) for problems in new.invalid.values() for p in problems]}
+
+    def _config_checked(self) -> None:
+        for listener in self.config_listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("config listener %s failed", listener)
 
     def _reconfigure_monitors(self, new: FactoryConfig) -> None:
         monitors = {}

@@ -5,6 +5,7 @@
     GET  /queues/<name>/pilots?state=S      one queue's pilots in a state (pending|held|running|done|fault), paged
     GET  /history[?span=…]                  the whole factory's history
     GET  /logs/...                          pilot logs under baseLogDir
+    GET  /<YYYY-MM-DD>/...                  APF 2.4 log links: redirected to /logs/<YYYY-MM-DD>/...
     GET  /robots.txt
     GET  /metrics                           Prometheus exposition
     GET  /api/v1/factory | /api/v1/queues | /api/v1/queues/<name>
@@ -35,7 +36,7 @@ from urllib.parse import parse_qs, quote
 import jinja2
 from markupsafe import Markup
 
-from autopyfactory.health import LEVELS, one_line
+from autopyfactory.health import LEVELS, idle_health, one_line
 from autopyfactory.metrics import CycleDurations, exposition, factory_registry
 from autopyfactory.paths import PathEscape, confined
 from autopyfactory.redact import redact, redact_data, redact_setting
@@ -230,6 +231,8 @@ class WebApp:
             return Response(200, exposition(self.metrics), "text/plain; version=0.0.4; charset=utf-8")
         if path == "/logs" or path.startswith("/logs/"):
             return self.serve_logs(environ, path[len("/logs"):])
+        if logs.APF24_LINK.match(path):
+            return self.apf24_link(path)
         if path.startswith("/api/"):
             return self.api(environ, path)
         return text_response(404, "not found")
@@ -314,15 +317,20 @@ class WebApp:
         counts = dict.fromkeys(LEVELS, 0)
         for queue in self.factory.queues.values():
             counts[queue.health().level] += 1
-        counts["disabled"] += len([n for n in self.factory.config.queues if n not in self.factory.queues])
+        config = self.factory.config
+        for name, qconfig in config.queues.items():
+            if name not in self.factory.queues:
+                counts[idle_health(config, qconfig).level] += 1
         return counts
 
     def status_page(self, environ: dict) -> Response:
         """Every queue, problems first: critical, warning, then the rest (``Health.rank``), by name."""
         factory = self.factory_view()
         now = time.time()
-        rows = sorted((self.page_row(queue, now) for queue in self.factory.queues.values()),
-                      key=lambda row: (row["rank"], row["name"]))
+        rows = [self.page_row(queue, now) for queue in self.factory.queues.values()]
+        rows += [self.invalid_row(qconfig) for name, qconfig in self.factory.config.queues.items()
+                 if name in self.factory.config.invalid and name not in self.factory.queues]
+        rows.sort(key=lambda row: (row["rank"], row["name"]))
         counts: dict[str, int] = {}
         for row in rows:
             counts[row["health"]] = counts.get(row["health"], 0) + 1
@@ -351,6 +359,13 @@ class WebApp:
         view["wms_running"] = None if wms is None else wms.get("running")
         view["age"] = None if last is None else now - last.started
         view["plot"] = pilots_svg(history_of(records), title=queue.name)
+        return view
+
+    def invalid_row(self, qconfig) -> dict:
+        """A queue not started for errors in its section, as a row of the status page (no numbers)."""
+        view = self.disabled_view(qconfig)
+        view.update(rank=LEVELS.index(view["health"]), wms_ready=None, wms_running=None, age=None,
+                    plot=pilots_svg(history_of([]), title=qconfig.name))
         return view
 
     # ------------------------------------------------------------ history and pilots by state
@@ -494,6 +509,13 @@ class WebApp:
         else:
             body = logs.file_chunks(handle, start, length)
         return Response(status, body, logs.content_type(real), headers)
+
+    def apf24_link(self, path: str) -> Response:
+        """An APF 2.4 link (its log server served baseLogDir at ``/``: ``/<YYYY-MM-DD>/<queue>/<file>``)
+        redirected to the same file under ``/logs/``, where every check of serve_logs applies."""
+        if any(part in (".", "..") for part in path.split("/")) or "\\" in path or "\x00" in path:
+            return text_response(404, "not found")
+        return Response(301, b"", headers=[("Location", quote("/logs" + path)), ("Cache-Control", "no-cache")])
 
     def directory_index(self, relative: str, real: str) -> Response:
         shown = "/" + "/".join(p for p in relative.split("/") if p)

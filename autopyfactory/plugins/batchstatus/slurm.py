@@ -25,7 +25,13 @@ from urllib.parse import quote, unquote
 
 from autopyfactory import commands
 from autopyfactory.config import Key
-from autopyfactory.info import MAX_LISTED_PILOTS, BatchQueueInfo, FinishedPilot, LivePilot
+from autopyfactory.info import (
+    MAX_LISTED_PILOTS,
+    BatchQueueInfo,
+    FinishedPilot,
+    LivePilot,
+    killed_from_outside,
+)
 from autopyfactory.interfaces import BatchStatusPlugin
 from autopyfactory.plugins.batchstatus._tally import LIVE_STATES, Tally, wms_queues
 
@@ -62,7 +68,7 @@ SLURM_STATES: dict[str, str] = {
     "DEADLINE": "fault",
     "PREEMPTED": "fault",
     "SPECIAL_EXIT": "fault",
-    "CANCELLED": "fault",  # "removed" when it never started (the factory took back an idle pilot)
+    "CANCELLED": "removed",  # taken back by the factory before it started, or cancelled by an operator
     "REVOKED": "removed",  # federation: the job runs in a sibling cluster
 }
 HELD_STATES = frozenset({"REQUEUE_HOLD", "RESV_DEL_HOLD"})
@@ -262,10 +268,17 @@ def _task_count(field: str, number: int) -> int:
 
 
 def pilot_state(line: SqueueLine) -> str:
-    state = SLURM_STATES.get(line.state)
+    return slurm_pilot_state(line.state, line.exitcode)
+
+
+def slurm_pilot_state(slurm_state: str, exitcode: int | None) -> str:
+    """The pilot state of a Slurm job state (``unknown`` for one not in the table)."""
+    state = SLURM_STATES.get(slurm_state)
     if state is None:
         return "unknown"
-    if line.state == "CANCELLED" and (line.start is None or line.end is None or line.end <= line.start):
+    if slurm_state == "CANCELLED":  # the factory never cancels a running pilot: an operator or the site did
+        return "removed"
+    if state == "fault" and killed_from_outside(exitcode):  # kill -9 on the node: not the pilot's failure
         return "removed"
     return state
 
@@ -402,10 +415,10 @@ class Slurm(BatchStatusPlugin):
                 # one seen for the first time (80,000 in the first poll at 2,000 queues): the few fields it needs
                 start, end = times(fields[5]), times(fields[6])
                 if end is not None:
-                    if slurm_state == "CANCELLED" and (start is None or end <= start):
-                        state = "removed"
+                    exitcode = _exitcode(fields[7])
                     tally.waited(tag[2], times(fields[4]), start, now, REMEMBER_FINISHED)
-                    seen[tag[2]][jobid] = FinishedPilot(jobid, start, end, _exitcode(fields[7]), state, factory)
+                    seen[tag[2]][jobid] = FinishedPilot(jobid, start, end, exitcode,
+                                                        slurm_pilot_state(slurm_state, exitcode), factory)
                 continue
             try:
                 line = SqueueLine(fields, tag, times)
