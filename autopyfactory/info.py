@@ -25,6 +25,21 @@ class WMSQueueInfo:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+# The wrapper's exit code for a pilot that found no work (EX_TEMPFAIL: none now), e.g. a PanDA pilot the
+# server had no job for (autopyfactory/wrappers/plugins/panda.py): such a pilot is "empty", counted apart
+# from done and fault, whatever the batch system calls its end.
+EMPTY_EXIT = 75
+
+
+def ended_state(exitcode: int | None, signalled: bool = False) -> str:
+    """done, empty or fault: how a pilot that ran ended, from its exit code (None: not known, done)."""
+    if signalled:
+        return "fault"
+    if exitcode == EMPTY_EXIT:
+        return "empty"
+    return "done" if exitcode in (0, None) else "fault"
+
+
 @dataclass(frozen=True, slots=True)  # a factory remembers an hour of them: 80,000 at 2,000 queues
 class FinishedPilot:
     """A pilot that has ended, as the batch system saw it."""
@@ -33,7 +48,7 @@ class FinishedPilot:
     start: float | None  # epoch seconds; None if it never started
     end: float
     exitcode: int | None = None
-    state: str = "done"  # done | fault | removed
+    state: str = "done"  # done | empty | fault | removed
     factory: str = ""
 
     @property
@@ -80,6 +95,7 @@ class BatchQueueInfo:
     held: int = 0
     done: int = 0
     fault: int = 0
+    empty: int = 0  # ended without finding work (EMPTY_EXIT): neither done nor fault
     finished: tuple[FinishedPilot, ...] = ()
     # pilots of other factories serving the same WMS queue: factory id -> counts
     peers: dict[str, dict[str, int]] = field(default_factory=dict)

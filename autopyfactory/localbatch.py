@@ -20,7 +20,13 @@ from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from autopyfactory.info import MAX_LISTED_PILOTS, BatchQueueInfo, FinishedPilot, LivePilot
+from autopyfactory.info import (
+    MAX_LISTED_PILOTS,
+    BatchQueueInfo,
+    FinishedPilot,
+    LivePilot,
+    ended_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +177,7 @@ class LocalBatch:
                     if code is None:
                         running[pilot.queue] = running.get(pilot.queue, 0) + 1
                     else:
-                        self._ended(pilot, "done" if code == 0 else "fault", code, now)
+                        self._ended(pilot, ended_state(code, code < 0), code, now)
             for pilot in sorted(self._pilots.values(), key=lambda p: p.submitted):
                 if pilot.state == "pending" and running.get(pilot.queue, 0) < pilot.maxrunning:
                     self._start(pilot)

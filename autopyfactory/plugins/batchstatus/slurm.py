@@ -25,7 +25,13 @@ from urllib.parse import quote, unquote
 
 from autopyfactory import commands
 from autopyfactory.config import Key
-from autopyfactory.info import MAX_LISTED_PILOTS, BatchQueueInfo, FinishedPilot, LivePilot
+from autopyfactory.info import (
+    EMPTY_EXIT,
+    MAX_LISTED_PILOTS,
+    BatchQueueInfo,
+    FinishedPilot,
+    LivePilot,
+)
 from autopyfactory.interfaces import BatchStatusPlugin
 from autopyfactory.plugins.batchstatus._tally import LIVE_STATES, Tally, wms_queues
 
@@ -265,6 +271,8 @@ def pilot_state(line: SqueueLine) -> str:
         return "unknown"
     if line.state == "CANCELLED" and (line.start is None or line.end is None or line.end <= line.start):
         return "removed"
+    if line.state == "FAILED" and line.exitcode == EMPTY_EXIT:
+        return "empty"  # the wrapper found no work (Slurm calls every exit but 0 FAILED)
     return state
 
 
