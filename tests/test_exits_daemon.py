@@ -432,3 +432,28 @@ def test_damaged_rows_in_every_table_never_stop_a_start_or_a_view(daemon, confdi
     assert "Traceback" not in after and "a damaged row of table pilots is set aside" in after
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not alive(pid), what="the daemon to stop")
+
+
+def test_a_flood_of_page_requests_logs_the_busy_server_once_a_minute(daemon, confdir, site):
+    """waitress warns "Task queue depth is N" for every request that finds its 8 workers busy."""
+    site.write(local_queue("Q1", confdir.spool, executable="/bin/true"))
+    assert daemon.run().returncode == 0
+    pid = daemon.pid
+    wait_for(lambda: daemon.logged("queue Q1 cycle 1"), what="Q1's first cycle")
+    started = time.monotonic()
+
+    def flood() -> None:
+        with requests.Session() as session:
+            for _ in range(15):
+                session.get(f"{site.url}/api/v1/queues", timeout=HTTP_TIMEOUT)
+
+    callers = [threading.Thread(target=flood) for _ in range(40)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(120)
+    minutes = (time.monotonic() - started) / 60
+    busy = [line for line in daemon.log.read_text().splitlines() if "Task queue depth" in line]
+    assert len(busy) <= 1 + minutes + 1, busy
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not alive(pid), what="the daemon to stop")
