@@ -13,6 +13,7 @@ import os
 import shutil
 import threading
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import autopyfactory.config.apf24 as apf24
 from autopyfactory.config.reader import (
@@ -83,7 +84,48 @@ def factory_section(reader: Reader, parser: configparser.ConfigParser, path: str
         reader.error(path, FACTORY_SECTION, "baseLogDir", f"a system directory ({system}): the web server "
                      f"would serve it and the cleaner would delete in it (expected a directory of the factory's "
                      f"own, e.g. /var/log/apf, got {section.values.get('baselogdir')!r})")
+    _check_log_url(reader, path, section)
     return section
+
+
+def _check_log_url(reader: Reader, path: str, section: Section) -> None:
+    """Warn when the links made from ``baseLogDirUrl`` miss what this factory's web server serves.
+
+    It serves pilot logs under ``/logs/`` on ``logserver.port``. APF 2.4's log
+    server served baseLogDir at ``/`` on the port of baseLogDirUrl, so an APF 2.4
+    ``baseLogDirUrl = http://host:25880`` makes links the server has to redirect.
+    A URL on another port is taken for another web server (a proxy), whose layout is its own.
+    """
+    url = section.values.get("baselogdirurl") or ""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return
+    served = int(section.values.get("logserver.port", 25880))
+    where = (path, FACTORY_SECTION, "baseLogDirUrl")
+    if not section.values.get("logserver.enabled"):
+        if port == served:
+            reader.warn(*where, f"{url} names logserver.port {served}, but logserver.enabled = False: this factory "
+                        "serves no pilot logs there (enable it, or point baseLogDirUrl at the web server that serves "
+                        "baseLogDir)")
+        return
+    if port != served:
+        if "logserver.port" not in section.raw and parts.port is not None:
+            reader.warn(*where, f"{url} names port {port}, but the web server listens on logserver.port {served} "
+                        f"(APF 2.4 took the port from baseLogDirUrl): set logserver.port = {port}, unless a proxy "
+                        f"on {port} forwards to {served}")
+        return
+    base = f"{parts.scheme}://{parts.netloc}"
+    if parts.path.rstrip("/") == "":
+        reader.warn(*where, f"{url} has no /logs path: the pilot log links made from it (APF 2.4 layout "
+                    f"<url>/<YYYY-MM-DD>/<queue>/<file>) only work through a redirect to /logs/...; "
+                    f"expected {base}/logs")
+    elif parts.path.rstrip("/") != "/logs":
+        reader.warn(*where, f"path {parts.path} is not served by this factory's web server (pilot logs are under "
+                    f"/logs): every pilot log link made from it answers 404 (expected {base}/logs)")
 
 
 def queue_files(reader: Reader, factory: Section, cancel: threading.Event | None = None

@@ -5,6 +5,7 @@
     GET  /queues/<name>/pilots?state=S      one queue's pilots in a state (pending|held|running|done|fault), paged
     GET  /history[?span=…]                  the whole factory's history
     GET  /logs/...                          pilot logs under baseLogDir
+    GET  /<YYYY-MM-DD>/...                  APF 2.4 log links: redirected to /logs/<YYYY-MM-DD>/...
     GET  /robots.txt
     GET  /metrics                           Prometheus exposition
     GET  /api/v1/factory | /api/v1/queues | /api/v1/queues/<name>
@@ -230,6 +231,8 @@ class WebApp:
             return Response(200, exposition(self.metrics), "text/plain; version=0.0.4; charset=utf-8")
         if path == "/logs" or path.startswith("/logs/"):
             return self.serve_logs(environ, path[len("/logs"):])
+        if logs.APF24_LINK.match(path):
+            return self.apf24_link(path)
         if path.startswith("/api/"):
             return self.api(environ, path)
         return text_response(404, "not found")
@@ -506,6 +509,13 @@ class WebApp:
         else:
             body = logs.file_chunks(handle, start, length)
         return Response(status, body, logs.content_type(real), headers)
+
+    def apf24_link(self, path: str) -> Response:
+        """An APF 2.4 link (its log server served baseLogDir at ``/``: ``/<YYYY-MM-DD>/<queue>/<file>``)
+        redirected to the same file under ``/logs/``, where every check of serve_logs applies."""
+        if any(part in (".", "..") for part in path.split("/")) or "\\" in path or "\x00" in path:
+            return text_response(404, "not found")
+        return Response(301, b"", headers=[("Location", quote("/logs" + path)), ("Cache-Control", "no-cache")])
 
     def directory_index(self, relative: str, real: str) -> Response:
         shown = "/" + "/".join(p for p in relative.split("/") if p)

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from autopyfactory.timefmt import utc
 
+# APF 2.4's log server served baseLogDir at its root: its links are <baseLogDirUrl>/<YYYY-MM-DD>/<queue>/<file>
+APF24_LINK = re.compile(r"^/[0-9]{4}-[0-9]{2}-[0-9]{2}(/|$)")
 TEXT_SUFFIXES = (".out", ".err", ".log", ".jdl", ".txt", ".json", ".sub", ".sh")
 CHUNK = 256 * 1024
 DAY = 86400.0
