@@ -257,6 +257,7 @@ def render(data: dict) -> str:
         f"site conditions = {n_cells} cells; every other model option at its default (`Model()`: status polls "
         "with their own phase and 10 % jitter, removal after 60 s, timefloor 0, 2 tries 60 s apart, 1-core "
         f"pilots). Runs that did not end with every job done: {len(undone)}.",
+        *(["", data["note"]] if data.get("note") else []),
         "",
         "### Every policy at its own settings",
         "",
