@@ -3,11 +3,12 @@
 Every cause that makes a queue critical (autopyfactory.health.critical_causes) can alarm:
 
     queue thread        the queue's thread died (it is restarted) or is not running
-    fault backoff       most of its recent pilots faulted: it submits one probe pilot per cycle
+    fault backoff       most of its recent pilots faulted: it submits probe pilots only
     credential          its credential is not usable, or expires within alarms.credentialexpiry
     status unknown      its WMS or batch status has been unknown for longer than alarms.unknownafter
     cycle error         its last cycle failed with an error
     submission failed   its last submission failed
+    configuration       its section in the queue files is invalid: it is not started (the others are)
     configuration       its section of queues.conf has errors: not started, or (after a
                         reload) still running its previous one; looked at after start
                         and after every applied reload
@@ -16,6 +17,7 @@ and, for the whole factory (queue "*"):
 
     reload rejected     the last reload was rejected
     store               the persistence store cannot be written (or opened)
+    queue source        a remote queueConf is down: its queues run from the last good copy
 
 A cause that starts gives one "critical" alarm, a cause that ends one
 "recovered" alarm; at most one per queue and cause per ``alarms.interval``
@@ -57,10 +59,11 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from autopyfactory import commands
-from autopyfactory.health import critical_causes
+from autopyfactory import commands, tls
+from autopyfactory.health import critical_causes, factory_causes
 from autopyfactory.redact import redact
 from autopyfactory.timefmt import iso
+from autopyfactory.tls import CAMissing, ca_trust
 
 if TYPE_CHECKING:
     from autopyfactory.queue import APFQueue
@@ -75,7 +78,7 @@ SWEEP = 15.0  # seconds between looks at what has no cycle (dead queue threads, 
 MAX_RETRY_WAIT = 30.0  # seconds between webhook tries at most
 FACTORY_WIDE = "*"  # the queue name of a factory-wide cause
 CAUSES = ("queue thread", "fault backoff", "credential", "status unknown", "cycle error", "submission failed")
-FACTORY_CAUSES = ("reload rejected", "store")
+FACTORY_CAUSES = ("reload rejected", "store", "queue source")
 
 
 @dataclass(frozen=True)
@@ -238,8 +241,16 @@ class Alarms:
         rejected = None if not reload or reload.get("ok") else \
             "; ".join(reload.get("problems") or []) or "the configuration has errors"
         self._compare(FACTORY_WIDE, "reload rejected", rejected, now)
-        store = self.factory.store
-        self._compare(FACTORY_WIDE, "store", None if store is None else store.problem, now)
+        causes: dict[str, list[str]] = {}
+        for cause, reason in factory_causes(self.factory):
+            causes.setdefault(cause, []).append(reason)
+        for cause in FACTORY_CAUSES[1:]:
+            self._compare(FACTORY_WIDE, cause, "; ".join(causes[cause]) if cause in causes else None, now)
+        invalid = getattr(self.factory.config, "invalid", None) or {}  # queues not started: their section is bad
+        told = {name for (name, cause), said in self._said.items() if cause == "configuration" and said.critical}
+        for name in sorted(set(invalid) | told):
+            problems = invalid.get(name)
+            self._compare(name, "configuration", "; ".join(map(str, problems)) if problems else None, now)
 
     def config_checked(self) -> None:
         """A config listener (after start and every applied reload): one alarm per queue whose
@@ -326,16 +337,22 @@ class Alarms:
     def _post_webhook(self, alarm: Alarm) -> None:
         url = self._config("alarms.webhook")
         tries = 1 + self._config("alarms.webhookretries")
+        cas = ca_trust()  # an https webhook is verified with the grid's CAs, as every HTTPS client
         why = ""
         for attempt in range(tries):
             if attempt:
                 if self.channels["webhook"].stopping.wait(min(2.0 ** (attempt - 1), MAX_RETRY_WAIT)):
                     break
             try:
-                answer = requests.post(url, json=alarm.to_json(), timeout=self._config("alarms.webhooktimeout"),
-                                       allow_redirects=False)
+                with tls.session() as session:
+                    answer = session.post(url, json=alarm.to_json(), timeout=self._config("alarms.webhooktimeout"),
+                                          allow_redirects=False, verify=cas.verify(url))
+            except CAMissing as exc:
+                why = str(exc)
+                break
             except requests.RequestException as exc:
-                why = f"{type(exc).__name__}: {exc}"
+                hint = cas.explain(exc)
+                why = f"{type(exc).__name__}: {exc}" + (f" ({hint})" if hint else "")
                 continue
             if 200 <= answer.status_code < 300:
                 return

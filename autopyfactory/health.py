@@ -176,3 +176,12 @@ class _Unchecked:
     ok: bool = False
     seconds_left: float | None = None
     message: str = "not checked yet"
+
+
+def factory_causes(factory: Any) -> list[tuple[str, str]]:
+    """What is wrong with the factory itself, not one queue, as (cause, reason): a store that cannot be
+    written (``store``), queues configured from a stale copy because their source is down (``queue source``)."""
+    store = getattr(factory, "store", None)
+    problem = store.problem if store is not None else None
+    stale = getattr(getattr(factory, "config", None), "stale", None) or []  # remote queueConf from its cache
+    return ([("store", problem)] if problem else []) + [("queue source", reason) for reason in stale]

@@ -7,6 +7,7 @@ means *unknown*, which is never the same as zero.
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field, fields
 
 
@@ -25,6 +26,16 @@ class WMSQueueInfo:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+# Signals someone outside the pilot sends to end it (an operator's kill, scancel, a batch system's removal),
+# as exit codes 128 + signal: a pilot ended by one of these did not fail by itself (docs/semantics.md).
+KILL_EXIT_CODES = frozenset(128 + s for s in (signal.SIGHUP, signal.SIGINT, signal.SIGKILL, signal.SIGTERM))
+
+
+def killed_from_outside(exitcode: int | None) -> bool:
+    """The pilot was ended by a signal from outside (exit code 128 + SIGHUP/SIGINT/SIGKILL/SIGTERM)."""
+    return exitcode in KILL_EXIT_CODES
+
+
 @dataclass(frozen=True, slots=True)  # a factory remembers an hour of them: 80,000 at 2,000 queues
 class FinishedPilot:
     """A pilot that has ended, as the batch system saw it."""
@@ -33,7 +44,7 @@ class FinishedPilot:
     start: float | None  # epoch seconds; None if it never started
     end: float
     exitcode: int | None = None
-    state: str = "done"  # done | fault | removed
+    state: str = "done"  # done | fault | removed (never started, or killed from outside)
     factory: str = ""
 
     @property

@@ -140,15 +140,29 @@ MIGRATIONS: list[str] = [
         until REAL                  -- NULL = until resumed
     );
     """,
+    # 5: the whole factory's counts every SAMPLE_SECONDS, so its history over days reads a few thousand rows
+    """
+    CREATE TABLE factory_history (
+        time REAL PRIMARY KEY,
+        pending INTEGER,            -- summed over the queues' latest cycles; NULL = no queue knew
+        running INTEGER,
+        activated INTEGER,
+        submitted INTEGER NOT NULL, -- pilots since the previous sample
+        done INTEGER NOT NULL,      -- pilots that ended since the previous sample
+        fault INTEGER NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # tables pruned by age: (table, time column, key column)
-PRUNED = [("cycles", "started", "id"), ("submissions", "time", "id"),
+PRUNED = [("cycles", "started", "id"), ("submissions", "time", "id"), ("factory_history", "time", "rowid"),
           ("pilots", "end", "rowid"), ("credentials", "time", "id"), ("admin_audit", "time", "id")]
 FLUSH_INTERVAL = 15.0  # seconds between two writes of the buffered cycles and pilots (persistence.flushinterval)
 PRUNE_CHUNK = 5000  # rows per transaction, so cycles are never blocked for long
+SAMPLE_SECONDS = 60.0  # the whole factory's counts are written this often (factory_history)
+SAMPLE_LATEST = 3600.0  # a queue's latest cycle counts in a sample while it is younger than this
 AUDIT_MAX_ROWS = 100000  # admin actions kept at most (a flood of refused calls cannot fill the disk)
 
 
@@ -181,9 +195,16 @@ class Store:
         self.last_error: str | None = None
         self.failing_since: float | None = None  # writes fail (read-only, disk full...) since then; None = fine
         self.moved_aside: list[str] = []  # corrupt files set aside since start
+        self.damaged: dict[str, int] = {}  # table -> rows read but set aside (not times, not numbers) since start
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._seen: dict[str, set[str]] = {}  # per queue, the finished pilots of the last answer written
+        # the factory's sample in the making: each queue's latest (time, pending, running, activated), and the
+        # pilots submitted and ended since the last sample
+        self._latest: dict[str, tuple[float, int | None, int | None, int | None]] = {}
+        self._since_sample = {"submitted": 0, "done": 0, "fault": 0}
+        self._sampled = 0.0  # when the last sample was taken (cycle time): the first cycle takes one
+        self._sample_lock = threading.Lock()
         # What cycles write, kept until the next flush (one transaction for every queue):
         # cycle records, finished pilots, and each queue's latest counters.
         self._buffer_lock = threading.Lock()  # never held during I/O: a cycle never waits for a flush
@@ -317,6 +338,25 @@ class Store:
                 self._failed(what, exc)
             return default
 
+    def _pilot_rows(self, rows: Iterable[tuple]) -> list[FinishedPilot]:
+        """Pilot rows as FinishedPilot; a damaged row (an end that is no time, an unknown state) is set aside."""
+        pilots = []
+        for jobid, start, end, exitcode, state, factory in rows:
+            when, began = stored_time(end), stored_time(start)
+            if when is None or (start is not None and began is None) or state not in ("done", "fault", "removed") \
+                    or not isinstance(jobid, str) or not (exitcode is None or type(exitcode) is int):
+                self._set_aside("pilots", (jobid, start, end, exitcode, state), ValueError("not a pilot"))
+                continue
+            pilots.append(FinishedPilot(jobid, began, when, exitcode, state, str(factory)))
+        return pilots
+
+    def _set_aside(self, table: str, row: object, why: Exception) -> None:
+        """A damaged row is not used, never a reason to fail: said once per table, counted after."""
+        self.damaged[table] = self.damaged.get(table, 0) + 1
+        if self.damaged[table] == 1:
+            log.error("persistence: a damaged row of table %s is set aside (not used): %.200r (%s); "
+                      "further ones are only counted", table, row, why)
+
     def _read(self, what: str, work, default: Any = None) -> Any:
         """``_run`` for a read: the buffered writes go first, so a reader sees everything written before."""
         self.flush()
@@ -411,6 +451,32 @@ class Store:
             self._seen[queue] = {p.jobid for p in pilots}
         return len(new)
 
+    def _samples(self, cycles: list[CycleRecord], pilots: list[tuple]) -> list[tuple]:
+        """The factory's samples (``factory_history`` rows) due with these cycles and ended pilots, taken in
+        the order things happened (cycle start, pilot end): one every SAMPLE_SECONDS, each summing every
+        queue's latest cycle and counting the pilots submitted and ended since the one before."""
+        events = sorted([(r.started, 0, r) for r in cycles] + [(p[5], 1, p) for p in pilots],
+                        key=lambda event: event[:2])
+        rows = []
+        with self._sample_lock:
+            for when, kind, item in events:
+                if kind == 0:
+                    batch, wms = item.batch or {}, item.wms or {}
+                    self._latest[item.queue] = (when, batch.get("pending"), batch.get("running"), wms.get("ready"))
+                    self._since_sample["submitted"] += item.submitted
+                elif item[3] in ("done", "fault"):
+                    self._since_sample[item[3]] += 1
+                if when - self._sampled < SAMPLE_SECONDS:
+                    continue
+                self._latest = {q: v for q, v in self._latest.items() if when - v[0] <= SAMPLE_LATEST}
+                latest = self._latest.values()
+                sums = [None if all(v[i] is None for v in latest) else sum(v[i] or 0 for v in latest)
+                        for i in (1, 2, 3)]
+                counts, self._since_sample = self._since_sample, {"submitted": 0, "done": 0, "fault": 0}
+                self._sampled = when
+                rows.append((when, *sums, counts["submitted"], counts["done"], counts["fault"]))
+        return rows
+
     def flush(self) -> int:
         """Write the buffered cycles, pilots and counters in one transaction; returns the rows written.
 
@@ -433,6 +499,7 @@ class Store:
                                len(record.errors), record.message, json.dumps(record.to_dict(), default=str)))
         now = time.time()
         state_rows = [(queue, *state, now) for queue, state in states.items()]
+        samples = self._samples(cycles, pilots)
 
         def work(conn: sqlite3.Connection) -> int:
             conn.execute("BEGIN IMMEDIATE")
@@ -453,6 +520,8 @@ class Store:
                     " last_submission = max(coalesce(last_submission, excluded.last_submission),"
                     " coalesce(excluded.last_submission, last_submission)),"
                     " updated = excluded.updated", state_rows)
+                conn.executemany("INSERT OR REPLACE INTO factory_history (time, pending, running, activated,"
+                                 " submitted, done, fault) VALUES (?,?,?,?,?,?,?)", samples)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -460,7 +529,7 @@ class Store:
                 raise
             self.flushes += 1
             self._written()
-            return len(cycle_rows) + len(pilots) + len(state_rows)
+            return len(cycle_rows) + len(pilots) + len(state_rows) + len(samples)
 
         return self._run("write cycles and pilots", work, 0)
 
@@ -513,7 +582,17 @@ class Store:
         def work(conn: sqlite3.Connection) -> list[CycleRecord]:
             rows = conn.execute("SELECT record FROM cycles WHERE queue = ? ORDER BY started DESC, id DESC"
                                 " LIMIT ?", (queue, limit)).fetchall()
-            return [record_from_dict(json.loads(row[0])) for row in rows]
+            records = []
+            for (text,) in rows:
+                try:
+                    record = record_from_dict(json.loads(text))
+                    if stored_time(record.started) is None or not math.isfinite(float(record.duration)):
+                        raise ValueError("start or duration is not a time")
+                except (ValueError, TypeError, AttributeError) as exc:
+                    self._set_aside("cycles", text[:200], exc)
+                    continue
+                records.append(record)
+            return records
 
         return self._read("read cycles", work, [])
 
@@ -523,7 +602,7 @@ class Store:
             rows = conn.execute("SELECT jobid, start, end, exitcode, state, factory FROM pilots"
                                 " WHERE queue = ? AND end >= ? ORDER BY end DESC LIMIT ?",
                                 (queue, since, limit)).fetchall()
-            return [FinishedPilot(*row) for row in rows]
+            return self._pilot_rows(rows)
 
         return self._read("read finished pilots", work, [])
 
@@ -536,7 +615,7 @@ class Store:
             total = conn.execute(f"SELECT count(*) FROM pilots {where}", (queue, state, since)).fetchone()[0]
             rows = conn.execute(f"SELECT jobid, start, end, exitcode, state, factory FROM pilots {where}"
                                 " ORDER BY end DESC LIMIT ? OFFSET ?", (queue, state, since, limit, offset))
-            return [FinishedPilot(*row) for row in rows], total
+            return self._pilot_rows(rows), total
 
         return self._read("read finished pilots", work, ([], 0))
 
@@ -611,7 +690,13 @@ class Store:
         def work(conn: sqlite3.Connection) -> list[tuple[float, int | None, int | None]]:
             rows = conn.execute("SELECT started, pending, running FROM cycles WHERE queue = ? AND started >= ?"
                                 " ORDER BY started", (queue, since)).fetchall()
-            return thin([tuple(row) for row in rows], max_points)
+            good = []
+            for row in rows:
+                if stored_time(row[0]) is None or not all(v is None or type(v) is int for v in row[1:]):
+                    self._set_aside("cycles", row, ValueError("start, pending or running is not a number"))
+                    continue
+                good.append(tuple(row))
+            return thin(good, max_points)
 
         return self._read("read pilot series", work, [])
 
@@ -619,24 +704,26 @@ class Store:
         """A queue's (None: the whole factory's) history in buckets of ``step`` seconds from ``since`` to ``until``.
 
         Each bucket, oldest first, also the empty ones: ``time`` (its start), ``pending``, ``running`` and
-        ``activated`` (the most that one cycle of the queue saw; for the factory, those summed over the
-        queues; None where no cycle knew), ``submitted`` (pilots), ``done`` and ``fault`` (pilots that ended).
-        Aggregated here, in SQL, so that the answer's size is the number of buckets whatever the cycles.
+        ``activated`` (the most that one cycle of the queue saw; for the factory, the most of its samples,
+        each the sum of every queue's latest cycle; None where nothing knew), ``submitted`` (pilots),
+        ``done`` and ``fault`` (pilots that ended). Aggregated here, in SQL, so that the answer's size is
+        the number of buckets whatever the cycles; the factory's from ``factory_history`` (one row a minute).
         """
         count = max(1, math.ceil((until - since) / step))
-        per_queue = ("SELECT queue, CAST((started - :since) / :step AS INTEGER) AS b, MAX(pending) AS p,"
-                     " MAX(running) AS r, MAX(json_extract(record, '$.wms.ready')) AS a, SUM(submitted) AS s"
-                     " FROM cycles WHERE {where} started >= :since AND started < :until GROUP BY queue, b")
         args = {"since": since, "until": until, "step": step, "queue": queue}
         if queue is not None:
-            cycles_sql = per_queue.format(where="queue = :queue AND")
-            pilots_where = "queue = :queue AND"
-        else:
-            cycles_sql = ("SELECT NULL, b, SUM(p), SUM(r), SUM(a), SUM(s) FROM ("
-                          + per_queue.format(where="") + ") GROUP BY b")
-            pilots_where = ""
-        pilots_sql = ("SELECT CAST((end - :since) / :step AS INTEGER) AS b, SUM(state = 'done'), SUM(state = 'fault')"
-                      f" FROM pilots WHERE {pilots_where} end >= :since AND end < :until GROUP BY b")
+            cycles_sql = ("SELECT queue, CAST((started - :since) / :step AS INTEGER) AS b, MAX(pending), MAX(running),"
+                          " MAX(json_extract(record, '$.wms.ready')), SUM(submitted) FROM cycles"
+                          " WHERE queue = :queue AND started >= :since AND started < :until GROUP BY b")
+            pilots_sql = ("SELECT CAST((end - :since) / :step AS INTEGER) AS b, SUM(state = 'done'),"
+                          " SUM(state = 'fault') FROM pilots WHERE queue = :queue AND end >= :since AND end < :until"
+                          " GROUP BY b")
+        else:  # the factory's samples: a few thousand rows, whatever the number of queues
+            cycles_sql = ("SELECT NULL, CAST((time - :since) / :step AS INTEGER) AS b, MAX(pending), MAX(running),"
+                          " MAX(activated), SUM(submitted) FROM factory_history WHERE time >= :since AND time < :until"
+                          " GROUP BY b")
+            pilots_sql = ("SELECT CAST((time - :since) / :step AS INTEGER) AS b, SUM(done), SUM(fault)"
+                          " FROM factory_history WHERE time >= :since AND time < :until GROUP BY b")
 
         def work(conn: sqlite3.Connection) -> list[dict]:
             buckets = [{"time": since + i * step, "pending": None, "running": None, "activated": None,
@@ -717,6 +804,16 @@ class Store:
                 except sqlite3.Error as exc:
                     log.warning("persistence: closing %s: %s", self.path, exc)
                 self._conn = None
+
+
+MAX_STORED_TIME = 1e11  # about the year 5138: any later "time" in the store is damage
+
+
+def stored_time(value: object) -> float | None:
+    """A stored epoch time as a float, or None when it is no time (text, NaN, negative, absurdly far)."""
+    if type(value) not in (int, float):
+        return None
+    return float(value) if 0 <= value < MAX_STORED_TIME else None
 
 
 def record_from_dict(data: dict) -> CycleRecord:

@@ -68,9 +68,10 @@ def test_old_schema_is_migrated_and_keeps_its_rows(tmp_path: Path):
     store.close()
     assert (state.cycles, state.submitted_total, state.errors_total, state.last_submission) == (41, 99, 2, 1000.5)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"pilots_end", "admin_audit_time"} <= indexes
+    assert conn.execute("SELECT count(*) FROM factory_history").fetchone()[0] == 0  # 5: the factory's samples
     assert not list(tmp_path.glob("*.corrupt-*"))
 
 
@@ -221,7 +222,7 @@ def test_cycles_and_pilots_of_every_queue_are_written_in_one_transaction(tmp_pat
         store.record_cycle(record(f"Q{q}", 1, now), QueueState(1, 0, 0, None))
         store.record_finished(f"Q{q}", [FinishedPilot(f"{q}.{j}", now - 60, now - 1, 0) for j in range(4)])
     assert statements == []  # a cycle touches no file
-    assert store.flush() == 50 + 200 + 50
+    assert store.flush() == 50 + 200 + 50 + 1  # cycles, pilots, counters, and the factory's first sample
     assert [s.split()[0] for s in statements].count("BEGIN") == 1 and store.flushes == 1
     assert store.flush() == 0 and store.flushes == 1  # nothing buffered, no transaction
     assert store.queue_state("Q7").cycles == 1 and len(store.finished("Q7", 0)) == 4

@@ -31,7 +31,7 @@ def apf24_with_condorgt2(root: Path, panda_url: str, port: int, smtp_address: st
     queues = queues.replace("batchsubmitplugin = CondorOSGCE", "batchsubmitplugin = CondorGT2")
     for name in ("BNL_PROD-gridgk01", "ANALY_BNL_SHORT-gridgk02"):
         queues = queues.replace(f"[{name}]\n", f"[{name}]\nbatchsubmitplugin = CondorOSGCE\n")
-    queues = queues.replace("enabled = False\n", "enabled = True\n").replace(
+    queues = queues.replace(f"[{STALE}]\nenabled = False\n", f"[{STALE}]\nenabled = True\n").replace(
         "batchqueue = BNL_TEST-condor\nbatchsubmitplugin = CondorGT2\n", "batchqueue = BNL_TEST-condor\n")
     (conf / "queues.conf").write_text(queues)
     (conf / "monitor.conf").write_text((conf / "monitor.conf").read_text().replace(

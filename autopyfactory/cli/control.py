@@ -27,20 +27,23 @@ from urllib.parse import quote
 
 import requests
 
+from autopyfactory import journal, tls
 from autopyfactory.config import FACTORY_KEYS, FACTORY_SECTION
 from autopyfactory.health import LEVELS, one_line
 from autopyfactory.timefmt import duration, parse_until
 from autopyfactory.tls import CAMissing, ca_trust
 
+MAX_LOG_LINES = 10000  # as the admin API bounds apf log
 TIMEOUT = (5.0, 60.0)  # connect, read (a reload may take a while)
 REASON_CHARS = 80  # health reasons and errors in the tables: one short line each
 URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.I)
 
 
 class ControlError(Exception):
-    def __init__(self, message: str, code: int):
+    def __init__(self, message: str, code: int, answer: Any = None):
         super().__init__(message)
         self.code = code
+        self.answer = answer  # the factory's JSON answer to a refused call, when it gave one
 
 
 def factory_endpoint(conf: str) -> tuple[str, str]:
@@ -97,7 +100,7 @@ class Client:
     def __init__(self, url: str, token_file: str = ""):
         self.url = url.rstrip("/")
         self.token_file = token_file
-        self.session = requests.Session()
+        self.session = tls.session()
 
     def call(self, method: str, path: str, admin: bool = False, **kwargs) -> Any:
         headers = {"Accept": "application/json"}
@@ -119,7 +122,7 @@ class Client:
         if answer.status_code >= 400:
             message = data.get("error", "") if isinstance(data, dict) else str(data)
             problems = data.get("problems", []) if isinstance(data, dict) else []
-            raise ControlError("\n".join([f"factory answered {answer.status_code}: {message}", *problems]), 1)
+            raise ControlError("\n".join([f"factory answered {answer.status_code}: {message}", *problems]), 1, data)
         return data
 
 
@@ -295,13 +298,41 @@ def cmd_config(args: argparse.Namespace, client: Client) -> None:
     print(json.dumps(data, indent=1) if args.json else format_config(data))
 
 
-def cmd_log(args: argparse.Namespace, client: Client) -> None:
-    data = client.call("GET", "/api/v1/admin/log", admin=True, params={"lines": args.lines})
+UNIT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:_.@-]*\.service$")  # a name journalctl -u takes, nothing else
+
+
+def cmd_log(args: argparse.Namespace, client: Client) -> int | None:
+    try:
+        data = client.call("GET", "/api/v1/admin/log", admin=True, params={"lines": args.lines})
+    except ControlError as exc:
+        said = exc.answer if isinstance(exc.answer, dict) else {}
+        if said.get("log_target") != "journal":
+            raise
+        unit = str(said.get("unit") or "")
+        return journal_log(args.unit or (unit if UNIT.match(unit) else journal.DEFAULT_UNIT), args.lines)
     for line in data.get("lines", []):
         print(line)
     if data.get("cut"):
         print(f"apf log: fewer lines than asked: the factory reads a bounded tail of {data.get('file')}",
               file=sys.stderr)
+
+
+def journal_log(unit: str, lines: int) -> int:
+    """``apf log`` of a factory logging to the journal: journalctl -u UNIT, run here (argv, no shell)."""
+    lines = max(1, min(lines, MAX_LOG_LINES))
+    try:
+        found, remarks = journal.read(unit, lines)
+    except journal.JournalUnreadable as exc:
+        raise ControlError(str(exc), 1) from None
+    for line in found:
+        print(line)
+    if remarks:  # e.g. not allowed to read the system journal: journalctl's hint says which groups may
+        print(f"apf log: journalctl: {remarks}", file=sys.stderr)
+    if not found:
+        print(f"apf log: no journal lines for {unit}; a factory started by the init script logs to APF_LOG "
+              "of /etc/sysconfig/autopyfactory instead", file=sys.stderr)
+    print(f"apf log: from the journal: {journal.shown(journal.command(unit, lines))}", file=sys.stderr)
+    return 0
 
 
 def format_audit(actions: list[dict]) -> str:
@@ -371,7 +402,6 @@ WITHOUT_WEB = {
     "reload": "reload with systemctl reload autopyfactory (or kill -HUP on the daemon)",
     "stop": "stop with systemctl stop autopyfactory (or kill -TERM on the daemon)",
     "threads": "kill -USR1 on the daemon logs every thread's stack",
-    "log": "read the log where the daemon writes it (journalctl -u autopyfactory under systemd)",
     "*": "set logserver.enabled = True (bound to 127.0.0.1 by default) and restart to use it",
 }
 
@@ -409,8 +439,12 @@ def add_parsers(sub: argparse._SubParsersAction, default_conf: str) -> None:
     config = command("config", cmd_config, "show the running factory's configuration (secrets redacted)")
     config.add_argument("--json", action="store_true", help="print the raw JSON")
     config.add_argument("--local", action="store_true", help=local)
-    command("log", cmd_log, "show the end of the running factory's own log").add_argument(
-        "-n", "--lines", type=int, default=100, help="how many lines (default 100, at most 10000)")
+    log = command("log", cmd_log, "show the end of the running factory's own log (under systemd: its journal)")
+    log.add_argument("-n", "--lines", type=int, default=100, help="how many lines (default 100, at most 10000)")
+    log.add_argument("--unit", default=None, help="the systemd unit whose journal to read when the factory logs to "
+                     f"the journal (default: the one the factory runs in, else {journal.DEFAULT_UNIT})")
+    log.add_argument("--local", action="store_true", help="read the journal here without asking the web "
+                     "server; the default when logserver.enabled = False")
     audit = command("audit", cmd_audit, "show the latest admin actions (who, when, what, result)")
     audit.add_argument("-n", "--limit", type=int, default=50, help="how many actions (default 50)")
     audit.add_argument("--json", action="store_true", help="print the raw JSON")

@@ -1,4 +1,4 @@
-"""``apf status | config | audit`` without the web server: the configuration files and the local store.
+"""``apf status | config | audit | log`` without the web server: the configuration files and the local store.
 
 With ``logserver.enabled = False`` (or ``--local``) there is no factory to ask:
 these commands read factory.conf and the files it names, and the persistence
@@ -23,7 +23,7 @@ import time
 from dataclasses import replace
 from types import SimpleNamespace
 
-from autopyfactory import __version__
+from autopyfactory import __version__, journal
 from autopyfactory.cli import load_or_report
 from autopyfactory.cli.control import (
     ControlError,
@@ -31,6 +31,7 @@ from autopyfactory.cli.control import (
     format_audit,
     format_config,
     format_status,
+    journal_log,
 )
 from autopyfactory.config import FactoryConfig, QueueConfig
 from autopyfactory.health import OVERDUE_CYCLES, queue_health
@@ -226,4 +227,9 @@ def audit(args: argparse.Namespace) -> int:
     return 0
 
 
-LOCAL = {"status": status, "config": config_, "audit": audit}
+def log(args: argparse.Namespace) -> int:
+    """The factory's journal, read here: with no web server nobody can say where else it logs."""
+    return journal_log(args.unit or journal.DEFAULT_UNIT, args.lines)
+
+
+LOCAL = {"status": status, "config": config_, "audit": audit, "log": log}

@@ -83,11 +83,13 @@ QUEUE_KEYS: dict[str, Key] = {
                                "no submission beyond it, whatever the chain says"),
     "apfqueue.ledger.maxage": Key("float", 6 * 3600.0, min=0, help="seconds a submitted pilot the factory has not "
                                   "seen end counts as pending or running whatever the batch status says"),
-    "apfqueue.faultbackoff": Key("bool", True, help="one probe pilot per cycle while most recent pilots fault"),
+    "apfqueue.faultbackoff": Key("bool", True, help="probe pilots only while most recent pilots fault"),
     "apfqueue.faultbackoff.pilots": Key("int", 10, min=1, help="how many of the latest ended pilots are judged"),
     "apfqueue.faultbackoff.minimum": Key("int", 3, min=1, help="ended pilots needed before judging"),
     "apfqueue.faultbackoff.fraction": Key("float", 0.5, min=0, max=1,
                                           help="fault backoff when more than this fraction of them faulted"),
+    "apfqueue.faultbackoff.leavefraction": Key("float", 0.2, min=0, max=1, help="in fault backoff until this "
+                                               "fraction of them or less faulted (below .fraction: no flapping)"),
     "wmsstatusplugin": Key("str", required=True),
     "batchstatusplugin": Key("str", required=True),
     "batchsubmitplugin": Key("str", required=True),

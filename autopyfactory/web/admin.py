@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from autopyfactory import journal
 from autopyfactory.config import FactoryConfig
 from autopyfactory.logthrottle import LogThrottle
 from autopyfactory.queue import Pause
@@ -199,6 +200,8 @@ def log_file() -> tuple[str | None, str]:
     targets = []
     for handler in handlers:
         stream = getattr(handler, "stream", None)
+        if handler.get_name() == journal.HANDLER_NAME:
+            return None, journal.HANDLER_NAME
         if isinstance(handler, logging.handlers.SysLogHandler):
             targets.append("syslog")
         elif stream is not None and stream in (sys.stdout, sys.__stdout__):
@@ -431,6 +434,11 @@ class AdminAPI:
     def do_log(self, environ: dict, _queue: None) -> Answer:
         lines = query_int(environ, "lines", DEFAULT_LOG_LINES, MAX_LOG_LINES)
         path, target = log_file()
+        if target == journal.HANDLER_NAME:  # not a file: apf reads it with journalctl, as root or the journal's group
+            unit = journal.own_unit() or journal.DEFAULT_UNIT
+            argv = journal.command(unit, lines)
+            why = f"the factory logs to the journal: read it with {journal.shown(argv)}"
+            return Answer(409, {"error": why, "log_target": "journal", "unit": unit, "command": argv}, why, str(lines))
         if path is None:
             why = (f"the factory logs to {target}, not to a file: read it there "
                    f"(journalctl or the syslog files; start the daemon with --log PATH to use this)")

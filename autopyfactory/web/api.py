@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from autopyfactory.health import idle_health, one_line
+from autopyfactory.health import factory_causes, idle_health, one_line
 from autopyfactory.timefmt import iso
 
 if TYPE_CHECKING:
@@ -120,7 +120,4 @@ def reload_view(outcome: dict | None) -> dict | None:
 
 def factory_problems(factory: Any) -> list[str]:
     """What is wrong with the factory itself, not one queue (e.g. a store that cannot be written)."""
-    store = getattr(factory, "store", None)
-    problem = store.problem if store is not None else None
-    stale = getattr(getattr(factory, "config", None), "stale", None) or []  # remote queueConf from its cache
-    return ([problem] if problem else []) + list(stale)
+    return [reason for _, reason in factory_causes(factory)]

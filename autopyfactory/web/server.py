@@ -16,6 +16,7 @@ clients never hold a worker; guards are added for slow clients, many clients and
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING
 
 from waitress import create_server, wasyncore
 from waitress.channel import HTTPChannel
+from waitress.task import ErrorTask
+from waitress.utilities import RequestEntityTooLarge
 
 from autopyfactory.web.admin import MAX_BODY
 from autopyfactory.web.app import WebApp
@@ -39,9 +42,30 @@ MAX_CONNECTIONS = 250  # open connections kept; more evict the least recently ac
 IDLE_TIMEOUT = 30  # seconds a connection may stay silent between requests
 
 
+class RefusalTask(ErrorTask):
+    """Waitress's own refusals (a body too large, a malformed request) as the factory's errors are:
+    ``{"error": "…"}`` under /api/, text elsewhere."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        path = getattr(self.request, "path", None) or ""
+        if not path.startswith("/api/"):
+            super().execute()
+            return
+        why = (f"request body larger than {MAX_BODY} bytes" if isinstance(error, RequestEntityTooLarge)
+               else f"{error.reason}: {error.body}")
+        body = (json.dumps({"error": why}) + "\n").encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
 class GuardedChannel(HTTPChannel):
     """A waitress connection with a deadline for each request and eviction under a flood."""
 
+    error_task_class = RefusalTask
     request_deadline = 0.0  # monotonic time the request being read must be complete by
 
     def __init__(self, server, sock, addr, adj, map=None):
