@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import autopyfactory.config.apf24 as apf24
+import autopyfactory.config.cric as cric
+import autopyfactory.config.remote as remote
 from autopyfactory.config.reader import (
     Fetching,
     KeyTable,
@@ -34,6 +36,7 @@ from autopyfactory.config.tables import (
 )
 from autopyfactory.interfaces import KINDS, QUEUE_KINDS, key_prefix
 from autopyfactory.paths import system_directory
+from autopyfactory.redact import redact
 from autopyfactory.settings import (
     MISSING,
     ConfigError,
@@ -67,6 +70,9 @@ def factory_section(reader: Reader, parser: configparser.ConfigParser, path: str
     reconfig = apf24.reconfig(section.raw)
     if reconfig:
         reader.warn(path, FACTORY_SECTION, "config.reconfig", reconfig)
+    agis = apf24.queues_plugin(section.raw)
+    if agis:
+        reader.warn(path, FACTORY_SECTION, "config.queues.plugin", agis)
     known = lower_table(FACTORY_KEYS)
     reader.fill(section, known, basedir)
     for lower, text in section.raw.items():
@@ -150,9 +156,14 @@ def queue_files(reader: Reader, factory: Section, cancel: threading.Event | None
             sources.extend(sorted(glob.glob(os.path.join(directory, "*.conf"))))
         else:
             reader.error(factory_path, FACTORY_SECTION, "queueDirConf", f"not a directory (got {directory!r})")
-    if not sources:
+    from_cric = factory.get("config.queues.plugin", "File") == "CRIC"
+    if not sources and not from_cric:
         reader.error(factory_path, FACTORY_SECTION, "queueConf", "no queue files (expected queueConf or queueDirConf)")
     parsed = []
+    if from_cric:  # first: a queue file's own keys for the same section win (APF 2.4's override = True)
+        built = cric_source(reader, factory, cancel)
+        if built is not None:
+            parsed.append(built)
     for source in sources:
         if source.startswith(("http://", "https://")):
             parser = reader.parse_url(source, Fetching(
@@ -163,6 +174,55 @@ def queue_files(reader: Reader, factory: Section, cancel: threading.Event | None
         if parser is not None:
             parsed.append((source, parser))
     return parsed
+
+
+def cric_selection(factory: Section) -> cric.Selection:
+    option = factory.get
+    return cric.Selection(option("config.queues.cric.vos"), option("config.queues.cric.clouds"),
+                          option("config.queues.cric.sites"), option("config.queues.cric.activities"),
+                          option("config.queues.cric.pilotmanager"), option("config.queues.cric.jobsperpilot"),
+                          option("config.queues.cric.numfactories"))
+
+
+def cric_source(reader: Reader, factory: Section, cancel: threading.Event | None = None
+                ) -> tuple[str, configparser.ConfigParser] | None:
+    """The queue sections built from CRIC (config/cric.py) as one more queue file, named ``cric:<url>``.
+
+    A URL is fetched within config.remote.timeout and .maxbytes; when it fails or its answer
+    is no pandaqueue listing, its last good copy is used (a warning, a factory problem);
+    a PanDA queue or CE that cannot be read is skipped with a warning."""
+    where = (factory.source, FACTORY_SECTION, "config.queues.cric.url")
+    url = factory.get("config.queues.cric.url", "")
+    if not url:
+        reader.error(*where, "required with config.queues.plugin = CRIC (a URL or a file of CRIC's pandaqueue JSON)")
+        return None
+    shown = "cric:" + redact(url)
+    try:
+        if cric.is_url(url):
+            got = remote.fetch(url, factory.get("config.remote.timeout"), factory.get("config.remote.maxbytes"),
+                               remote.cache_file(remote_cache_dir(factory), url), check=cric.parse, cancel=cancel)
+            if got.warning:
+                reader.warn(shown, "", "", got.warning)
+                reader.stale.append(got.warning)
+            text = got.text
+        else:
+            text = cric.read_file(cric.local_path(url, os.path.dirname(factory.source)))
+        queues = cric.parse(text)
+    except (remote.FetchError, OSError, ValueError) as exc:
+        reader.error(*where, f"cannot read CRIC's pandaqueue JSON: {redact(str(exc))}")
+        return None
+    defaults = ""
+    if factory.get("config.queues.cric.defaults", ""):
+        try:
+            defaults = cric.read_file(factory.get("config.queues.cric.defaults"))
+        except (OSError, ValueError) as exc:
+            reader.error(factory.source, FACTORY_SECTION, "config.queues.cric.defaults", f"cannot read: {exc}")
+            return None
+    built = cric.build(queues, cric_selection(factory))
+    for note in built.notes:
+        reader.warn(shown, "", "", note)
+    parser = reader.parse_text(cric.render(built, defaults, redact(url)), shown)
+    return (shown, parser) if parser is not None else None
 
 
 # ---------------------------------------------------------------- queues.conf
