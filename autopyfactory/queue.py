@@ -613,11 +613,11 @@ class APFQueue:
         return self._finished(batch, time.time() if now is None else now)
 
     def finished_counts(self, since: float) -> dict[str, int] | None:
-        """done/fault of pilots that ended since ``since`` (at most the last hour); None if unknown."""
+        """done/fault/empty of pilots that ended since ``since`` (at most the last hour); None if unknown."""
         batch, _, _ = self.batch_status()
         if self.store is None or not self.store.usable:  # no history: the batch system's own memory
-            return None if batch is None else {"done": batch.done, "fault": batch.fault}
-        counts = {"done": 0, "fault": 0}
+            return None if batch is None else {"done": batch.done, "fault": batch.fault, "empty": batch.empty}
+        counts = {"done": 0, "fault": 0, "empty": 0}
         for pilot in self._finished(batch, time.time()):
             if pilot.end < since:
                 break  # latest first
@@ -717,6 +717,7 @@ class APFQueue:
             "held": batch.held if batch else None,
             "done_1h": finished["done"] if finished else None,
             "fault_1h": finished["fault"] if finished else None,
+            "empty_1h": finished["empty"] if finished else None,
             "wms": wms.to_dict() if isinstance(wms, WMSQueueInfo) else None,
             "paused": self.paused,
             "pause": None if pause is None else {"mode": pause.mode, "reason": pause.reason,

@@ -87,6 +87,20 @@ def test_status_reads_the_local_store_says_so_and_exits_like_a_check(confdir, ca
     assert health["OK_Q"][0] == "ok"
     assert digest(store) == before  # read, never written
     assert not list(confdir.root.glob("apf.sqlite.corrupt-*"))
+    # nor a -wal or -shm file left behind: owned by the reader (root), they would stop the daemon's user
+    assert sorted(p.name for p in confdir.root.glob("apf.sqlite*")) == ["apf.sqlite"]
+
+
+def test_a_store_the_factory_has_open_is_read_as_it_is_now(confdir, capsys):
+    conf = str(run_cycles(confdir, local_queue("Q", confdir.spool, **SLOW)))
+    writer = Store(str(confdir.root / "apf.sqlite"))  # the running daemon's connection: the WAL is in use
+    try:
+        writer.record_pause("Q", {"mode": "drained", "reason": "downtime", "since": 1.0, "until": None})
+        assert (confdir.root / "apf.sqlite-wal").exists()
+        code, out, _ = apf_run(capsys, "status", "Q", "--conf", conf, "--json")
+        assert code == 0 and json.loads(out)["queues"][0]["health"] == "drained"
+    finally:
+        writer.close()
 
 
 def test_a_stopped_factory_is_a_warning_naming_what_to_check(confdir, capsys):

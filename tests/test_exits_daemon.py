@@ -160,6 +160,7 @@ SECRETS = {  # where each is planted: a value no output may show
     "ARGSIG10": "--sig=", "ARGENV11": "X_API_KEY=", "ARGQUERY12": "?apikey= in an argument", "ARGTOK13": "--token",
     "ARGSECRET14": "MY_SECRET=", "ARGPW15": "--password=", "MONPASS16": "APFMon URL userinfo",
     "PAUSEPW17": "a pause reason", "BADTOK18": "a rejected value in queues.conf",
+    "LOGURLPASS21": "baseLogDirUrl userinfo", "LOGURLTOK22": "baseLogDirUrl ?token=",
 }
 ARGUMENTS = ("--wrapperplugin=local -p ARGPASS06 --pass ARGPASS07 --apikey=ARGKEY08 "
              "-H 'Authorization: Bearer ARGBEARER09' --sig=ARGSIG10 X_API_KEY=ARGENV11 "
@@ -180,7 +181,8 @@ def test_no_planted_secret_reaches_a_page_an_answer_a_mail_or_the_log(daemon, co
         url = source.url.replace("http://", "http://cfg:CONFPASS04@") + "?apikey=CONFKEY05"
         site.write(panda, queue_conf=f"queues.conf, {url}", factory=(
             f"factorySMTPServer = {smtp.address}\nfactoryAdminEmail = ops@example.org\nalarms.interval = 0.5\n"
-            f"alarms.unknownafter = 1\nwmsstatus.panda.sleep = 0.2\nwmsstatus.panda.maxage = 1\n"))
+            f"alarms.unknownafter = 1\nwmsstatus.panda.sleep = 0.2\nwmsstatus.panda.maxage = 1\n"
+            f"baseLogDirUrl = https://web:LOGURLPASS21@logs.example.org:8443/apf?token=LOGURLTOK22\n"))
         (confdir.root / "monitor.conf").write_text(
             f"[apfmon]\nmonitorplugin = APFMon\nmonitorurl = http://mon:MONPASS16@127.0.0.1:{dead}/api\n")
         confdir.work("REMOTEQ", 2)
@@ -430,5 +432,30 @@ def test_damaged_rows_in_every_table_never_stop_a_start_or_a_view(daemon, confdi
     assert apf("status", "--conf", str(confdir.root / "factory.conf")).returncode != 3
     after = daemon.log.read_text()[size:]
     assert "Traceback" not in after and "a damaged row of table pilots is set aside" in after
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not alive(pid), what="the daemon to stop")
+
+
+def test_a_flood_of_page_requests_logs_the_busy_server_once_a_minute(daemon, confdir, site):
+    """waitress warns "Task queue depth is N" for every request that finds its 8 workers busy."""
+    site.write(local_queue("Q1", confdir.spool, executable="/bin/true"))
+    assert daemon.run().returncode == 0
+    pid = daemon.pid
+    wait_for(lambda: daemon.logged("queue Q1 cycle 1"), what="Q1's first cycle")
+    started = time.monotonic()
+
+    def flood() -> None:
+        with requests.Session() as session:
+            for _ in range(15):
+                session.get(f"{site.url}/api/v1/queues", timeout=HTTP_TIMEOUT)
+
+    callers = [threading.Thread(target=flood) for _ in range(40)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(120)
+    minutes = (time.monotonic() - started) / 60
+    busy = [line for line in daemon.log.read_text().splitlines() if "Task queue depth" in line]
+    assert len(busy) <= 1 + minutes + 1, busy
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not alive(pid), what="the daemon to stop")

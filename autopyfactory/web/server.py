@@ -27,6 +27,7 @@ from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 from waitress.utilities import RequestEntityTooLarge
 
+from autopyfactory.logthrottle import throttle_logger
 from autopyfactory.web.admin import MAX_BODY
 from autopyfactory.web.app import WebApp
 
@@ -133,6 +134,7 @@ class WebServer:
             log.error("web: %s; the factory runs without its web server", self.error)
             return
         self._server.channel_class = GuardedChannel
+        throttle_logger("waitress.queue")  # "Task queue depth is N" for every request of a flood: once a minute
         self.port = self._server.effective_port
         self._thread = threading.Thread(target=self._run, name="web", daemon=True)
         self._thread.start()
