@@ -281,7 +281,7 @@ def slurm_pilot_state(slurm_state: str, exitcode: int | None) -> str:
         return "removed"
     if state == "fault" and killed_from_outside(exitcode):  # kill -9 on the node: not the pilot's failure
         return "removed"
-    if line.state == "FAILED" and line.exitcode == EMPTY_EXIT:
+    if slurm_state == "FAILED" and exitcode == EMPTY_EXIT:
         return "empty"  # the wrapper found no work (Slurm calls every exit but 0 FAILED)
     return state
 
