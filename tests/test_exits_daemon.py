@@ -160,6 +160,7 @@ SECRETS = {  # where each is planted: a value no output may show
     "ARGSIG10": "--sig=", "ARGENV11": "X_API_KEY=", "ARGQUERY12": "?apikey= in an argument", "ARGTOK13": "--token",
     "ARGSECRET14": "MY_SECRET=", "ARGPW15": "--password=", "MONPASS16": "APFMon URL userinfo",
     "PAUSEPW17": "a pause reason", "BADTOK18": "a rejected value in queues.conf",
+    "LOGURLPASS21": "baseLogDirUrl userinfo", "LOGURLTOK22": "baseLogDirUrl ?token=",
 }
 ARGUMENTS = ("--wrapperplugin=local -p ARGPASS06 --pass ARGPASS07 --apikey=ARGKEY08 "
              "-H 'Authorization: Bearer ARGBEARER09' --sig=ARGSIG10 X_API_KEY=ARGENV11 "
@@ -180,7 +181,8 @@ def test_no_planted_secret_reaches_a_page_an_answer_a_mail_or_the_log(daemon, co
         url = source.url.replace("http://", "http://cfg:CONFPASS04@") + "?apikey=CONFKEY05"
         site.write(panda, queue_conf=f"queues.conf, {url}", factory=(
             f"factorySMTPServer = {smtp.address}\nfactoryAdminEmail = ops@example.org\nalarms.interval = 0.5\n"
-            f"alarms.unknownafter = 1\nwmsstatus.panda.sleep = 0.2\nwmsstatus.panda.maxage = 1\n"))
+            f"alarms.unknownafter = 1\nwmsstatus.panda.sleep = 0.2\nwmsstatus.panda.maxage = 1\n"
+            f"baseLogDirUrl = https://web:LOGURLPASS21@logs.example.org:8443/apf?token=LOGURLTOK22\n"))
         (confdir.root / "monitor.conf").write_text(
             f"[apfmon]\nmonitorplugin = APFMon\nmonitorurl = http://mon:MONPASS16@127.0.0.1:{dead}/api\n")
         confdir.work("REMOTEQ", 2)

@@ -139,7 +139,7 @@ def queue_view(qconfig: QueueConfig, config: FactoryConfig, store: Store, now: f
         "name": queue.name, "enabled": True, "health": health.level, "health_reason": health.reason,
         "wmsqueue": qconfig.wmsqueue, "batchqueue": qconfig.batchqueue,
         **{key: batch.get(key) for key in ("pending", "running", "exiting", "held")},
-        "done_1h": finished["done"], "fault_1h": finished["fault"],
+        "done_1h": finished["done"], "fault_1h": finished["fault"], "empty_1h": finished.get("empty", 0),
         "wms": last.wms if last else None,
         "paused": pause is not None,
         "pause": None if pause is None else {"mode": pause.mode, "reason": pause.reason,

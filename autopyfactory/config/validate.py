@@ -11,6 +11,7 @@ import functools
 import glob
 import os
 import re
+import shlex
 import shutil
 import threading
 from typing import TYPE_CHECKING
@@ -35,7 +36,7 @@ from autopyfactory.config.tables import (
     STATUS_TIMING_PARAMS,
 )
 from autopyfactory.interfaces import KINDS, QUEUE_KINDS, key_prefix
-from autopyfactory.paths import system_directory
+from autopyfactory.paths import WRAPPERS, system_directory
 from autopyfactory.redact import redact
 from autopyfactory.settings import (
     MISSING,
@@ -267,6 +268,7 @@ def queue_section(
     _translate_apf24(reader, queue, where)
     reader.fill(queue, QUEUE_TABLE, basedir, where, enforce=lambda: queue.enabled)
     _check_executable(reader, queue, where)
+    _check_wrapper_plugin(reader, queue, where)
     _resolve_plugins(reader, registry, queue, where)
     used = _fill_plugin_keys(reader, registry, queue, basedir, where)
     variables = {name.lower() for value in merged.values() for name in _VARIABLE.findall(value)}
@@ -312,6 +314,58 @@ def _check_executable(reader: Reader, queue: QueueConfig, where) -> None:
         reader.warn(queue.source, where("executable"), "executable",
                     f"{executable!r} is not an executable file on this host: every pilot would fault"
                     " (fine only if it exists where the pilots run)")
+
+
+@functools.cache
+def _wrapper_stage():
+    """The pilot wrapper's python stage and its built-in pilot plugins, as a worker node loads them."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("apf_wrapper_stage", os.path.join(WRAPPERS, "apf_wrapper.py"))
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    saved = os.environ.pop("APF_WRAPPER_PLUGINS", None)  # the built-ins only: a site's own are on its nodes
+    try:
+        plugins, _ = stage.load_plugins()
+    finally:
+        if saved is not None:
+            os.environ["APF_WRAPPER_PLUGINS"] = saved
+    return stage, plugins
+
+
+def _check_wrapper_plugin(reader: Reader, queue: QueueConfig, where) -> None:
+    """A warning for pilots of the shipped wrapper that would have nothing to run (they would all exit 70):
+    a --wrappervo no built-in pilot plugin claims, with no pilot command and no Local WMS spool, or an
+    unknown --wrapperplugin. Only a warning: a site may ship its own plugins to its nodes."""
+    executable = queue.values.get("executable")
+    if not queue.enabled or (executable and os.path.basename(executable) != "apf-wrapper.sh"):
+        return
+    try:
+        argv = shlex.split(queue.values.get("executable.arguments") or "")
+    except ValueError:
+        return  # said elsewhere
+    stage, plugins = _wrapper_stage()
+    options = stage.parse(argv)
+    environ = " ".join(str(v) for k, v in queue.values.items() if k.endswith(".environ") and v)
+    if options.plugin:
+        if options.plugin.lower() not in plugins:
+            reader.warn(queue.source, where("executable.arguments"), "executable.arguments",
+                        f"--wrapperplugin={options.plugin}: the pilot wrapper has no such pilot plugin (it has "
+                        f"{', '.join(sorted(plugins))}): every pilot would exit 70 unless the worker nodes add it "
+                        "($APF_WRAPPER_PLUGINS)")
+        return
+    vo = options.vo.lower()
+    if not vo or options.extra or "APF_PILOT=" in environ:
+        return
+    if any(vo in [v.lower() for v in getattr(module, "VOS", ())] for module in plugins.values()):
+        return
+    if options.serverurl.startswith("file://") or "APF_WMS_SPOOLDIR=" in environ:
+        return
+    reader.warn(queue.source, where("executable.arguments"), "executable.arguments",
+                f"--wrappervo={options.vo}: the pilot wrapper has no pilot plugin for this VO and no pilot command "
+                "to run: every pilot would exit 70; give the pilot command after -- (or APF_PILOT=... in "
+                "batchsubmit.<plugin>.environ), name a pilot plugin with --wrapperplugin (built in: "
+                f"{', '.join(sorted(plugins))}), or ship one with VOS = ({vo!r},) (docs/operations.md)")
 
 
 def _place(places: dict[str, str], name: str, key: str) -> str:
