@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from autopyfactory import commands
+from autopyfactory import commands, tls
 from autopyfactory.health import critical_causes, factory_causes
 from autopyfactory.redact import redact
 from autopyfactory.timefmt import iso
@@ -193,6 +193,8 @@ class Alarms:
         }
         self._said: dict[tuple[str, str], _Said] = {}
         self._unknown_since: dict[str, float] = {}
+        self._enabled_for: object = None  # the config ``enabled`` was worked out for (a reload replaces it)
+        self._enabled = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
@@ -206,7 +208,12 @@ class Alarms:
     # ------------------------------------------------------------ deciding
     @property
     def enabled(self) -> bool:
-        return any(channel.configured() for channel in self.channels.values())
+        """Some channel is configured (asked after every cycle of every queue: worked out once per config)."""
+        config = self.factory.config
+        if self._enabled_for is not config:
+            self._enabled = any(channel.configured() for channel in self.channels.values())
+            self._enabled_for = config
+        return self._enabled
 
     @property
     def sent(self) -> int:
@@ -344,8 +351,9 @@ class Alarms:
                 if self.channels["webhook"].stopping.wait(min(2.0 ** (attempt - 1), MAX_RETRY_WAIT)):
                     break
             try:
-                answer = requests.post(url, json=alarm.to_json(), timeout=self._config("alarms.webhooktimeout"),
-                                       allow_redirects=False, verify=cas.verify(url))
+                with tls.session() as session:
+                    answer = session.post(url, json=alarm.to_json(), timeout=self._config("alarms.webhooktimeout"),
+                                          allow_redirects=False, verify=cas.verify(url))
             except CAMissing as exc:
                 why = str(exc)
                 break

@@ -36,6 +36,21 @@ def killed_from_outside(exitcode: int | None) -> bool:
     return exitcode in KILL_EXIT_CODES
 
 
+# The wrapper's exit code for a pilot that found no work (EX_TEMPFAIL: none now), e.g. a PanDA pilot the
+# server had no job for (autopyfactory/wrappers/plugins/panda.py): such a pilot is "empty", counted apart
+# from done and fault, whatever the batch system calls its end.
+EMPTY_EXIT = 75
+
+
+def ended_state(exitcode: int | None, signalled: bool = False) -> str:
+    """done, empty or fault: how a pilot that ran ended, from its exit code (None: not known, done)."""
+    if exitcode == EMPTY_EXIT and not signalled:
+        return "empty"
+    if signalled:
+        return "fault"
+    return "done" if exitcode in (0, None) else "fault"
+
+
 @dataclass(frozen=True, slots=True)  # a factory remembers an hour of them: 80,000 at 2,000 queues
 class FinishedPilot:
     """A pilot that has ended, as the batch system saw it."""
@@ -44,7 +59,7 @@ class FinishedPilot:
     start: float | None  # epoch seconds; None if it never started
     end: float
     exitcode: int | None = None
-    state: str = "done"  # done | fault | removed (never started, or killed from outside)
+    state: str = "done"  # done | empty | fault | removed (never started, or killed from outside)
     factory: str = ""
 
     @property
@@ -91,6 +106,7 @@ class BatchQueueInfo:
     held: int = 0
     done: int = 0
     fault: int = 0
+    empty: int = 0  # ended without finding work (EMPTY_EXIT): neither done nor fault
     finished: tuple[FinishedPilot, ...] = ()
     # pilots of other factories serving the same WMS queue: factory id -> counts
     peers: dict[str, dict[str, int]] = field(default_factory=dict)

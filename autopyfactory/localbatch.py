@@ -27,6 +27,7 @@ from autopyfactory.info import (
     BatchQueueInfo,
     FinishedPilot,
     LivePilot,
+    ended_state,
     killed_from_outside,
 )
 
@@ -222,7 +223,7 @@ class LocalBatch:
                         running[pilot.queue] = running.get(pilot.queue, 0) + 1
                     else:
                         code = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell says
-                        state = "done" if code == 0 else "removed" if killed_from_outside(code) else "fault"
+                        state = "removed" if killed_from_outside(code) else ended_state(code)
                         self._ended(pilot, state, code, now)
             for pilot in sorted(self._pilots.values(), key=lambda p: p.submitted):
                 if pilot.state == "pending" and running.get(pilot.queue, 0) < pilot.maxrunning:

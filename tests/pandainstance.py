@@ -45,13 +45,17 @@ panda_common.cfg and the dummy adder/setupper plugins.
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.server
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -480,3 +484,93 @@ else:
             yield server.start()
         finally:
             server.close()
+
+
+# ---------------------------------------------------------------- the real PanDA pilot
+
+PILOT_USER = os.environ.get("APF_PILOT_USER", "apfpilot")  # made by tests/services/panda.sh; never root
+PILOT_DIR = PANDA_HOME / "pilot"  # the panda-pilot sdist (pilot.py is only there), served as a tarball URL
+RUN_SH = '#!/bin/sh\n# the generic payload wrapper: the job parameters are the command\nexec /bin/sh -c "$*"\n'
+
+
+def pilot_missing() -> str | None:
+    """Why the real PanDA pilot cannot run here (None: it can)."""
+    try:
+        pwd.getpwnam(PILOT_USER)
+    except KeyError:
+        return f"no user {PILOT_USER} to run the PanDA pilot as (never root): run tests/services/panda.sh"
+    if not sorted(PILOT_DIR.glob("panda-pilot-*.tar.gz")):
+        return f"no panda-pilot sdist in {PILOT_DIR}: run tests/services/panda.sh"
+    return None
+
+
+class PilotSite:
+    """What a worker node of a PanDA queue gives the real pilot, for ``server``'s queue ``queue``:
+    the queue's description as files (instead of CRIC), a local storage endpoint (the log goes there
+    with the ``mv`` copytool), the generic payload wrapper ``run.sh`` (instead of a download), the
+    pilot's credential (the pilot certificate as proxy file, owned by the pilot user) and the pilot
+    sdist served over HTTP as the tarball URL. Everything in a directory the pilot user owns."""
+
+    def __init__(self, server: PandaServer, queue: str):
+        self.server, self.queue = server, queue
+        self.directory = Path(tempfile.mkdtemp(prefix="apf-pilot-site-", dir="/tmp"))
+        for sub in ("trf", "se", "work", "tmp"):
+            (self.directory / sub).mkdir()
+        description = {
+            "name": queue, "resource": queue, "site": queue, "panda_resource": queue, "nickname": queue,
+            "siteid": queue, "atlas_site": queue, "state": "ACTIVE", "status": "online", "type": "production",
+            "cloud": "WORLD", "copytools": {"mv": {}}, "acopytools": {"pr": ["mv"], "pw": ["mv"], "pl": ["mv"]},
+            "astorages": {}, "is_cvmfs": False, "maxwdir": 10000, "maxtime": 3600, "maxrss": 2000,
+            "corecount": 1, "timefloor": 0, "container_type": "", "container_options": "", "catchall": "",
+            "params": {"internet_protocol_version": "IPv4"}, "vo_name": "wlcg", "pilot_manager": "",
+            "direct_access_lan": False, "direct_access_wan": False}
+        (self.directory / "queuedata.json").write_text(json.dumps(description))
+        (self.directory / "schedconf.json").write_text(json.dumps({queue: description}))
+        (self.directory / "ddmendpoints.json").write_text(json.dumps({"LOCAL_DISK": {
+            "name": "LOCAL_DISK", "type": "DATADISK", "state": "ACTIVE", "site": queue, "is_deterministic": True,
+            "arprotocols": {}, "rprotocols": {}, "resource": {"endpoint": str(self.directory / "se")}}}))
+        (self.directory / "trf" / "run.sh").write_text(RUN_SH)
+        (self.directory / "trf" / "run.sh").chmod(0o755)
+        shutil.copy(server.pki / "proxy.pem", self.directory / "proxy.pem")
+        _run(["chown", "-R", f"{PILOT_USER}:", str(self.directory)])
+        (self.directory / "proxy.pem").chmod(0o600)
+        self.directory.chmod(0o755)
+        self.sdist = sorted(PILOT_DIR.glob("panda-pilot-*.tar.gz"))[-1]
+        self.version = self.sdist.name[len("panda-pilot-"):-len(".tar.gz")]
+        handler = functools.partial(_QuietFiles, directory=str(PILOT_DIR))
+        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.http.serve_forever, daemon=True, name="pilot-tarball").start()
+
+    @property
+    def pilot_url(self) -> str:
+        return f"http://127.0.0.1:{self.http.server_address[1]}/{self.sdist.name}"
+
+    @property
+    def proxy(self) -> str:
+        return str(self.directory / "proxy.pem")
+
+    def environment(self) -> dict[str, str]:
+        """What the pilot needs from its worker node: credential, CAs, the site files, and PILOT_NOKILL=1."""
+        return {"X509_USER_PROXY": self.proxy, "X509_CERT_DIR": str(self.server.cadir),
+                "LOCAL_AGIS_SCHEDCONF": str(self.directory / "schedconf.json"),
+                "HARVESTER_WORKDIR": str(self.directory / "trf"), "TMPDIR": str(self.directory / "tmp"),
+                "PILOT_NOKILL": "1"}
+
+    def pilot_arguments(self) -> list[str]:
+        """The queue's own pilot options (pass-through arguments of the wrapper): this server, the site
+        files, one job per pilot (-v 1), and no second try when the server has no job."""
+        d = self.directory
+        return ["--pilot-user", "generic", "--url", "https://127.0.0.1", "-p", str(self.server.port),
+                "--queuedata-url", str(d / "queuedata.json"), "--storagedata-url", str(d / "ddmendpoints.json"),
+                "-a", str(d / "work"), "--output-dir", str(d / "se"), "-t", "-d", "--use-rucio-traces", "False",
+                "-v", "1", "--getjobfailures", "1"]
+
+    def close(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass

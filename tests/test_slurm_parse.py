@@ -40,8 +40,11 @@ def plugin(factory: str = FACTORY, runner=None, wmsqueues: dict[str, str] | None
 
 
 def answer(stdout: str = "", returncode: int = 0, error: str | None = None, stderr: str = ""):
-    def runner(argv, timeout, env=None, **kw):
+    def runner(argv, timeout, env=None, consume=None, **kw):
         runner.calls.append(list(argv))
+        if consume is not None:  # as commands.run streams it: the lines, then the exit status
+            value = consume(iter(stdout.splitlines()))
+            return CommandResult(tuple(argv), returncode, "", stderr, 0.01, error, None if error else value)
         return CommandResult(tuple(argv), returncode, stdout, stderr, 0.01, error)
 
     runner.calls = []
@@ -241,3 +244,18 @@ def test_huge_task_ranges_are_counted_not_listed():
                     end="2026-01-02T03:06:00")
     with pytest.raises(ValueError, match="array tasks on one line"):
         plugin().summarize(finished, ["q1"], time.time())
+
+
+def test_a_pilot_that_found_no_work_is_empty_not_a_fault():
+    """The wrapper exits EMPTY_EXIT (75) for a pilot that found no work: Slurm says FAILED, the factory empty."""
+    tag = pilot_tag(FACTORY, "W1", "q1")
+    ended = {"start": "2026-01-02T03:05:00", "end": "2026-01-02T03:05:30"}
+    out = "\n".join([
+        line("50", "50", "0", "FAILED", tag, exitcode=str(75 << 8), **ended),  # exit 75: empty
+        line("50", "50", "1", "COMPLETED", tag, **ended),  # exit 0: done
+        line("50", "50", "2", "FAILED", tag, exitcode=str(74 << 8), **ended),  # any other code: fault
+    ])
+    now = time.mktime(time.strptime("2026-01-02T03:30:00", "%Y-%m-%dT%H:%M:%S"))
+    q1 = plugin(wmsqueues={"q1": "W1"}).summarize(out, ["q1"], now)["q1"]
+    assert (q1.done, q1.fault, q1.empty) == (1, 1, 1)
+    assert {p.jobid: p.state for p in q1.finished} == {"50_0": "empty", "50_1": "done", "50_2": "fault"}
