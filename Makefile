@@ -43,6 +43,7 @@ test: install
 bench: install
 	@bash tests/services/slurm.sh
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.provisioning --quick
 
 ## make soak: one factory with 1,000 queues for SOAK_MINUTES (default 60) under reloads, admin calls, a failing
 ## PanDA and faulting/hanging pilots; fails on any invariant violation or RSS/thread/fd growth.

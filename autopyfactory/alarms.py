@@ -8,11 +8,16 @@ Every cause that makes a queue critical (autopyfactory.health.critical_causes) c
     status unknown      its WMS or batch status has been unknown for longer than alarms.unknownafter
     cycle error         its last cycle failed with an error
     submission failed   its last submission failed
+    configuration       its section in the queue files is invalid: it is not started (the others are)
+    configuration       its section of queues.conf has errors: not started, or (after a
+                        reload) still running its previous one; looked at after start
+                        and after every applied reload
 
 and, for the whole factory (queue "*"):
 
     reload rejected     the last reload was rejected
     store               the persistence store cannot be written (or opened)
+    queue source        a remote queueConf is down: its queues run from the last good copy
 
 A cause that starts gives one "critical" alarm, a cause that ends one
 "recovered" alarm; at most one per queue and cause per ``alarms.interval``
@@ -55,9 +60,10 @@ from typing import TYPE_CHECKING
 import requests
 
 from autopyfactory import commands
-from autopyfactory.health import critical_causes
+from autopyfactory.health import critical_causes, factory_causes
 from autopyfactory.redact import redact
 from autopyfactory.timefmt import iso
+from autopyfactory.tls import CAMissing, ca_trust
 
 if TYPE_CHECKING:
     from autopyfactory.queue import APFQueue
@@ -72,7 +78,7 @@ SWEEP = 15.0  # seconds between looks at what has no cycle (dead queue threads, 
 MAX_RETRY_WAIT = 30.0  # seconds between webhook tries at most
 FACTORY_WIDE = "*"  # the queue name of a factory-wide cause
 CAUSES = ("queue thread", "fault backoff", "credential", "status unknown", "cycle error", "submission failed")
-FACTORY_CAUSES = ("reload rejected", "store")
+FACTORY_CAUSES = ("reload rejected", "store", "queue source")
 
 
 @dataclass(frozen=True)
@@ -235,8 +241,30 @@ class Alarms:
         rejected = None if not reload or reload.get("ok") else \
             "; ".join(reload.get("problems") or []) or "the configuration has errors"
         self._compare(FACTORY_WIDE, "reload rejected", rejected, now)
-        store = self.factory.store
-        self._compare(FACTORY_WIDE, "store", None if store is None else store.problem, now)
+        causes: dict[str, list[str]] = {}
+        for cause, reason in factory_causes(self.factory):
+            causes.setdefault(cause, []).append(reason)
+        for cause in FACTORY_CAUSES[1:]:
+            self._compare(FACTORY_WIDE, cause, "; ".join(causes[cause]) if cause in causes else None, now)
+        invalid = getattr(self.factory.config, "invalid", None) or {}  # queues not started: their section is bad
+        told = {name for (name, cause), said in self._said.items() if cause == "configuration" and said.critical}
+        for name in sorted(set(invalid) | told):
+            problems = invalid.get(name)
+            self._compare(name, "configuration", "; ".join(map(str, problems)) if problems else None, now)
+
+    def config_checked(self) -> None:
+        """A config listener (after start and every applied reload): one alarm per queue whose
+        section is invalid, one "recovered" when it is valid again (or gone)."""
+        if not self.enabled:
+            return
+        config = self.factory.config
+        now = time.time()
+        with self._lock:
+            names = set(config.invalid) | {name for (name, cause) in self._said if cause == "configuration"}
+            for name in sorted(names):
+                qconfig = config.queues.get(name)
+                enabled = qconfig is None or qconfig.enabled
+                self._compare(name, "configuration", config.invalid_reason(name) if enabled else None, now)
 
     def causes(self, queue: APFQueue, record: CycleRecord, now: float) -> dict[str, str]:
         """{cause: reason} of what is wrong with the queue now (health's causes, with the alarms' delays)."""
@@ -309,6 +337,7 @@ class Alarms:
     def _post_webhook(self, alarm: Alarm) -> None:
         url = self._config("alarms.webhook")
         tries = 1 + self._config("alarms.webhookretries")
+        cas = ca_trust()  # an https webhook is verified with the grid's CAs, as every HTTPS client
         why = ""
         for attempt in range(tries):
             if attempt:
@@ -316,9 +345,13 @@ class Alarms:
                     break
             try:
                 answer = requests.post(url, json=alarm.to_json(), timeout=self._config("alarms.webhooktimeout"),
-                                       allow_redirects=False)
+                                       allow_redirects=False, verify=cas.verify(url))
+            except CAMissing as exc:
+                why = str(exc)
+                break
             except requests.RequestException as exc:
-                why = f"{type(exc).__name__}: {exc}"
+                hint = cas.explain(exc)
+                why = f"{type(exc).__name__}: {exc}" + (f" ({hint})" if hint else "")
                 continue
             if 200 <= answer.status_code < 300:
                 return

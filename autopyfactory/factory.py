@@ -53,7 +53,7 @@ class Factory:
         self.credentials = CredentialService(self.context)
         self.context.credentials = self.credentials
         self.status = StatusService(self.context)
-        self.pilots = FactoryPilots(config.get("maxperfactory.maximum"))
+        self.pilots = FactoryPilots(config.get("maxperfactory.maximum"), config.get("maxperfactory.lastgood"))
         self.monitors = {
             name: config.registry.get("monitor", section.get("monitorplugin"))(section, self.context)
             for name, section in config.monitor.items()
@@ -65,6 +65,7 @@ class Factory:
         self.services = extra.running
         self.context.store = extra.store  # before any queue starts: queues restore from it
         self.listeners = [self._tell_monitors, *extra.cycle_listeners]
+        self.config_listeners = extra.config_listeners  # called after start and every applied reload
         self.credentials.listeners.extend(extra.credential_listeners)
         self.last_reload = None
         self.reload_hooks = []
@@ -91,7 +92,15 @@ class Factory:
             service.start()
         with self.status.deferred_start():  # every queue registered before the first status query
             for qconfig in self.config.enabled_queues.values():
-                self.start_queue(qconfig, cycles)
+                try:
+                    self.start_queue(qconfig, cycles)
+                except Exception as exc:  # one queue that cannot be set up never stops the others
+                    log.exception("queue %s cannot be set up", qconfig.name)
+                    self.config.invalid[qconfig.name] = [Problem(
+                        qconfig.source, qconfig.name, "", f"cannot set up the queue: {type(exc).__name__}: {exc}")]
+        for name in self.config.invalid:
+            log.error("queue %s not started: %s", name, "; ".join(str(p) for p in self.config.invalid[name]))
+        self._config_checked()
         if not self.queues:
             log.warning("no enabled queues (enablequeues=%s)", self.config.get("enablequeues"))
         log.info("factory %s %s started with %d queue(s): %s", self.config.factory_id,
@@ -108,6 +117,9 @@ class Factory:
             if replaces is not None and replaces.last_submission is not None:
                 # invariant 2 across instances: plan from a batch status newer than the old one's submission
                 queue.last_submission = max(queue.last_submission or 0.0, replaces.last_submission)
+            if replaces is not None:  # invariant 8 across instances: the pilots it submitted stay counted
+                queue.ledger.take_over(replaces.ledger)
+                queue.last_good_batch = replaces.last_good_batch or queue.last_good_batch
             self.queues = {**self.queues, queue.name: queue}
             queue.start(cycles)
             return queue
@@ -232,8 +244,10 @@ class Factory:
 
         Queues whose effective keys (``QueueConfig.raw``) are unchanged keep
         running untouched (same thread, same counters); removed queues stop,
-        added ones start, changed ones restart. A new config with any error
-        is rejected whole: the old one stays in force. Plugins are discovered
+        added ones start, changed ones restart. A queue whose new section has
+        errors is left as it was (running its old section, or not started) and
+        is critical; an error outside every queue section rejects the new config
+        whole: the old one stays in force. Plugins are discovered
         again, so new drop-ins become usable. The outcome is kept in
         ``last_reload``.
         """
@@ -244,7 +258,7 @@ class Factory:
         # read outside the lock: a remote queueConf may take up to config.remote.timeout, and
         # stopping, the web pages and the queues must not wait for it (stopping cancels it)
         try:
-            new, problems = load(path, cancel=self._stopping), []
+            new, problems = load(path, partial=True, cancel=self._stopping), []
         except ConfigError as exc:
             new, problems = None, list(exc.problems)
         except Exception as exc:  # a reload must never take the running factory down
@@ -292,8 +306,9 @@ class Factory:
                 for kind in ("wmsstatus", "batchstatus"):
                     plugin_cls = registry.get(kind, qconfig.values[f"{kind}plugin"])
                     plugin_cls.endpoint(qconfig.plugin_options(plugin_cls))
-            except Exception as exc:
-                problems.append(Problem(qconfig.source, name, "", f"cannot set up the queue: {type(exc).__name__}: {exc}"))
+            except Exception as exc:  # this queue is invalid: the others still apply
+                new.invalid[name] = [Problem(qconfig.source, name, "",
+                                             f"cannot set up the queue: {type(exc).__name__}: {exc}")]
         for name, section in new.auth.items():
             try:
                 registry.get("auth", section.get("plugin"))
@@ -309,7 +324,10 @@ class Factory:
     def _apply(self, new: FactoryConfig, started: float) -> dict:
         old_config = self.config
         wanted = new.enabled_queues
-        removed = [name for name in self.queues if name not in wanted]
+        # a running queue whose new section is invalid keeps running as it was (shown critical)
+        kept = [name for name in self.queues if name in new.invalid and name in new.queues
+                and new.queues[name].enabled and new.get("enablequeues")]
+        removed = [name for name in self.queues if name not in wanted and name not in kept]
         added = [name for name in wanted if name not in self.queues]
         changed = [name for name in wanted if name in self.queues and self.queues[name].config.raw != wanted[name].raw]
         unchanged = [name for name in wanted if name in self.queues and name not in changed]
@@ -324,6 +342,7 @@ class Factory:
         self.config = new
         self.context.config = new
         self.pilots.maximum = new.get("maxperfactory.maximum")
+        self.pilots.lastgood = new.get("maxperfactory.lastgood")
         self.credentials.reconfigure(new.auth)
         self._reconfigure_monitors(new)
         for name in added + changed:
@@ -336,9 +355,17 @@ class Factory:
                 continue
             self.start_queue(wanted[name], pause=pauses.get(name), replaces=old)
         notes = []
-        for key in ("logserver.enabled", "logserver.port", "logserver.bind", "persistence.dbpath"):
+        for key in ("logserver.enabled", "logserver.port", "logserver.bind", "persistence.dbpath",
+                    "persistence.flushinterval"):
             if old_config.get(key, None) != new.get(key, None):
                 notes.append(f"{key} changed: takes effect at the next restart")
+        for name, queue in self.queues.items():
+            queue.config_error = new.invalid_reason(name, "previous configuration runs on") \
+                if name in kept else None
+        for name, problems in new.invalid.items():
+            log.error("reload: queue %s %s: %s", name, "keeps its previous configuration" if name in kept
+                      else "not started", "; ".join(str(p) for p in problems))
+        self._config_checked()
         for note in notes:
             log.warning("reload: %s", note)
         for warning in new.warnings:
@@ -347,7 +374,15 @@ class Factory:
                  added or "-", removed or "-", changed or "-", unchanged or "-")
         return {"time": started, "ok": True, "path": new.path, "problems": [],
                 "warnings": [str(w) for w in new.warnings], "notes": notes,
-                "added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
+                "added": added, "removed": removed, "changed": changed, "unchanged": unchanged,
+                "invalid": [str(p) for problems in new.invalid.values() for p in problems]}
+
+    def _config_checked(self) -> None:
+        for listener in self.config_listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("config listener %s failed", listener)
 
     def _reconfigure_monitors(self, new: FactoryConfig) -> None:
         monitors = {}

@@ -4,7 +4,8 @@ Levels, worst first for sorting::
 
     critical   the queue cannot do its job: status unknown, credentials not
                usable, the last cycle failed or its submission errored, fault
-               backoff active, the queue thread is not running
+               backoff active, the queue thread is not running, its section
+               of queues.conf has errors (``invalid_health``: not started)
     warning    it works, but an operator should look: pilots faulted in the
                last hour, a credential expiring soon, a cycle overdue
     paused     an operator stopped submission (``apf pause``)
@@ -28,6 +29,7 @@ LEVELS = ("critical", "warning", "paused", "drained", "ok", "disabled")  # worst
 EXPIRY_WARNING = 6 * 3600.0  # a credential with less time left than this is a warning
 OVERDUE_CYCLES = 3  # a cycle later than this many apfqueue.sleep is a warning
 REASON_LENGTH = 160
+FACTORY_COUNT_UNKNOWN = "MaxPerFactory: factory-wide pilot count unknown"  # the hold of a queue held back by it
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,23 @@ class QueueView(Protocol):
     sleep: float
     submitter: Any  # has credential_profile
     context: Any  # has credentials
+    config_error: str | None  # a reload found its new section invalid: it runs its previous one
 
     def finished_counts(self, since: float) -> dict[str, int] | None: ...
 
 
 DISABLED = Health("disabled", "enabled = False in queues.conf")
+QUEUES_OFF = Health("disabled", "enablequeues = False in factory.conf")
+
+
+def idle_health(config, qconfig) -> Health:
+    """The health of a queue of queues.conf that does not run: invalid (critical), else disabled."""
+    reason = config.invalid_reason(qconfig.name)
+    if not config.get("enablequeues"):
+        return QUEUES_OFF
+    if reason and qconfig.enabled:
+        return Health("critical", one_line(reason))
+    return DISABLED
 
 
 def one_line(text: str, limit: int = REASON_LENGTH) -> str:
@@ -94,12 +108,15 @@ def critical_causes(queue: QueueView) -> list[tuple[str, str]]:
     """Every (cause, reason) that makes the queue critical now, the one health shows first.
 
     The causes are the alarms' names for them (autopyfactory.alarms): ``queue thread``,
-    ``fault backoff``, ``credential``, ``status unknown``, ``cycle error``, ``submission failed``.
+    ``fault backoff``, ``credential``, ``status unknown``, ``cycle error``, ``submission failed``;
+    and ``factory count unknown`` (held back by MaxPerFactory), which mails nothing itself;
+    ``configuration`` for a queue a reload found invalid, which runs its previous section.
     """
+    config_error = getattr(queue, "config_error", None)  # (views built for tests may not have it)
+    causes = [("configuration", config_error)] if config_error else []
     if queue.started and not queue.alive and not queue.stopping and not queue.ran_its_cycles:
         why = f"queue thread died ({queue.died}); restarting it" if queue.died else "queue thread is not running"
-        return [("queue thread", why)]
-    causes = []
+        return [*causes, ("queue thread", why)]
     if queue.fault_backoff:
         causes.append(("fault backoff", queue.fault_backoff))
     credential = _credential(queue)
@@ -116,6 +133,10 @@ def critical_causes(queue: QueueView) -> list[tuple[str, str]]:
     elif record.errors:
         error = record.errors[-1]
         causes.append(("cycle error" if error.startswith("error: ") else "submission failed", error))
+    else:
+        held = _hold(record, FACTORY_COUNT_UNKNOWN)
+        if held != FACTORY_COUNT_UNKNOWN:  # held back because another queue's status is unknown too long
+            causes.append(("factory count unknown", held))  # no alarm of its own: the unknown queue has one
     return causes
 
 
@@ -155,3 +176,12 @@ class _Unchecked:
     ok: bool = False
     seconds_left: float | None = None
     message: str = "not checked yet"
+
+
+def factory_causes(factory: Any) -> list[tuple[str, str]]:
+    """What is wrong with the factory itself, not one queue, as (cause, reason): a store that cannot be
+    written (``store``), queues configured from a stale copy because their source is down (``queue source``)."""
+    store = getattr(factory, "store", None)
+    problem = store.problem if store is not None else None
+    stale = getattr(getattr(factory, "config", None), "stale", None) or []  # remote queueConf from its cache
+    return ([("store", problem)] if problem else []) + [("queue source", reason) for reason in stale]

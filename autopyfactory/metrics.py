@@ -25,7 +25,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from autopyfactory.health import LEVELS
+from autopyfactory.health import LEVELS, idle_health
 from autopyfactory.info import WMSQueueInfo
 from autopyfactory.redact import redact
 from autopyfactory.status import BREAKER_CLOSED, BREAKER_HALF_OPEN, BREAKER_OPEN
@@ -148,9 +148,11 @@ class FactoryCollector(Collector):
             record = queue.last_record
             if record is not None:
                 last.add_metric([name], record.started)
-        for name in sorted(set(self.factory.config.queues) - {q.name for q in queues}):  # not running
+        config = self.factory.config
+        for name in sorted(set(config.queues) - {q.name for q in queues}):  # not running
+            level = idle_health(config, config.queues[name]).level
             for each in LEVELS:
-                health.add_metric([name, each], 1 if each == "disabled" else 0)
+                health.add_metric([name, each], 1 if each == level else 0)
         yield from (pilots, finished, wms, health, paused, submitted, cycles, errors, last)
 
     def credential_metrics(self) -> Iterator[Metric]:

@@ -40,6 +40,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from autopyfactory.info import CredentialStatus, FinishedPilot
 from autopyfactory.records import AdminAction, CycleRecord, SchedStep
@@ -139,14 +140,29 @@ MIGRATIONS: list[str] = [
         until REAL                  -- NULL = until resumed
     );
     """,
+    # 5: the whole factory's counts every SAMPLE_SECONDS, so its history over days reads a few thousand rows
+    """
+    CREATE TABLE factory_history (
+        time REAL PRIMARY KEY,
+        pending INTEGER,            -- summed over the queues' latest cycles; NULL = no queue knew
+        running INTEGER,
+        activated INTEGER,
+        submitted INTEGER NOT NULL, -- pilots since the previous sample
+        done INTEGER NOT NULL,      -- pilots that ended since the previous sample
+        fault INTEGER NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # tables pruned by age: (table, time column, key column)
-PRUNED = [("cycles", "started", "id"), ("submissions", "time", "id"),
+PRUNED = [("cycles", "started", "id"), ("submissions", "time", "id"), ("factory_history", "time", "rowid"),
           ("pilots", "end", "rowid"), ("credentials", "time", "id"), ("admin_audit", "time", "id")]
+FLUSH_INTERVAL = 15.0  # seconds between two writes of the buffered cycles and pilots (persistence.flushinterval)
 PRUNE_CHUNK = 5000  # rows per transaction, so cycles are never blocked for long
+SAMPLE_SECONDS = 60.0  # the whole factory's counts are written this often (factory_history)
+SAMPLE_LATEST = 3600.0  # a queue's latest cycle counts in a sample while it is younger than this
 AUDIT_MAX_ROWS = 100000  # admin actions kept at most (a flood of refused calls cannot fill the disk)
 
 
@@ -165,20 +181,42 @@ class QueueState:
 class Store:
     """The SQLite file and everything read from or written to it."""
 
-    def __init__(self, path: str, keepdays: float = 14, prune_interval: float = 3600.0):
+    def __init__(self, path: str, keepdays: float = 14, prune_interval: float = 3600.0,
+                 flush_interval: float = FLUSH_INTERVAL, readonly: bool = False):
+        """``readonly``: another process's store, only read (``apf`` without the web server): never
+        created, migrated, written nor moved aside; StoreUnusable says why it cannot be read."""
         self.path = path
+        self.readonly = readonly
         self.keepdays = keepdays
         self.prune_interval = prune_interval
+        self.flush_interval = flush_interval
+        self.flushes = 0  # transactions that wrote the buffered cycles and pilots (benchmarks count them)
         self.errors = 0  # failed operations since start
         self.last_error: str | None = None
         self.failing_since: float | None = None  # writes fail (read-only, disk full...) since then; None = fine
         self.moved_aside: list[str] = []  # corrupt files set aside since start
+        self.damaged: dict[str, int] = {}  # table -> rows read but set aside (not times, not numbers) since start
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._seen: dict[str, set[str]] = {}  # per queue, the finished pilots of the last answer written
+        # the factory's sample in the making: each queue's latest (time, pending, running, activated), and the
+        # pilots submitted and ended since the last sample
+        self._latest: dict[str, tuple[float, int | None, int | None, int | None]] = {}
+        self._since_sample = {"submitted": 0, "done": 0, "fault": 0}
+        self._sampled = 0.0  # when the last sample was taken (cycle time): the first cycle takes one
+        self._sample_lock = threading.Lock()
+        # What cycles write, kept until the next flush (one transaction for every queue):
+        # cycle records, finished pilots, and each queue's latest counters.
+        self._buffer_lock = threading.Lock()  # never held during I/O: a cycle never waits for a flush
+        self._cycles: list[CycleRecord] = []
+        self._pilots: list[tuple] = []
+        self._states: dict[str, tuple] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._open()
+        if readonly:
+            self._conn = self._connect_readonly()
+        else:
+            self._open()
 
     # ------------------------------------------------------------ opening
     def _open(self) -> None:
@@ -218,6 +256,25 @@ class Store:
             raise
         return conn
 
+    def _connect_readonly(self) -> sqlite3.Connection:
+        if not os.path.isfile(self.path):
+            raise StoreUnusable(f"{self.path} does not exist (has the factory run with this persistence.dbpath?)")
+        try:
+            conn = sqlite3.connect(f"file:{quote(os.path.abspath(self.path))}?mode=ro", uri=True, timeout=10.0,
+                                   check_same_thread=False, isolation_level=None)
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except BaseException:
+                conn.close()
+                raise
+        except sqlite3.Error as exc:
+            raise StoreUnusable(f"cannot read {self.path}: {exc}") from None
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise StoreUnusable(f"{self.path}: schema version {version} is newer than this APF's {SCHEMA_VERSION}")
+        return conn
+
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
@@ -246,7 +303,9 @@ class Store:
         log.error("persistence: unusable database moved to %s", target)
 
     def _recover(self, exc: Exception) -> None:
-        """The file went bad while running: set it aside and carry on with a fresh one."""
+        """The file went bad while running: set it aside and carry on with a fresh one (not another's)."""
+        if self.readonly:
+            return
         log.error("persistence: %s failed while running (%s): moving it aside", self.path, exc)
         try:
             if self._conn is not None:
@@ -279,6 +338,30 @@ class Store:
                 self._failed(what, exc)
             return default
 
+    def _pilot_rows(self, rows: Iterable[tuple]) -> list[FinishedPilot]:
+        """Pilot rows as FinishedPilot; a damaged row (an end that is no time, an unknown state) is set aside."""
+        pilots = []
+        for jobid, start, end, exitcode, state, factory in rows:
+            when, began = stored_time(end), stored_time(start)
+            if when is None or (start is not None and began is None) or state not in ("done", "fault", "removed") \
+                    or not isinstance(jobid, str) or not (exitcode is None or type(exitcode) is int):
+                self._set_aside("pilots", (jobid, start, end, exitcode, state), ValueError("not a pilot"))
+                continue
+            pilots.append(FinishedPilot(jobid, began, when, exitcode, state, str(factory)))
+        return pilots
+
+    def _set_aside(self, table: str, row: object, why: Exception) -> None:
+        """A damaged row is not used, never a reason to fail: said once per table, counted after."""
+        self.damaged[table] = self.damaged.get(table, 0) + 1
+        if self.damaged[table] == 1:
+            log.error("persistence: a damaged row of table %s is set aside (not used): %.200r (%s); "
+                      "further ones are only counted", table, row, why)
+
+    def _read(self, what: str, work, default: Any = None) -> Any:
+        """``_run`` for a read: the buffered writes go first, so a reader sees everything written before."""
+        self.flush()
+        return self._run(what, work, default)
+
     def _failed(self, what: str, exc: Exception) -> None:
         """Count every failure; warn once when the store starts failing, not at every write after."""
         self.errors += 1
@@ -309,6 +392,9 @@ class Store:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._written()
+
+    def _written(self) -> None:
         if self.failing_since is not None:
             log.warning("persistence: %s is written again (after %d failed writes)", self.path, self.errors)
             self.failing_since = None
@@ -319,32 +405,21 @@ class Store:
 
     # ------------------------------------------------------------ writing
     def record_cycle(self, record: CycleRecord, state: QueueState | None = None) -> None:
-        """One finished cycle; also moves the queue's counters.
+        """One finished cycle; also moves the queue's counters. Kept until the next ``flush``.
 
-        ``state``: the queue's own counters after the cycle; written as they are
-        (so a fresh file after a corrupt one starts from the right totals).
+        ``state``: the queue's own counters after the cycle; written as they are, never
+        lowering a stored one (so a fresh file after a corrupt one starts from the right
+        totals, and a submission written at once since is not undone).
         """
-        batch = record.batch or {}
-        data = json.dumps(record.to_dict(), default=str)
-        now = time.time()
-        absolute = []
-        if state is not None:
-            absolute = [("UPDATE queue_state SET cycles = ?, submitted_total = ?, errors_total = ?,"
-                         " last_submission = ? WHERE queue = ?",
-                         (state.cycles, state.submitted_total, state.errors_total, state.last_submission,
-                          record.queue))]
-        self._run("record cycle", lambda conn: self._write(conn, [
-            ("INSERT INTO cycles (queue, number, started, duration, pending, running, decided, submitted,"
-             " removed, errors, message, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-             (record.queue, record.number, record.started, record.duration, batch.get("pending"),
-              batch.get("running"), record.decided, record.submitted, record.removed, len(record.errors),
-              record.message, data)),
-            ("INSERT INTO queue_state (queue, cycles, errors_total, updated) VALUES (?,?,?,?)"
-             " ON CONFLICT(queue) DO UPDATE SET cycles = max(cycles, excluded.cycles),"
-             " errors_total = errors_total + excluded.errors_total, updated = excluded.updated",
-             (record.queue, record.number, 1 if record.errors else 0, now)),
-            *absolute,
-        ]))
+        with self._buffer_lock:
+            self._cycles.append(record)
+            if state is not None:
+                self._states[record.queue] = (state.cycles, state.submitted_total, state.errors_total,
+                                              state.last_submission)
+            else:
+                cycles, submitted, errors, last = self._states.get(record.queue, (0, 0, 0, None))
+                self._states[record.queue] = (max(cycles, record.number), submitted,
+                                              errors + (1 if record.errors else 0), last)
 
     def record_submission(self, queue: str, when: float, kind: str, count: int, ids: list[str]) -> None:
         """Pilots submitted (``kind`` submit) or removed; written at once, before the cycle ends."""
@@ -365,22 +440,98 @@ class Store:
         Only the last answer's ids are kept: a batch system reports a finished pilot until it
         forgets it, so what is not in this answer will not come back (and if it does,
         ``INSERT OR IGNORE`` keeps one row). Memory stays the size of one answer.
+        Returns how many are new; they are written at the next ``flush``.
         """
         pilots = list(pilots)
+        with self._buffer_lock:
+            seen = self._seen.get(queue, set())
+            new = [(queue, p.jobid, p.factory, p.state, p.start, p.end, p.exitcode)
+                   for p in pilots if p.jobid not in seen]
+            self._pilots.extend(new)
+            self._seen[queue] = {p.jobid for p in pilots}
+        return len(new)
+
+    def _samples(self, cycles: list[CycleRecord], pilots: list[tuple]) -> list[tuple]:
+        """The factory's samples (``factory_history`` rows) due with these cycles and ended pilots, taken in
+        the order things happened (cycle start, pilot end): one every SAMPLE_SECONDS, each summing every
+        queue's latest cycle and counting the pilots submitted and ended since the one before."""
+        events = sorted([(r.started, 0, r) for r in cycles] + [(p[5], 1, p) for p in pilots],
+                        key=lambda event: event[:2])
+        rows = []
+        with self._sample_lock:
+            for when, kind, item in events:
+                if kind == 0:
+                    batch, wms = item.batch or {}, item.wms or {}
+                    self._latest[item.queue] = (when, batch.get("pending"), batch.get("running"), wms.get("ready"))
+                    self._since_sample["submitted"] += item.submitted
+                elif item[3] in ("done", "fault"):
+                    self._since_sample[item[3]] += 1
+                if when - self._sampled < SAMPLE_SECONDS:
+                    continue
+                self._latest = {q: v for q, v in self._latest.items() if when - v[0] <= SAMPLE_LATEST}
+                latest = self._latest.values()
+                sums = [None if all(v[i] is None for v in latest) else sum(v[i] or 0 for v in latest)
+                        for i in (1, 2, 3)]
+                counts, self._since_sample = self._since_sample, {"submitted": 0, "done": 0, "fault": 0}
+                self._sampled = when
+                rows.append((when, *sums, counts["submitted"], counts["done"], counts["fault"]))
+        return rows
+
+    def flush(self) -> int:
+        """Write the buffered cycles, pilots and counters in one transaction; returns the rows written.
+
+        Run every ``flush_interval`` seconds by the store's thread, before every read (a
+        reader sees every write made before it) and when the store stops. A failed flush
+        is logged and counted like any failed write; its rows are lost (the batch
+        system still reports the pilots; the cycles' messages are in the log).
+        """
+        with self._buffer_lock:
+            cycles, self._cycles = self._cycles, []
+            pilots, self._pilots = self._pilots, []
+            states, self._states = self._states, {}
+        if not (cycles or pilots or states):
+            return 0
+        cycle_rows = []
+        for record in cycles:
+            batch = record.batch or {}
+            cycle_rows.append((record.queue, record.number, record.started, record.duration, batch.get("pending"),
+                               batch.get("running"), record.decided, record.submitted, record.removed,
+                               len(record.errors), record.message, json.dumps(record.to_dict(), default=str)))
+        now = time.time()
+        state_rows = [(queue, *state, now) for queue, state in states.items()]
+        samples = self._samples(cycles, pilots)
 
         def work(conn: sqlite3.Connection) -> int:
-            seen = self._seen.get(queue, set())
-            new = [p for p in pilots if p.jobid not in seen]
-            if new:
-                self._write(conn, [
-                    ("INSERT OR IGNORE INTO pilots (queue, jobid, factory, state, start, end, exitcode)"
-                     " VALUES (?,?,?,?,?,?,?)",
-                     (queue, p.jobid, p.factory, p.state, p.start, p.end, p.exitcode)) for p in new
-                ])
-            self._seen[queue] = {p.jobid for p in pilots}
-            return len(new)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT INTO cycles (queue, number, started, duration, pending, running, decided, submitted,"
+                    " removed, errors, message, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", cycle_rows)
+                conn.executemany(
+                    "INSERT OR IGNORE INTO pilots (queue, jobid, factory, state, start, end, exitcode)"
+                    " VALUES (?,?,?,?,?,?,?)", pilots)
+                # counters only grow: max() keeps a submission written at once since this cycle ended
+                conn.executemany(
+                    "INSERT INTO queue_state (queue, cycles, submitted_total, errors_total, last_submission, updated)"
+                    " VALUES (?,?,?,?,?,?) ON CONFLICT(queue) DO UPDATE SET"
+                    " cycles = max(cycles, excluded.cycles),"
+                    " submitted_total = max(submitted_total, excluded.submitted_total),"
+                    " errors_total = max(errors_total, excluded.errors_total),"
+                    " last_submission = max(coalesce(last_submission, excluded.last_submission),"
+                    " coalesce(excluded.last_submission, last_submission)),"
+                    " updated = excluded.updated", state_rows)
+                conn.executemany("INSERT OR REPLACE INTO factory_history (time, pending, running, activated,"
+                                 " submitted, done, fault) VALUES (?,?,?,?,?,?,?)", samples)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            self.flushes += 1
+            self._written()
+            return len(cycle_rows) + len(pilots) + len(state_rows) + len(samples)
 
-        return self._run("record finished pilots", work, 0)
+        return self._run("write cycles and pilots", work, 0)
 
     def record_credential(self, state: CredentialStatus, when: float | None = None) -> None:
         self._run("record credential", lambda conn: self._write(conn, [
@@ -416,7 +567,7 @@ class Store:
                                (queue,)).fetchone()
             return None if row is None else dict(zip(("mode", "reason", "since", "until"), row, strict=True))
 
-        return self._run("read pause", work, None)
+        return self._read("read pause", work, None)
 
     def queue_state(self, queue: str) -> QueueState:
         def work(conn: sqlite3.Connection) -> QueueState:
@@ -424,16 +575,26 @@ class Store:
                                " FROM queue_state WHERE queue = ?", (queue,)).fetchone()
             return QueueState(*row) if row else QueueState()
 
-        return self._run("read queue state", work, QueueState())
+        return self._read("read queue state", work, QueueState())
 
     def recent_cycles(self, queue: str, limit: int) -> list[CycleRecord]:
         """The queue's latest cycle records, newest first."""
         def work(conn: sqlite3.Connection) -> list[CycleRecord]:
             rows = conn.execute("SELECT record FROM cycles WHERE queue = ? ORDER BY started DESC, id DESC"
                                 " LIMIT ?", (queue, limit)).fetchall()
-            return [record_from_dict(json.loads(row[0])) for row in rows]
+            records = []
+            for (text,) in rows:
+                try:
+                    record = record_from_dict(json.loads(text))
+                    if stored_time(record.started) is None or not math.isfinite(float(record.duration)):
+                        raise ValueError("start or duration is not a time")
+                except (ValueError, TypeError, AttributeError) as exc:
+                    self._set_aside("cycles", text[:200], exc)
+                    continue
+                records.append(record)
+            return records
 
-        return self._run("read cycles", work, [])
+        return self._read("read cycles", work, [])
 
     def finished(self, queue: str, since: float, limit: int = 10000) -> list[FinishedPilot]:
         """Pilots of the queue that ended at or after ``since``, latest end first."""
@@ -441,9 +602,9 @@ class Store:
             rows = conn.execute("SELECT jobid, start, end, exitcode, state, factory FROM pilots"
                                 " WHERE queue = ? AND end >= ? ORDER BY end DESC LIMIT ?",
                                 (queue, since, limit)).fetchall()
-            return [FinishedPilot(*row) for row in rows]
+            return self._pilot_rows(rows)
 
-        return self._run("read finished pilots", work, [])
+        return self._read("read finished pilots", work, [])
 
     def finished_page(self, queue: str, state: str, since: float, offset: int, limit: int
                       ) -> tuple[list[FinishedPilot], int]:
@@ -454,9 +615,9 @@ class Store:
             total = conn.execute(f"SELECT count(*) FROM pilots {where}", (queue, state, since)).fetchone()[0]
             rows = conn.execute(f"SELECT jobid, start, end, exitcode, state, factory FROM pilots {where}"
                                 " ORDER BY end DESC LIMIT ? OFFSET ?", (queue, state, since, limit, offset))
-            return [FinishedPilot(*row) for row in rows], total
+            return self._pilot_rows(rows), total
 
-        return self._run("read finished pilots", work, ([], 0))
+        return self._read("read finished pilots", work, ([], 0))
 
     def submitted_times(self, queue: str, jobids: Iterable[str], since: float) -> dict[str, float]:
         """When each of ``jobids`` was submitted, for those submitted at or after ``since``."""
@@ -471,7 +632,7 @@ class Store:
                         found[jobid] = when
             return found
 
-        return self._run("read submission times", work, {}) if wanted else {}
+        return self._read("read submission times", work, {}) if wanted else {}
 
     def finished_counts(self, queue: str, since: float) -> dict[str, int]:
         """{"done": n, "fault": n} of the queue's pilots that ended at or after ``since``."""
@@ -482,7 +643,7 @@ class Store:
                 counts[state] = count
             return counts
 
-        return self._run("count finished pilots", work, {"done": 0, "fault": 0})
+        return self._read("count finished pilots", work, {"done": 0, "fault": 0})
 
     def submissions(self, queue: str, since: float = 0.0) -> list[dict]:
         def work(conn: sqlite3.Connection) -> list[dict]:
@@ -490,7 +651,7 @@ class Store:
                                 " ORDER BY time", (queue, since)).fetchall()
             return [{"time": t, "kind": k, "count": c, "ids": json.loads(i)} for t, k, c, i in rows]
 
-        return self._run("read submissions", work, [])
+        return self._read("read submissions", work, [])
 
     def credentials(self, profile: str, since: float = 0.0) -> list[CredentialStatus]:
         def work(conn: sqlite3.Connection) -> list[CredentialStatus]:
@@ -498,7 +659,16 @@ class Store:
                                 " AND time >= ? ORDER BY time", (profile, since)).fetchall()
             return [CredentialStatus(profile, bool(ok), left, message) for ok, left, message in rows]
 
-        return self._run("read credentials", work, [])
+        return self._read("read credentials", work, [])
+
+    def last_credential(self, profile: str) -> tuple[CredentialStatus, float] | None:
+        """The profile's latest check and when it was made; None if never checked."""
+        def work(conn: sqlite3.Connection) -> tuple[CredentialStatus, float] | None:
+            row = conn.execute("SELECT ok, seconds_left, message, time FROM credentials WHERE profile = ?"
+                               " ORDER BY time DESC, id DESC LIMIT 1", (profile,)).fetchone()
+            return None if row is None else (CredentialStatus(profile, bool(row[0]), row[1], row[2]), row[3])
+
+        return self._read("read credentials", work, None)
 
     def admin_actions(self, limit: int = 100) -> list[AdminAction]:
         """The latest admin API calls, newest first."""
@@ -507,7 +677,7 @@ class Store:
                                 " ORDER BY time DESC, id DESC LIMIT ?", (limit,)).fetchall()
             return [AdminAction(*row) for row in rows]
 
-        return self._run("read admin actions", work, [])
+        return self._read("read admin actions", work, [])
 
     def pilot_series(self, queue: str, since: float, max_points: int | None = 500
                      ) -> list[tuple[float, int | None, int | None]]:
@@ -520,32 +690,40 @@ class Store:
         def work(conn: sqlite3.Connection) -> list[tuple[float, int | None, int | None]]:
             rows = conn.execute("SELECT started, pending, running FROM cycles WHERE queue = ? AND started >= ?"
                                 " ORDER BY started", (queue, since)).fetchall()
-            return thin([tuple(row) for row in rows], max_points)
+            good = []
+            for row in rows:
+                if stored_time(row[0]) is None or not all(v is None or type(v) is int for v in row[1:]):
+                    self._set_aside("cycles", row, ValueError("start, pending or running is not a number"))
+                    continue
+                good.append(tuple(row))
+            return thin(good, max_points)
 
-        return self._run("read pilot series", work, [])
+        return self._read("read pilot series", work, [])
 
     def history(self, queue: str | None, since: float, until: float, step: float) -> list[dict]:
         """A queue's (None: the whole factory's) history in buckets of ``step`` seconds from ``since`` to ``until``.
 
         Each bucket, oldest first, also the empty ones: ``time`` (its start), ``pending``, ``running`` and
-        ``activated`` (the most that one cycle of the queue saw; for the factory, those summed over the
-        queues; None where no cycle knew), ``submitted`` (pilots), ``done`` and ``fault`` (pilots that ended).
-        Aggregated here, in SQL, so that the answer's size is the number of buckets whatever the cycles.
+        ``activated`` (the most that one cycle of the queue saw; for the factory, the most of its samples,
+        each the sum of every queue's latest cycle; None where nothing knew), ``submitted`` (pilots),
+        ``done`` and ``fault`` (pilots that ended). Aggregated here, in SQL, so that the answer's size is
+        the number of buckets whatever the cycles; the factory's from ``factory_history`` (one row a minute).
         """
         count = max(1, math.ceil((until - since) / step))
-        per_queue = ("SELECT queue, CAST((started - :since) / :step AS INTEGER) AS b, MAX(pending) AS p,"
-                     " MAX(running) AS r, MAX(json_extract(record, '$.wms.ready')) AS a, SUM(submitted) AS s"
-                     " FROM cycles WHERE {where} started >= :since AND started < :until GROUP BY queue, b")
         args = {"since": since, "until": until, "step": step, "queue": queue}
         if queue is not None:
-            cycles_sql = per_queue.format(where="queue = :queue AND")
-            pilots_where = "queue = :queue AND"
-        else:
-            cycles_sql = ("SELECT NULL, b, SUM(p), SUM(r), SUM(a), SUM(s) FROM ("
-                          + per_queue.format(where="") + ") GROUP BY b")
-            pilots_where = ""
-        pilots_sql = ("SELECT CAST((end - :since) / :step AS INTEGER) AS b, SUM(state = 'done'), SUM(state = 'fault')"
-                      f" FROM pilots WHERE {pilots_where} end >= :since AND end < :until GROUP BY b")
+            cycles_sql = ("SELECT queue, CAST((started - :since) / :step AS INTEGER) AS b, MAX(pending), MAX(running),"
+                          " MAX(json_extract(record, '$.wms.ready')), SUM(submitted) FROM cycles"
+                          " WHERE queue = :queue AND started >= :since AND started < :until GROUP BY b")
+            pilots_sql = ("SELECT CAST((end - :since) / :step AS INTEGER) AS b, SUM(state = 'done'),"
+                          " SUM(state = 'fault') FROM pilots WHERE queue = :queue AND end >= :since AND end < :until"
+                          " GROUP BY b")
+        else:  # the factory's samples: a few thousand rows, whatever the number of queues
+            cycles_sql = ("SELECT NULL, CAST((time - :since) / :step AS INTEGER) AS b, MAX(pending), MAX(running),"
+                          " MAX(activated), SUM(submitted) FROM factory_history WHERE time >= :since AND time < :until"
+                          " GROUP BY b")
+            pilots_sql = ("SELECT CAST((time - :since) / :step AS INTEGER) AS b, SUM(done), SUM(fault)"
+                          " FROM factory_history WHERE time >= :since AND time < :until GROUP BY b")
 
         def work(conn: sqlite3.Connection) -> list[dict]:
             buckets = [{"time": since + i * step, "pending": None, "running": None, "activated": None,
@@ -559,12 +737,13 @@ class Store:
                     buckets[b].update(done=done or 0, fault=fault or 0)
             return buckets
 
-        return self._run("read history", work, [])
+        return self._read("read history", work, [])
 
     # ------------------------------------------------------------ retention
     def prune(self, now: float | None = None) -> int:
         """Delete rows older than keepdays, give the space back; returns rows deleted."""
         cutoff = (time.time() if now is None else now) - self.keepdays * DAY
+        self.flush()
         deleted = 0
         for table, column, key in PRUNED:
             while not self._stop.is_set() or self._thread is None:
@@ -593,19 +772,20 @@ class Store:
 
     # ------------------------------------------------------------ service
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._prune_loop, name="persistence-prune", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="persistence", daemon=True)
         self._thread.start()
 
-    def _prune_loop(self) -> None:
-        if self._stop.wait(min(60.0, self.prune_interval)):  # let the queues start first
-            return
-        while not self._stop.is_set():
+    def _loop(self) -> None:
+        """Flush every ``flush_interval``; prune every ``prune_interval`` (the first time after a minute)."""
+        next_prune = time.monotonic() + min(60.0, self.prune_interval)  # let the queues start first
+        while not self._stop.wait(max(0.0, min(self.flush_interval, next_prune - time.monotonic()))):
             try:
-                self.prune()
+                self.flush()
+                if time.monotonic() >= next_prune:
+                    self.prune()
+                    next_prune = time.monotonic() + self.prune_interval
             except Exception:
-                log.exception("persistence: pruning failed")
-            if self._stop.wait(self.prune_interval):
-                return
+                log.exception("persistence: writing or pruning failed")
 
     def stop(self) -> None:
         self._stop.set()
@@ -614,14 +794,26 @@ class Store:
         self.close()
 
     def close(self) -> None:
+        self.flush()
         with self._lock:
             if self._conn is not None:
                 try:
-                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    if not self.readonly:
+                        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                     self._conn.close()
                 except sqlite3.Error as exc:
                     log.warning("persistence: closing %s: %s", self.path, exc)
                 self._conn = None
+
+
+MAX_STORED_TIME = 1e11  # about the year 5138: any later "time" in the store is damage
+
+
+def stored_time(value: object) -> float | None:
+    """A stored epoch time as a float, or None when it is no time (text, NaN, negative, absurdly far)."""
+    if type(value) not in (int, float):
+        return None
+    return float(value) if 0 <= value < MAX_STORED_TIME else None
 
 
 def record_from_dict(data: dict) -> CycleRecord:

@@ -11,6 +11,7 @@ credential, nothing while paused.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import zlib
@@ -21,12 +22,13 @@ from typing import TYPE_CHECKING
 
 from autopyfactory.config import QueueConfig, Section
 from autopyfactory.context import FactoryContext
-from autopyfactory.health import Health, queue_health
+from autopyfactory.health import FACTORY_COUNT_UNKNOWN, Health, queue_health
 from autopyfactory.info import BatchQueueInfo, FinishedPilot, WMSQueueInfo
 from autopyfactory.interfaces import BatchSubmitPlugin, SchedInfo, SchedulerPlugin, SubmitResult
+from autopyfactory.ledger import Ledger, pending_ceiling, with_ledger_floor
 from autopyfactory.peers import alive_peers, alive_window
 from autopyfactory.records import AdminAction, CycleRecord, SchedStep
-from autopyfactory.timefmt import iso
+from autopyfactory.timefmt import HOLD_HORIZON, iso
 
 if TYPE_CHECKING:
     from autopyfactory.plugins.registry import PluginRegistry
@@ -49,8 +51,9 @@ class FactoryPilots:
     returned shows the pilots themselves.
     """
 
-    def __init__(self, maximum: int | None):
+    def __init__(self, maximum: int | None, lastgood: float = 1800.0):
         self.maximum = maximum
+        self.lastgood = lastgood  # seconds a queue whose status is unknown counts with its last good answer
         self._lock = threading.Lock()
         self._queues: dict[str, APFQueue] = {}
         # queue -> (pilots reserved or submitted, when the submission returned; None = under way)
@@ -61,7 +64,8 @@ class FactoryPilots:
         # change or an answer growing older than maxage, so it is kept until then.
         self._pollers: dict[int, list] = {}  # id -> [batch poller, queues using it]
         self._version = 0  # bumped by every change of queues or in-flight pilots
-        self._cache: tuple[int, tuple, int | None, float] | None = None  # version, snapshots, count, valid until
+        # version, snapshots, count, why it is unknown, valid until
+        self._cache: tuple[int, tuple, int | None, str, float] | None = None
 
     def add(self, queue: APFQueue) -> None:
         with self._lock:
@@ -82,32 +86,47 @@ class FactoryPilots:
                     if users[1] <= 0:
                         del self._pollers[id(queue.batch_poller)]
 
-    def _count(self) -> int | None:
+    def _count(self) -> tuple[int | None, str]:
         snapshots = tuple(poller.snapshot for poller, _ in self._pollers.values())
         now = time.time()
         cache = self._cache
-        if (cache is not None and cache[0] == self._version and now < cache[3] and len(cache[1]) == len(snapshots)
+        if (cache is not None and cache[0] == self._version and now < cache[4] and len(cache[1]) == len(snapshots)
                 and all(a is b for a, b in zip(cache[1], snapshots, strict=True))):
-            return cache[2]
+            return cache[2], cache[3]
         total: int | None = 0
+        why = ""
+        valid_until = min((snapshot.taken + poller.maxage for (poller, _), snapshot
+                           in zip(self._pollers.values(), snapshots, strict=True) if snapshot is not None), default=now)
         for name, queue in self._queues.items():
             batch, taken, _ = queue.batch_status()
-            if batch is None:
-                total = None
-                break
-            total += batch.pending + batch.running
+            if batch is not None:
+                queue.last_good_batch = (batch, taken)
+            else:  # unknown: its last good answer counts for a bounded age, then the factory-wide count is unknown
+                last = queue.last_good_batch
+                if last is None or now - last[1] > self.lastgood:
+                    since = "never known" if last is None else f"unknown for {now - last[1]:.0f}s"
+                    total, why = None, (f"batch status of queue {name} {since} (its last good answer counts for "
+                                        f"maxperfactory.lastgood = {self.lastgood:g}s)")
+                    break
+                batch, taken = last
+                valid_until = min(valid_until, taken + self.lastgood)
+            # the queue's ledger is a floor (invariant 8): pilots it submitted and has not seen end
+            total += max(batch.pending + batch.running, queue.ledger.outstanding(now))
             count, returned = self._in_flight.get(name, (0, None))
             if count and (returned is None or taken is None or taken <= returned):
                 total += count
-        valid_until = min((snapshot.taken + poller.maxage for (poller, _), snapshot
-                           in zip(self._pollers.values(), snapshots, strict=True) if snapshot is not None), default=now)
-        self._cache = (self._version, snapshots, total, valid_until)
-        return total
+        self._cache = (self._version, snapshots, total, why, valid_until)
+        return total, why
 
     def count(self) -> int | None:
-        """pending + running of every queue; None if any queue's batch status is unknown."""
+        """pending + running of every queue; None if any queue's batch status is unknown for too long."""
         with self._lock:
-            return self._count()
+            return self._count()[0]
+
+    def unknown(self) -> str:
+        """Why the factory-wide count is unknown ("" when it is known)."""
+        with self._lock:
+            return self._count()[1]
 
     def reserve(self, name: str, n: int) -> tuple[int, str]:
         """How many of n pilots this queue may submit under maxperfactory.maximum."""
@@ -116,9 +135,9 @@ class FactoryPilots:
                 self._in_flight[name] = (n, None)
                 self._version += 1
                 return n, ""
-            total = self._count()
+            total, why = self._count()
             if total is None:
-                return 0, "MaxPerFactory: factory-wide pilot count unknown, submitting 0"
+                return 0, f"{FACTORY_COUNT_UNKNOWN} ({why}): submitting 0"
             allowed, why = factory_ceiling(n, self.maximum, total)
             self._in_flight[name] = (allowed, None)
             self._version += 1
@@ -142,12 +161,51 @@ class Pause:
 
     def describe(self) -> str:
         """``drained until 2026-12-02T06:00:00Z: site downtime`` for logs and the audit trail."""
-        until = f" until {iso(self.until)}" if self.until else ""
+        until = f" until {iso(self.until) or repr(self.until)}" if self.until else ""
         return f"{self.mode}{until}" + (f": {self.reason}" if self.reason else "")
+
+    @classmethod
+    def restored(cls, row: dict, now: float) -> tuple[Pause, str | None]:
+        """The pause a store row holds, and what was wrong with the row (None: nothing).
+
+        A damaged row never stops the queue from starting, nor silently ends an
+        operator's hold: the queue stays held (``paused`` when the mode is
+        unreadable, until resumed when the end is), and the problem is said."""
+        problems = []
+        mode = row.get("mode")
+        if mode not in ("paused", "drained"):
+            problems.append(f"mode {str(mode)[:40]!r} is neither paused nor drained")
+            mode = "paused"
+        until = _number(row.get("until"))
+        if row.get("until") is not None and (until is None or until > now + HOLD_HORIZON + 86400):
+            problems.append(f"end {str(row.get('until'))[:40]!r} is not a time within "
+                            f"{HOLD_HORIZON / 86400:.0f} days")
+            until = None
+        since = _number(row.get("since"))
+        if since is None or since > now + 86400:
+            problems.append(f"start {str(row.get('since'))[:40]!r} is not a time")
+            since = now
+        reason = str(row.get("reason") or "")[:500]
+        if problems:
+            reason = f"{reason} [restored from a damaged store row: {'; '.join(problems)}]".strip()
+        return cls(mode, reason, until, since), "; ".join(problems) or None
+
+
+def _number(value: object) -> float | None:
+    """``value`` as a finite number of seconds >= 0, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 class APFQueue:
     """A queue section of queues.conf brought to life."""
+
+    config_error: str | None = None  # set by a reload whose section of this queue is invalid (it runs on)
 
     def __init__(
         self,
@@ -192,6 +250,15 @@ class APFQueue:
         self._submitting = threading.Lock()  # held while the submit plugin runs; stop() waits for it
         self._thread: threading.Thread | None = None
         self.store = context.store  # persistence store (autopyfactory/persistence.py) or None
+        # finished pilots of the last FINISHED_WINDOW (or Throttle's interval), kept with a store: _finished
+        self._history: dict[str, FinishedPilot] | None = None  # jobid -> pilot; None = not read from the store yet
+        self._history_batch: BatchQueueInfo | None = None  # the batch answer last added to it
+        self._history_sorted: list[FinishedPilot] | None = None  # its pilots latest first; None = to sort again
+        self._history_lock = threading.Lock()  # the queue's thread and the web server's read it
+        # pilots submitted and not seen end (safety invariant 8, autopyfactory/ledger.py)
+        self.ledger = Ledger(float(config.values.get("apfqueue.ledger.maxage", 6 * 3600.0)))
+        # (batch answer, when taken) of the latest good batch status: MaxPerFactory counts it while unknown
+        self.last_good_batch: tuple[BatchQueueInfo, float | None] | None = None
         if self.store is not None:
             self._restore()
         pilots.add(self)
@@ -203,11 +270,36 @@ class APFQueue:
         self.submitted_total = state.submitted_total
         self.errors_total = state.errors_total
         self.last_submission = state.last_submission
-        self.records.extend(self.store.recent_cycles(self.name, KEEP_RECORDS))
-        pause = self.store.queue_pause(self.name)
-        if pause is not None:
-            self.pause = Pause(**pause)
-            log.warning("queue %s: still %s (kept across the restart)", self.name, self.pause.describe())
+        try:
+            self.records.extend(self.store.recent_cycles(self.name, KEEP_RECORDS))
+        except Exception as exc:  # a damaged row: the queue starts without its history, never not at all
+            log.error("queue %s: cannot restore its latest cycles from the store (%s: %s); starting without them",
+                      self.name, type(exc).__name__, exc)
+        good = next((r for r in self.records if isinstance(r.batch, dict)), None)
+        try:  # MaxPerFactory counts it while this queue's status is unknown
+            if good is not None:
+                self.last_good_batch = (BatchQueueInfo(pending=int(good.batch.get("pending") or 0),
+                                                       running=int(good.batch.get("running") or 0)),
+                                        float(good.batch_time or good.started))
+        except (TypeError, ValueError):
+            self.last_good_batch = None
+        now = time.time()
+        since = now - self.ledger.maxage
+        window = now - self._finished_window
+        finished = self.store.finished(self.name, min(since, window), limit=1_000_000)  # one read for both
+        self._history = {p.jobid: p for p in finished if p.end >= window}
+        self.ledger.restore(self.store.submissions(self.name, since), (p.jobid for p in finished if p.end >= since))
+        row = self.store.queue_pause(self.name)
+        if row is not None:
+            now = time.time()
+            self.pause, problem = Pause.restored(row, now)
+            if problem is None:
+                log.warning("queue %s: still %s (kept across the restart)", self.name, self.pause.describe())
+            else:
+                detail = f"stored pause damaged ({problem}): kept as {self.pause.describe()}"
+                log.error("queue %s: %s; resume or pause it again to replace it", self.name, detail)
+                self.store.record_pause(self.name, asdict(self.pause))  # the damaged row set aside
+                self.store.record_admin(AdminAction(now, "system", self.pause.mode, self.name, "ok", 0, detail))
         if state.cycles:
             log.info("queue %s: restored %d cycles, %d submitted, %d errors, last submission %s",
                      self.name, state.cycles, state.submitted_total, state.errors_total,
@@ -380,6 +472,11 @@ class APFQueue:
         record.wms = wms.to_dict() if wms is not None else None
         record.batch = batch.to_dict() if batch is not None else None
         record.batch_time = batch_taken
+        if batch is not None:  # invariant 8: the factory's own ledger is a floor under the batch answer
+            self.ledger.ended(p.jobid for p in batch.finished)
+            batch, floor = with_ledger_floor(batch, self.ledger.outstanding(record.started))
+            if floor:
+                record.holds.append(floor)
         info = SchedInfo(
             wms=wms,
             batch=batch,
@@ -392,7 +489,12 @@ class APFQueue:
             self.fault_backoff = fault_backoff(info.finished, self.config)
         n = run_chain(self.schedulers, info, record.steps)
         record.decided = n
-        n = self._apply_safety(n, record, wms is None and wms_why, batch is None and batch_why, batch_taken)
+        if info.factory_pilots is None and self.pilots.maximum is not None and wms is not None and batch is not None and (
+                n > 0 or any("factory-wide pilot count unknown" in step.message for step in record.steps)):
+            record.holds.append(f"{FACTORY_COUNT_UNKNOWN} ({self.pilots.unknown()}): submitting 0")
+            n = 0
+        n = self._apply_safety(n, record, wms is None and wms_why, batch is None and batch_why, batch_taken,
+                               batch.pending if batch is not None else 0)
 
         if n > 0:
             n, why = self.pilots.reserve(self.name, n)
@@ -412,6 +514,7 @@ class APFQueue:
                 # recorded first (and before a successor instance can read it): nothing that can
                 # fail comes between the batch system's answer and this
                 self.pilots.settle(self.name, result.count)
+                self.ledger.submitted(result.ids)
                 if result.count > 0:
                     self.last_submission = record.submitted_at = time.time()
             record.submitted = result.count
@@ -423,6 +526,7 @@ class APFQueue:
             result = self.submitter.remove(-n)
             self._take(result, record)
             record.removed = result.count
+            self.ledger.ended(result.ids)
             if result.count > 0:
                 self.last_submission = record.submitted_at = time.time()
                 self._stored_submission("remove", result)
@@ -454,15 +558,36 @@ class APFQueue:
             self.store.record_submission(self.name, self.last_submission, kind, result.count, list(result.ids))
 
     def _finished(self, batch: BatchQueueInfo | None, now: float) -> list[FinishedPilot]:
-        """Finished pilots, latest first: the batch system's memory, and the store's when there is one."""
-        current = list(batch.finished) if batch is not None else []
+        """Finished pilots, latest first: the batch system's memory, and the store's when there is one.
+
+        With a store the queue keeps its own window of them in memory: read from the store
+        once (what ended before a restart), then added to from each new batch answer (written
+        to the store once per answer, not once per cycle). A cycle reads nothing from disk.
+        """
+        current = batch.finished if batch is not None else ()
         if self.store is None or not self.store.usable:
             return sorted(current, key=lambda p: -p.end)
-        self.store.record_finished(self.name, current)
-        window = max(FINISHED_WINDOW, float(self.config.values.get("sched.throttle.interval") or 0))
-        stored = self.store.finished(self.name, now - window)
-        known = {p.jobid for p in stored}
-        return sorted(stored + [p for p in current if p.jobid not in known], key=lambda p: -p.end)
+        cutoff = now - self._finished_window
+        with self._history_lock:
+            if self._history is None:  # the store was not usable when the queue started
+                self._history = {p.jobid: p for p in self.store.finished(self.name, cutoff)}
+            if batch is not None and batch is not self._history_batch:
+                self._history_batch = batch
+                history = self._history
+                new = [p for p in current if p.jobid not in history]  # the first report of a pilot stays
+                if new:
+                    self.store.record_finished(self.name, new)
+                    history.update((p.jobid, p) for p in new)
+                    self._history_sorted = None
+            latest = self._history_sorted
+            if latest is None or (latest and latest[-1].end < cutoff):
+                self._history = {j: p for j, p in self._history.items() if p.end >= cutoff}
+                latest = self._history_sorted = sorted(self._history.values(), key=lambda p: -p.end)
+            return list(latest)
+
+    @property
+    def _finished_window(self) -> float:
+        return max(FINISHED_WINDOW, float(self.config.values.get("sched.throttle.interval") or 0))
 
     def finished_pilots(self, now: float | None = None) -> list[FinishedPilot]:
         """Pilots that ended recently, latest first (the store's and the batch system's memory)."""
@@ -470,13 +595,17 @@ class APFQueue:
         return self._finished(batch, time.time() if now is None else now)
 
     def finished_counts(self, since: float) -> dict[str, int] | None:
-        """done/fault of pilots that ended since ``since``; None if unknown."""
+        """done/fault of pilots that ended since ``since`` (at most the last hour); None if unknown."""
         batch, _, _ = self.batch_status()
         if self.store is None or not self.store.usable:  # no history: the batch system's own memory
             return None if batch is None else {"done": batch.done, "fault": batch.fault}
-        if batch is not None:
-            self.store.record_finished(self.name, batch.finished)
-        return self.store.finished_counts(self.name, since)
+        counts = {"done": 0, "fault": 0}
+        for pilot in self._finished(batch, time.time()):
+            if pilot.end < since:
+                break  # latest first
+            if pilot.state in counts:
+                counts[pilot.state] += 1
+        return counts
 
     def _take(self, result: SubmitResult, record: CycleRecord) -> None:
         record.ids.extend(result.ids)
@@ -487,7 +616,7 @@ class APFQueue:
 
     def _apply_safety(
         self, n: int, record: CycleRecord, wms_unknown: str | bool, batch_unknown: str | bool,
-        batch_taken: float | None,
+        batch_taken: float | None, pending: int,
     ) -> int:
         def hold(reason: str) -> int:
             record.holds.append(reason)
@@ -513,6 +642,9 @@ class APFQueue:
                     why = state.message if state is not None else "not checked yet"
                     return hold(f"credential {profile} not usable ({why}): submitting 0")
             n, why = cycle_ceiling(n, self.config)
+            if why:
+                record.holds.append(why)
+            n, why = pending_ceiling(n, pending, self.config.values.get("apfqueue.maxpending"))
             if why:
                 record.holds.append(why)
             if self.fault_backoff and n > 1:

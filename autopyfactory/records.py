@@ -81,6 +81,6 @@ class AdminAction:
     detail: str = ""  # why refused or failed, or what it did
 
     def to_dict(self) -> dict:
-        return {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.time)), "client": self.client,
+        return {"time": iso(self.time), "client": self.client,
                 "action": self.action, "target": self.target, "result": self.result, "status": self.status,
                 "detail": self.detail}

@@ -40,9 +40,9 @@ _AUTHORIZATION = re.compile(
     r"(?:\"[^\"\n]*\"|'[^'\n]*'|[^\s\"',;<>]+)")
 _SCHEME_CREDENTIAL = re.compile(r"(?i)\b(bearer|basic)(\s+)(?!<redacted>)[A-Za-z0-9._~+/=-]{6,}")
 # --opt value / --opt=value / -p value
-_OPTION = re.compile(
-    r"(?i)(?<![\w-])(-p|--(?:[a-z0-9]+[-_])*(?:[a-z0-9]*(?:pass|key|token|secret|cred)[a-z0-9_-]*|sig[a-z0-9_-]*))"
-    r"(=|\s+)(?!-)" + _VALUE)
+_OPTION_NAME = r"(?:-p|--(?:[a-z0-9]+[-_])*(?:[a-z0-9]*(?:pass|key|token|secret|cred)[a-z0-9_-]*|sig[a-z0-9_-]*))"
+_OPTION = re.compile(r"(?i)(?<![\w-])(" + _OPTION_NAME + r")(=|\s+)(?!-)" + _VALUE)
+_OPTION_ALONE = re.compile(r"(?i)" + _OPTION_NAME)  # an argv element whose next element is its value
 # name=value, name: value, "name": "value"; the name as one word of letters, digits, _ . -
 _SETTING = re.compile(
     r"(?i)(?<![\w.-])((?:[\w.-]*(?:pass|secret|token|key|credential)[\w.-]*(?<!file)(?<!path)(?<!dir)"
@@ -66,13 +66,22 @@ def redact(text: str) -> str:
 
 
 def redact_data(data: Any) -> Any:
-    """Every string of a JSON-like structure (dicts, lists, tuples) redacted; keys stay."""
+    """Every string of a JSON-like structure (dicts, lists, tuples) redacted; keys stay. A list is
+    read as an argv too: the element after a secret option alone (``["-p", "X"]``) is hidden."""
     if isinstance(data, str):
         return redact(data)
     if isinstance(data, dict):
         return {key: redact_data(value) for key, value in data.items()}
     if isinstance(data, list | tuple):
-        return [redact_data(value) for value in data]
+        shown, hide = [], False
+        for value in data:
+            if hide and isinstance(value, str) and not value.startswith("-"):
+                shown.append(REDACTED)
+                hide = False
+                continue
+            hide = isinstance(value, str) and bool(_OPTION_ALONE.fullmatch(value))
+            shown.append(redact_data(value))
+        return shown
     return data
 
 
@@ -88,7 +97,7 @@ def redact_setting(key: str, value: Any) -> Any:
 
 
 class RedactFilter(logging.Filter):
-    """Redacts a log record's message and exception text before any handler formats it."""
+    """Redacts a log record's message, thread name and exception text before any handler formats it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -96,6 +105,7 @@ class RedactFilter(logging.Filter):
         except Exception:  # a bad format string: logging reports it itself
             return True
         record.msg, record.args = redact(message), ()
+        record.threadName = redact(record.threadName or "")  # a poller's thread is named after its endpoint
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:

@@ -158,8 +158,11 @@ class Section:
         return {k[len(start):]: v for k, v in self.values.items() if k.startswith(start)}
 
 
+@dataclass
 class QueueConfig(Section):
     """A queue section of queues.conf with the keys of its plugins resolved."""
+
+    inherited: dict[str, str] = field(default_factory=dict)  # key written in [DEFAULT] -> the file it is in
 
     @property
     def wmsqueue(self) -> str:
@@ -206,6 +209,8 @@ class FactoryConfig:
     warnings: list[Problem] = field(default_factory=list)
     # the plugin registry this config was validated with (set by load): the one to run with
     registry: Any = None
+    # queues whose section has errors -> those errors: not started, shown critical (load(partial=True))
+    invalid: dict[str, list[Problem]] = field(default_factory=dict)
     # remote sources read from their last good copy, the URL failing: why (a factory problem while it lasts)
     stale: list[str] = field(default_factory=list)
 
@@ -220,7 +225,17 @@ class FactoryConfig:
     def enabled_queues(self) -> dict[str, QueueConfig]:
         if not self.factory.get("enablequeues"):
             return {}
-        return {name: q for name, q in self.queues.items() if q.enabled}
+        return {name: q for name, q in self.queues.items() if q.enabled and name not in self.invalid}
+
+    def invalid_reason(self, name: str, outcome: str = "not started") -> str | None:
+        """One line saying what is wrong with queue ``name``'s section, or None when nothing is."""
+        problems = self.invalid.get(name)
+        if not problems:
+            return None
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        first = problems[0]
+        key = f"{first.key}: " if first.key else ""
+        return f"{outcome}: {key}{first.message}{more}"
 
     def status_timing(self, kind: str, plugin: type) -> tuple[float, float]:
         """(sleep, maxage) of a status plugin: [Factory] keys, else the plugin's defaults."""

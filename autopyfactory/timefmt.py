@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import UTC, datetime
 
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # UTC, e.g. 2026-01-02T03:04:05Z
+# the furthest end a pause or drain may have (apf pause/drain --until): a year, said in docs/semantics.md
+HOLD_HORIZON = 365 * 86400.0
 
 
 def iso(when: float | None) -> str | None:
-    """Epoch seconds as ISO 8601 UTC; None stays None (never happened, unknown)."""
-    return None if when is None else time.strftime(ISO_FORMAT, time.gmtime(when))
+    """Epoch seconds as ISO 8601 UTC; None stays None (never happened, unknown).
+
+    Never raises: a value that is no representable time (a damaged store row,
+    an absurd input) is None too, so that no view fails over one value."""
+    return None if when is None else utc(when, ISO_FORMAT)
+
+
+def utc(when: float, fmt: str) -> str | None:
+    """``when`` (epoch seconds) in ``fmt`` (strftime, UTC); None for a value that is no representable time."""
+    try:
+        return time.strftime(fmt, time.gmtime(float(when)))
+    except (OverflowError, ValueError, OSError, TypeError):
+        return None
 
 
 def duration(seconds: float | None) -> str:
@@ -39,7 +53,10 @@ def parse_time(text: str, now: float | None = None) -> float:
     raw = text.strip()
     relative = RELATIVE.fullmatch(raw.lower())
     if relative:
-        return now + float(relative.group(1)) * RELATIVE_UNITS[relative.group(2)]
+        when = now + float(relative.group(1)) * RELATIVE_UNITS[relative.group(2)]
+        if not math.isfinite(when):
+            raise ValueError(f"not a time: {text!r} is beyond any date")
+        return when
     try:
         when = datetime.fromisoformat(raw[:-1] + "+00:00" if raw[-1:] in ("Z", "z") else raw)
     except ValueError:
@@ -48,6 +65,18 @@ def parse_time(text: str, now: float | None = None) -> float:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.timestamp()
+
+
+def parse_until(text: str, now: float | None = None) -> float:
+    """The end of a pause or drain: a time (``parse_time``) in the future, at most ``HOLD_HORIZON`` ahead."""
+    now = time.time() if now is None else now
+    when = parse_time(text, now)
+    if when <= now:
+        raise ValueError(f"until {text!r} ({iso(when)}) is not in the future")
+    if when > now + HOLD_HORIZON:
+        raise ValueError(f"until {text!r} is more than {HOLD_HORIZON / 86400:.0f} days ahead (the furthest a pause "
+                         f"or drain may end; without --until it lasts until resumed)")
+    return when
 
 
 def parse_duration(text: str) -> float:

@@ -31,10 +31,10 @@ def queues_conf(n: int) -> str:
     }) for i in range(n))
 
 
-def get(app, path: str) -> tuple[float, int, int]:
+def get(app, path: str, query: str = "") -> tuple[float, int, int]:
     """(seconds, HTTP status, body bytes) of one GET through the WSGI entry point."""
     answer: list[str] = []
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "REMOTE_ADDR": "127.0.0.1",
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query, "REMOTE_ADDR": "127.0.0.1",
                "wsgi.input": io.BytesIO()}
     started = time.perf_counter()
     body = b"".join(app(environ, lambda status, headers: answer.append(status)))

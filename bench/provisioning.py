@@ -1,59 +1,310 @@
-"""Provisioning quality: every policy on the shipped traces and a sweep of seeded bursty workloads.
+"""Provisioning quality on a grid of workloads and site conditions; writes docs/provisioning.md's results.
 
-    .venv/bin/python -m bench.provisioning     (needs matplotlib: pip install -e '.[plot]')
+    .venv/bin/python -m bench.provisioning             # the whole grid (nice it: about 40 minutes on a loaded machine)
+    .venv/bin/python -m bench.provisioning --quick     # a few cells, checks only (part of make bench)
+    .venv/bin/python -m bench.provisioning --render    # the doc again from docs/provisioning/grid.json
 
-Prints one Markdown table per workload (for docs/provisioning.md), says where
-``recommended`` misses its target (p95 wait below apf-default's with no more
-empty pilots; not dominated by a peer), and writes the plots of the shipped
-traces into docs/provisioning/.
+The grid: 5 workloads (the two shipped traces, their first DAYS days; three seeded bursty ones) x
+27 site conditions (slots 50/100/1000 x queue delay fixed:60/exp:300/exp:1800 x cycle 60/120/360 s),
+every other model option at its default. In every cell: the five policies at their own settings,
+the same five at the same limits (100 pending, 50 a cycle), and recommended's ablation chains.
+Checks that every run ended with every job done (exit 1 otherwise). The results go to
+docs/provisioning/grid.json, the tables between the markers of docs/provisioning.md (with the
+date and the commit), the plots to docs/provisioning/<workload>/.
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime
+import json
 import os
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 from autopyfactory.replay.model import Model, replay
-from autopyfactory.replay.policies import BUILTIN, make_policy
-from autopyfactory.replay.report import pareto, plot, table
-from autopyfactory.replay.traces import SHIPPED, bursty, read_trace
+from autopyfactory.replay.policies import ABLATION, BUILTIN, make_policy
+from autopyfactory.replay.report import plot
+from autopyfactory.replay.traces import bursty, read_trace
 
-PLOTS = os.path.join(os.path.dirname(__file__), "..", "docs", "provisioning")
-SWEEP = [(size, gap) for size in (50, 200, 500) for gap in (1800, 7200)]
-
-
-def verdict(metrics: list[dict]) -> str:
-    by = {m["policy"]: m for m in metrics}
-    rec, base = by["recommended"], by["apf-default"]
-    misses = []
-    if not rec["payload_wait_p95"] < base["payload_wait_p95"]:
-        misses.append(f"p95 {rec['payload_wait_p95']:.0f} s vs apf-default {base['payload_wait_p95']:.0f} s "
-                      f"({rec['payload_wait_p95'] / base['payload_wait_p95'] - 1:+.0%})")
-    if rec["empty_pilot_fraction"] > base["empty_pilot_fraction"]:
-        misses.append(f"empty {rec['empty_pilot_fraction']:.1%} vs apf-default {base['empty_pilot_fraction']:.1%}")
-    if "recommended" not in pareto(metrics):
-        misses.append("dominated on (p95 wait, empty fraction)")
-    return "target met" if not misses else "target missed: " + "; ".join(misses)
+REPO = Path(__file__).resolve().parent.parent
+DOC = REPO / "docs" / "provisioning.md"
+PLOTS = REPO / "docs" / "provisioning"
+GRID_JSON = PLOTS / "grid.json"
+BEGIN, END = "<!-- provisioning:begin (written by bench/provisioning.py) -->", "<!-- provisioning:end -->"
+DAYS = 5
+SAME_LIMITS = (100, 50)
+REFERENCE = {"slots": 100, "queue_delay": "exp:300", "cycle": 120}  # the condition of the per-workload tables
+PEERS = ("harvester", "glideinwms", "cobald")
 
 
-def run(name: str, jobs, model: Model, plots: bool) -> None:
-    results = [replay(jobs, model, make_policy(p, model), timeline=plots) for p in BUILTIN]
-    metrics = [r.metrics() for r in results]
-    print(f"\n### {name} ({len(jobs)} jobs)\n\n{table(metrics, markdown=True)}\n\n{verdict(metrics)}", flush=True)
-    if plots:
-        paths = plot(results, os.path.join(PLOTS, name), name)
-        print(f"\nplots: {', '.join(os.path.relpath(p, os.path.join(PLOTS, '..')) for p in paths)}", flush=True)
+def workloads(days: float = DAYS) -> dict:
+    out = {}
+    for name in ("nasa-ipsc", "lublin-256"):
+        out[f"{name}-{days:g}d"] = [j for j in read_trace(name) if j.submit < days * 86400]
+    for size, gap in ((50, 1800), (200, 7200), (500, 7200)):
+        out[f"bursty-{size}-every-{gap}s"] = bursty(seed=1, burst_size=size, idle_gap=gap)
+    return out
+
+
+def conditions(quick: bool = False) -> list[dict]:
+    if quick:
+        return [REFERENCE, {"slots": 50, "queue_delay": "fixed:60", "cycle": 60}]
+    return [{"slots": s, "queue_delay": d, "cycle": c}
+            for s in (50, 100, 1000) for d in ("fixed:60", "exp:300", "exp:1800") for c in (60, 120, 360)]
+
+
+def run_cell(name: str, jobs, cell: dict, timeline: bool = False) -> tuple[list[dict], list]:
+    model = Model(**cell)
+    rows, results = [], []
+    runs = [(p, None, "own") for p in BUILTIN] + [(p, SAME_LIMITS, "same") for p in BUILTIN]
+    runs += [(p, SAME_LIMITS, "ablation") for p in ABLATION[:-1]]
+    for policy, limits, kind in runs:
+        started = time.process_time()
+        result = replay(jobs, model, make_policy(policy, model), timeline=timeline and kind == "own", limits=limits)
+        m = result.metrics()
+        m.update(workload=name, limits=kind, cpu=round(time.process_time() - started, 2), **cell)
+        rows.append(m)
+        if kind == "own":
+            results.append(result)
+    return rows, results
+
+
+def commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                             timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+    except OSError:
+        return "unknown"
+    return sha + (" (with uncommitted changes)" if dirty else "")
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+def key(m: dict) -> tuple:
+    return (m["workload"], m["slots"], m["queue_delay"], m["cycle"])
+
+
+def p95(m: dict) -> float:
+    return m["payload_wait_p95"] if m["payload_wait_p95"] is not None else float("inf")
+
+
+def dominates(a: dict, b: dict) -> bool:
+    """a at least as good as b on (p95 wait, empty fraction), better on one."""
+    return (p95(a) <= p95(b) and a["empty_pilot_fraction"] <= b["empty_pilot_fraction"]
+            and (p95(a), a["empty_pilot_fraction"]) != (p95(b), b["empty_pilot_fraction"]))
+
+
+def wins(a: dict, base: dict) -> bool:
+    """a's p95 below base's with no more empty pilots (the ablation's step test)."""
+    return p95(a) < p95(base) and a["empty_pilot_fraction"] <= base["empty_pilot_fraction"]
+
+
+def cells_of(rows: list[dict], limits: str) -> dict:
+    out: dict = {}
+    for m in rows:
+        if m["limits"] == limits or (limits == "same" and m["limits"] == "ablation"):
+            out.setdefault(key(m), {})[m["policy"]] = m
+    return out
+
+
+def verdict(a: dict, base: dict) -> str:
+    """How a compares with apf-default in one cell: win, tie (p95 within 1 % and no more empty pilots, mostly
+    cells where the slots decide the wait), trade (lower p95, more empty or the reverse), or loss."""
+    tie = abs(p95(a) - p95(base)) <= 0.01 * p95(base)
+    more_empty = a["empty_pilot_fraction"] > base["empty_pilot_fraction"]
+    if not tie and p95(a) < p95(base) and not more_empty:
+        return "win"
+    if tie and not more_empty:
+        return "tie"
+    if not tie and (p95(a) < p95(base)) == more_empty:
+        return "trade"
+    return "loss"
+
+
+def summary(rows: list[dict], limits: str, policies) -> list[str]:
+    cells = cells_of(rows, limits)
+    lines = ["| policy | beats apf-default | ties | trades | loses | dominated by apf-default or a peer "
+             "| median p95 ÷ apf-default's | median empty | median wasted slots |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for policy in policies:
+        counts = {"win": 0, "tie": 0, "trade": 0, "loss": 0}
+        dominated = 0
+        ratios, empties, wasted = [], [], []
+        for cell in cells.values():
+            m, base = cell.get(policy), cell.get("apf-default")
+            if m is None or base is None:
+                continue
+            counts[verdict(m, base)] += 1
+            dominated += any(dominates(cell[o], m) for o in ("apf-default", *PEERS) if o in cell and o != policy)
+            if p95(base) > 0:
+                ratios.append(p95(m) / p95(base))
+            empties.append(m["empty_pilot_fraction"])
+            wasted.append(m["wasted_slot_fraction"])
+        n = len(ratios)
+        lines.append(f"| {policy} | {counts['win']} | {counts['tie']} | {counts['trade']} | {counts['loss']} | "
+                     f"{dominated} | {median(ratios):.2f} | {median(empties):.1%} | {median(wasted):.1%} |")
+    lines += ["", f"Of {n} cells each. Beats: p95 more than 1 % lower with no more empty pilots; ties: p95 within "
+              "1 % and no more empty pilots; trades: lower p95 with more empty pilots, or the reverse; loses: "
+              "higher p95 and not fewer empty pilots, or more empty pilots at the same p95. Dominated: another "
+              "policy at least as good on (p95, empty fraction) and better on one."]
+    return lines
+
+
+def median(values: list[float]) -> float:
+    values = sorted(values)
+    return values[len(values) // 2] if values else float("nan")
+
+
+def exceptions(rows: list[dict], limits: str) -> list[str]:
+    """The cells where recommended neither beats nor ties apf-default, or is dominated."""
+    lines = ["| workload | slots | queue delay | cycle | verdict | p95 rec / apf-default s | empty rec / apf-default "
+             "| dominated by |", "|---|---|---|---|---|---|---|---|"]
+    for cell_key, cell in sorted(cells_of(rows, limits).items()):
+        rec, base = cell.get("recommended"), cell.get("apf-default")
+        if rec is None or base is None:
+            continue
+        by = [o for o in ("apf-default", *PEERS) if o in cell and dominates(cell[o], rec)]
+        if verdict(rec, base) in ("win", "tie") and not by:
+            continue
+        w, s, d, c = cell_key
+        lines.append(f"| {w} | {s} | {d} | {c} | {verdict(rec, base)} | {p95(rec):.0f} / {p95(base):.0f} | "
+                     f"{rec['empty_pilot_fraction']:.2%} / {base['empty_pilot_fraction']:.2%} | "
+                     f"{', '.join(by) or '-'} |")
+    return lines
+
+
+def reference_tables(rows: list[dict]) -> list[str]:
+    from autopyfactory.replay.report import table
+
+    out = []
+    for name in dict.fromkeys(m["workload"] for m in rows):
+        own = [m for m in rows if m["workload"] == name and m["limits"] == "own"
+               and all(m[k] == v for k, v in REFERENCE.items())]
+        if not own:
+            continue
+        out += [f"#### {name} ({own[0]['jobs']} jobs)", "", table(own, markdown=True), ""]
+    return out
+
+
+def ablation_table(rows: list[dict]) -> list[str]:
+    chains = ["ablation-ready", "ablation-removal", "recommended", "ablation-idle", "ablation-idle-recommended"]
+    header = "| workload | " + " | ".join(chains) + " |"
+    lines = ["p95 wait s / empty pilots at the reference condition, every chain at the same limits:", "",
+             header, "|---|" + "---|" * len(chains)]
+    cells = cells_of(rows, "same")
+    for (w, s, d, c), cell in cells.items():
+        if {"slots": s, "queue_delay": d, "cycle": c} != REFERENCE:
+            continue
+        lines.append(f"| {w} | " + " | ".join(f"{p95(cell[p]):.0f} / {cell[p]['empty_pilot_fraction']:.1%}"
+                                            if p in cell else "-" for p in chains) + " |")
+    lines += ["", "Over the whole grid (cells where the chain beats the one before it: p95 lower with no more empty "
+              "pilots / p95 lower / empty pilots lower):", "", "| step | adds | beats the step before | p95 lower "
+              "| empty lower |", "|---|---|---|---|---|"]
+    steps = [("ablation-removal", "ablation-ready", "removal of pending pilots beyond the work"),
+             ("recommended", "ablation-removal", "look-ahead (x1, Poisson lower bound)"),
+             ("ablation-idle", "ablation-ready", "idle-pilot discount, alone"),
+             ("ablation-idle-recommended", "recommended", "idle-pilot discount, on top of recommended")]
+    for after, before, adds in steps:
+        pairs = [(cell[after], cell[before]) for cell in cells.values() if after in cell and before in cell]
+        lines.append(f"| {before} → {after} | {adds} | {sum(wins(a, b) for a, b in pairs)} of {len(pairs)} | "
+                     f"{sum(p95(a) < p95(b) for a, b in pairs)} | "
+                     f"{sum(a['empty_pilot_fraction'] < b['empty_pilot_fraction'] for a, b in pairs)} |")
+    return lines
+
+
+def render(data: dict) -> str:
+    rows = data["rows"]
+    n_cells = len(cells_of(rows, "own"))
+    workloads_ = list(dict.fromkeys(m["workload"] for m in rows))
+    undone = [m for m in rows if m["jobs_done"] != m["jobs"]]
+    lines = [
+        f"Measured {data['date']} on commit {data['commit']} by `{data['command']}` ({data['cpu_minutes']:.0f} CPU "
+        f"minutes): {len(workloads_)} workloads ({', '.join(workloads_)}) × {n_cells // max(1, len(workloads_))} "
+        f"site conditions = {n_cells} cells; every other model option at its default (`Model()`: status polls "
+        "with their own phase and 10 % jitter, removal after 60 s, timefloor 0, 2 tries 60 s apart, 1-core "
+        f"pilots). Runs that did not end with every job done: {len(undone)}.",
+        "",
+        "### Every policy at its own settings",
+        "",
+        *summary(rows, "own", BUILTIN),
+        "",
+        "### Every policy at the same limits (100 pending, 50 a cycle)",
+        "",
+        "The caps are applied after every policy's own decision, so no rule gains from looser limits "
+        "(recommended's own limits are these already).",
+        "",
+        *summary(rows, "same", BUILTIN),
+        "",
+        "### Ablation: what each ingredient of `recommended` adds",
+        "",
+        *ablation_table(rows),
+        "",
+        "### Where `recommended` does not beat `apf-default`, or is dominated (own settings)",
+        "",
+        *exceptions(rows, "own"),
+        "",
+        f"### Every policy on each workload at the reference condition ({REFERENCE['slots']} slots, "
+        f"`{REFERENCE['queue_delay']}`, cycle {REFERENCE['cycle']} s)",
+        "",
+        *reference_tables(rows),
+    ]
+    return "\n".join(lines)
+
+
+def update_doc(text: str) -> None:
+    doc = DOC.read_text()
+    if BEGIN not in doc or END not in doc:
+        raise SystemExit(f"{DOC}: the markers {BEGIN} ... {END} are missing")
+    head, rest = doc.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    DOC.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
 
 
 def main() -> int:
-    model = Model()
-    print(f"model: {model.to_dict()}")
-    for name in SHIPPED:
-        run(name, read_trace(name), model, plots=True)
-    for size, gap in SWEEP:
-        run(f"bursty-{size}-every-{gap}s", bursty(seed=1, burst_size=size, idle_gap=gap), model,
-            plots=(size, gap) == (200, 7200))
-    return 0
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a few cells; check only, write nothing")
+    parser.add_argument("--render", action="store_true", help="only write the doc from docs/provisioning/grid.json")
+    parser.add_argument("--days", type=float, default=DAYS, help=f"days of each shipped trace (default {DAYS})")
+    args = parser.parse_args()
+    if args.render:
+        update_doc(render(json.loads(GRID_JSON.read_text())))
+        return 0
+    started, measured_on = time.process_time(), commit()
+    loads = workloads(args.days)
+    if args.quick:
+        loads = {name: jobs for name, jobs in loads.items() if name.startswith(("lublin", "bursty-200"))}
+        loads = {name: [j for j in jobs if j.submit < 5 * 86400] for name, jobs in loads.items()}
+    rows = []
+    for name, jobs in loads.items():
+        for cell in conditions(args.quick):
+            plots = not args.quick and cell == REFERENCE
+            cell_rows, results = run_cell(name, jobs, cell, timeline=plots)
+            rows += cell_rows
+            print(f"{name} {cell}: " + ", ".join(f"{m['policy']}{'*' if m['limits'] != 'own' else ''} "
+                                                 f"{p95(m):.0f}s/{m['empty_pilot_fraction']:.1%}"
+                                                 for m in cell_rows[:len(BUILTIN)]), flush=True)
+            if plots:
+                plot(results, str(PLOTS / name), f"{name}, {REFERENCE['slots']} slots, {REFERENCE['queue_delay']}")
+    undone = [m for m in rows if m["jobs_done"] != m["jobs"]]
+    for m in undone:
+        print(f"NOT DONE: {m['workload']} {m['policy']} ({m['limits']}): {m['jobs_done']} of {m['jobs']}")
+    own_rows = [m for m in rows if m["limits"] == "own"]
+    print("\n".join(summary(own_rows, "own", BUILTIN)))
+    if args.quick:
+        return 1 if undone else 0
+    data = {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "commit": measured_on,
+            "command": "python -m bench.provisioning" + (f" --days {args.days:g}" if args.days != DAYS else ""),
+            "cpu_minutes": (time.process_time() - started) / 60, "rows": rows}
+    GRID_JSON.write_text(json.dumps(data, indent=0) + "\n")
+    update_doc(render(data))
+    print(f"wrote {os.path.relpath(GRID_JSON, REPO)} and {os.path.relpath(DOC, REPO)}")
+    return 1 if undone else 0
 
 
 if __name__ == "__main__":

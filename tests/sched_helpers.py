@@ -10,16 +10,16 @@ UNKNOWN = object()
 
 
 def _builtins() -> list[type[SchedulerPlugin]]:
-    from autopyfactory.plugins.sched import backlog, builtin, limits, queuestatus, throttle
+    from autopyfactory.plugins.sched import backlog, builtin, limits, nqueue, queuestatus, throttle
 
     return [
         builtin.Ready, builtin.Fixed, builtin.Scale, limits.MinPerCycle, limits.MaxPerCycle, limits.MaxPending,
         limits.MinPending, limits.MaxToRun, limits.MaxPerFactory, limits.KeepNRunning, queuestatus.StatusTest,
-        queuestatus.StatusOffline, throttle.Throttle, builtin.Null, backlog.Backlog,
+        queuestatus.StatusOffline, throttle.Throttle, builtin.Null, backlog.Backlog, nqueue.NQueue,
     ]
 
 
-ALL = _builtins()  # every built-in scheduler plugin (docs/schedulers.md), in its order, then Backlog
+ALL = _builtins()  # every built-in scheduler plugin (docs/schedulers.md), in its order, then Backlog, NQueue
 
 
 def make(cls: type[SchedulerPlugin], factory: dict | None = None, **params) -> SchedulerPlugin:

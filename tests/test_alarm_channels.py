@@ -144,19 +144,22 @@ def test_every_critical_cause_alarms_by_mail_command_and_webhook(confdir, smtp, 
         try:
             run.factory.queues["BACKOFF"].fault_backoff = "fault backoff: 9 of 10 pilots faulted"
             fill(store_fs)
-            queues_conf = confdir.root / "queues.conf"
-            good = queues_conf.read_text()
-            queues_conf.write_text(good.replace("apfqueue.sleep = 0.3", "apfqueue.sleep = soon", 1))
+            queues_conf, factory_conf = confdir.root / "queues.conf", confdir.root / "factory.conf"
+            good_queues, good_factory = queues_conf.read_text(), factory_conf.read_text()
+            queues_conf.write_text(good_queues + local_queue("BROKEN", confdir.spool, **{"apfqueue.sleep": "soon"}))
+            assert run.factory.reload() == []  # one bad queue: the others go on, BROKEN is not started
+            factory_conf.write_text(good_factory + "factory.sleep = soon\n")
             with pytest.raises(ConfigError):
-                load(str(confdir.root / "factory.conf"))
-            assert run.factory.reload() != []
+                load(str(factory_conf))
+            assert run.factory.reload() != []  # factory.conf itself is bad: the reload is rejected
             expected = [("BACKOFF", "fault backoff", "9 of 10 pilots faulted"),
                         ("UNKNOWN", "status unknown", "WMS status unknown"),
                         ("BOOMS", "cycle error", "ZeroDivisionError: boom"),
                         ("REFUSED", "submission failed", "the CE refused the job"),
                         ("DIES", "queue thread", "queue thread died (SystemExit"),
                         ("EXPIRED", "credential", "credential tok not usable"),
-                        ("*", "reload rejected", "apfqueue.sleep"),
+                        ("BROKEN", "configuration", "apfqueue.sleep"),
+                        ("*", "reload rejected", "factory.sleep"),
                         ("*", "store", "cannot be written")]
             for queue, cause, reason in expected:
                 what = "every queue" if queue == "*" else queue
@@ -169,11 +172,12 @@ def test_every_critical_cause_alarms_by_mail_command_and_webhook(confdir, smtp, 
                 for alarm in (posted[0], hooked[0]):
                     assert alarm["level"] == "critical" and reason in alarm["reason"], alarm
                     assert alarm["factory"] == run.factory.config.factory_id and alarm["time"].endswith("Z")
-            queues_conf.write_text(good)
+            queues_conf.write_text(good_queues)
+            factory_conf.write_text(good_factory)
             (store_fs / "filler").unlink()
             assert run.factory.reload() == []
-            for cause in ("reload rejected", "store"):
-                wait_for(lambda c=cause: any(a["level"] == "recovered" for a in receiver.about("*", c)),
+            for queue, cause in (("*", "reload rejected"), ("*", "store"), ("BROKEN", "configuration")):
+                wait_for(lambda q=queue, c=cause: any(a["level"] == "recovered" for a in receiver.about(q, c)),
                          what=f"the {cause} recovery POST")
         finally:
             run.stop()

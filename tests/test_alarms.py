@@ -102,10 +102,10 @@ def test_critical_and_recovery_mails_for_credential_status_and_reload(confdir, s
 
         queues = confdir.root / "queues.conf"
         text = queues.read_text()
-        queues.write_text(text.replace("apfqueue.sleep = 0.3", "apfqueue.sleep = soon", 1))
+        queues.write_text("a broken line\n" + text)  # a file that cannot be parsed: the reload is rejected
         assert run.factory.reload() != []
         (mail,) = wait_for(lambda: smtp.about("every queue", "reload rejected"), what="the reload alarm")
-        assert "critical" in mail["Subject"] and "apfqueue.sleep" in body(mail)
+        assert "critical" in mail["Subject"] and "comes before any [section]" in body(mail)
         queues.write_text(text)
         assert run.factory.reload() == []
         wait_for(lambda: len(smtp.about("every queue", "reload rejected")) == 2, what="reload recovery")

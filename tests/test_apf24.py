@@ -230,3 +230,90 @@ def test_min_email_repeat_seconds_is_the_alarm_interval(confdir):
     config = confdir.load()
     assert config.get("alarms.interval") == 600.0
     assert any(p.key == "factoryMinEmailRepeatSeconds" and "alarms.interval" in p.message for p in config.warnings)
+
+
+# ---------------------------------------------------------------- APF 2.4's remaining key names
+
+
+def test_apf24_auth_monitor_and_ssh_names_work_or_say_what_to_write():
+    from autopyfactory.config import load
+
+    done = subprocess.run([APF, "check-config", "--conf", str(APF24 / "factory.conf")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "unknown key" not in done.stderr, [line for line in done.stderr.splitlines() if "unknown key" in line]
+    config = load(str(APF24 / "factory.conf"))
+    myproxy, ssh = config.auth["atlas-myproxy"].values, config.auth["ssh-bnl-login"].values
+    assert (myproxy["x509.myproxyhost"], myproxy["x509.myproxyuser"]) == ("myproxy.example.org", "apfpilot")
+    assert ssh["ssh.privatekey"] == str(APF24 / "sshkeys" / "id_rsa")
+    assert ssh["ssh.passwordfile"] == str(APF24 / "sshkeys" / "id_rsa.pass")
+    said = warnings(config)
+    assert any("x509.myproxy_hostname" in w and "read as x509.myproxyhost" in w for w in said)
+    assert any("x509.myproxy_passphrase" in w and "x509.myproxypassfile" in w for w in said)
+    assert "not-kept-here" not in str(config.auth["atlas-myproxy"].values)
+    assert config.monitor["dummy-monitor"].values["monitorplugin"] == "Dummy"
+    slurm = config.queues["BNL_SLURM_OSG"].values
+    assert slurm["batchsubmit.condorssh.port"] == 2222
+    assert slurm["schedplugin"] == ["NQueue"] and slurm["sched.nqueue.nqueue"] == 10
+    assert slurm["sched.nqueue.depthboost"] == 3
+    assert any("SimpleNQueue is APF 2.4's name of the NQueue plugin" in w for w in said)
+    assert any("sched.nqueue.pilotlimit" in w and "MaxToRun" in w for w in said)
+
+
+def test_condorssh_port_and_authprofile_reach_the_grid_resource(tmp_path):
+    import htcondor2
+
+    from autopyfactory.config import load
+    from autopyfactory.context import FactoryContext
+
+    conf = tmp_path / "apf24"
+    shutil.copytree(APF24, conf)
+    config = load(str(conf / "factory.conf"))
+    queue = config.queues["BNL_SLURM_OSG"]
+    submitter = config.registry.get("batchsubmit", "CondorSSH")(queue, FactoryContext(config))
+    (tmp_path / "logs").mkdir()
+    description = htcondor2.Submit(str(submitter.submit_object(str(tmp_path / "logs"))))
+    key, password = conf / "sshkeys" / "id_rsa", conf / "sshkeys" / "id_rsa.pass"
+    assert description["grid_resource"] == (f"batch slurm apfpilot@griddev03.racf.bnl.gov:2222 "
+                                            f"--rgahp-key {key} --rgahp-pass {password}")
+
+
+def test_condorssh_authprofile_must_name_an_ssh_profile(confdir):
+    queue = local_queue("A", confdir.spool) + local_queue("B", confdir.spool, **{
+        "batchsubmitplugin": "CondorSSH", "batchstatusplugin": "Condor", "batchsubmit.condorssh.user": "u",
+        "batchsubmit.condorssh.host": "login.example.org", "batchsubmit.condorssh.authprofile": "prod"})
+    confdir.write(queue, auth="[prod]\nplugin = Token\ntoken.tokenfile = /nonexistent\n")
+    with pytest.raises(ConfigError) as info:
+        confdir.load()
+    [line] = [str(p) for p in info.value.problems]
+    assert "[B] batchsubmit.condorssh.authprofile: no SSH profile [prod]" in line and "plugin = Token" in line
+
+
+def test_a_profile_inheriting_another_plugin_from_default_says_which_to_write(confdir):
+    confdir.write(local_queue("A", confdir.spool), auth="[DEFAULT]\nplugin = X509\nx509.lifetime = 604800\n\n"
+                  "[login]\nssh.privatekeyfile = /keys/id_rsa\n")
+    with pytest.raises(ConfigError) as info:
+        confdir.load()
+    assert any("[login] plugin: plugin = X509 comes from [DEFAULT]" in str(p) and "write plugin = SSH" in str(p)
+               for p in info.value.problems)
+
+
+def test_dummy_monitor_does_nothing_and_queues_can_name_it(confdir, started_factory):
+    confdir.write(local_queue("A", confdir.spool, monitorsection="quiet"),
+                  monitor="[quiet]\nmonitorplugin = Dummy\n")
+    config = confdir.load()
+    assert not [w for w in warnings(config) if "monitor" in w.lower()]
+    factory = started_factory(confdir)
+    from tests.conftest import wait_for
+
+    wait_for(lambda: factory.queues["A"].cycles >= 2, what="two cycles with the Dummy monitor")
+    assert factory.queues["A"].health().level != "critical"
+
+
+@pytest.mark.parametrize("reconfig, interval", [("False", 0), ("True", 600)])
+def test_config_reconfig_false_turns_the_periodic_reread_off(confdir, reconfig, interval):
+    confdir.write(local_queue("Q", confdir.spool),
+                  factory=f"config.reconfig = {reconfig}\nconfig.reconfig.interval = 600\n")
+    config = confdir.load()
+    assert config.get("config.reconfig.interval") == interval
+    assert any(p.key == "config.reconfig" and "APF 2.4 key" in p.message for p in config.warnings)

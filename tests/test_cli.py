@@ -75,17 +75,21 @@ def test_under_systemd_it_notifies_and_logs_for_the_journal(confdir, tmp_path):
 
     path = confdir.write(local_queue("Q", confdir.spool))
     address = str(tmp_path / "notify")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+    journal = tmp_path / "journal-stream"  # stands for the journal's stream, named by $JOURNAL_STREAM
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener, open(journal, "w") as stream:
         listener.bind(address)
         listener.settimeout(60)
+        info = os.fstat(stream.fileno())
         result = subprocess.run([*BIN, "autopyfactory.cli.daemon", "--conf", str(path), "--foreground",
-                                 "--cycles", "1"], capture_output=True, text=True, timeout=120,
-                                env={**os.environ, "NOTIFY_SOCKET": address, "JOURNAL_STREAM": "8:1234"})
+                                 "--cycles", "1"], stdout=subprocess.PIPE, stderr=stream, text=True, timeout=120,
+                                env={**os.environ, "NOTIFY_SOCKET": address,
+                                     "JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"})
         messages = datagrams(listener)
-    assert result.returncode == 0, result.stderr
+    lines = journal.read_text().splitlines()
+    assert result.returncode == 0, lines
     assert messages and messages[0].startswith("READY=1\n"), messages
-    assert result.stdout == ""  # to the journal (stderr), without a timestamp of our own
-    assert result.stderr.splitlines()[0].startswith("INFO [MainThread] autopyfactory.")
+    assert result.stdout == ""  # to the journal (stderr), without a timestamp of our own, with the priority
+    assert lines[0].startswith("<6>INFO [MainThread] autopyfactory.")
 
 
 def parse(args: list[str]):

@@ -221,3 +221,29 @@ def test_constraint_matches_our_factory_id_literally(condor_pool: CondorPool):
     assert expr.eval(classad2.ClassAd({"FACTORY_JOBID": f"{fid}#5.0"})) is True
     assert expr.eval(classad2.ClassAd({"FACTORY_JOBID": "facXtory-1+x#5.0"})) is False
     assert expr.eval(classad2.ClassAd({"FACTORY_JOBID": "fac.tory-1x#5.0"})) is False
+
+
+def test_held_pilots_are_listed_with_their_hold_reason(condor_pool: CondorPool):
+    """The operator's list of a queue's pilots (``list_pilots``): one query constrained to this factory's queue,
+    held ones with HTCondor's HoldReason, which the poll also sums per queue (``reasons``)."""
+    now = int(time.time())
+    jobs = [
+        job_ad(1, 0, 1, QDate=now - 50, **mine("q1", "W1")),  # idle
+        job_ad(1, 1, 5, QDate=now - 40, HoldReason="Error from slot1@wn: proxy expired", **mine("q1", "W1")),
+        job_ad(1, 2, 5, QDate=now - 30, HoldReason="Error from slot1@wn: proxy expired", **mine("q1", "W1")),
+        job_ad(1, 3, 2, QDate=now - 200, JobStartDate=now - 100, **mine("q1", "W1")),  # running
+        job_ad(1, 4, 6, QDate=now - 200, JobStartDate=now - 100, **mine("q1", "W1")),  # transferring output
+        job_ad(2, 0, 5, HoldReason="another queue's", **mine("q2", "W1")),
+        job_ad(3, 0, 5, HoldReason="another factory's", **{**mine("q1", "W1"), "APF_FACTORY": "fac-B"}),
+    ]
+    double = ScheddDouble(jobs, [])
+    condor = plugin(condor_pool, double, {"q1": "W1", "q2": "W1"})
+    listed = {p.jobid: p for p in condor.list_pilots("q1")}
+    assert {j: p.state for j, p in listed.items()} == {"1.0": "pending", "1.1": "held", "1.2": "held",
+                                                       "1.3": "running", "1.4": "exiting"}
+    assert listed["1.1"].reason == "Error from slot1@wn: proxy expired" and listed["1.0"].reason == ""
+    assert listed["1.3"].start == now - 100 and listed["1.0"].submitted == now - 50
+    query = [kw for name, kw in double.calls if name == "query"][-1]
+    assert not double._matches(query["constraint"], jobs[5]) and not double._matches(query["constraint"], jobs[6])
+    q1 = condor.poll(["q1", "q2"])["q1"]
+    assert q1.reasons == {"Error from slot1@wn: proxy expired": 2}

@@ -21,19 +21,19 @@ from tests.web_support import start_factory
 HOUR, DAY = 3600.0, 86400.0
 
 
-def fill_history(store: Store, queue: str, now: float, days: float = 14, every: float = 600.0) -> None:
-    """``days`` of cycles every ``every`` seconds (pending = hour of the day, running 10, activated 2 ×
-    pending, 1 pilot submitted a cycle) and one done pilot per cycle, a fault every sixth."""
+def fill_history(store: Store, queues: str | list[str], now: float, days: float = 14, every: float = 600.0) -> None:
+    """``days`` of cycles of each queue, in time order as a factory writes them, every ``every`` seconds
+    (pending = hour of the day, running 10, activated 2 × pending, 1 pilot submitted a cycle) and one pilot
+    ended per cycle, a fault every sixth."""
     start = now - days * DAY
-    count = int(days * DAY / every)
-    for i in range(count):
+    for i in range(int(days * DAY / every)):
         when = start + i * every
         hour = int(when // HOUR) % 24
-        record = CycleRecord(queue, i + 1, started=when, wms={"ready": 2 * hour}, batch={"pending": hour, "running": 10},
-                             decided=1, submitted=1)
-        store.record_cycle(record)
-    store.record_finished(queue, [FinishedPilot(f"{i}.0", start + i * every, start + i * every + 60, 0 if i % 6 else 1,
-                                                "fault" if i % 6 == 0 else "done") for i in range(count)])
+        for queue in [queues] if isinstance(queues, str) else queues:
+            store.record_finished(queue, [FinishedPilot(f"{i}.0", when - 60, when, 0 if i % 6 else 1,
+                                                        "fault" if i % 6 == 0 else "done")])
+            store.record_cycle(CycleRecord(queue, i + 1, started=when, wms={"ready": 2 * hour},
+                                           batch={"pending": hour, "running": 10}, decided=1, submitted=1))
 
 
 def test_window_bounds_and_defaults():
@@ -53,8 +53,7 @@ def test_window_bounds_and_defaults():
 def test_history_buckets_from_the_store(tmp_path):
     now = time.time()
     store = Store(str(tmp_path / "apf.sqlite"))
-    fill_history(store, "Q", now, days=2)
-    fill_history(store, "OTHER", now, days=2)
+    fill_history(store, ["Q", "OTHER"], now, days=2)
     buckets = store.history("Q", now - DAY, now, HOUR)
     assert len(buckets) == 24
     for bucket in buckets:  # six 10-minute cycles an hour
@@ -62,9 +61,10 @@ def test_history_buckets_from_the_store(tmp_path):
         assert bucket["pending"] == max(hours) and bucket["running"] == 10
         assert bucket["activated"] == 2 * max(hours) and bucket["submitted"] == 6
         assert bucket["done"] + bucket["fault"] == 6 and bucket["fault"] == 1
-    factory = store.history(None, now - DAY, now, HOUR)
+    factory = store.history(None, now - DAY, now, HOUR)  # from the factory's samples, one a minute of cycles
     assert [b["running"] for b in factory] == [20] * 24 and [b["submitted"] for b in factory] == [12] * 24
-    assert [b["fault"] for b in factory] == [2] * 24
+    assert [b["fault"] for b in factory] == [2] * 24 and [b["done"] for b in factory] == [10] * 24
+    assert all(b["activated"] == 2 * b["pending"] for b in factory)
     # before the first cycle: empty buckets, unknown counts (never zero)
     early = store.history("Q", now - 3 * DAY, now - 2 * DAY - HOUR, HOUR)
     assert early and all(b["pending"] is None and b["submitted"] == 0 for b in early)

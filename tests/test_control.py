@@ -89,10 +89,14 @@ def test_reload_shows_the_problems(control_factory, capsys):
     queues = control_factory.confdir.root / "queues.conf"
     text = queues.read_text()
     queues.write_text(text + "\n[BROKEN]\nwmsstatusplugin = Nowhere\n")
-    try:
+    try:  # a bad queue: the rest applies, the bad one is named
+        code, out, err = apf_run(capsys, "reload", *conf(control_factory))
+        assert code == 0, err
+        assert "invalid queue: " in out and "[BROKEN] wmsstatusplugin: unknown WMS status plugin" in out
+        queues.write_text("a broken line\n" + text)  # a file that cannot be parsed: refused whole
         code, out, err = apf_run(capsys, "reload", *conf(control_factory))
         assert code == 1
-        assert "400" in err and "[BROKEN] wmsstatusplugin: unknown WMS status plugin" in err
+        assert "400" in err and "comes before any [section]" in err
     finally:
         queues.write_text(text)
 

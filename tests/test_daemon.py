@@ -109,11 +109,12 @@ def starts_over_a_pidfile_naming(daemon, pid: int) -> None:
 
 
 def test_bad_config_refuses_to_start_and_says_why(daemon, confdir):
-    confdir.write(local_queue("Q1", confdir.spool, **{"sched.maxpercycle.maximum": "lots"}).replace(
-        "schedplugin = Ready", "schedplugin = Ready, MaxPerCycle"))
+    # an error outside every queue section (a bad queue alone does not stop the others:
+    # tests/test_queue_config_errors.py)
+    confdir.write(local_queue("Q1", confdir.spool), factory="maxperfactory.maximum = lots\n")
     result = daemon.run()
     assert result.returncode == 2
-    assert "sched.maxpercycle.maximum" in result.stderr and "lots" in result.stderr
+    assert "maxperfactory.maximum" in result.stderr and "lots" in result.stderr
     assert not daemon.pidfile.exists() or not daemon.pidfile.read_text().strip()
 
 
@@ -138,11 +139,11 @@ def test_sigusr2_reopens_logs_sighup_reloads_and_rejects_a_broken_config(daemon,
     wait_for(lambda: daemon.logged("queue Q2 cycle 1"), what="Q2's first cycle")
     assert "reload applied" not in rotated.read_text()
 
-    # a broken file: rejected whole, the old queues keep running
-    (confdir.root / "queues.conf").write_text(two_queues(confdir, "Q1", "Q3") + "[Q4]\nwmsstatusplugin = Nope\n")
+    # a broken file (it cannot be parsed): rejected whole, the old queues keep running
+    (confdir.root / "queues.conf").write_text("Q4 broken\n" + two_queues(confdir, "Q1", "Q3"))
     os.kill(pid, signal.SIGHUP)
     wait_for(lambda: daemon.logged("reload rejected, old configuration stays in force"), what="the rejection")
-    assert daemon.logged("unknown WMS status plugin")
+    assert daemon.logged("comes before any [section]")
     size = len(daemon.log.read_text())
     wait_for(lambda: "queue Q2 cycle" in daemon.log.read_text()[size:], what="Q2 to keep cycling")
     assert not daemon.logged("queue Q3 cycle")

@@ -58,6 +58,7 @@ def test_the_store_keeps_in_memory_only_the_last_answer(tmp_path):
         for i in range(60):  # a batch system's sliding memory: the last answer's pilots and 500 new ones
             current = answer(i)
             written += store.record_finished("Q", previous + current)
+            store.flush()  # as the running store's thread does every persistence.flushinterval
             previous = current
         del current
         previous = previous[:1]

@@ -152,3 +152,12 @@ def test_settings_named_for_a_secret_are_hidden_whole():
         f"--comment=x SECRET: {REDACTED} token={REDACTED},y")
     assert redact_setting("apfqueue.sleep", 360.0) == 360.0
     assert redact_setting("wmsqueue", "ANALY_X") == "ANALY_X"
+
+
+def test_an_argv_list_hides_the_value_after_a_secret_option():
+    argv = ["/bin/pilot", "-p", S, "--pass", S, "--queue", "Q", "--apikey", S, "-H", f"Authorization: Bearer {S}",
+            "--token", "--verbose", f"X_API_KEY={S}"]
+    shown = redact_data(argv)
+    assert S not in repr(shown)
+    assert shown[:7] == ["/bin/pilot", "-p", REDACTED, "--pass", REDACTED, "--queue", "Q"]
+    assert shown[11:13] == ["--token", "--verbose"]  # a flag after it is no value

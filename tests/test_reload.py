@@ -64,17 +64,18 @@ def test_reload_with_a_broken_config_keeps_the_old_one(confdir, started_factory)
     before = dict(factory.queues)
     old_config = factory.config
 
-    # one good new queue, one broken key: nothing of it may apply
-    confdir.write(queues(confdir, "A", "B", "C", B={"apfqueue.sleep": "soon"}))
+    # one good new queue, and a file that cannot be parsed: nothing of it may apply
+    confdir.write(queues(confdir, "A", "B", "C"))
+    (confdir.root / "queues.conf").write_text("not ini at all\n" + (confdir.root / "queues.conf").read_text())
     problems = factory.reload()
 
     assert problems and all(isinstance(p, Problem) for p in problems)
-    assert any("apfqueue.sleep" in str(p) and "soon" in str(p) for p in problems)
+    assert any("comes before any [section]" in str(p) for p in problems)
     assert factory.queues == before
     assert all(q.alive for q in factory.queues.values())
     assert factory.config is old_config and factory.context.config is old_config
     assert factory.last_reload["ok"] is False
-    assert any("apfqueue.sleep" in p for p in factory.last_reload["problems"])
+    assert any("comes before any [section]" in p for p in factory.last_reload["problems"])
 
     # an unreadable factory.conf is rejected the same way
     (confdir.root / "factory.conf").write_text("[Factory\nbroken")

@@ -98,13 +98,15 @@ def test_bad_values_name_file_section_and_key(confdir, key, value, what):
     assert what in problems[0]
 
 
-def test_bad_value_in_default_names_the_default_section(confdir):
-    confdir.write("[DEFAULT]\nsched.maxpercycle.maximum = -3\n\n" + queue_text("SITE", confdir.spool))
+def test_bad_value_in_default_is_reported_on_the_queue_that_inherits_it(confdir):
+    confdir.write("[DEFAULT]\nsched.maxpercycle.maximum = -3\n\n" + queue_text("SITE", confdir.spool)
+                  + queue_text("OWN", confdir.spool).replace("[OWN]\n", "[OWN]\nsched.maxpercycle.maximum = 3\n"))
     with pytest.raises(ConfigError) as caught:
         confdir.load()
+    queues = confdir.root / "queues.conf"
     assert [str(p) for p in caught.value.problems] == [
-        f"{confdir.root / 'queues.conf'}: [DEFAULT] sched.maxpercycle.maximum: "
-        "too small (expected at least 0, got '-3')"
+        f"{queues}: [SITE] sched.maxpercycle.maximum: too small (expected at least 0, got '-3') "
+        f"(inherited from [DEFAULT], set at {queues} line 2)"
     ]
 
 

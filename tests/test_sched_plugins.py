@@ -32,7 +32,8 @@ def test_every_plugin_of_the_design_is_registered_with_its_keys():
         "sched.minpending.minimum", "sched.maxtorun.maximum", "sched.keepnrunning.keep_running",
         "sched.statustest.pilots", "sched.statusoffline.pilots", "sched.throttle.interval",
         "sched.throttle.maxtime", "sched.throttle.ratio", "sched.throttle.submit",
-        "sched.backlog.offset", "sched.backlog.removeidle", "sched.backlog.lookahead", "sched.backlog.window",
+        "sched.backlog.offset", "sched.backlog.idlerunning", "sched.backlog.removeidle", "sched.backlog.lookahead", "sched.backlog.window",
+        "sched.nqueue.nqueue", "sched.nqueue.depthboost",
     }
 
 
@@ -305,3 +306,28 @@ def test_throttle_keys():
     assert make(Throttle, maxtime=60).calc(12, status(now=NOW, finished=finished))[0] == 1
     assert make(Throttle, maxtime=60, ratio=0.7).calc(12, status(now=NOW, finished=finished))[0] == 12
     assert make(Throttle, maxtime=60, submit=5).calc(12, status(now=NOW, finished=finished))[0] == 5
+
+
+# ---------------------------------------------------------------- NQueue (APF's SimpleNQueue rule)
+
+
+@pytest.mark.parametrize("ready, pending, expected", [
+    (30, 0, 10),   # below the depth: a full load
+    (30, 9, 10),   # still below nqueue
+    (30, 12, 10),  # more work than pending, below nqueue x depthboost (20)
+    (30, 20, 0),   # depth x boost reached
+    (5, 12, 0),    # less work than pending, at or above nqueue
+    (0, 0, 0),     # no work: nothing
+])
+def test_nqueue_keeps_the_depth_while_there_is_work(ready, pending, expected):
+    from autopyfactory.plugins.sched.nqueue import NQueue
+
+    n, message = make(NQueue, nqueue=10).calc(7, status(ready=ready, pending=pending))
+    assert n == expected and message.startswith("NQueue: ")
+
+
+def test_nqueue_unset_is_a_noop_and_unknown_status_is_zero():
+    from autopyfactory.plugins.sched.nqueue import NQueue
+
+    assert make(NQueue).calc(7, status(ready=30))[0] == 7
+    assert make(NQueue, nqueue=10).calc(7, status(ready=UNKNOWN))[0] == 0

@@ -25,7 +25,8 @@ def small_fs(tmp_path):
 
 def test_store_that_cannot_be_written_warns_once_and_shows_as_a_factory_problem(confdir, small_fs, caplog):
     caplog.set_level(logging.DEBUG, logger="autopyfactory.persistence")
-    run = start_factory(confdir, {"Q1": 0, "Q2": 0}, factory_extra=f"persistence.dbpath = {small_fs}/apf.sqlite\n")
+    run = start_factory(confdir, {"Q1": 0, "Q2": 0}, factory_extra=f"persistence.dbpath = {small_fs}/apf.sqlite\n"
+                        "persistence.flushinterval = 0.2\n")
     try:
         queue = run.factory.queues["Q1"]
         wait_for(lambda: queue.cycles >= 1, what="a first cycle")

@@ -166,3 +166,70 @@ def test_status_page_problems_first_and_drill_down_to_a_faulted_pilot_log(three_
     wait_for(lambda: "no payload, giving up" in browser.find_element(By.TAG_NAME, "body").text,
              what="the pilot's .err")
     assert browser.find_element(By.TAG_NAME, "body").text.strip() == f"pilot {pilot}: no payload, giving up"
+
+
+def test_sign_in_pause_resume_and_sign_out_from_the_pages(confdir, browser):
+    """An operator in a browser: signs in with the admin token, pauses a queue with a reason, sees it paused,
+    resumes it, signs out; a form posted without the CSRF token (as another page would) is refused."""
+    from selenium.webdriver.common.by import By
+
+    from tests.test_console import fill_history
+    from tests.web_support import TOKEN
+
+    run = start_factory(confdir, {"ANALY_X": 2, "ANALY_Y": 0})
+    try:
+        fill_history(run.factory.store, "ANALY_X", __import__("time").time(), days=14, every=300)
+        browser.get(run.url + "/queues/ANALY_X")
+        assert not browser.find_elements(By.TAG_NAME, "form")  # read-only until signed in
+        browser.find_element(By.ID, "signin").click()
+        browser.find_element(By.ID, "token").send_keys(TOKEN)
+        browser.find_element(By.ID, "signin-button").click()
+        wait_for(lambda: browser.find_elements(By.ID, "pause-form"), what="the signed-in queue page")
+        assert browser.current_url.endswith("/queues/ANALY_X")
+        cookie = next(c for c in browser.get_cookies() if c["name"] == "apf_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert browser.execute_script("return document.cookie") == ""  # no script can read the session
+        browser.find_element(By.ID, "reason").send_keys("CE downtime")
+        browser.find_element(By.ID, "until").send_keys("+2h")
+        browser.find_element(By.ID, "pause").click()
+        wait_for(lambda: browser.find_elements(By.ID, "resume-form"), what="the queue page, paused")
+        health = browser.find_element(By.ID, "health").text
+        assert "paused" in health and "CE downtime" in health, health
+        assert run.factory.queues["ANALY_X"].paused
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        assert browser.save_screenshot(str(SCREENSHOTS / "admin-page.png"))
+
+        # another page's forged form: same browser, same cookie, no CSRF token
+        browser.execute_script("""
+            const form = document.createElement('form');
+            form.method = 'post'; form.action = '/api/v1/admin/queues/ANALY_Y/pause';
+            document.body.appendChild(form); form.submit();""")
+        wait_for(lambda: "CSRF" in browser.find_element(By.TAG_NAME, "body").text, what="the refusal")
+        assert not run.factory.queues["ANALY_Y"].paused
+
+        browser.get(run.url + "/queues/ANALY_X")
+        browser.find_element(By.ID, "resume").click()
+        wait_for(lambda: browser.find_elements(By.ID, "pause-form"), what="the queue page, resumed")
+        assert not run.factory.queues["ANALY_X"].paused
+        actions = [(a.action, a.target, a.result) for a in run.factory.store.admin_actions(20)]
+        assert ("pause", "ANALY_X", "ok") in actions and ("resume", "ANALY_X", "ok") in actions
+        assert ("pause", "ANALY_Y", "refused") in actions and ("signin", None, "ok") in actions
+
+        # the history, 7 days, and the pilots by state: what the docs show
+        browser.get(run.url + "/queues/ANALY_X?span=7d")
+        section = browser.find_element(By.ID, "history-pilots")
+        browser.execute_script("arguments[0].scrollIntoView()", browser.find_element(By.ID, "history-spans"))
+        assert section.find_elements(By.CSS_SELECTOR, "text.xtick")
+        assert browser.save_screenshot(str(SCREENSHOTS / "history.png"))
+        browser.get(run.url + "/queues/ANALY_X/pilots?state=running")
+        wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#pilots tbody tr")) == 2
+                 or browser.refresh(), what="2 running pilots listed")
+        assert browser.save_screenshot(str(SCREENSHOTS / "pilots.png"))
+
+        browser.get(run.url + "/queues/ANALY_X")
+        browser.find_element(By.ID, "signout").click()
+        wait_for(lambda: browser.find_elements(By.ID, "signin"), what="signed out")
+        browser.get(run.url + "/queues/ANALY_X")
+        assert not browser.find_elements(By.TAG_NAME, "form")
+    finally:
+        run.stop()

@@ -8,25 +8,26 @@ import sys
 from collections.abc import Callable
 
 from autopyfactory.config import ConfigError, FactoryConfig, load, placeholders
+from autopyfactory.redact import redact
 
 
 def load_or_report(path: str) -> FactoryConfig | None:
-    """The validated config, warnings on stderr; or None after printing one line per problem."""
+    """The validated config, warnings on stderr; or None after printing one line per problem (redacted)."""
     try:
         config = load(path)
     except ConfigError as exc:
         for problem in exc.problems:
-            print(problem)
+            print(redact(str(problem)))
         for warning in exc.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+            print(redact(f"warning: {warning}"), file=sys.stderr)
         return None
     unset = placeholders(config)
     for problem in unset:
-        print(problem)
+        print(redact(str(problem)))
     if unset:
         return None
     for warning in config.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(redact(f"warning: {warning}"), file=sys.stderr)
     return config
 
 

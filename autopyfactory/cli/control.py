@@ -27,23 +27,41 @@ from urllib.parse import quote
 
 import requests
 
+from autopyfactory import journal
 from autopyfactory.config import FACTORY_KEYS, FACTORY_SECTION
 from autopyfactory.health import LEVELS, one_line
-from autopyfactory.timefmt import duration, parse_time
+from autopyfactory.timefmt import duration, parse_until
+from autopyfactory.tls import CAMissing, ca_trust
 
+MAX_LOG_LINES = 10000  # as the admin API bounds apf log
 TIMEOUT = (5.0, 60.0)  # connect, read (a reload may take a while)
 REASON_CHARS = 80  # health reasons and errors in the tables: one short line each
 URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.I)
 
 
 class ControlError(Exception):
-    def __init__(self, message: str, code: int):
+    def __init__(self, message: str, code: int, answer: Any = None):
         super().__init__(message)
         self.code = code
+        self.answer = answer  # the factory's JSON answer to a refused call, when it gave one
 
 
 def factory_endpoint(conf: str) -> tuple[str, str]:
     """(base URL, token file) from ``[Factory]`` of ``conf``."""
+    value = factory_keys(conf)
+    bind = value("logserver.bind") or "127.0.0.1"
+    host = "127.0.0.1" if bind in ("0.0.0.0", "*") else ("::1" if bind == "::" else bind)
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{value('logserver.port')}", value("admin.tokenfile") or ""
+
+
+def web_server_enabled(conf: str) -> bool:
+    """``logserver.enabled`` of ``conf``: whether the factory serves the API ``apf`` talks to."""
+    return bool(factory_keys(conf)("logserver.enabled"))
+
+
+def factory_keys(conf: str):
+    """``value(key)``: a ``[Factory]`` key of ``conf``, parsed (its default when unset)."""
     parser = configparser.ConfigParser(interpolation=configparser.BasicInterpolation())
     try:
         with open(conf, encoding="utf-8") as handle:
@@ -65,10 +83,7 @@ def factory_endpoint(conf: str) -> tuple[str, str]:
         except ValueError as exc:
             raise ControlError(f"{conf}: [{FACTORY_SECTION}] {key}: {exc}", 2) from None
 
-    bind = value("logserver.bind") or "127.0.0.1"
-    host = "127.0.0.1" if bind in ("0.0.0.0", "*") else ("::1" if bind == "::" else bind)
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{value('logserver.port')}", value("admin.tokenfile") or ""
+    return value
 
 
 def read_token(path: str) -> str:
@@ -91,10 +106,15 @@ class Client:
         headers = {"Accept": "application/json"}
         if admin:
             headers["Authorization"] = f"Bearer {read_token(self.token_file)}"
+        cas = ca_trust()  # an https --url (a proxy in front of the factory) is checked like every HTTPS client
         try:
-            answer = self.session.request(method, self.url + path, headers=headers, timeout=TIMEOUT, **kwargs)
-        except requests.RequestException as exc:
-            raise ControlError(f"cannot reach the factory at {self.url}: {exc}", 3) from None
+            answer = self.session.request(method, self.url + path, headers=headers, timeout=TIMEOUT,
+                                          verify=cas.verify(self.url), **kwargs)
+        except (requests.RequestException, CAMissing) as exc:
+            hint = cas.explain(exc)
+            raise ControlError(f"cannot reach the factory at {self.url}: {exc}" + (f" ({hint})" if hint else "")
+                               + "\nis it running? (systemctl status autopyfactory); apf status, config and audit "
+                               "--local read the configuration files and the local store instead", 3) from None
         try:
             data = answer.json()
         except ValueError:
@@ -102,7 +122,7 @@ class Client:
         if answer.status_code >= 400:
             message = data.get("error", "") if isinstance(data, dict) else str(data)
             problems = data.get("problems", []) if isinstance(data, dict) else []
-            raise ControlError("\n".join([f"factory answered {answer.status_code}: {message}", *problems]), 1)
+            raise ControlError("\n".join([f"factory answered {answer.status_code}: {message}", *problems]), 1, data)
         return data
 
 
@@ -216,6 +236,10 @@ def cmd_reload(args: argparse.Namespace, client: Client) -> None:
     changes = answer.get("changes")
     if isinstance(changes, dict):
         for key, value in changes.items():
+            if key == "invalid" and isinstance(value, list):  # errors of queues: those queues are left as they were
+                for problem in value:
+                    print(f"invalid queue: {problem}")
+                continue
             print(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
 
 
@@ -229,7 +253,7 @@ def cmd_pause(args: argparse.Namespace, client: Client) -> None:
     if args.command != "resume":
         if args.until:
             try:
-                parse_time(args.until)  # said here, before asking the factory
+                parse_until(args.until)  # said here, before asking the factory
             except ValueError as exc:
                 raise ControlError(f"--until: {exc}", 2) from None
         body = {"reason": args.reason or "", "until": args.until or ""}
@@ -249,9 +273,9 @@ def cmd_loglevel(args: argparse.Namespace, client: Client) -> None:
     print(f"log level now {answer.get('loglevel')}")
 
 
-def format_config(data: dict) -> str:
+def format_config(data: dict, title: str = "") -> str:
     """The running configuration (as the admin API gives it, redacted) in factory.conf syntax."""
-    lines = [f"# running configuration, from {data.get('path')}; secrets and credential paths <redacted>",
+    lines = [title or f"# running configuration, from {data.get('path')}; secrets and credential paths <redacted>",
              "[Factory]"]
 
     def keys(values: dict) -> None:
@@ -274,13 +298,41 @@ def cmd_config(args: argparse.Namespace, client: Client) -> None:
     print(json.dumps(data, indent=1) if args.json else format_config(data))
 
 
-def cmd_log(args: argparse.Namespace, client: Client) -> None:
-    data = client.call("GET", "/api/v1/admin/log", admin=True, params={"lines": args.lines})
+UNIT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:_.@-]*\.service$")  # a name journalctl -u takes, nothing else
+
+
+def cmd_log(args: argparse.Namespace, client: Client) -> int | None:
+    try:
+        data = client.call("GET", "/api/v1/admin/log", admin=True, params={"lines": args.lines})
+    except ControlError as exc:
+        said = exc.answer if isinstance(exc.answer, dict) else {}
+        if said.get("log_target") != "journal":
+            raise
+        unit = str(said.get("unit") or "")
+        return journal_log(args.unit or (unit if UNIT.match(unit) else journal.DEFAULT_UNIT), args.lines)
     for line in data.get("lines", []):
         print(line)
     if data.get("cut"):
         print(f"apf log: fewer lines than asked: the factory reads a bounded tail of {data.get('file')}",
               file=sys.stderr)
+
+
+def journal_log(unit: str, lines: int) -> int:
+    """``apf log`` of a factory logging to the journal: journalctl -u UNIT, run here (argv, no shell)."""
+    lines = max(1, min(lines, MAX_LOG_LINES))
+    try:
+        found, remarks = journal.read(unit, lines)
+    except journal.JournalUnreadable as exc:
+        raise ControlError(str(exc), 1) from None
+    for line in found:
+        print(line)
+    if remarks:  # e.g. not allowed to read the system journal: journalctl's hint says which groups may
+        print(f"apf log: journalctl: {remarks}", file=sys.stderr)
+    if not found:
+        print(f"apf log: no journal lines for {unit}; a factory started by the init script logs to APF_LOG "
+              "of /etc/sysconfig/autopyfactory instead", file=sys.stderr)
+    print(f"apf log: from the journal: {journal.shown(journal.command(unit, lines))}", file=sys.stderr)
+    return 0
 
 
 def format_audit(actions: list[dict]) -> str:
@@ -330,11 +382,28 @@ def cmd_stop(args: argparse.Namespace, client: Client) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from autopyfactory.cli.local import LOCAL
+
     try:
+        if getattr(args, "local", False) or (not args.url and not web_server_enabled(args.conf)):
+            if args.command not in LOCAL:
+                raise ControlError(f"the factory has no web server to ask (logserver.enabled = False in "
+                                   f"{args.conf}): {WITHOUT_WEB.get(args.command, WITHOUT_WEB['*'])}", 3)
+            return LOCAL[args.command](args)
         return args.action(args, client_for(args)) or 0
     except ControlError as exc:
         print(f"apf {args.command}: {exc}", file=sys.stderr)
         return exc.code
+
+
+# what an operator does instead when there is no web server (``apf status``, ``config`` and ``audit`` read
+# the local files: autopyfactory/cli/local.py)
+WITHOUT_WEB = {
+    "reload": "reload with systemctl reload autopyfactory (or kill -HUP on the daemon)",
+    "stop": "stop with systemctl stop autopyfactory (or kill -TERM on the daemon)",
+    "threads": "kill -USR1 on the daemon logs every thread's stack",
+    "*": "set logserver.enabled = True (bound to 127.0.0.1 by default) and restart to use it",
+}
 
 
 def add_parsers(sub: argparse._SubParsersAction, default_conf: str) -> None:
@@ -352,6 +421,9 @@ def add_parsers(sub: argparse._SubParsersAction, default_conf: str) -> None:
                      "monitoring check: 0 ok, 1 warning, 2 critical, 3 unreachable")
     status.add_argument("queue", nargs="?", default=None, help="only this queue")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
+    local = ("read the configuration files and the local store (persistence.dbpath) instead of asking the "
+             "web server; the default when logserver.enabled = False")
+    status.add_argument("--local", action="store_true", help=local)
     command("reload", cmd_reload, "re-read the configuration of a running factory")
     for name, help in (("pause", "stop a queue submitting (it keeps reporting)"),
                        ("drain", "stop a queue submitting and remove its pilots that have not started")):
@@ -364,13 +436,19 @@ def add_parsers(sub: argparse._SubParsersAction, default_conf: str) -> None:
     command("resume", cmd_pause, "let a paused or drained queue submit again").add_argument("queue")
     command("loglevel", cmd_loglevel, "change the factory's log level").add_argument(
         "level", choices=["debug", "info", "warning", "error"])
-    command("config", cmd_config, "show the running factory's configuration (secrets redacted)").add_argument(
-        "--json", action="store_true", help="print the raw JSON")
-    command("log", cmd_log, "show the end of the running factory's own log").add_argument(
-        "-n", "--lines", type=int, default=100, help="how many lines (default 100, at most 10000)")
+    config = command("config", cmd_config, "show the running factory's configuration (secrets redacted)")
+    config.add_argument("--json", action="store_true", help="print the raw JSON")
+    config.add_argument("--local", action="store_true", help=local)
+    log = command("log", cmd_log, "show the end of the running factory's own log (under systemd: its journal)")
+    log.add_argument("-n", "--lines", type=int, default=100, help="how many lines (default 100, at most 10000)")
+    log.add_argument("--unit", default=None, help="the systemd unit whose journal to read when the factory logs to "
+                     f"the journal (default: the one the factory runs in, else {journal.DEFAULT_UNIT})")
+    log.add_argument("--local", action="store_true", help="read the journal here without asking the web "
+                     "server; the default when logserver.enabled = False")
     audit = command("audit", cmd_audit, "show the latest admin actions (who, when, what, result)")
     audit.add_argument("-n", "--limit", type=int, default=50, help="how many actions (default 50)")
     audit.add_argument("--json", action="store_true", help="print the raw JSON")
+    audit.add_argument("--local", action="store_true", help=local)
     command("stop", cmd_stop, "stop the running factory gracefully (as SIGTERM)")
     command("threads", cmd_threads, "show every thread's stack in the running factory (as SIGUSR1 logs it)")
     command("debug", cmd_debug, "show the running factory's versions, config sources, endpoints and store").add_argument(

@@ -12,7 +12,8 @@ submission; threads are joined with a bound; a second signal exits at
 once); SIGHUP reloads the configuration; SIGUSR2 reopens the log file
 (logrotate), nothing else; SIGUSR1 logs every thread's stack. Under systemd
 (Type=notify) it reports READY=1, RELOADING=1 and STOPPING=1 on $NOTIFY_SOCKET,
-and logs to the journal without timestamps of its own ($JOURNAL_STREAM).
+and logs to the journal without timestamps of its own, each line prefixed with its
+syslog priority (``<4>`` for a warning) when stderr is the journal ($JOURNAL_STREAM).
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ import sys
 import threading
 import time
 
-from autopyfactory import __version__, memory
+from autopyfactory import __version__, journal, memory
 from autopyfactory.config import ConfigError, FactoryConfig, load, placeholders
 
 # the factory and all it imports (web server, persistence, ...) are loaded now, before
 # --runas drops privileges: the new user may not be able to read the Python installation
 from autopyfactory.factory import Factory
-from autopyfactory.redact import redact_handler
+from autopyfactory.redact import redact, redact_handler
 
 DEFAULT_CONF = "/etc/apf/factory.conf"
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
@@ -69,9 +70,10 @@ def parser() -> argparse.ArgumentParser:
 
 def setup_logging(target: str, level: str, owner: pwd.struct_passwd | None = None) -> logging.Handler:
     """Log to a file (reopened when moved away or on SIGHUP), stdout or syslog."""
-    if target == "stdout" and os.environ.get("JOURNAL_STREAM"):
+    if target == "stdout" and journal.stderr_is_journal():
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(JOURNAL_FORMAT))
+        handler.set_name(journal.HANDLER_NAME)  # apf log asks journalctl (autopyfactory/journal.py)
+        handler.setFormatter(journal.JournalFormatter(JOURNAL_FORMAT))
     elif target == "stdout":
         handler = logging.StreamHandler(sys.stdout)
     elif target == "syslog":
@@ -441,18 +443,23 @@ def main(argv: list[str] | None = None) -> int:
     catch_early_signals()
     args = parser().parse_args(argv)
     try:
-        config = load(args.conf)
+        config = load(args.conf, partial=True)
     except ConfigError as exc:
         print(f"autopyfactory: refusing to start, {len(exc.problems)} problem(s) in the configuration:",
               file=sys.stderr)
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
+            print(redact(str(problem)), file=sys.stderr)
         for warning in exc.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+            print(redact(f"warning: {warning}"), file=sys.stderr)
         return 2
     for problem in placeholders(config)[:1]:
         print(f"autopyfactory: refusing to start: {problem}", file=sys.stderr)
         return 2
+    for name, problems in config.invalid.items():  # the others start; the factory shows these as critical
+        print(f"autopyfactory: queue {name} will not start, {len(problems)} problem(s) in its section:",
+              file=sys.stderr)
+        for problem in problems:
+            print(problem, file=sys.stderr)
     try:
         user = resolve_user(args, config)
     except ValueError as exc:

@@ -20,6 +20,7 @@ PLUGIN_ALIASES: dict[tuple[str, str], str] = {
     ("batchsubmit", "condornordugrid"): "CondorARC",
     ("sched", "activated"): "Ready",
     ("monitor", "apf"): "APFMon",
+    ("sched", "simplenqueue"): "NQueue",
 }
 
 _GRAM = "Globus GRAM CEs are gone from the grid; use CondorCE (HTCondor-CE) or CondorARC"
@@ -34,7 +35,6 @@ GONE_PLUGINS: dict[tuple[str, str], str] = {
     ("batchsubmit", "condorlsf"): "use CondorSSH with batchsubmit.condorssh.batch = lsf",
     ("batchsubmit", "condorbosco"): "use CondorSSH",
     ("sched", "simple"): "use schedplugin = Ready, MaxPerCycle, MaxPending",
-    ("sched", "simplenqueue"): "use schedplugin = Ready, MinPending, MaxToRun",
     ("sched", "trivial"): "use schedplugin = Ready",
 }
 
@@ -42,6 +42,7 @@ GONE_PLUGINS: dict[tuple[str, str], str] = {
 KEY_PREFIXES: dict[str, str] = {
     "batchsubmit.condorosgce.": "batchsubmit.condorce.",
     "batchsubmit.condornordugrid.": "batchsubmit.condorarc.",
+    "sched.simplenqueue.": "sched.nqueue.",
 }
 
 # sched.activated.<param> -> (the chain step that does it here, its key)
@@ -70,6 +71,10 @@ IGNORED_QUEUE_KEYS: dict[str, str] = {
     "status": "the queue status comes from the WMS (StatusTest/StatusOffline read it)",
     "cleanlogs.maxdays": "use cleanlogs.keepdays",
     "nordugridrsl.jobname": "HTCondor names the ARC job",
+    "sched.nqueue.default": "nothing is submitted while the WMS or batch status is unknown",
+    "sched.nqueue.pilotlimit": "use MaxToRun (sched.maxtorun.maximum) after NQueue",
+    "sched.nqueue.transferringlimit": "use MaxToRun (sched.maxtorun.maximum) after NQueue",
+    "sched.nqueue.maxpilotspercycle": "use MaxPerCycle (sched.maxpercycle.maximum) after NQueue",
     "nordugridrsl.nordugridrsl": "ARC's REST interface takes no xRSL; use nordugridrsl.queue, "
                                  "nordugridrsl.addenv.<NAME> or batchsubmit.condorarc.condor_attributes.*",
 }
@@ -80,6 +85,9 @@ IGNORED_FACTORY_KEYS: dict[str, str] = {
     "mappingsConf": "the pilot wrapper maps VO names itself (docs/migration.md, 'The pilot wrapper')",
     "cycles": "the factory runs until stopped; for a bounded run use autopyfactory --cycles N",
     "logserver.index": "the log server always lists directories",
+    "monitor.section": "write monitorsection = <section> in queues.conf (its [DEFAULT] for every queue): "
+                       "the factory registers with every monitor section its queues name",
+    "monitor.interval": "monitors are told after every cycle of a queue, off the queue's thread",
     "queuesconfigplugin": "queues are configured from queueConf/queueDirConf only",
     "queuesconfig.*": "queues are configured from queueConf/queueDirConf only",
     "proxyConf": "APF 2.3's proxy.conf is not read; write its profiles into authConf "
@@ -90,17 +98,37 @@ RENAMED_FACTORY_KEYS: dict[str, str] = {  # APF 2.4 [Factory] key -> the key tha
     "factoryMinEmailRepeatSeconds": "alarms.interval",
 }
 
+RENAMED_PROFILE_KEYS: dict[str, str] = {  # APF 2.4 auth.conf key -> the key that means the same here
+    "x509.myproxy_hostname": "x509.myproxyhost",
+    "x509.myproxy_username": "x509.myproxyuser",
+    "ssh.privatekeyfile": "ssh.privatekey",
+    "ssh.publickeyfile": "ssh.publickey",
+    "ssh.privkeypassfile": "ssh.passwordfile",
+}
 
-def rename_factory_keys(raw: dict[str, str]) -> list[tuple[str, str]]:
-    """Read APF 2.4's [Factory] keys under their new names (``raw`` has lower-case keys);
-    (old, new) of each one renamed. The new name wins when both are set."""
+
+def rename_keys(raw: dict[str, str], table: dict[str, str]) -> list[tuple[str, str]]:
+    """Read APF 2.4's keys under their new names (``raw`` has lower-case keys); (old, new)
+    of each one renamed. The new name wins when both are set."""
     renamed = []
-    for old, new in RENAMED_FACTORY_KEYS.items():
+    for old, new in table.items():
         if old.lower() in raw:
             value = raw.pop(old.lower())
             raw.setdefault(new.lower(), value)
             renamed.append((old, new))
     return renamed
+
+
+def reconfig(raw: dict[str, str]) -> str:
+    """APF 2.4's ``config.reconfig = True|False`` beside ``config.reconfig.interval``: False turns
+    the periodic re-read off (interval 0). The warning to give, or "" when the key is not set."""
+    value = raw.pop("config.reconfig", None)
+    if value is None:
+        return ""
+    if value.strip().lower() in ("false", "0", "no", "off"):
+        raw["config.reconfig.interval"] = "0"
+        return "APF 2.4 key: config.reconfig = False is config.reconfig.interval = 0 here (no periodic re-read)"
+    return "APF 2.4 key: the configuration is re-read every config.reconfig.interval seconds (0: never)"
 
 
 IGNORED_PROFILE_KEYS: dict[str, str] = {
@@ -109,6 +137,9 @@ IGNORED_PROFILE_KEYS: dict[str, str] = {
     "x509.initdelay": "the first check runs at start",
     "x509.owner": "proxies are owned by the factory user",
     "x509.retriever_list": "MyProxy retrieval uses x509.usercert/x509.userkey or x509.myproxypassfile",
+    "x509.myproxy_passphrase": "a passphrase is not kept in auth.conf: write it to a file only the factory "
+                               "user can read and name it with x509.myproxypassfile",
+    "ssh.type": "the key type is read from the key file",
 }
 
 

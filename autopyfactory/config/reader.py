@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import difflib
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -54,6 +55,27 @@ def origin(parser: configparser.ConfigParser, section: str, key: str) -> str:
     return section if key in own else "DEFAULT"
 
 
+_SECTION = re.compile(r"\[(?P<name>[^]]+)\]")
+_OPTION = re.compile(r"(?P<key>[^\s=:;#\[][^=:]*?)\s*[=:]")
+
+
+def key_lines(text: str) -> dict[tuple[str, str], int]:
+    """(section, lower-case key) -> line number where it is first set, as configparser reads it."""
+    lines: dict[tuple[str, str], int] = {}
+    section = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line or line[0].isspace():  # blank, or a continuation line
+            continue
+        header = _SECTION.match(line)
+        if header:
+            section = header.group("name")
+            continue
+        option = _OPTION.match(line)
+        if option:
+            lines.setdefault((section, option.group("key").strip().lower()), number)
+    return lines
+
+
 class Reader:
     """Reads files and fills sections; every problem is collected, none stops the reading."""
 
@@ -61,6 +83,7 @@ class Reader:
         self.problems: list[Problem] = []
         self.stale: list[str] = []  # remote files read from their last good copy: why
         self._once: dict[object, tuple[int, str, int]] = {}  # kind -> (index, message, sections)
+        self._lines: dict[str, dict[tuple[str, str], int]] = {}  # source -> (section, key) -> line
 
     def error(self, file: str, section: str, key: str, message: str) -> None:
         problem = Problem(file, section, key, message)
@@ -115,7 +138,12 @@ class Reader:
         except configparser.Error as exc:
             self.error(source, "", "", f"cannot parse: {' '.join(str(exc).split())}")
             return None
+        self._lines[source] = key_lines(text)
         return parser
+
+    def line(self, source: str, section: str, key: str) -> int | None:
+        """The line of ``source`` where ``key`` is set in ``[section]``, if known."""
+        return self._lines.get(source, {}).get((section, key.lower()))
 
     def parse_file(self, path: str) -> configparser.ConfigParser | None:
         try:

@@ -39,6 +39,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from autopyfactory.redact import redact
 from autopyfactory.timefmt import iso
+from autopyfactory.tls import CAMissing, ca_trust
 
 DEFAULT_DEADLINE = 60.0  # seconds for a whole answer
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024  # a queues.conf of thousands of queues is a few MB
@@ -109,12 +110,18 @@ def _get(url: str, end: float, max_bytes: int, cancel: threading.Event | None, d
             return "cancelled (the factory is stopping)"
         return f"no whole answer within {deadline:g} s (config.remote.timeout)"
 
+    cas = ca_trust()
+    try:
+        verify = cas.verify(url)
+    except CAMissing as exc:
+        raise FetchError(str(exc)) from None
     watchdog = threading.Thread(target=watch, name="config-fetch-watchdog", daemon=True)
     watchdog.start()
     try:
         with _session(sockets) as session:
             remaining = max(0.1, end - time.monotonic())
-            answer = session.get(url, stream=True, timeout=(min(CONNECT_TIMEOUT, remaining), remaining))
+            answer = session.get(url, stream=True, timeout=(min(CONNECT_TIMEOUT, remaining), remaining),
+                                 verify=verify)
             with answer:
                 if answer.status_code >= 400:
                     raise FetchError(f"HTTP {answer.status_code} {answer.reason}")
@@ -135,7 +142,8 @@ def _get(url: str, end: float, max_bytes: int, cancel: threading.Event | None, d
     except requests.RequestException as exc:
         if late.is_set():
             raise FetchError(why_late()) from None
-        raise FetchError(" ".join(str(exc).split())) from None
+        hint = cas.explain(exc)
+        raise FetchError(" ".join(str(exc).split()) + (f" ({hint})" if hint else "")) from None
     finally:
         done.set()
     try:

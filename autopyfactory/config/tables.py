@@ -37,16 +37,25 @@ FACTORY_KEYS: dict[str, Key] = {
     "logserver.port": Key("int", 25880, min=0, max=65535),
     "logserver.bind": Key("str", "127.0.0.1"),
     "logserver.allowrobots": Key("bool", False),
+    "logserver.trustedproxy": Key("str", "", help="address of a reverse proxy in front whose X-Forwarded-For and "
+                                  "X-Forwarded-Proto are believed (empty: none)"),
     "cleanlogs.keepdays": Key("int", 14, min=0),
     "cleanlogs.maxdiskpercent": Key("float", 90.0, min=0, max=100),
     "factory.sleep": Key("float", 30.0, min=0.1),
     "maxperfactory.maximum": Key("int", None, min=0),
+    "maxperfactory.lastgood": Key("float", 1800.0, min=0, help="seconds a queue whose batch status is unknown "
+                                  "counts for maxperfactory.maximum with its last good answer"),
     "plugindirs": Key("list", ["/etc/apf/plugins.d"]),
     "persistence.dbpath": Key("path", ""),
     "persistence.keepdays": Key("int", 14, min=1),
+    "persistence.flushinterval": Key("float", 15.0, min=0.1, max=3600,
+                                     help="seconds between two writes of the cycles and finished pilots (one "
+                                          "transaction for every queue); a kill -9 loses at most that much of them"),
     "peers.alivecycles": Key("int", 3, min=1),
     "admin.tokenfile": Key("path", ""),
     "admin.allowremote": Key("bool", False, help="admin API also for clients not on the loopback interface"),
+    "admin.sessiontimeout": Key("float", 3600.0, min=60, max=7 * 86400,
+                                help="seconds a sign-in on the pages lasts (then sign in again)"),
     "config.reconfig.interval": Key("int", 0, min=0),
     "config.remote.timeout": Key("float", 60.0, min=1, max=3600,
                                  help="seconds for a whole answer of a remote queueConf URL"),
@@ -70,6 +79,10 @@ QUEUE_KEYS: dict[str, Key] = {
     "batchqueue": Key("str", None, help="batch-side queue / partition (default: wmsqueue)"),
     "apfqueue.sleep": Key("float", 360.0, min=0.1),
     "apfqueue.maxpercycle": Key("int", 1000, min=0, help="most pilots one cycle submits, whatever the chain says"),
+    "apfqueue.maxpending": Key("int", 100, min=0, help="most pilots pending in the batch system; "
+                               "no submission beyond it, whatever the chain says"),
+    "apfqueue.ledger.maxage": Key("float", 6 * 3600.0, min=0, help="seconds a submitted pilot the factory has not "
+                                  "seen end counts as pending or running whatever the batch status says"),
     "apfqueue.faultbackoff": Key("bool", True, help="one probe pilot per cycle while most recent pilots fault"),
     "apfqueue.faultbackoff.pilots": Key("int", 10, min=1, help="how many of the latest ended pilots are judged"),
     "apfqueue.faultbackoff.minimum": Key("int", 3, min=1, help="ended pilots needed before judging"),

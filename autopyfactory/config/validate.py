@@ -10,9 +10,11 @@ import configparser
 import functools
 import glob
 import os
+import re
 import shutil
 import threading
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import autopyfactory.config.apf24 as apf24
 from autopyfactory.config.reader import (
@@ -60,8 +62,11 @@ def factory_section(reader: Reader, parser: configparser.ConfigParser, path: str
     basedir = os.path.dirname(path)
     section = Section(FACTORY_SECTION, path)
     section.raw = apf24.drop_none(reader.items(parser, path, FACTORY_SECTION))
-    for old_key, new_key in apf24.rename_factory_keys(section.raw):
+    for old_key, new_key in apf24.rename_keys(section.raw, apf24.RENAMED_FACTORY_KEYS):
         reader.warn(path, FACTORY_SECTION, old_key, f"APF 2.4 key, read as {new_key}")
+    reconfig = apf24.reconfig(section.raw)
+    if reconfig:
+        reader.warn(path, FACTORY_SECTION, "config.reconfig", reconfig)
     known = lower_table(FACTORY_KEYS)
     reader.fill(section, known, basedir)
     for lower, text in section.raw.items():
@@ -83,7 +88,48 @@ def factory_section(reader: Reader, parser: configparser.ConfigParser, path: str
         reader.error(path, FACTORY_SECTION, "baseLogDir", f"a system directory ({system}): the web server "
                      f"would serve it and the cleaner would delete in it (expected a directory of the factory's "
                      f"own, e.g. /var/log/apf, got {section.values.get('baselogdir')!r})")
+    _check_log_url(reader, path, section)
     return section
+
+
+def _check_log_url(reader: Reader, path: str, section: Section) -> None:
+    """Warn when the links made from ``baseLogDirUrl`` miss what this factory's web server serves.
+
+    It serves pilot logs under ``/logs/`` on ``logserver.port``. APF 2.4's log
+    server served baseLogDir at ``/`` on the port of baseLogDirUrl, so an APF 2.4
+    ``baseLogDirUrl = http://host:25880`` makes links the server has to redirect.
+    A URL on another port is taken for another web server (a proxy), whose layout is its own.
+    """
+    url = section.values.get("baselogdirurl") or ""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return
+    served = int(section.values.get("logserver.port", 25880))
+    where = (path, FACTORY_SECTION, "baseLogDirUrl")
+    if not section.values.get("logserver.enabled"):
+        if port == served:
+            reader.warn(*where, f"{url} names logserver.port {served}, but logserver.enabled = False: this factory "
+                        "serves no pilot logs there (enable it, or point baseLogDirUrl at the web server that serves "
+                        "baseLogDir)")
+        return
+    if port != served:
+        if "logserver.port" not in section.raw and parts.port is not None:
+            reader.warn(*where, f"{url} names port {port}, but the web server listens on logserver.port {served} "
+                        f"(APF 2.4 took the port from baseLogDirUrl): set logserver.port = {port}, unless a proxy "
+                        f"on {port} forwards to {served}")
+        return
+    base = f"{parts.scheme}://{parts.netloc}"
+    if parts.path.rstrip("/") == "":
+        reader.warn(*where, f"{url} has no /logs path: the pilot log links made from it (APF 2.4 layout "
+                    f"<url>/<YYYY-MM-DD>/<queue>/<file>) only work through a redirect to /logs/...; "
+                    f"expected {base}/logs")
+    elif parts.path.rstrip("/") != "/logs":
+        reader.warn(*where, f"path {parts.path} is not served by this factory's web server (pilot logs are under "
+                    f"/logs): every pilot log link made from it answers 404 (expected {base}/logs)")
 
 
 def queue_files(reader: Reader, factory: Section, cancel: threading.Event | None = None
@@ -144,12 +190,16 @@ def queue_section(
     queue = QueueConfig(name, " + ".join(src for src, _ in sources))
     merged: dict[str, str] = {}  # uninterpolated: %(...)s is resolved in the merged section
     places: dict[str, str] = {}
-    for _, parser in sources:
+    for file, parser in sources:
         for key in parser[name]:
             place = origin(parser, name, key)
             if place == name or key not in merged:
                 merged[key] = parser.get(name, key, raw=True)
                 places[key] = place
+                if place == "DEFAULT":
+                    queue.inherited[key] = file
+                else:
+                    queue.inherited.pop(key, None)
     section = configparser.ConfigParser(interpolation=configparser.BasicInterpolation())
     section.read_dict({name: merged})
     where = functools.partial(_place, places, name)
@@ -159,7 +209,8 @@ def queue_section(
     _check_executable(reader, queue, where)
     _resolve_plugins(reader, registry, queue, where)
     used = _fill_plugin_keys(reader, registry, queue, basedir, where)
-    _check_other_keys(reader, registry, queue, used, basedir, where)
+    variables = {name.lower() for value in merged.values() for name in _VARIABLE.findall(value)}
+    _check_other_keys(reader, registry, queue, used, basedir, where, variables)
     for lower, text in queue.raw.items():
         if lower.endswith("x509userproxy"):  # condor_attributes.x509userproxy: a proxy given by path
             _check_private_tmp(reader, queue.source, where(lower), lower, text)
@@ -185,6 +236,9 @@ def _check_private_tmp(reader: Reader, file: str, section: str, key: str, value:
                     f"{path} is in {tmp}: under the systemd unit (PrivateTmp=yes) the factory has a {tmp} of its "
                     f"own, which HTCondor's daemons and the pilots' tools do not see; move it to {CREDENTIALS_DIR} "
                     f"(docs/operations.md, \"Credentials under systemd\")")
+
+
+_VARIABLE = re.compile(r"%\(([^)]+)\)s")
 
 
 def _check_executable(reader: Reader, queue: QueueConfig, where) -> None:
@@ -213,7 +267,7 @@ def _translate_apf24(reader: Reader, queue: QueueConfig, where) -> None:
         if new is not None:
             value = raw.pop(key)
             raw.setdefault(new, value)
-            old = key[: key.index(".", len("batchsubmit.")) + 1] + "*"
+            old = next(prefix for prefix in apf24.KEY_PREFIXES if key.startswith(prefix)) + "*"
             reader.warn_once(queue.source, where(key), old, f"APF 2.4 keys, read as {new.rsplit('.', 1)[0]}.*")
     chain = split_list(raw.get("schedplugin", ""))
     if any(step.lower() == "activated" for step in chain):
@@ -314,12 +368,16 @@ def _fill_plugin_keys(reader: Reader, registry: PluginRegistry, queue: QueueConf
 
 
 def _check_other_keys(
-    reader: Reader, registry: PluginRegistry, queue: QueueConfig, used: KeyTable, basedir: str, where
+    reader: Reader, registry: PluginRegistry, queue: QueueConfig, used: KeyTable, basedir: str, where,
+    variables: set[str] | None = None,
 ) -> None:
-    """Keys of plugins the queue does not use are still typed; the rest is unknown (a warning)."""
+    """Keys of plugins the queue does not use are still typed; the rest is unknown (a warning),
+    except ``variables``: names only there for ``%(name)s`` in other values (APF 2.4's periodic_remove)."""
     known = plugin_key_table(registry)
     for lower, text in queue.raw.items():
         if lower in QUEUE_TABLE or lower in used:
+            continue
+        if lower in (variables or ()) and "." not in lower:
             continue
         found = known.get(lower) or _family_key(known, lower)
         if found is not None:
@@ -379,6 +437,9 @@ def profile_file(reader: Reader, registry: PluginRegistry, path: str, kind_name:
     for name in parser.sections():
         section = Section(name, path)
         section.raw = apf24.drop_none(reader.items(parser, path, name))
+        for old_key, new_key in apf24.rename_keys(section.raw, apf24.RENAMED_PROFILE_KEYS):
+            reader.warn_once(path, origin(parser, name, old_key.lower()), old_key,
+                             f"APF 2.4 key, read as {new_key}")
         profiles[name] = section
         plugin_name = section.raw.get(selector)
         if not plugin_name:
@@ -387,16 +448,24 @@ def profile_file(reader: Reader, registry: PluginRegistry, path: str, kind_name:
         plugin = find_plugin(reader, registry, kind.name, plugin_name, (path, origin(parser, name, selector), selector))
         if plugin is None:
             continue
+        other = _keys_of_another_plugin(registry, kind.name, plugin, parser, name)
+        if other is not None and origin(parser, name, selector) == "DEFAULT":
+            reader.error(path, name, selector, f"{selector} = {plugin.name} comes from [DEFAULT], but this profile's "
+                         f"keys are the {other.name} plugin's (write {selector} = {other.name} in [{name}])")
+            continue
         section.values[selector] = plugin.name
         table = lower_table(plugin.keys, plugin.key_prefix())
         reader.fill(section, table, os.path.dirname(path), missing=f"required by the {plugin.name} plugin, missing")
         for lower, (full, key) in table.items():
             if key.kind == "path" and lower in section.raw:
                 _check_private_tmp(reader, path, origin(parser, name, lower), full, section.values.get(lower))
+        others = {other.key_prefix() for other in registry.plugins(kind.name).values() if other is not plugin}
         for lower in section.raw:
             if lower == selector or lower in table:
                 continue
             place = origin(parser, name, lower)
+            if place == "DEFAULT" and lower.startswith(tuple(others)):
+                continue  # a [DEFAULT] for the X509 profiles, inherited by an SSH one too
             old = apf24.ignored(lower, apf24.IGNORED_PROFILE_KEYS)
             if old is not None:
                 reader.warn_once(path, place, old[0], f"APF 2.4 key, ignored: {old[1]}")
@@ -404,6 +473,18 @@ def profile_file(reader: Reader, registry: PluginRegistry, path: str, kind_name:
             warn = reader.warn_once if place == "DEFAULT" else reader.warn
             warn(path, place, lower, "unknown key, ignored" + closest(lower, table))
     return profiles
+
+
+def _keys_of_another_plugin(registry: PluginRegistry, kind_name: str, plugin: type,
+                            parser: configparser.ConfigParser, name: str) -> type | None:
+    """The plugin of the kind whose key prefix every key written in section ``name`` has, when that is
+    not ``plugin`` (an SSH profile under a [DEFAULT] plugin = X509), else None."""
+    own = [key for key in parser._sections.get(name, {}) if "." in key]  # type: ignore[attr-defined]
+    prefixes = {key.split(".", 1)[0] for key in own}
+    if len(prefixes) != 1 or plugin.key_prefix().rstrip(".") in prefixes:
+        return None
+    return next((other for other in registry.plugins(kind_name).values()
+                 if other.key_prefix().rstrip(".") in prefixes), None)
 
 
 # ---------------------------------------------------------------- across files
@@ -421,6 +502,13 @@ def check_references(
                     f"no section [{section}] in monitorConf "
                     f"(expected one of {', '.join(monitor) or 'none'}, got {section!r})",
                 )
+        ssh_profile = queue.values.get("batchsubmit.condorssh.authprofile")
+        if ssh_profile and queue.values.get("batchsubmitplugin") == "CondorSSH":
+            plugin = auth[ssh_profile].values.get("plugin") if ssh_profile in auth else None
+            if plugin != "SSH":
+                reader.error(queue.source, queue.name, "batchsubmit.condorssh.authprofile",
+                             f"no SSH profile [{ssh_profile}] in authConf (expected a section with plugin = SSH, "
+                             f"got {'plugin = ' + plugin if plugin else 'no such section'})")
         for plugin_kind in ("batchsubmit", "wmsstatus"):
             plugin_name = queue.values.get(f"{plugin_kind}plugin")
             if not plugin_name:

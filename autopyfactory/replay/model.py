@@ -119,6 +119,7 @@ class Model:
     start_failure: float = 0.0
     black_hole: str = ""  # START:LENGTH seconds: every pilot starting then fails
     share: tuple[str, ...] = ()  # policies of other queues sharing the pool
+    queue_waits: tuple[float, ...] = ()  # recorded queue waits (apf replay --store): delays drawn from these
     seed: int = 1
 
     def __post_init__(self):
@@ -138,10 +139,16 @@ class Model:
             raise ModelError(f"job-cores: expected one or trace, got {self.job_cores!r}")
         delay_sampler(self.queue_delay, random.Random(0))
         black_hole_window(self.black_hole)
+        if not all(isinstance(w, (int, float)) and 0 <= w <= MAX_DELAY for w in self.queue_waits):
+            raise ModelError(f"queue waits: expected seconds from 0 to {MAX_DELAY:g}")
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["share"] = list(self.share)
+        if self.queue_waits:  # the recorded waits, summarised
+            waits = sorted(self.queue_waits)
+            data["queue_delay"] = f"recorded ({len(waits)} queue waits, median {waits[len(waits) // 2]:.0f} s)"
+        del data["queue_waits"]
         return data
 
     def pilot(self) -> Lifecycle:
@@ -296,10 +303,14 @@ class Replay:
     """One policy on one workload (and the policies sharing its pool). ``run()`` returns the Result."""
 
     def __init__(self, jobs: list[Job], model: Model, policy, timeline: bool = False,
-                 progress: Callable[[str], None] | None = None, neighbours: list | None = None):
+                 progress: Callable[[str], None] | None = None, neighbours: list | None = None,
+                 limits: tuple[int, int] | None = None):
         self.model = model
+        self.limits = limits
         self.progress = progress
-        self.delay = delay_sampler(model.queue_delay, random.Random(model.seed))
+        draws = random.Random(model.seed)
+        self.delay = (delay_sampler(model.queue_delay, draws) if not model.queue_waits
+                      else lambda: draws.choice(model.queue_waits))
         self.failures = random.Random(model.seed + 1)  # the k-th pilot to start fails alike for every policy
         self.phases = random.Random(model.seed + 2)
         self.jitter = random.Random(model.seed + 3)
@@ -546,7 +557,11 @@ class Replay:
             batch = queue.batch[1]
             info = SchedInfo(wms=queue.wms[1], batch=batch, factory_pilots=batch.pending + batch.running,
                              now=t, finished=list(batch.finished))
+            if hasattr(queue.policy, "draining"):  # a pool that releases running pilots knows which it released
+                queue.policy.draining = sum(1 for p in queue.running.values() if p.draining)
             n = queue.policy.decide(info)
+            if self.limits is not None and n > 0:  # the same limits for every policy: pending, and per cycle
+                n = max(0, min(n, self.limits[1], self.limits[0] - batch.pending))
             queue.result.decisions.append((t, info.wms.ready, batch.pending, batch.running, n))
             drain = getattr(queue.policy, "drain", 0)
             if drain > 0:
@@ -560,7 +575,9 @@ class Replay:
 
 
 def replay(jobs: list[Job], model: Model, policy, timeline: bool = False, progress: bool = False,
-           neighbours: list | None = None) -> Result:
-    """Run one policy on one workload (``neighbours``: policies of other queues sharing the pool)."""
+           neighbours: list | None = None, limits: tuple[int, int] | None = None) -> Result:
+    """Run one policy on one workload (``neighbours``: policies of other queues sharing the pool;
+    ``limits``: (pending, per cycle) caps applied after every policy's decision, for comparing policies
+    at the same limits)."""
     report = (lambda line: print(line, file=sys.stderr, flush=True)) if progress else None
-    return Replay(jobs, model, policy, timeline, report, neighbours).run()
+    return Replay(jobs, model, policy, timeline, report, neighbours, limits).run()

@@ -34,6 +34,7 @@ class Services:
     store: Store | None = None  # persistence store, when it could be opened
     cycle_listeners: list[Callable[..., Any]] = field(default_factory=list)  # (queue, record) after every cycle
     credential_listeners: list[Callable[..., Any]] = field(default_factory=list)  # (state) after every check
+    config_listeners: list[Callable[[], Any]] = field(default_factory=list)  # () after start and each reload
 
 
 def build(factory: FactoryView) -> Services:
@@ -48,6 +49,7 @@ def build(factory: FactoryView) -> Services:
     alarms = Alarms(factory)  # always: a reload may set factorySMTPServer; it mails only while it is set
     services.running.append(alarms)
     services.cycle_listeners.append(alarms.cycle_done)
+    services.config_listeners.append(alarms.config_checked)
     # opened here, before any queue starts, so the queues restore from it
     services.store = open_store(factory.config)
     if services.store is not None:
@@ -62,7 +64,8 @@ def open_store(config: FactoryConfig) -> Store | None:
     """The persistence store, or None (logged) when it cannot be opened: the factory runs without history."""
     path = config.persistence_path
     try:
-        return Store(path, keepdays=config.get("persistence.keepdays"))
+        return Store(path, keepdays=config.get("persistence.keepdays"),
+                     flush_interval=config.get("persistence.flushinterval"))
     except Exception as exc:  # e.g. a directory we may not write
         log.error("persistence: cannot open %s (%s: %s): running without history", path, type(exc).__name__, exc)
         return None

@@ -30,11 +30,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from autopyfactory import journal
 from autopyfactory.config import FactoryConfig
+from autopyfactory.logthrottle import LogThrottle
 from autopyfactory.queue import Pause
 from autopyfactory.records import AdminAction
 from autopyfactory.redact import REDACTED, redact, redact_setting
-from autopyfactory.timefmt import iso, parse_time
+from autopyfactory.timefmt import iso, parse_until
+from autopyfactory.web.session import Session, Sessions, cross_origin
 
 if TYPE_CHECKING:
     from autopyfactory.view import FactoryView
@@ -112,7 +115,14 @@ def set_loglevel(level: str) -> str:
 
 
 def read_body(environ: dict) -> dict[str, str]:
-    """The request's parameters: a JSON object body, a form body, and ``?name=value`` (the body wins)."""
+    """The request's parameters: a JSON object body, a form body, and ``?name=value`` (the body wins).
+    Read once: the answer is kept in the environ (the page's CSRF check and the action both read it)."""
+    if "apf.params" not in environ:
+        environ["apf.params"] = _read_body(environ)
+    return environ["apf.params"]
+
+
+def _read_body(environ: dict) -> dict[str, str]:
     params = {key: values[0] for key, values in parse_qs(environ.get("QUERY_STRING", "")).items()}
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -146,10 +156,7 @@ def read_pause(environ: dict, mode: str, now: float) -> Pause:
     params = read_body(environ)
     reason = printable(params.get("reason", "").strip(), MAX_REASON)
     until = params.get("until", "").strip()
-    when = parse_time(until, now) if until else None
-    if when is not None and when <= now:
-        raise ValueError(f"until {until!r} ({iso(when)}) is not in the future")
-    return Pause(mode, reason, when, now)
+    return Pause(mode, reason, parse_until(until, now) if until else None, now)
 
 
 # ---------------------------------------------------------------- the effective configuration, redacted
@@ -193,6 +200,8 @@ def log_file() -> tuple[str | None, str]:
     targets = []
     for handler in handlers:
         stream = getattr(handler, "stream", None)
+        if handler.get_name() == journal.HANDLER_NAME:
+            return None, journal.HANDLER_NAME
         if isinstance(handler, logging.handlers.SysLogHandler):
             targets.append("syslog")
         elif stream is not None and stream in (sys.stdout, sys.__stdout__):
@@ -285,6 +294,8 @@ class AdminAPI:
         self.token = AdminToken(factory.config.get("admin.tokenfile", ""))
         self.allow_remote = bool(factory.config.get("admin.allowremote", False))
         self._reload_lock = threading.Lock()  # one reload at a time
+        self.sessions = Sessions(factory.config.get("admin.sessiontimeout"))
+        self.throttle = LogThrottle()  # refused and failed calls: one log line per client and interval
 
     @property
     def store(self):
@@ -323,19 +334,38 @@ class AdminAPI:
         if not self.allow_remote and not is_local:
             why = "the admin API answers on the loopback interface only (admin.allowremote = false)"
             return Answer(403, {"error": why}, why)
+        session = None if environ.get("HTTP_AUTHORIZATION") else self.page_session(environ)
+        if session is not None:  # a form of the pages, signed in: the session's CSRF token, from this site
+            why = ""
+            if cross_origin(environ):
+                why = "refused: the request comes from a page of another site (Origin)"
+            elif environ.get("REQUEST_METHOD") == "POST" and not Sessions.csrf_ok(session, read_body(environ).get("csrf")):
+                why = "refused: missing or wrong CSRF token (use the forms of the factory's pages)"
+            return Answer(403, {"error": why}, why) if why else None
         allowed, why = self.token.check(environ.get("HTTP_AUTHORIZATION"))
         if allowed:
             return None
         status = 403 if why.startswith("admin API disabled") else 401
         return Answer(status, {"error": why}, why, headers=[("WWW-Authenticate", 'Bearer realm="autopyfactory"')])
 
+    def page_session(self, environ: dict) -> Session | None:
+        """The signed-in session of a page request (cookie), while the admin API is enabled and its token
+        is the one the session signed in with."""
+        token, _ = self.token.load()
+        return self.sessions.find(environ, token)
+
     def audit(self, client: str, action: str, answer: Answer, result: str) -> None:
         target = None if answer.target is None else printable(redact(answer.target), 200)
         entry = AdminAction(time.time(), printable(client, 100), action, target, result, answer.status,
                             printable(redact(answer.detail), 1000))
         level = logging.WARNING if result == "refused" or action in CHANGES else logging.INFO
-        log.log(level, "admin %s%s from %s: %s%s", action, f" {target}" if target else "", entry.client, result,
-                f" ({entry.detail})" if entry.detail else "")
+        # refused or failed: a flood of them is one log line per client and interval (each is in the audit)
+        allowed, held = self.throttle.allow(entry.client) if answer.status >= 400 else (True, 0)
+        if allowed:
+            log.log(level, "admin %s%s from %s: %s%s%s", action, f" {target}" if target else "", entry.client,
+                    result, f" ({entry.detail})" if entry.detail else "",
+                    f"; {held} more refused or failed call(s) from {entry.client} since its last logged one, "
+                    f"not logged (the audit trail has each)" if held else "")
         if self.store is not None:
             self.store.record_admin(entry)
 
@@ -404,6 +434,11 @@ class AdminAPI:
     def do_log(self, environ: dict, _queue: None) -> Answer:
         lines = query_int(environ, "lines", DEFAULT_LOG_LINES, MAX_LOG_LINES)
         path, target = log_file()
+        if target == journal.HANDLER_NAME:  # not a file: apf reads it with journalctl, as root or the journal's group
+            unit = journal.own_unit() or journal.DEFAULT_UNIT
+            argv = journal.command(unit, lines)
+            why = f"the factory logs to the journal: read it with {journal.shown(argv)}"
+            return Answer(409, {"error": why, "log_target": "journal", "unit": unit, "command": argv}, why, str(lines))
         if path is None:
             why = (f"the factory logs to {target}, not to a file: read it there "
                    f"(journalctl or the syslog files; start the daemon with --log PATH to use this)")

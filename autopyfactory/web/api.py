@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from autopyfactory.health import DISABLED, Health, one_line
+from autopyfactory.health import factory_causes, idle_health, one_line
 from autopyfactory.timefmt import iso
 
 if TYPE_CHECKING:
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from autopyfactory.records import CycleRecord
 
 PROBLEM_CHARS = 300  # a reload problem: one line (the whole text is in the log)
-QUEUES_OFF = Health("disabled", "enablequeues = False in factory.conf")
 
 
 def queue_view(queue: APFQueue, records: list[CycleRecord] | None = None, cycles: int | None = None) -> dict:
@@ -39,8 +38,9 @@ def queue_view(queue: APFQueue, records: list[CycleRecord] | None = None, cycles
 
 
 def disabled_view(qconfig: QueueConfig, config: FactoryConfig, cycles: int | None = None) -> dict:
-    """A queue of queues.conf that does not run: the same keys as a running one, no numbers."""
-    health = DISABLED if config.get("enablequeues") else QUEUES_OFF
+    """A queue of queues.conf that does not run (disabled, or critical when its section has errors):
+    the same keys as a running one, no numbers."""
+    health = idle_health(config, qconfig)
     view = {
         "name": qconfig.name, "enabled": False, "health": health.level, "health_reason": health.reason,
         "wmsqueue": qconfig.wmsqueue, "batchqueue": qconfig.batchqueue,
@@ -114,12 +114,10 @@ def reload_view(outcome: dict | None) -> dict | None:
         return None
     return {"time": iso(outcome.get("time")), "ok": bool(outcome.get("ok")),
             "problems": [one_line(p, PROBLEM_CHARS) for p in outcome.get("problems", [])],
+            "invalid": [one_line(p, PROBLEM_CHARS) for p in outcome.get("invalid", [])],
             **{key: list(outcome.get(key, [])) for key in ("added", "removed", "changed")}}
 
 
 def factory_problems(factory: Any) -> list[str]:
     """What is wrong with the factory itself, not one queue (e.g. a store that cannot be written)."""
-    store = getattr(factory, "store", None)
-    problem = store.problem if store is not None else None
-    stale = getattr(getattr(factory, "config", None), "stale", None) or []  # remote queueConf from its cache
-    return ([problem] if problem else []) + list(stale)
+    return [reason for _, reason in factory_causes(factory)]

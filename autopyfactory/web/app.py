@@ -5,6 +5,7 @@
     GET  /queues/<name>/pilots?state=S      one queue's pilots in a state (pending|held|running|done|fault), paged
     GET  /history[?span=…]                  the whole factory's history
     GET  /logs/...                          pilot logs under baseLogDir
+    GET  /<YYYY-MM-DD>/...                  APF 2.4 log links: redirected to /logs/<YYYY-MM-DD>/...
     GET  /robots.txt
     GET  /metrics                           Prometheus exposition
     GET  /api/v1/factory | /api/v1/queues | /api/v1/queues/<name>
@@ -35,11 +36,11 @@ from urllib.parse import parse_qs, quote
 import jinja2
 from markupsafe import Markup
 
-from autopyfactory.health import LEVELS, one_line
+from autopyfactory.health import LEVELS, idle_health, one_line
 from autopyfactory.metrics import CycleDurations, exposition, factory_registry
 from autopyfactory.paths import PathEscape, confined
 from autopyfactory.redact import redact, redact_data, redact_setting
-from autopyfactory.timefmt import duration, iso
+from autopyfactory.timefmt import duration, iso, utc
 from autopyfactory.web import admin, api, logs
 from autopyfactory.web.history import (
     DEFAULT_SPAN,
@@ -51,6 +52,7 @@ from autopyfactory.web.history import (
 )
 from autopyfactory.web.pilots import DEFAULT_LIMIT, MAX_LIMIT, STATES, PilotLister
 from autopyfactory.web.plot import pilots_chart, pilots_svg
+from autopyfactory.web.session import Sessions, cross_origin
 
 if TYPE_CHECKING:
     from autopyfactory.queue import APFQueue
@@ -127,6 +129,22 @@ def shown(value: Any) -> Any:
     return value
 
 
+def from_a_page(environ: dict) -> bool:
+    """A form of the pages (signed in with a cookie, a CSRF field), not an API client with its bearer token."""
+    if environ.get("HTTP_AUTHORIZATION") or environ.get("REQUEST_METHOD") != "POST":
+        return False
+    try:
+        return "csrf" in admin.read_body(environ)
+    except ValueError:  # a body that is not JSON nor a form: an API client's mistake
+        return False
+
+
+def back_to(target: str | None) -> str:
+    """Where a form sends the browser back: a path of this server, never another site."""
+    target = target or "/"
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
+
+
 def is_loopback(address: str | None) -> bool:
     try:
         ip = ipaddress.ip_address((address or "").split("%")[0])
@@ -192,12 +210,14 @@ class WebApp:
             return error_response(environ, 413, f"request body larger than {admin.MAX_BODY} bytes")
         if path.startswith("/api/v1/admin/"):
             return self.admin(environ, path[len("/api/v1/admin/"):])
+        if path in ("/signin", "/signout"):
+            return self.sign_in(environ) if path == "/signin" else self.sign_out(environ)
         if method not in ("GET", "HEAD"):
             response = error_response(environ, 405, f"{method} not allowed here (GET or HEAD)")
             response.headers.append(("Allow", "GET, HEAD"))
             return response
         if path == "/":
-            return self.status_page()
+            return self.status_page(environ)
         if path.rstrip("/") == "/history":
             return self.history_page(environ)
         if path.startswith("/queues/"):
@@ -211,6 +231,8 @@ class WebApp:
             return Response(200, exposition(self.metrics), "text/plain; version=0.0.4; charset=utf-8")
         if path == "/logs" or path.startswith("/logs/"):
             return self.serve_logs(environ, path[len("/logs"):])
+        if logs.APF24_LINK.match(path):
+            return self.apf24_link(path)
         if path.startswith("/api/"):
             return self.api(environ, path)
         return text_response(404, "not found")
@@ -295,22 +317,27 @@ class WebApp:
         counts = dict.fromkeys(LEVELS, 0)
         for queue in self.factory.queues.values():
             counts[queue.health().level] += 1
-        counts["disabled"] += len([n for n in self.factory.config.queues if n not in self.factory.queues])
+        config = self.factory.config
+        for name, qconfig in config.queues.items():
+            if name not in self.factory.queues:
+                counts[idle_health(config, qconfig).level] += 1
         return counts
 
-    def status_page(self) -> Response:
+    def status_page(self, environ: dict) -> Response:
         """Every queue, problems first: critical, warning, then the rest (``Health.rank``), by name."""
         factory = self.factory_view()
         now = time.time()
-        rows = sorted((self.page_row(queue, now) for queue in self.factory.queues.values()),
-                      key=lambda row: (row["rank"], row["name"]))
+        rows = [self.page_row(queue, now) for queue in self.factory.queues.values()]
+        rows += [self.invalid_row(qconfig) for name, qconfig in self.factory.config.queues.items()
+                 if name in self.factory.config.invalid and name not in self.factory.queues]
+        rows.sort(key=lambda row: (row["rank"], row["name"]))
         counts: dict[str, int] = {}
         for row in rows:
             counts[row["health"]] = counts.get(row["health"], 0) + 1
         levels = [(level, counts[level]) for level in LEVELS if level in counts]
         html = self.templates.get_template("status.html").render(
             factory=factory, queues=rows, levels=levels, started_ago=now - self.factory.started,
-            admin_actions=self.admin_api.recent(ADMIN_ACTIONS_SHOWN),
+            admin_actions=self.admin_api.recent(ADMIN_ACTIONS_SHOWN), **self.signed_in(environ),
             keepdays=self.factory.config.get("persistence.keepdays"),
         )
         return Response(200, html.encode(), "text/html; charset=utf-8",
@@ -332,6 +359,13 @@ class WebApp:
         view["wms_running"] = None if wms is None else wms.get("running")
         view["age"] = None if last is None else now - last.started
         view["plot"] = pilots_svg(history_of(records), title=queue.name)
+        return view
+
+    def invalid_row(self, qconfig) -> dict:
+        """A queue not started for errors in its section, as a row of the status page (no numbers)."""
+        view = self.disabled_view(qconfig)
+        view.update(rank=LEVELS.index(view["health"]), wms_ready=None, wms_running=None, age=None,
+                    plot=pilots_svg(history_of([]), title=qconfig.name))
         return view
 
     # ------------------------------------------------------------ history and pilots by state
@@ -423,7 +457,7 @@ class WebApp:
             history=self.history_section(environ, name, name),
             reasons=sorted((last.batch or {}).get("reasons", {}).items(), key=lambda kv: -kv[1])
             if last is not None else [],
-            chart=pilots_chart(self.history.series(queue), title=name),
+            chart=pilots_chart(self.history.series(queue), title=name), **self.signed_in(environ),
             cycles=records[:PAGE_CYCLES], chain=records[:CHAIN_CYCLES],
             faulted=self.faulted_pilots(queue, now),
             config=shown_config(queue.config.values),
@@ -476,16 +510,71 @@ class WebApp:
             body = logs.file_chunks(handle, start, length)
         return Response(status, body, logs.content_type(real), headers)
 
+    def apf24_link(self, path: str) -> Response:
+        """An APF 2.4 link (its log server served baseLogDir at ``/``: ``/<YYYY-MM-DD>/<queue>/<file>``)
+        redirected to the same file under ``/logs/``, where every check of serve_logs applies."""
+        if any(part in (".", "..") for part in path.split("/")) or "\\" in path or "\x00" in path:
+            return text_response(404, "not found")
+        return Response(301, b"", headers=[("Location", quote("/logs" + path)), ("Cache-Control", "no-cache")])
+
     def directory_index(self, relative: str, real: str) -> Response:
         shown = "/" + "/".join(p for p in relative.split("/") if p)
         entries = self.logs.listing(real)
         html = self.templates.get_template("index.html").render(
             path=shown.rstrip("/") + "/", parent=shown != "/", entries=entries,
-            when=lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)),
+            when=lambda t: utc(t, "%Y-%m-%d %H:%M:%S") or "?",
         )
         return Response(200, html.encode(), "text/html; charset=utf-8", [("Cache-Control", "no-cache")])
 
     # ------------------------------------------------------------ admin
     def admin(self, environ: dict, action: str) -> Response:
         answer = self.admin_api.handle(environ, action, is_loopback(environ.get("REMOTE_ADDR")))
+        if from_a_page(environ):  # a form of the pages: back to the page, or the error in words
+            if answer.status < 400:
+                return Response(303, b"", headers=[("Location", back_to(admin.read_body(environ).get("next")))])
+            why = answer.body.get("error") or "; ".join(answer.body.get("problems", [])) or "refused"
+            return text_response(answer.status, f"{action}: {why}")
         return json_response(answer.status, answer.body, answer.headers)
+
+    # ------------------------------------------------------------ signing in on the pages (session.py)
+    def signed_in(self, environ: dict) -> dict:
+        """What a page's template needs to show its forms: the session's CSRF token (None: read-only)."""
+        session = self.admin_api.page_session(environ)
+        return {"csrf": session.csrf if session is not None else None, "page_path": environ.get("PATH_INFO", "/")}
+
+    def sign_in(self, environ: dict) -> Response:
+        method = environ.get("REQUEST_METHOD", "GET")
+        _, disabled = self.token.load()
+        local = is_loopback(environ.get("REMOTE_ADDR"))
+        why = disabled and f"admin API disabled: {disabled}"
+        if not why and not local and not self.admin_api.allow_remote:
+            why = "signing in works on the loopback interface only (admin.allowremote = false)"
+        if method == "POST" and not why:
+            params = admin.read_body(environ)
+            allowed, refused = self.token.check(f"Bearer {params.get('token', '')}")
+            answer = admin.Answer(303 if allowed else 401, {}, "" if allowed else refused)
+            self.admin_api.audit(environ.get("REMOTE_ADDR") or "?", "signin", answer, "ok" if allowed else "refused")
+            if allowed:
+                session = self.admin_api.sessions.start(self.token.load()[0])
+                return Response(303, b"", headers=[("Location", back_to(params.get("next"))),
+                                                   self.admin_api.sessions.cookie(session, environ)])
+            why = "wrong token"
+        elif method not in ("GET", "HEAD", "POST"):
+            return text_response(405, f"{method} not allowed here (GET or POST)")
+        next_page = admin.read_body(environ).get("next", "/")  # the form's, or ?next= of the sign-in link
+        html = self.templates.get_template("signin.html").render(
+            factory=self.factory_view(), why=why, can_sign_in=not why or why == "wrong token",
+            next=back_to(next_page), csrf=None, page_path="/signin")
+        return Response(401 if why == "wrong token" else 403 if why else 200, html.encode(),
+                        "text/html; charset=utf-8", [("Cache-Control", "no-store")])
+
+    def sign_out(self, environ: dict) -> Response:
+        if environ.get("REQUEST_METHOD") != "POST":
+            return text_response(405, "sign out with the page's form (POST)")
+        session = self.admin_api.page_session(environ)
+        if session is None or cross_origin(environ) or \
+                not Sessions.csrf_ok(session, admin.read_body(environ).get("csrf")):
+            return text_response(403, "signout: not signed in, or missing or wrong CSRF token")
+        self.admin_api.sessions.end(session)
+        self.admin_api.audit(environ.get("REMOTE_ADDR") or "?", "signout", admin.Answer(303, {}), "ok")
+        return Response(303, b"", headers=[("Location", "/"), self.admin_api.sessions.cookie(None, environ)])

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
-import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from autopyfactory.timefmt import utc
+
+# APF 2.4's log server served baseLogDir at its root: its links are <baseLogDirUrl>/<YYYY-MM-DD>/<queue>/<file>
+APF24_LINK = re.compile(r"^/[0-9]{4}-[0-9]{2}-[0-9]{2}(/|$)")
 TEXT_SUFFIXES = (".out", ".err", ".log", ".jdl", ".txt", ".json", ".sub", ".sh")
 CHUNK = 256 * 1024
 DAY = 86400.0
@@ -95,7 +99,9 @@ class LogFiles:
         stem = jobid.replace("_", ".")
         names = (f"{stem}.out", f"{stem}.err", f"{stem.split('.')[0]}.log")
         for back in range(LOOK_BACK_DAYS):
-            day = time.strftime("%Y-%m-%d", time.gmtime(end - back * DAY))
+            day = utc(end - back * DAY, "%Y-%m-%d")
+            if day is None:  # an end time that is no time (a damaged store row): no logs to show
+                return []
             found = []
             for name in names:
                 try:

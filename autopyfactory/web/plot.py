@@ -10,13 +10,12 @@ the lines differ without colour too. Every label is at least 11 px.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from html import escape
 
 from markupsafe import Markup
 
-from autopyfactory.timefmt import duration
+from autopyfactory.timefmt import duration, utc
 
 PENDING_COLOUR = "#E69F00"  # Okabe-Ito orange
 RUNNING_COLOUR = "#0072B2"  # Okabe-Ito blue
@@ -101,7 +100,7 @@ def pilots_svg(history: Sequence[Point], width: int = 150, height: int = 40, tit
         f'<svg class="plot" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
         f'xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}: pending (dashed) and running (solid) pilots, {_span(span)} up to "
-        f"{time.strftime('%H:%M', time.gmtime(end))} UTC, max {top}</title>",
+        f"{(utc(end, '%H:%M') or '?')} UTC, max {top}</title>",
         f'<rect x="0.5" y="0.5" width="{width - 1}" height="{height - 1}" fill="#fafafa" stroke="#e5e7eb"/>',
         f'<text x="{width - 3}" y="11" text-anchor="end" font-size="11" fill="{AXIS_COLOUR}">max {top}</text>',
         f'<text x="3" y="11" font-size="11" fill="{AXIS_COLOUR}">{escape(_span(span))}</text>',
@@ -160,8 +159,8 @@ def series_chart(times: Sequence[float], series: Sequence[Series], width: int = 
         f'<svg class="chart" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
         f'xmlns="http://www.w3.org/2000/svg" font-size="{LABEL_PX}" fill="{AXIS_COLOUR}">',
         f"<title>{escape(title)}: {escape(what or ylabel)} from "
-        f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(start))} to "
-        f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(end))} UTC</title>",
+        f"{utc(start, '%Y-%m-%d %H:%M') or '?'} to "
+        f"{utc(end, '%Y-%m-%d %H:%M') or '?'} UTC</title>",
     ]
     for value in range(0, int(ymax) + 1, step):  # value axis: grid lines and labels
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
@@ -175,13 +174,13 @@ def series_chart(times: Sequence[float], series: Sequence[Series], width: int = 
         parts.append(f'<line x1="{x(when):.1f}" x2="{x(when):.1f}" y1="{top_pad + plot_h}" '
                      f'y2="{top_pad + plot_h + 5}" stroke="{AXIS_COLOUR}"/>')
         parts.append(f'<text class="xtick" x="{x(when):.1f}" y="{top_pad + plot_h + 18}" text-anchor="middle">'
-                     f"{time.strftime(label, time.gmtime(when))}</text>")
+                     f"{(utc(when, label) or '?')}</text>")
         when += tick
     parts.append(f'<line x1="{left}" x2="{width - right}" y1="{top_pad + plot_h}" y2="{top_pad + plot_h}" '
                  f'stroke="{AXIS_COLOUR}"/>')
     parts.append(f'<text x="{width - right}" y="{height - 2}" text-anchor="end">time (UTC)</text>')
     parts.append(f'<text x="{left}" y="14">{escape(ylabel)}</text>')
-    legend_x = left + 70
+    legend_x = left + max(70, 7 * len(ylabel) + 24)  # after the value axis' label
     for name, colour, dash, _ in series:  # legend
         dashing = f' stroke-dasharray="{dash}"' if dash else ""
         parts.append(f'<line x1="{legend_x}" x2="{legend_x + 26}" y1="10" y2="10" stroke="{colour}" '

@@ -1,11 +1,14 @@
 """The web server service: waitress serving WebApp from its own thread.
 
 Waitress reads requests in its I/O loop, not in worker threads, so slow
-clients never hold a worker; two guards are added for slow and many clients
+clients never hold a worker; guards are added for slow clients, many clients and big bodies
 (docs/web.md, "Slow clients and floods"):
 
 - a request must arrive whole within ``REQUEST_TIMEOUT`` seconds of its
   first byte, or its connection is closed (slowloris);
+- a request body larger than the admin API's ``MAX_BODY`` is refused with 413
+  by waitress itself, from its ``Content-Length`` or, for a chunked body, as
+  the bytes arrive: it is never buffered whole, in memory or on disk;
 - past ``MAX_CONNECTIONS`` open connections, each new one closes the least
   recently active connection that is neither being served nor sent to
   (connection floods), instead of refusing every newcomer.
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING
 from waitress import create_server, wasyncore
 from waitress.channel import HTTPChannel
 
+from autopyfactory.web.admin import MAX_BODY
 from autopyfactory.web.app import WebApp
 
 if TYPE_CHECKING:
@@ -86,11 +90,18 @@ class WebServer:
 
     def start(self) -> None:
         try:
+            proxy = self.factory.config.get("logserver.trustedproxy")
+            # behind a reverse proxy that terminates TLS: believe its X-Forwarded-For/-Proto (and no one else's)
+            trusting = {"trusted_proxy": proxy, "trusted_proxy_count": 1,
+                        "trusted_proxy_headers": {"x-forwarded-for", "x-forwarded-proto"}} if proxy else {}
             self._server = create_server(
                 self.app, host=self.bind, port=self.requested_port, threads=WORKER_THREADS,
-                ident="autopyfactory", clear_untrusted_proxy_headers=True,
+                ident="autopyfactory", clear_untrusted_proxy_headers=True, **trusting,
                 channel_timeout=IDLE_TIMEOUT, cleanup_interval=5, asyncore_use_poll=True,
                 connection_limit=MAX_CONNECTIONS + 50,  # reached only when every connection is busy
+                # a bigger body is refused (413) as its Content-Length arrives, or as a chunked body
+                # passes the size, before it is buffered (in memory: below inbuf_overflow, never on disk)
+                max_request_body_size=MAX_BODY + 1,
             )
         except (OSError, ValueError) as exc:
             # the queues matter more than their web page: keep the factory running, say it loudly

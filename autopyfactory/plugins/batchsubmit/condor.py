@@ -18,6 +18,7 @@ from autopyfactory.interfaces import BatchSubmitPlugin, SubmitResult
 from autopyfactory.paths import default_executable, wrapper_stage
 from autopyfactory.plugins.batchstatus.condor import CONDOR_REQUIRES, connect_schedd, quote
 from autopyfactory.plugins.batchstatus.condor import Condor as CondorStatus
+from autopyfactory.redact import redact
 
 
 class SubmitDescriptionError(ValueError):
@@ -232,7 +233,7 @@ class CondorBase(BatchSubmitPlugin):
         except Exception as exc:  # any bindings failure is a failed submission
             return SubmitResult(0, error=f"{self.name}: {type(exc).__name__}: {exc}")
         with open(os.path.join(logdir, f"{cluster}.jdl"), "w") as handle:
-            handle.write(f"{text}\nqueue {n}\n")
+            handle.write(redact(f"{text}\nqueue {n}\n"))  # a record served under /logs/: no secret in it
         return SubmitResult(procs, [f"{cluster}.{proc}" for proc in range(procs)])
 
     def remove(self, n: int) -> SubmitResult:
@@ -330,8 +331,11 @@ class CondorSSH(CondorBase):
     """Pilots to a remote batch system over SSH (BOSCO): ``grid_resource = batch <lrms> user@host``.
 
     Keys: those of CondorLocal plus ``batch`` (slurm | pbs | lsf | sge |
-    condor), ``user`` and ``host`` (required; SSH port and keys come from
-    the BOSCO/ssh configuration of the factory user).
+    condor), ``user`` and ``host`` (required), ``port`` (22: the SSH port,
+    ``user@host:port`` when another), ``authprofile`` (an SSH profile of
+    auth.conf: its ``ssh.privatekey`` and ``ssh.passwordfile`` are handed to
+    HTCondor's remote GAHP as ``--rgahp-key`` and ``--rgahp-pass``; without
+    it, the BOSCO/ssh configuration of the factory user logs in).
     """
 
     name = "CondorSSH"
@@ -341,8 +345,16 @@ class CondorSSH(CondorBase):
         "batch": Key("str", "slurm", choices=("slurm", "pbs", "lsf", "sge", "condor")),
         "user": Key("str", "", required=True),
         "host": Key("str", "", required=True),
+        "port": Key("int", 22, min=1, max=65535, help="the SSH port of host"),
+        "authprofile": Key("str", "", help="auth.conf SSH profile whose key logs in"),
     }
 
     def grid_resource(self) -> str:
         o = self.options
-        return f"batch {o['batch']} {o.get('user')}@{o.get('host')}"
+        target = f"{o.get('user')}@{o.get('host')}" + (f":{o['port']}" if o["port"] != 22 else "")
+        resource = f"batch {o['batch']} {target}"
+        profile = self.context.config.auth.get(o["authprofile"]) if o["authprofile"] else None
+        if profile is not None:
+            key, password = profile.values.get("ssh.privatekey"), profile.values.get("ssh.passwordfile")
+            resource += (f" --rgahp-key {key}" if key else "") + (f" --rgahp-pass {password}" if password else "")
+        return resource

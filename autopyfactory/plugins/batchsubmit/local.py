@@ -12,6 +12,7 @@ from autopyfactory.config import Key
 from autopyfactory.interfaces import BatchSubmitPlugin, SubmitResult
 from autopyfactory.localbatch import LocalBatch
 from autopyfactory.paths import default_executable
+from autopyfactory.redact import redact_data
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,9 @@ class Local(BatchSubmitPlugin):
         cluster = ids[0].split(".")[0] if ids else "none"
         try:
             with open(os.path.join(logdir, f"{cluster}.jdl"), "w") as jdl:
-                json.dump({"queue": self.queue.name, "argv": argv, "count": n, "ids": ids,
-                           "environment": extra, "time": time.time()}, jdl, indent=2)
+                # a record for people, served under /logs/: no secret in it
+                json.dump(redact_data({"queue": self.queue.name, "argv": argv, "count": n, "ids": ids,
+                                       "environment": extra, "time": time.time()}), jdl, indent=2)
         except OSError as exc:
             log.error("queue %s: %d pilots submitted, but their submit description was not written: %s",
                       self.queue.name, len(ids), exc)

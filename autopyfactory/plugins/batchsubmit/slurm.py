@@ -17,6 +17,7 @@ from autopyfactory.plugins.batchstatus.slurm import (
     pilot_tag,
     squeue_env,
 )
+from autopyfactory.redact import redact
 
 # The batch script of every Slurm pilot. Constant text: every value (the
 # executable, its arguments, the log URL) arrives through argv or the
@@ -181,7 +182,7 @@ class Slurm(BatchSubmitPlugin):
         stamp = time.strftime("%H%M%S", time.gmtime()) + f"-{os.getpid()}-{time.monotonic_ns() % 10**6}"
         pending_path = os.path.join(logdir, f"submit-{stamp}.sbatch")
         with open(pending_path, "w") as handle:
-            handle.write(self._describe(argv, env))
+            handle.write(redact(self._describe(argv, env)))  # a record served under /logs/: no secret in it
         result = self._run(argv, env)
         jobid = result.stdout.strip().split(";", 1)[0] if result.ok else ""
         if not result.ok or not jobid.isdigit():
@@ -189,7 +190,7 @@ class Slurm(BatchSubmitPlugin):
                 f"sbatch: unexpected output {result.stdout.strip()[:200]!r} "
                 f"(expected a job id){': ' + result.stderr.strip()[:300] if result.stderr.strip() else ''}")
             with open(pending_path, "a") as handle:
-                handle.write(f"# failed: {why}\n")
+                handle.write(redact(f"# failed: {why}\n"))
             os.replace(pending_path, os.path.join(logdir, f"failed-{stamp}.sbatch"))
             return SubmitResult(0, message=note, error=why)
         ids = [f"{jobid}_{task}" for task in range(n)]

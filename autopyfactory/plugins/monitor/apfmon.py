@@ -17,6 +17,7 @@ from autopyfactory.config import Key, QueueConfig, Section
 from autopyfactory.interfaces import MonitorPlugin
 from autopyfactory.records import CycleRecord
 from autopyfactory.redact import redact
+from autopyfactory.tls import CAMissing, ca_trust
 
 if TYPE_CHECKING:
     from autopyfactory.context import FactoryContext
@@ -150,17 +151,20 @@ class APFMon(MonitorPlugin):
             session.close()
 
     def _send(self, session: requests.Session, call: Call) -> None:
+        cas = ca_trust()
         try:
             answer = session.request(
                 call.method, self.url + call.path, timeout=(min(self.timeout, 5.0), self.timeout),
+                verify=cas.verify(self.url),
                 data=json.dumps(call.json) if call.json is not None else call.data,
                 headers={"Content-Type": "application/json"} if call.json is not None else None,
             )
             if answer.status_code >= 400:
                 raise requests.HTTPError(f"{answer.status_code} {answer.reason}")
-        except requests.RequestException as exc:
+        except (requests.RequestException, CAMissing) as exc:
+            hint = cas.explain(exc)
             self.failed += 1
-            self.last_error = f"{call.method} {call.path}: {exc}"
+            self.last_error = f"{call.method} {call.path}: {exc}" + (f" ({hint})" if hint else "")
             if call.registration:
                 self._registered = False
             log.warning("monitor %s: %s", self.section.name, self.last_error)

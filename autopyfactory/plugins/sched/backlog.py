@@ -26,6 +26,7 @@ class Backlog(StatusStep):
     """Pilots for the ready work that pending and idle running pilots will not take.
 
     Keys: ``sched.backlog.offset`` (0): ready jobs to leave alone;
+    ``sched.backlog.idlerunning`` (true): count idle running pilots as taking work;
     ``sched.backlog.removeidle`` (false): when more pilots are pending than
     the work needs, ask to remove the excess (pilots that have not started);
     ``sched.backlog.lookahead`` (0 = off): also send pilots for the work
@@ -34,7 +35,7 @@ class Backlog(StatusStep):
     median of.
     Output: ``ready - offset - pending - idle + expected``, at least 0 (or at
     least ``-pending`` with removeidle), where ``idle = max(0, running pilots
-    - WMS running jobs)`` and ``expected = floor(arrival rate x queue wait x
+    - WMS running jobs)`` (0 with idlerunning false) and ``expected = floor(arrival rate x queue wait x
     lookahead)``: the queue wait is the median of ``BatchQueueInfo.queue_waits``
     (the batch system's submit and start times of the pilots that started in
     the last hour), the arrival rate the median over the last ``window``
@@ -45,6 +46,7 @@ class Backlog(StatusStep):
     name = "Backlog"
     keys = {
         "offset": Key("int", 0, min=0, help="ready jobs to leave alone"),
+        "idlerunning": Key("bool", True, help="count running pilots without a job as taking ready work"),
         "removeidle": Key("bool", False, help="ask to remove pending pilots beyond the work"),
         "lookahead": Key("float", 0.0, min=0, help="pilots for work expected during the queue wait, x this (0: off)"),
         "window": Key("int", 5, min=1, help="cycles of arrivals the arrival rate is the median of"),
@@ -67,12 +69,13 @@ class Backlog(StatusStep):
 
     def compute(self, n: int, wms: WMSQueueInfo, batch: BatchQueueInfo, info: SchedInfo) -> tuple[int, str]:
         offset, lookahead = self.options["offset"], self.options["lookahead"]
-        idle = max(0, batch.running - wms.running)
+        idle = max(0, batch.running - wms.running) if self.options["idlerunning"] else 0
         rate = self.arrival_rate(wms, info.now)
         expected, ahead = 0, ""
         if lookahead > 0 and batch.queue_waits:
             wait = statistics.median(batch.queue_waits)
-            expected = math.floor(rate * wait * lookahead)
+            mean = rate * wait * lookahead
+            expected = math.floor(mean - math.sqrt(mean)) if mean > 1 else 0  # arrivals count at least this
             ahead = f" + {expected} expected ({rate * 3600:.0f}/h x {wait:.0f} s queue wait x {lookahead:g})"
         need = wms.ready - offset - batch.pending - idle + expected
         floor = -batch.pending if self.options["removeidle"] else 0

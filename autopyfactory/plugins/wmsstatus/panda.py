@@ -23,6 +23,7 @@ from autopyfactory.config import Key
 from autopyfactory.info import WMSQueueInfo
 from autopyfactory.interfaces import WMSStatusPlugin
 from autopyfactory.status import Unknown
+from autopyfactory.tls import CAMissing, ca_trust
 
 STATS_PATH = "/statistics/active_job_stats_by_site"
 # The PanDA server APF 2.4 talked to (through the panda client: https://pandaserver.cern.ch:25443/server/panda),
@@ -125,8 +126,8 @@ class Panda(WMSStatusPlugin):
       giving online/offline/test/brokeroff; without it every queue is online.
     - ``proxy`` *: auth.conf profile whose proxy file is the client certificate.
     - ``tokenfile`` *: file holding a bearer token (re-read at every poll).
-    - ``capath`` *: CA directory or bundle (e.g. ``/etc/grid-security/certificates``);
-      default: the system CAs.
+    - ``capath`` *: CA directory (hashed) or bundle; default: ``X509_CERT_DIR``, else
+      ``/etc/grid-security/certificates`` when it exists, else the system CAs (autopyfactory.tls).
     - ``timeout`` (30 s): connect and read timeout, and the limit for a whole answer
       (enforced while reading: a trickling answer is cut at the deadline).
     - ``maxbytes`` (16 MiB): a larger answer is a failure (read is stopped there).
@@ -145,7 +146,8 @@ class Panda(WMSStatusPlugin):
         "queueinfourl": Key("str", "", help="URL of the queue information JSON (queue status)"),
         "proxy": Key("str", "", help="auth.conf profile used as client certificate"),
         "tokenfile": Key("path", "", help="file holding a bearer token"),
-        "capath": Key("path", "", help="CA directory or bundle (default: system CAs)"),
+        "capath": Key("path", "", help="CA directory or bundle (default: X509_CERT_DIR, else "
+                      "/etc/grid-security/certificates, else the system CAs)"),
         "timeout": Key("float", 30.0, min=0.1, help="seconds for connect, read and the whole answer"),
         "maxbytes": Key("int", 16 * 1024 * 1024, min=1024, help="largest answer accepted (bytes)"),
     }
@@ -170,11 +172,8 @@ class Panda(WMSStatusPlugin):
 
     # ------------------------------------------------------------ request
     def _auth(self) -> dict[str, Any]:
-        """requests keyword arguments for credentials and CAs."""
+        """requests keyword arguments for credentials (the CAs are fetch_json's)."""
         kwargs: dict[str, Any] = {"headers": {"Accept": "application/json"}}
-        capath = self.options.get("capath")
-        if capath:
-            kwargs["verify"] = capath
         profile = self.options.get("proxy")
         if profile:
             state = self.context.credential(profile)
@@ -206,8 +205,14 @@ class Panda(WMSStatusPlugin):
         deadline = time.monotonic() + timeout
         late = f"{what}: answer not complete within the timeout of {timeout:g}s"
         self.requests += 1
+        cas = ca_trust(self.options.get("capath"), "wmsstatus.panda.capath")
         try:
-            with self.session.get(url, timeout=(timeout, timeout), stream=True, **self._auth()) as answer:
+            verify = cas.verify(url)
+        except CAMissing as exc:
+            raise PandaError(f"{what}: {exc}") from None
+        try:
+            with self.session.get(url, timeout=(timeout, timeout), stream=True, verify=verify,
+                                  **self._auth()) as answer:
                 if answer.status_code != 200:
                     snippet = next(answer.iter_content(200), b"")
                     raise PandaError(
@@ -219,7 +224,8 @@ class Panda(WMSStatusPlugin):
                     raise PandaError(f"{what}: answer of {int(declared)} bytes is larger than maxbytes {maxbytes}")
                 body = _read_body(answer, deadline, maxbytes, what, late)
         except requests.RequestException as exc:
-            raise PandaError(f"{what}: {type(exc).__name__}: {_short(exc, 300)}") from None
+            hint = cas.explain(exc)
+            raise PandaError(f"{what}: {type(exc).__name__}: {_short(exc, 300)}" + (f" ({hint})" if hint else "")) from None
         if body[:1] == b"\x80":
             raise PandaError(f"{what}: answer looks like a Python pickle (old interface); it is never unpickled")
         try:
