@@ -188,14 +188,19 @@ def test_without_ready_the_unit_never_becomes_active(box):
 
 
 def test_grid_paths_from_inside_the_unit(box):
-    box.run("rm", "-rf", "/var/log/autopyfactory/pilots/")  # the pilots of the tests before
+    # a fresh start: neither the pilots of the tests before nor what the factory's store remembers of them
+    # (a pilot killed by an earlier stop counts as a fault, and faults hold a queue back)
+    box.run("rm", "-rf", "/var/log/autopyfactory/pilots/", "/var/lib/autopyfactory/apf.sqlite")
     box.run("install", "-d", "-o", "autopyfactory", "-g", "autopyfactory", "/var/log/autopyfactory/pilots")
     box.run("systemctl", "start", UNIT)
     try:
         def probe_log() -> str:
             return box.run("sh", "-c", "cat /var/log/autopyfactory/pilots/*/PROBE/*.out", check=False).stdout
 
-        box.wait(lambda: probe_log().rstrip().endswith("}"), "the probe pilot's log")
+        try:
+            box.wait(lambda: probe_log().rstrip().endswith("}"), "the probe pilot's log")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the unit's journal:\n{box.journal(UNIT)[-3000:]}") from None
         steps = json.loads(probe_log())
         assert steps == GRID_PATHS
         # the proxy is where HTCondor's daemons read it: the gridmanager (the job's owner) and the schedd (root)

@@ -162,10 +162,10 @@ def test_check_config_warns_of_credentials_in_tmp(confdir):
     assert check.returncode == 0, check.stdout + check.stderr  # a warning, not an error: the config still loads
     warnings = [line for line in check.stderr.splitlines() if "PrivateTmp" in line]
     auth_file, queues_file = confdir.root / "auth.conf", confdir.root / "queues.conf"
-    assert [line.split(" is in ")[0] for line in warnings] == [
+    assert sorted(line.split(" is in ")[0] for line in warnings) == sorted([
         f"warning: {queues_file}: [Q] batchsubmit.condorce.condor_attributes.x509userproxy: /tmp/x509up_u0",
         f"warning: {queues_file}: [Q] batchsubmit.condorce.condor_attributes: /var/tmp/p",
         f"warning: {auth_file}: [prod] x509.proxyfile: /tmp/prodProxy",
         f"warning: {auth_file}: [pilot-token] token.tokenfile: /tmp/pilot.token",
-    ], check.stderr
+    ]), check.stderr
     assert "move it to /var/lib/autopyfactory/credentials" in warnings[0]
