@@ -3,7 +3,7 @@
 Every cause that makes a queue critical (autopyfactory.health.critical_causes) can alarm:
 
     queue thread        the queue's thread died (it is restarted) or is not running
-    fault backoff       most of its recent pilots faulted: it submits one probe pilot per cycle
+    fault backoff       most of its recent pilots faulted: it submits probe pilots only
     credential          its credential is not usable, or expires within alarms.credentialexpiry
     status unknown      its WMS or batch status has been unknown for longer than alarms.unknownafter
     cycle error         its last cycle failed with an error
@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from autopyfactory import commands
+from autopyfactory import commands, tls
 from autopyfactory.health import critical_causes, factory_causes
 from autopyfactory.redact import redact
 from autopyfactory.timefmt import iso
@@ -344,8 +344,9 @@ class Alarms:
                 if self.channels["webhook"].stopping.wait(min(2.0 ** (attempt - 1), MAX_RETRY_WAIT)):
                     break
             try:
-                answer = requests.post(url, json=alarm.to_json(), timeout=self._config("alarms.webhooktimeout"),
-                                       allow_redirects=False, verify=cas.verify(url))
+                with tls.session() as session:
+                    answer = session.post(url, json=alarm.to_json(), timeout=self._config("alarms.webhooktimeout"),
+                                          allow_redirects=False, verify=cas.verify(url))
             except CAMissing as exc:
                 why = str(exc)
                 break

@@ -77,6 +77,7 @@ class Factory:
         # stopped queues whose submission outlived the wait: their successor starts when it ends
         self._waiting: dict[str, APFQueue] = {}
         self._deferred: dict[str, tuple] = {}  # name -> (config, pause, old instance) not started yet
+        self._draining: dict[str, Pause] = {}  # queues gone from CRIC: drained, stopped once empty
 
     @property
     def store(self):
@@ -196,11 +197,25 @@ class Factory:
                     if deferred is not None:
                         log.info("queue %s: its old instance's submission ended; starting the new one", name)
                         self.start_queue(deferred[0], pause=deferred[1], replaces=old)
+            self._stop_drained()
             queues = list(self.queues.values())
             for queue in queues:
                 if queue.died and not queue.stopping and not queue.alive and now >= (queue.restart_due or 0):
                     queue.restart()
         return not queues or any(q.alive or q.died for q in queues)
+
+    def _stop_drained(self) -> None:
+        """Stop each queue gone from CRIC once its batch status shows no pilot pending or running."""
+        for name in list(self._draining):
+            queue = self.queues.get(name)
+            record = queue.last_record if queue is not None else None
+            batch = record.batch if record is not None else None
+            if queue is not None and (batch is None or batch.get("pending") or batch.get("running")):
+                continue
+            del self._draining[name]
+            if queue is not None:
+                log.info("queue %s: gone from CRIC and drained (no pilot pending or running): stopped", name)
+                self.stop_queue(name)
 
     def request_reload(self) -> None:
         """Ask the waiting thread to reload (safe to call from a signal handler)."""
@@ -328,6 +343,19 @@ class Factory:
         kept = [name for name in self.queues if name in new.invalid and name in new.queues
                 and new.queues[name].enabled and new.get("enablequeues")]
         removed = [name for name in self.queues if name not in wanted and name not in kept]
+        for name in [name for name in self._draining if name in wanted]:  # back in CRIC: no longer drained
+            if self.queues[name].pause is self._draining.pop(name):
+                self.queues[name].pause = None
+            log.info("reload: queue %s is back in CRIC: submitting again", name)
+        # gone from CRIC (and from every queue file): drained, then stopped once empty (_stop_drained)
+        for name in [name for name in removed if self.queues[name].config.source.startswith("cric:")
+                     and name not in new.queues]:
+            removed.remove(name)
+            if name not in self._draining:
+                drain = Pause("drained", "gone from CRIC: its pilots that have not started are removed, "
+                                         "the queue stops once none is left")
+                self._draining[name] = self.queues[name].pause = drain  # not stored: it ends with the queue
+                log.info("reload: queue %s is gone from CRIC: draining it", name)
         added = [name for name in wanted if name not in self.queues]
         changed = [name for name in wanted if name in self.queues and self.queues[name].config.raw != wanted[name].raw]
         unchanged = [name for name in wanted if name in self.queues and name not in changed]
@@ -375,6 +403,7 @@ class Factory:
         return {"time": started, "ok": True, "path": new.path, "problems": [],
                 "warnings": [str(w) for w in new.warnings], "notes": notes,
                 "added": added, "removed": removed, "changed": changed, "unchanged": unchanged,
+                **({"draining": sorted(self._draining)} if self._draining else {}),
                 "invalid": [str(p) for problems in new.invalid.values() for p in problems]}
 
     def _config_checked(self) -> None:

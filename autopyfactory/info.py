@@ -7,6 +7,7 @@ means *unknown*, which is never the same as zero.
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field, fields
 
 
@@ -25,6 +26,31 @@ class WMSQueueInfo:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+# Signals someone outside the pilot sends to end it (an operator's kill, scancel, a batch system's removal),
+# as exit codes 128 + signal: a pilot ended by one of these did not fail by itself (docs/semantics.md).
+KILL_EXIT_CODES = frozenset(128 + s for s in (signal.SIGHUP, signal.SIGINT, signal.SIGKILL, signal.SIGTERM))
+
+
+def killed_from_outside(exitcode: int | None) -> bool:
+    """The pilot was ended by a signal from outside (exit code 128 + SIGHUP/SIGINT/SIGKILL/SIGTERM)."""
+    return exitcode in KILL_EXIT_CODES
+
+
+# The wrapper's exit code for a pilot that found no work (EX_TEMPFAIL: none now), e.g. a PanDA pilot the
+# server had no job for (autopyfactory/wrappers/plugins/panda.py): such a pilot is "empty", counted apart
+# from done and fault, whatever the batch system calls its end.
+EMPTY_EXIT = 75
+
+
+def ended_state(exitcode: int | None, signalled: bool = False) -> str:
+    """done, empty or fault: how a pilot that ran ended, from its exit code (None: not known, done)."""
+    if exitcode == EMPTY_EXIT and not signalled:
+        return "empty"
+    if signalled:
+        return "fault"
+    return "done" if exitcode in (0, None) else "fault"
+
+
 @dataclass(frozen=True, slots=True)  # a factory remembers an hour of them: 80,000 at 2,000 queues
 class FinishedPilot:
     """A pilot that has ended, as the batch system saw it."""
@@ -33,7 +59,7 @@ class FinishedPilot:
     start: float | None  # epoch seconds; None if it never started
     end: float
     exitcode: int | None = None
-    state: str = "done"  # done | fault | removed
+    state: str = "done"  # done | empty | fault | removed (never started, or killed from outside)
     factory: str = ""
 
     @property
@@ -80,6 +106,7 @@ class BatchQueueInfo:
     held: int = 0
     done: int = 0
     fault: int = 0
+    empty: int = 0  # ended without finding work (EMPTY_EXIT): neither done nor fault
     finished: tuple[FinishedPilot, ...] = ()
     # pilots of other factories serving the same WMS queue: factory id -> counts
     peers: dict[str, dict[str, int]] = field(default_factory=dict)

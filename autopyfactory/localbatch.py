@@ -20,7 +20,14 @@ from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from autopyfactory.info import MAX_LISTED_PILOTS, BatchQueueInfo, FinishedPilot, LivePilot
+from autopyfactory.info import (
+    MAX_LISTED_PILOTS,
+    BatchQueueInfo,
+    FinishedPilot,
+    LivePilot,
+    ended_state,
+    killed_from_outside,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +105,12 @@ class LocalBatch:
                     removed.append(pilot.jobid)
         return removed
 
+    def pids(self, queue: str) -> list[int]:
+        """Process ids of the running pilots of ``queue``."""
+        with self._lock:
+            return [p.process.pid for p in self._pilots.values()
+                    if p.queue == queue and p.state == "running" and p.process is not None]
+
     def states(self, queue: str) -> list[str]:
         """The state of every pilot of ``queue`` this batch system knows (waiting, running and remembered)."""
         with self._lock:
@@ -171,7 +184,9 @@ class LocalBatch:
                     if code is None:
                         running[pilot.queue] = running.get(pilot.queue, 0) + 1
                     else:
-                        self._ended(pilot, "done" if code == 0 else "fault", code, now)
+                        code = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell says
+                        state = "removed" if killed_from_outside(code) else ended_state(code)
+                        self._ended(pilot, state, code, now)
             for pilot in sorted(self._pilots.values(), key=lambda p: p.submitted):
                 if pilot.state == "pending" and running.get(pilot.queue, 0) < pilot.maxrunning:
                     self._start(pilot)

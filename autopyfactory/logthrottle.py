@@ -10,6 +10,7 @@ oldest forgotten first.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -38,3 +39,25 @@ class LogThrottle:
             while len(self._sources) > self.max_sources:
                 self._sources.popitem(last=False)
             return True, held
+
+
+class ThrottleFilter(logging.Filter):
+    """For a logger whose lines come in floods (waitress's "Task queue depth is N" under load): one line
+    per interval; the next one let through says how many were held back."""
+
+    def __init__(self, interval: float = REFUSALS_INTERVAL):
+        super().__init__()
+        self.throttle = LogThrottle(interval)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        allowed, held = self.throttle.allow(record.name)
+        if allowed and held:
+            record.msg, record.args = f"{record.getMessage()} ({held} more such line(s) held back)", ()
+        return allowed
+
+
+def throttle_logger(name: str, interval: float = REFUSALS_INTERVAL) -> None:
+    """Put a ThrottleFilter on the logger ``name`` (once)."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, ThrottleFilter) for f in logger.filters):
+        logger.addFilter(ThrottleFilter(interval))

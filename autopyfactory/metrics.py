@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from autopyfactory.view import FactoryView
 
 PILOT_STATES = ("pending", "running", "exiting", "held")  # pilots in the batch system now
-FINISHED_RESULTS = ("done", "fault")  # pilots that ended in the last hour
+FINISHED_RESULTS = ("done", "fault", "empty")  # pilots that ended in the last hour (empty: found no work)
 WMS_STATES = ("notready", "ready", "running", "done", "failed")
 BREAKER_STATES = (BREAKER_CLOSED, BREAKER_OPEN, BREAKER_HALF_OPEN)
 # a cycle takes milliseconds (Local) to a minute (a slow schedd)
@@ -110,7 +110,7 @@ class FactoryCollector(Collector):
         pilots = GaugeMetricFamily("apf_queue_pilots", "Pilots of a queue in the batch system by state; "
                                    "absent while the batch status is unknown", labels=["queue", "state"])
         finished = GaugeMetricFamily("apf_queue_pilots_finished", "Pilots of a queue that ended in the last hour, "
-                                     "by result (done, fault); absent when unknown", labels=["queue", "result"])
+                                     "by result (done, fault, empty: found no work); absent when unknown", labels=["queue", "result"])
         wms = GaugeMetricFamily("apf_wms_jobs", "Jobs of the queue's WMS queue by WMS state (ready: activated); "
                                 "absent while the WMS status is unknown", labels=["queue", "state"])
         health = GaugeMetricFamily("apf_queue_health", "1 for the queue's health level, 0 for the others",

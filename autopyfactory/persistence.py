@@ -259,9 +259,12 @@ class Store:
     def _connect_readonly(self) -> sqlite3.Connection:
         if not os.path.isfile(self.path):
             raise StoreUnusable(f"{self.path} does not exist (has the factory run with this persistence.dbpath?)")
+        # A store no process has open (no -wal file) is read as immutable: SQLite then makes no -wal or
+        # -shm file, which, owned by this reader (root), would keep the daemon's user from writing.
+        live = os.path.exists(self.path + "-wal")
+        uri = f"file:{quote(os.path.abspath(self.path))}?mode=ro" + ("" if live else "&immutable=1")
         try:
-            conn = sqlite3.connect(f"file:{quote(os.path.abspath(self.path))}?mode=ro", uri=True, timeout=10.0,
-                                   check_same_thread=False, isolation_level=None)
+            conn = sqlite3.connect(uri, uri=True, timeout=10.0, check_same_thread=False, isolation_level=None)
             try:
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchone()

@@ -238,7 +238,8 @@ class APFQueue:
         self.last_submission: float | None = None
         self.pause: Pause | None = None  # set by apf pause / apf drain
         self._pause_lock = threading.RLock()  # the queue's thread and the factory's both end a pause at --until
-        self.fault_backoff: str | None = None  # why submission is throttled to one probe pilot, when it is
+        self.fault_backoff: str | None = None  # why submission is throttled to probe pilots, when it is
+        self._probes = 1  # probe pilots a cycle in fault backoff may submit (probe_pilots)
         self.started = False  # the thread was started (health: a started queue whose thread died is critical)
         self.ran_its_cycles = False  # the thread ended after --cycles N, as asked
         self.died: str | None = None  # why the thread died, until the factory restarts it
@@ -486,7 +487,8 @@ class APFQueue:
             alive_peers=self._alive_peers(batch, record.started),
         )
         if self.config.values.get("apfqueue.faultbackoff", True):  # off: the attribute is left alone
-            self.fault_backoff = fault_backoff(info.finished, self.config)
+            self.fault_backoff = fault_backoff(info.finished, self.config, active=self.fault_backoff is not None)
+            self._probes = probe_pilots(info.finished)
         n = run_chain(self.schedulers, info, record.steps)
         record.decided = n
         if info.factory_pilots is None and self.pilots.maximum is not None and wms is not None and batch is not None and (
@@ -595,11 +597,11 @@ class APFQueue:
         return self._finished(batch, time.time() if now is None else now)
 
     def finished_counts(self, since: float) -> dict[str, int] | None:
-        """done/fault of pilots that ended since ``since`` (at most the last hour); None if unknown."""
+        """done/fault/empty of pilots that ended since ``since`` (at most the last hour); None if unknown."""
         batch, _, _ = self.batch_status()
         if self.store is None or not self.store.usable:  # no history: the batch system's own memory
-            return None if batch is None else {"done": batch.done, "fault": batch.fault}
-        counts = {"done": 0, "fault": 0}
+            return None if batch is None else {"done": batch.done, "fault": batch.fault, "empty": batch.empty}
+        counts = {"done": 0, "fault": 0, "empty": 0}
         for pilot in self._finished(batch, time.time()):
             if pilot.end < since:
                 break  # latest first
@@ -647,9 +649,9 @@ class APFQueue:
             n, why = pending_ceiling(n, pending, self.config.values.get("apfqueue.maxpending"))
             if why:
                 record.holds.append(why)
-            if self.fault_backoff and n > 1:
-                record.holds.append(f"{self.fault_backoff}: {n} capped to 1")
-                n = 1
+            if self.fault_backoff and n > self._probes:
+                record.holds.append(f"{self.fault_backoff}: {n} capped to {self._probes}")
+                n = self._probes
         return n
 
     def _drain(self, record: CycleRecord) -> int:
@@ -699,6 +701,7 @@ class APFQueue:
             "held": batch.held if batch else None,
             "done_1h": finished["done"] if finished else None,
             "fault_1h": finished["fault"] if finished else None,
+            "empty_1h": finished["empty"] if finished else None,
             "wms": wms.to_dict() if isinstance(wms, WMSQueueInfo) else None,
             "paused": self.paused,
             "pause": None if pause is None else {"mode": pause.mode, "reason": pause.reason,
@@ -764,24 +767,41 @@ def cycle_ceiling(n: int, config: QueueConfig) -> tuple[int, str]:
     return n, ""
 
 
-def fault_backoff(finished: list[FinishedPilot], config: QueueConfig) -> str | None:
+def fault_backoff(finished: list[FinishedPilot], config: QueueConfig, active: bool = False) -> str | None:
     """Why the queue is in fault backoff (safety invariant 7), or None.
 
-    ``finished``: pilots that ended, latest first. Judged on the latest
-    ``apfqueue.faultbackoff.pilots`` that ended done or fault (removed ones do
-    not count): at least ``.minimum`` of them, more than ``.fraction`` faulted,
-    and the latest one too (a pilot that ends well ends the backoff at once).
+    ``finished``: pilots that ended, latest first; ``active``: the queue is in
+    backoff now. Judged on the latest ``apfqueue.faultbackoff.pilots`` that
+    ended done or fault (removed ones, also those killed from outside, do not
+    count), at least ``.minimum`` of them. With hysteresis, so a queue whose
+    pilots fault half the time does not flap: it enters when more than
+    ``.fraction`` of them faulted and leaves when ``.leavefraction`` or fewer did.
     """
     values = config.values
     if not values.get("apfqueue.faultbackoff", True):
         return None
     ended = [p for p in finished if p.state in ("done", "fault")][: int(values.get("apfqueue.faultbackoff.pilots", 10))]
-    if len(ended) < int(values.get("apfqueue.faultbackoff.minimum", 3)) or ended[0].state != "fault":
+    if len(ended) < int(values.get("apfqueue.faultbackoff.minimum", 3)):
         return None
     faults = sum(1 for p in ended if p.state == "fault")
-    if faults <= float(values.get("apfqueue.faultbackoff.fraction", 0.5)) * len(ended):
+    enter = float(values.get("apfqueue.faultbackoff.fraction", 0.5))
+    leave = min(enter, float(values.get("apfqueue.faultbackoff.leavefraction", 0.2)))
+    if faults <= (leave if active else enter) * len(ended):
         return None
-    return f"fault backoff: {faults} of the last {len(ended)} pilots faulted, one probe pilot per cycle"
+    return (f"fault backoff: {faults} of the last {len(ended)} pilots faulted, probe pilots only "
+            f"(normal again at {leave:g} or less)")
+
+
+def probe_pilots(finished: list[FinishedPilot]) -> int:
+    """Pilots a queue in fault backoff may submit in one cycle: one, and one more for each of the
+    latest ended pilots that ended well in a row (a fixed site comes back in a few cycles)."""
+    streak = 0
+    for pilot in finished:
+        if pilot.state == "fault":
+            break
+        if pilot.state == "done":
+            streak += 1
+    return 1 + streak
 
 
 def factory_ceiling(n: int, maximum: int | None, total: int) -> tuple[int, str]:

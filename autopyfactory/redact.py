@@ -46,7 +46,8 @@ _OPTION_ALONE = re.compile(r"(?i)" + _OPTION_NAME)  # an argv element whose next
 # name=value, name: value, "name": "value"; the name as one word of letters, digits, _ . -
 _SETTING = re.compile(
     r"(?i)(?<![\w.-])((?:[\w.-]*(?:pass|secret|token|key|credential)[\w.-]*(?<!file)(?<!path)(?<!dir)"
-    r"|(?:[\w.-]*[_.-])?sig(?:nature)?)[\"']?\s*(?:=|:(?!//))\s*)(?!<redacted>)" + _VALUE)
+    r"|(?:[\w.-]*[_.-])?sig(?:nature)?)[\"']?\s*(?:=|:(?!//))\s*)(?!<redacted>)"
+    r"(?!(?:lambda|None|True|False)\b)" + _VALUE)  # not code in a traceback: sorted(…, key=lambda …)
 # every rule above needs one of these: most text is passed through after this one search
 _CANDIDATES = ("@", "…", "pass", "secret", "token", "key", "cred", "sig", "auth", "bearer", "basic", "-p")
 

@@ -152,6 +152,8 @@ def local_queue(name: str, spool: Path, **extra: str) -> str:
 
 # the RPMs built once per session (``rpms``, tests/rpmbuild.py) and the real Slurm cluster (session
 # fixture ``slurm``, tests/slurmcluster.py)
+# a real PanDA server (session fixture ``panda_server``), see tests/pandainstance.py
+from tests.pandainstance import panda_server  # noqa: E402,F401
 from tests.rpmbuild import rpms  # noqa: E402,F401
 from tests.slurmcluster import slurm  # noqa: E402,F401
 
@@ -166,7 +168,7 @@ def condor_pool(monkeypatch: pytest.MonkeyPatch):
 
 # A test that uses one of these fixtures gets the marker of the same name (pyproject.toml),
 # so ``-m "not slurm"`` deselects every test of the cluster and the cluster is never started.
-MARKED_FIXTURES = ("slurm", "browser")
+MARKED_FIXTURES = ("slurm", "browser", "panda_server")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own -m selection looks at the markers

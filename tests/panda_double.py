@@ -28,6 +28,8 @@ STATS_PATH = "/api/v1/statistics/active_job_stats_by_site"
 HUGE_BYTES = 50 * 1000 * 1000
 DRIP_GAP = 0.1  # seconds between two bytes (or header lines) of a dripping answer
 DRIP_FOR = 60.0
+# states the real server lists for every site it lists, with 0 when no job is in them (panda-server 0.8.1)
+ALWAYS_LISTED = ("assigned", "activated", "running")
 
 
 def recorded_stats() -> dict:
@@ -98,9 +100,11 @@ class PandaDouble:
             return self.requests.get(path, 0)
 
     def set_site(self, site: str, **counts: int) -> None:
+        """The site's job counts; like the real server, ``ALWAYS_LISTED`` states are there, at 0 when not given
+        (tests/test_panda_server.py checks the double against a real server)."""
         with self.lock:
             self.stats = copy.deepcopy(self.stats)
-            self.stats["data"][site] = dict(counts)
+            self.stats["data"][site] = {**dict.fromkeys(ALWAYS_LISTED, 0), **counts}
 
     def up(self) -> None:
         self._server = _Server(("127.0.0.1", self.port), self._handler())

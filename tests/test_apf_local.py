@@ -15,9 +15,9 @@ from autopyfactory.cli import apf
 from autopyfactory.factory import Factory
 from autopyfactory.persistence import Store
 from autopyfactory.records import AdminAction
-from tests.conftest import local_queue, wait_for
+from tests.conftest import ConfDir, local_queue, wait_for
 from tests.test_panda_plugin import panda_queue
-from tests.web_support import free_port
+from tests.web_support import free_port, start_factory
 
 SLOW = {"apfqueue.sleep": "3600"}  # one cycle, never overdue during the test (a queue with a status waits for it)
 
@@ -87,6 +87,20 @@ def test_status_reads_the_local_store_says_so_and_exits_like_a_check(confdir, ca
     assert health["OK_Q"][0] == "ok"
     assert digest(store) == before  # read, never written
     assert not list(confdir.root.glob("apf.sqlite.corrupt-*"))
+    # nor a -wal or -shm file left behind: owned by the reader (root), they would stop the daemon's user
+    assert sorted(p.name for p in confdir.root.glob("apf.sqlite*")) == ["apf.sqlite"]
+
+
+def test_a_store_the_factory_has_open_is_read_as_it_is_now(confdir, capsys):
+    conf = str(run_cycles(confdir, local_queue("Q", confdir.spool, **SLOW)))
+    writer = Store(str(confdir.root / "apf.sqlite"))  # the running daemon's connection: the WAL is in use
+    try:
+        writer.record_pause("Q", {"mode": "drained", "reason": "downtime", "since": 1.0, "until": None})
+        assert (confdir.root / "apf.sqlite-wal").exists()
+        code, out, _ = apf_run(capsys, "status", "Q", "--conf", conf, "--json")
+        assert code == 0 and json.loads(out)["queues"][0]["health"] == "drained"
+    finally:
+        writer.close()
 
 
 def test_a_stopped_factory_is_a_warning_naming_what_to_check(confdir, capsys):
@@ -144,3 +158,30 @@ def test_local_on_demand_when_the_web_server_is_enabled_but_down(confdir, capsys
     assert code == 3 and "cannot reach the factory" in err and "--local" in err
     code, out, _ = apf_run(capsys, "status", "--conf", conf, "--local")
     assert code == 0 and "read-only (--local)" in out
+
+
+def test_history_from_the_store_and_from_the_web_server(confdir, tmp_path, capsys):
+    conf = str(run_cycles(confdir, two_queues(confdir)))
+    code, out, err = apf_run(capsys, "history", "DOWN_Q", "--conf", conf)
+    assert code == 0, err
+    rows = out.splitlines()
+    assert rows[0].split() == ["CYCLE", "STARTED", "WMSREADY", "PENDING", "RUNNING", "DECIDED", "SUBMITTED", "MESSAGE"]
+    assert rows[2].split()[0] == "1" and rows[2].split()[2] == "?"  # the WMS status was unknown
+    assert "answered from the local store" in out
+    answer = json.loads(apf_run(capsys, "history", "OK_Q", "--conf", conf, "--json")[1])
+    assert answer["source"]["answered_by"] == "local" and [c["number"] for c in answer["cycles"]] == [1]
+    assert answer["cycles"][0]["batch"]["pending"] == 0
+    code, _, err = apf_run(capsys, "history", "NOPE", "--conf", conf)
+    assert code == 1 and "no queue NOPE" in err
+
+    (tmp_path / "web").mkdir()
+    web = ConfDir(tmp_path / "web")
+    run = start_factory(web, {"Q": 0})
+    try:
+        wait_for(lambda: run.factory.queues["Q"].cycles >= 2, what="two cycles")
+        code, out, err = apf_run(capsys, "history", "Q", "-n", "2", "--conf", str(web.root / "factory.conf"))
+        assert code == 0, err
+        numbers = [int(line.split()[0]) for line in out.splitlines()[2:]]
+        assert len(numbers) == 2 and numbers[0] > numbers[1] and "local store" not in out  # newest first, from the API
+    finally:
+        run.stop()

@@ -149,10 +149,10 @@ def test_the_choice_explicit_then_x509_cert_dir_then_grid_directory_then_system(
     env = {"X509_CERT_DIR": "/opt/cas"}
     assert tls.ca_trust("/site/cas.pem", "wmsstatus.panda.capath", env) == tls.CAs("/site/cas.pem",
                                                                                    "wmsstatus.panda.capath")
-    assert tls.ca_trust("", environ=env) == tls.CAs("/opt/cas", "X509_CERT_DIR")
+    assert tls.ca_trust("", environ=env) == tls.CAs("/opt/cas", "X509_CERT_DIR", also_system=True)
     assert tls.ca_trust("", environ={}).path != str(grid)  # the grid directory only when it exists
     grid.mkdir()
-    assert tls.ca_trust("", environ={}) == tls.CAs(str(grid), "the grid CA directory")
+    assert tls.ca_trust("", environ={}) == tls.CAs(str(grid), "the grid CA directory", also_system=True)
     assert tls.ca_trust("", environ={"X509_CERT_DIR": ""}).path == str(grid)  # empty = unset
     monkeypatch.setattr(tls, "GRID_CA_DIR", str(tmp_path / "absent"))
     system = tls.ca_trust("", environ={})
@@ -273,3 +273,27 @@ def test_an_alarm_webhook_is_posted_with_the_grid_cas(https_server, pki, no_grid
     monkeypatch.setenv("X509_CERT_DIR", str(pki / "other-cadir"))
     with pytest.raises(RuntimeError, match=f"the CA directory {pki / 'other-cadir'} \\(from X509_CERT_DIR\\)"):
         alarms._post_webhook(alarm)
+
+
+def test_the_systems_cas_are_trusted_too_unless_the_cas_are_a_key(confdir, https_panda, https_server, pki,
+                                                                   no_grid_env, monkeypatch):
+    # a grid site (its CA directory lacks the server's CA) reaching a server of a public CA, which the
+    # system's bundle has (SSL_CERT_FILE stands for that bundle here: OpenSSL reads it as the default)
+    monkeypatch.setenv("X509_CERT_DIR", str(pki / "other-cadir"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki / "grid-ca.pem"))
+    assert panda_plugin(confdir, https_panda).poll(["TEST_SITE_A"])["TEST_SITE_A"].ready == 3
+    settings = {"alarms.webhook": f"{https_server.url}/hook", "alarms.webhookretries": 0,
+                "alarms.webhooktimeout": 10.0}
+    Alarms(SimpleNamespace(config=SimpleNamespace(get=settings.get)))._post_webhook(
+        Alarm("test-factory", "host", "Q", "critical", "status unknown", "WMS status unknown", 0.0))
+    assert "POST /hook" in https_server.seen
+    # an explicit capath is trusted alone
+    plugin = panda_plugin(confdir, https_panda, **{"wmsstatus.panda.capath": str(pki / "other-cadir")})
+    with pytest.raises(PandaError, match="certificate verify failed"):
+        plugin.poll(["TEST_SITE_A"])
+    # and the host name is still checked against the certificate
+    mismatch = https_panda.url.replace("127.0.0.1", "localhost")
+    confdir.write(panda_queue("q", mismatch))
+    plugin = Panda(confdir.load().queues["q"].plugin_options(Panda), FactoryContext(confdir.load()))
+    with pytest.raises(PandaError, match="SSLError"):
+        plugin.poll(["TEST_SITE_A"])

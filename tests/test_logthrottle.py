@@ -18,3 +18,14 @@ def test_memory_is_bounded_by_the_number_of_sources():
     for n in range(1000):
         throttle.allow(f"10.0.0.{n}", 0)
     assert len(throttle._sources) == 3
+
+
+def test_a_throttled_logger_lets_one_line_a_minute_through_with_the_count():
+    import logging
+
+    from autopyfactory.logthrottle import ThrottleFilter
+
+    flt = ThrottleFilter(interval=3600)
+    records = [logging.LogRecord("waitress.queue", logging.WARNING, __file__, 1, "Task queue depth is %d", (n,), None)
+               for n in range(100)]
+    assert [flt.filter(r) for r in records].count(True) == 1

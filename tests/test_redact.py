@@ -161,3 +161,9 @@ def test_an_argv_list_hides_the_value_after_a_secret_option():
     assert S not in repr(shown)
     assert shown[:7] == ["/bin/pilot", "-p", REDACTED, "--pass", REDACTED, "--queue", "Q"]
     assert shown[11:13] == ["--token", "--verbose"]  # a flag after it is no value
+
+
+def test_code_in_a_traceback_stays_readable():
+    line = "return sorted(pilots, key=lambda p: -p.end)"
+    assert redact(line) == line
+    assert redact("get(token=None, key=True)") == "get(token=None, key=True)"

@@ -232,3 +232,48 @@ def test_apf_replay_plots(tmp_path):
     assert done.returncode == 0, done.stderr
     for name in ("burst.svg", "pareto.svg"):
         assert (tmp_path / "plots" / name).read_text().lstrip().startswith("<?xml")
+
+
+def test_a_chain_gets_the_live_queues_pending_ceiling(tmp_path):
+    """apfqueue.maxpending (default 100) caps a chain in the replay as in a live queue."""
+    from autopyfactory.info import BatchQueueInfo, WMSQueueInfo
+    from autopyfactory.interfaces import SchedInfo
+
+    conf = tmp_path / "queues.conf"
+    conf.write_text("[Q]\nwmsstatusplugin = Local\nbatchstatusplugin = Local\nbatchsubmitplugin = Local\n"
+                    "schedplugin = Ready\n")
+    policy = make_policy(f"queue:{conf}:Q", Model())
+    assert policy.decide(SchedInfo(WMSQueueInfo(ready=500), BatchQueueInfo(pending=30, running=0))) == 70
+    conf.write_text(conf.read_text() + "apfqueue.maxpending = 400\n")
+    policy = make_policy(f"queue:{conf}:Q", Model())
+    assert policy.decide(SchedInfo(WMSQueueInfo(ready=500), BatchQueueInfo(pending=30, running=0))) == 370
+
+
+def test_same_limits_cap_every_policy():
+    jobs = [Job(0, 600)] * 300
+    free = run(jobs, "harvester", slots=400, queue_delay="fixed:1000")
+    m = Model(**{**IDEAL, "slots": 400, "queue_delay": "fixed:1000"})
+    capped = replay(jobs, m, make_policy("harvester", m), limits=(60, 25))
+    assert free.decisions[0][-1] == 100  # harvester's own 100 queued
+    assert [d[-1] for d in capped.decisions[:4]] == [25, 25, 10, 0]  # 25 a cycle, up to 60 pending
+    assert capped.peak_pending_pilots == 60
+
+
+def test_the_ablation_chains_differ_by_one_ingredient_each_at_the_same_limits():
+    from autopyfactory.replay.policies import ABLATION
+
+    def ingredients(name):
+        policy = make_policy(name, Model())
+        backlog = policy.schedulers[0]
+        assert backlog.name == "Backlog"
+        limits = (policy.queue.values["sched.maxpercycle.maximum"], policy.queue.values["sched.maxpending.maximum"])
+        return {k for k in ("idlerunning", "removeidle") if backlog.options[k]} | (
+            {"lookahead"} if backlog.options["lookahead"] else set()), limits
+
+    got = {name: ingredients(name) for name in ABLATION}
+    assert {limits for _, limits in got.values()} == {(50, 100)}  # apf-default's limits, every one
+    assert {name: found for name, (found, _) in got.items()} == {
+        "ablation-ready": set(), "ablation-idle": {"idlerunning"}, "ablation-removal": {"removeidle"},
+        "ablation-idle-recommended": {"idlerunning", "removeidle", "lookahead"},
+        "recommended": {"removeidle", "lookahead"},
+    }

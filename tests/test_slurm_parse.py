@@ -69,8 +69,8 @@ def test_state_table_covers_reference_mapping():
         "pending": ["PENDING", "CONFIGURING", "REQUEUED"],
         "running": ["RUNNING", "COMPLETING"],
         "done": ["COMPLETED"],
-        "fault": ["FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED",
-                  "CANCELLED"],
+        "fault": ["FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED"],
+        "removed": ["CANCELLED", "REVOKED"],  # the factory never cancels a running pilot: someone else did
     }
     for state, codes in reference.items():
         for code in codes:
@@ -90,6 +90,8 @@ def test_counts_per_queue_arrays_held_finished_and_peers():
         line("20", "20", "0", "PENDING", tag2, reason="JobHeldUser"),
         line("21", "20", "1", "CANCELLED by 0", tag2, start="2026-01-02T03:06:00", end="2026-01-02T03:06:00"),
         line("22", "20", "2", "CANCELLED", tag2, start="2026-01-02T03:05:00", end="2026-01-02T03:06:00"),
+        # kill -9 on the node (wait status 9): ended from outside, not a failure of the pilot
+        line("23", "20", "3", "FAILED", tag2, start="2026-01-02T03:05:00", end="2026-01-02T03:06:00", exitcode="9"),
         line("30", "30", "[0-4]", "PENDING", peer, submit="2026-01-02T04:00:00"),
         line("31", "30", "5", "RUNNING", peer, submit="2026-01-02T03:00:00"),
         line("40", "40", "N/A", "RUNNING", "a|user's comment with | pipes"),
@@ -101,11 +103,11 @@ def test_counts_per_queue_arrays_held_finished_and_peers():
     assert (q1.pending, q1.running, q1.done, q1.fault) == (7, 1, 1, 1)
     failed = [p for p in q1.finished if p.state == "fault"][0]
     assert failed.jobid == "10_2" and failed.exitcode == 3 and failed.runtime == 3
-    assert (q2.pending, q2.held, q2.running, q2.done, q2.fault) == (1, 1, 0, 0, 1)
-    assert {p.jobid: p.state for p in q2.finished} == {"20_1": "removed", "20_2": "fault"}
+    assert (q2.pending, q2.held, q2.running, q2.done, q2.fault) == (1, 1, 0, 0, 0)
+    assert {p.jobid: p.state for p in q2.finished} == {"20_1": "removed", "20_2": "removed", "20_3": "removed"}
     assert (q3.pending, q3.running, q3.done, q3.fault) == (0, 0, 0, 0)
     # start - submit of the pilots that started in the last hour, running or finished (Backlog reads them)
-    assert sorted(q1.queue_waits) == [55, 55, 55] and sorted(q2.queue_waits) == [55, 115]
+    assert sorted(q1.queue_waits) == [55, 55, 55] and sorted(q2.queue_waits) == [55, 55, 115]
     assert q3.queue_waits == ()
     # fac-B serves W1 too: a peer of q1, not of q2
     peer_b = q1.peers["fac-B"]
@@ -239,3 +241,18 @@ def test_huge_task_ranges_are_counted_not_listed():
                     end="2026-01-02T03:06:00")
     with pytest.raises(ValueError, match="array tasks on one line"):
         plugin().summarize(finished, ["q1"], time.time())
+
+
+def test_a_pilot_that_found_no_work_is_empty_not_a_fault():
+    """The wrapper exits EMPTY_EXIT (75) for a pilot that found no work: Slurm says FAILED, the factory empty."""
+    tag = pilot_tag(FACTORY, "W1", "q1")
+    ended = {"start": "2026-01-02T03:05:00", "end": "2026-01-02T03:05:30"}
+    out = "\n".join([
+        line("50", "50", "0", "FAILED", tag, exitcode=str(75 << 8), **ended),  # exit 75: empty
+        line("50", "50", "1", "COMPLETED", tag, **ended),  # exit 0: done
+        line("50", "50", "2", "FAILED", tag, exitcode=str(74 << 8), **ended),  # any other code: fault
+    ])
+    now = time.mktime(time.strptime("2026-01-02T03:30:00", "%Y-%m-%dT%H:%M:%S"))
+    q1 = plugin(wmsqueues={"q1": "W1"}).summarize(out, ["q1"], now)["q1"]
+    assert (q1.done, q1.fault, q1.empty) == (1, 1, 1)
+    assert {p.jobid: p.state for p in q1.finished} == {"50_0": "empty", "50_1": "done", "50_2": "fault"}

@@ -213,3 +213,41 @@ def test_grid_paths_from_inside_the_unit(box):
         assert "credential production: ok" in box.journal(UNIT)
     finally:
         box.run("systemctl", "stop", UNIT)
+
+
+REFUSED_CALL = """\
+import urllib.error, urllib.request
+try:
+    urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:25880/api/v1/admin/reload", method="POST"))
+except urllib.error.HTTPError as answer:
+    print(answer.code)
+"""
+
+
+def test_the_journal_files_each_line_at_its_priority_and_apf_log_reads_it(box):
+    # issue 23: the daemon's <N> prefixes make journalctl -p filter; apf log reads the unit's journal
+    box.run("systemctl", "start", UNIT)
+    try:
+        assert box.run("python3", "-c", REFUSED_CALL).stdout.strip() == "401"  # the daemon logs a warning
+        box.wait(lambda: "refused" in box.journal(UNIT), "the refused call in the journal")
+
+        def ours(priority: str) -> list[str]:
+            out = box.run("journalctl", "--no-pager", "-o", "cat", "-u", UNIT, "-p", priority).stdout
+            return [line for line in out.splitlines() if line.split(" ", 1)[0] in
+                    ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")]
+
+        warnings, infos = ours("warning"), ours("info")
+        assert any("refused" in line for line in warnings), warnings
+        assert all(line.startswith(("WARNING ", "ERROR ", "CRITICAL ")) for line in warnings), warnings
+        assert any(line.startswith("INFO ") and "started with 1 queue(s)" in line for line in infos), infos
+        assert not any(line.startswith("<") for line in infos)  # journald took the prefix off
+        fields = [json.loads(line) for line in box.run("journalctl", "--no-pager", "-o", "json", "-u", UNIT).stdout
+                  .splitlines()]
+        refused = next(f for f in fields if "refused" in str(f.get("MESSAGE")))
+        assert refused["PRIORITY"] == "4", refused
+
+        shown = box.run("apf", "log", "-n", "500")
+        assert "started with 1 queue(s)" in shown.stdout and "refused" in shown.stdout
+        assert f"apf log: from the journal: journalctl --no-pager -u {UNIT} -n 500" in shown.stderr
+    finally:
+        box.run("systemctl", "stop", UNIT)

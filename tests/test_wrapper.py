@@ -109,9 +109,9 @@ def test_dropin_plugins_by_vo_and_by_name(tmp_path):
     by_name = run("--wrapperplugin=MyVo", env=env)
     assert "APF-WRAPPER-PLUGIN name=myvo" in by_name.stdout
     # a VO no plugin claims, with no pilot command: said so, no silent fallback
-    other = run("--wrappervo=atlas", "--wrappermode=test", env=env)
+    other = run("--wrappervo=lhcb", "--wrappermode=test", env=env)
     assert other.returncode == 70 and last_line(other) == "APF-WRAPPER-END status=badplugin exit=70"
-    assert "no pilot plugin for VO 'atlas'" in other.stderr and "APF_PILOT" in other.stderr
+    assert "no pilot plugin for VO 'lhcb'" in other.stderr and "APF_PILOT" in other.stderr
 
 
 def test_crashing_plugin_is_reported(tmp_path):
@@ -191,7 +191,7 @@ def test_apf24_passthrough_arguments_reach_the_pilot_unchanged(tmp_path):
     result = run(*APF24_ARGS, env={"APF_PILOT": str(script)})
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "argv").read_text().splitlines() == PASSTHROUGH
-    assert "no pilot plugin for VO 'ATLAS'" in result.stderr and "running the pilot command as given" in result.stderr
+    assert "pilot command is given for VO 'ATLAS'" in result.stderr and "running the pilot command as given" in result.stderr
     assert "APF-WRAPPER-PLUGIN name=exec" in result.stdout
     assert last_line(result) == "APF-WRAPPER-END status=ok exit=0"
 
@@ -205,8 +205,14 @@ def test_passthrough_arguments_follow_the_pilot_command_after_the_separator(tmp_
     assert "APF_WRAPPER" not in result.stderr
 
 
-def test_apf24_vo_without_pilot_is_a_clear_end_not_the_local_plugin():
-    result = run(*APF24_ARGS)
+def test_apf24_atlas_queue_without_pilot_command_runs_the_panda_pilot():
+    result = run(*APF24_ARGS, "--wrappermode=test")
+    assert result.returncode == 0 and last_line(result) == "APF-WRAPPER-END status=test exit=0"
+    assert "APF-WRAPPER-PLUGIN name=panda" in result.stdout
+
+
+def test_a_vo_without_plugin_or_pilot_command_is_a_clear_end_not_the_local_plugin():
+    result = run("--wrappervo=CMS", "--wrapperwmsqueue=T2_X", "-s", "T2_X")
     assert result.returncode == 70 and last_line(result) == "APF-WRAPPER-END status=badplugin exit=70"
-    assert "no pilot plugin for VO 'ATLAS'" in result.stderr
+    assert "no pilot plugin for VO 'CMS'" in result.stderr
     assert "name=local" not in result.stdout

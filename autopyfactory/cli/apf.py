@@ -8,7 +8,7 @@ import os
 import sys
 
 from autopyfactory import __version__
-from autopyfactory.cli import control, load_or_report, replay, simulate
+from autopyfactory.cli import control, cric, load_or_report, replay, simulate
 from autopyfactory.cli.daemon import DEFAULT_CONF
 from autopyfactory.config import (
     FACTORY_KEYS,
@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print it as JSON")
     check.set_defaults(func=check_config)
     simulate.add_parser(sub)
+    cric.add_parser(sub)
     replay.add_parser(sub)
     control.add_parsers(sub, DEFAULT_CONF)
     return p

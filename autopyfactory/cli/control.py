@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 import requests
 
-from autopyfactory import journal
+from autopyfactory import journal, tls
 from autopyfactory.config import FACTORY_KEYS, FACTORY_SECTION
 from autopyfactory.health import LEVELS, one_line
 from autopyfactory.timefmt import duration, parse_until
@@ -100,7 +100,7 @@ class Client:
     def __init__(self, url: str, token_file: str = ""):
         self.url = url.rstrip("/")
         self.token_file = token_file
-        self.session = requests.Session()
+        self.session = tls.session()
 
     def call(self, method: str, path: str, admin: bool = False, **kwargs) -> Any:
         headers = {"Accept": "application/json"}
@@ -346,6 +346,25 @@ def cmd_audit(args: argparse.Namespace, client: Client) -> None:
     print(json.dumps(data, indent=1) if args.json else format_audit(data.get("actions", [])))
 
 
+def format_history(name: str, cycles: list[dict]) -> str:
+    """A queue's latest cycles (the API's cycle views, newest first) as a table."""
+    def number(part: dict | None, key: str) -> str:
+        return show((part or {}).get(key)) if part is not None else "?"
+
+    return table(["CYCLE", "STARTED", "WMSREADY", "PENDING", "RUNNING", "DECIDED", "SUBMITTED", "MESSAGE"], [
+        [show(c.get("number")), c.get("started") or "?", number(c.get("wms"), "ready"),
+         number(c.get("batch"), "pending"), number(c.get("batch"), "running"), show(c.get("decided")),
+         show(c.get("submitted")), one_line(c.get("message") or "", REASON_CHARS)] for c in cycles],
+        right={0, 2, 3, 4, 5, 6}) if cycles else f"queue {name}: no cycle recorded yet"
+
+
+def cmd_history(args: argparse.Namespace, client: Client) -> None:
+    data = client.call("GET", f"/api/v1/queues/{quote(args.queue, safe='')}", params={"cycles": args.cycles})
+    cycles = data.get("cycles", [])
+    print(json.dumps({"queue": args.queue, "cycles": cycles}, indent=1) if args.json
+          else format_history(args.queue, cycles))
+
+
 def cmd_threads(args: argparse.Namespace, client: Client) -> None:
     data = client.call("GET", "/api/v1/admin/threads", admin=True)
     print("\n".join(data.get("dump", [])))
@@ -449,6 +468,11 @@ def add_parsers(sub: argparse._SubParsersAction, default_conf: str) -> None:
     audit.add_argument("-n", "--limit", type=int, default=50, help="how many actions (default 50)")
     audit.add_argument("--json", action="store_true", help="print the raw JSON")
     audit.add_argument("--local", action="store_true", help=local)
+    history = command("history", cmd_history, "show a queue's latest cycles: what it saw, decided and submitted")
+    history.add_argument("queue")
+    history.add_argument("-n", "--cycles", type=int, default=20, help="how many cycles (default 20)")
+    history.add_argument("--json", action="store_true", help="print the raw JSON")
+    history.add_argument("--local", action="store_true", help=local)
     command("stop", cmd_stop, "stop the running factory gracefully (as SIGTERM)")
     command("threads", cmd_threads, "show every thread's stack in the running factory (as SIGUSR1 logs it)")
     command("debug", cmd_debug, "show the running factory's versions, config sources, endpoints and store").add_argument(

@@ -31,13 +31,18 @@ import sys
 import threading
 import time
 
-from autopyfactory import __version__, journal, memory
-from autopyfactory.config import ConfigError, FactoryConfig, load, placeholders
+from autopyfactory import __version__, journal, memory, start
+from autopyfactory.start import EARLY_SIGNALS, early
+
+if __name__ == "__main__":  # python -m autopyfactory.cli.daemon: signals caught before the heavy imports
+    start.catch()
+
+from autopyfactory.config import ConfigError, FactoryConfig, load, placeholders  # noqa: E402
 
 # the factory and all it imports (web server, persistence, ...) are loaded now, before
 # --runas drops privileges: the new user may not be able to read the Python installation
-from autopyfactory.factory import Factory
-from autopyfactory.redact import redact, redact_handler
+from autopyfactory.factory import Factory  # noqa: E402
+from autopyfactory.redact import redact, redact_handler  # noqa: E402
 
 DEFAULT_CONF = "/etc/apf/factory.conf"
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
@@ -256,18 +261,12 @@ def drop_privileges(user: pwd.struct_passwd) -> None:
 
 # Signals that arrive before the factory can act on them (reading the configuration, loading
 # plugins, detaching): remembered by the first handlers installed, then acted on by run().
-EARLY_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
-early: list[int] = []
-
-
 def catch_early_signals() -> None:
-    """The first thing the daemon does: a SIGHUP (systemctl reload) right after start must not kill it.
+    """A SIGHUP (systemctl reload) right after start must not kill the daemon (autopyfactory/start.py).
 
     Signals blocked until now (across ``memory.without_thread_caches``) arrive here.
     """
-    for signum in EARLY_SIGNALS:
-        signal.signal(signum, lambda signum, frame: early.append(signum))
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, EARLY_SIGNALS)
+    start.catch()
 
 
 def run(args: argparse.Namespace, config: FactoryConfig, ready=None) -> int:
@@ -439,6 +438,9 @@ def daemonize(args: argparse.Namespace, config: FactoryConfig, user: pwd.struct_
 def main(argv: list[str] | None = None) -> int:
     if argv is None:  # run as the program: once more without glibc's thread caches (autopyfactory/memory.py)
         signal.pthread_sigmask(signal.SIG_BLOCK, EARLY_SIGNALS)  # held, not lost, across it
+        for signum in dict.fromkeys(early):  # those caught already: pending again, so they outlive it too
+            os.kill(os.getpid(), signum)
+        early.clear()
         memory.without_thread_caches()
     catch_early_signals()
     args = parser().parse_args(argv)

@@ -1,4 +1,4 @@
-"""``apf status | config | audit | log`` without the web server: the configuration files and the local store.
+"""``apf status | config | audit | history | log`` without the web server: the configuration files and the local store.
 
 With ``logserver.enabled = False`` (or ``--local``) there is no factory to ask:
 these commands read factory.conf and the files it names, and the persistence
@@ -30,6 +30,7 @@ from autopyfactory.cli.control import (
     check_code,
     format_audit,
     format_config,
+    format_history,
     format_status,
     journal_log,
 )
@@ -138,7 +139,7 @@ def queue_view(qconfig: QueueConfig, config: FactoryConfig, store: Store, now: f
         "name": queue.name, "enabled": True, "health": health.level, "health_reason": health.reason,
         "wmsqueue": qconfig.wmsqueue, "batchqueue": qconfig.batchqueue,
         **{key: batch.get(key) for key in ("pending", "running", "exiting", "held")},
-        "done_1h": finished["done"], "fault_1h": finished["fault"],
+        "done_1h": finished["done"], "fault_1h": finished["fault"], "empty_1h": finished.get("empty", 0),
         "wms": last.wms if last else None,
         "paused": pause is not None,
         "pause": None if pause is None else {"mode": pause.mode, "reason": pause.reason,
@@ -227,9 +228,30 @@ def audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def history(args: argparse.Namespace) -> int:
+    """A queue's latest cycles as the store has them (the factory writes every cycle there)."""
+    from autopyfactory.web.api import cycle_view
+
+    config = load(args, 2)
+    if args.queue not in config.queues:
+        raise ControlError(f"no queue {args.queue} in the configuration {args.conf}", 1)
+    store = open_store(config, 2)
+    try:
+        cycles = [cycle_view(record) for record in store.recent_cycles(args.queue, max(0, args.cycles))]
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"source": {"answered_by": "local", "store": store.path, "why": source_of(args)},
+                          "queue": args.queue, "cycles": cycles}, indent=1))
+    else:
+        print(format_history(args.queue, cycles))
+        print(f"\nanswered from the local store {store.path}, read-only ({source_of(args)})")
+    return 0
+
+
 def log(args: argparse.Namespace) -> int:
     """The factory's journal, read here: with no web server nobody can say where else it logs."""
     return journal_log(args.unit or journal.DEFAULT_UNIT, args.lines)
 
 
-LOCAL = {"status": status, "config": config_, "audit": audit, "log": log}
+LOCAL = {"status": status, "config": config_, "audit": audit, "history": history, "log": log}

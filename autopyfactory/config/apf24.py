@@ -66,8 +66,10 @@ IGNORED_QUEUE_KEYS: dict[str, str] = {
     "batchsubmit.*.killorder": _NOT_STARTED,
     "batchsubmit.*.remote_condor_schedd": "the CE's schedd and collector are both gridresource[:port]",
     "batchsubmit.*.remote_condor_collector": "the CE's schedd and collector are both gridresource[:port]",
-    "autofill": "queues are configured from queues.conf only (no schedconfig/AGIS config plugin)",
-    "configplugin": "queues are configured from queues.conf only (no schedconfig/AGIS config plugin)",
+    "autofill": "a queue's keys come from its sections (queues.conf, and CRIC with [Factory] "
+                "config.queues.plugin = CRIC: docs/cric.md)",
+    "configplugin": "a queue's keys come from its sections (queues.conf, and CRIC with [Factory] "
+                    "config.queues.plugin = CRIC: docs/cric.md)",
     "status": "the queue status comes from the WMS (StatusTest/StatusOffline read it)",
     "cleanlogs.maxdays": "use cleanlogs.keepdays",
     "nordugridrsl.jobname": "HTCondor names the ARC job",
@@ -88,15 +90,37 @@ IGNORED_FACTORY_KEYS: dict[str, str] = {
     "monitor.section": "write monitorsection = <section> in queues.conf (its [DEFAULT] for every queue): "
                        "the factory registers with every monitor section its queues name",
     "monitor.interval": "monitors are told after every cycle of a queue, off the queue's thread",
-    "queuesconfigplugin": "queues are configured from queueConf/queueDirConf only",
-    "queuesconfig.*": "queues are configured from queueConf/queueDirConf only",
+    "queuesconfig.*": "queues come from queueConf/queueDirConf and config.queues.cric.* (docs/cric.md)",
+    "config.queues.agis.sleep": "CRIC is read again at every reload (config.reconfig.interval)",
     "proxyConf": "APF 2.3's proxy.conf is not read; write its profiles into authConf "
                  "(plugin = X509, x509.<key>)",
 }
 
 RENAMED_FACTORY_KEYS: dict[str, str] = {  # APF 2.4 [Factory] key -> the key that means the same here
     "factoryMinEmailRepeatSeconds": "alarms.interval",
+    "queuesconfigplugin": "config.queues.plugin",
+    "config.queues.agis.baseurl": "config.queues.cric.url",
+    "config.queues.agis.defaultsfile": "config.queues.cric.defaults",
+    "config.queues.agis.defaultsfiles": "config.queues.cric.defaults",
+    "config.queues.agis.vos": "config.queues.cric.vos",
+    "config.queues.agis.clouds": "config.queues.cric.clouds",
+    "config.queues.agis.activities": "config.queues.cric.activities",
+    "config.queues.agis.pilotmanager": "config.queues.cric.pilotmanager",
+    "config.queues.agis.jobsperpilot": "config.queues.cric.jobsperpilot",
+    "config.queues.agis.numfactories": "config.queues.cric.numfactories",
 }
+
+
+def queues_plugin(raw: dict[str, str]) -> str:
+    """``config.queues.plugin`` spelt as here (APF 2.4's ``Agis`` is ``CRIC``, AGIS's successor);
+    the warning to give, or ""."""
+    value = raw.get("config.queues.plugin", "").strip()
+    spelling = {"file": "File", "cric": "CRIC", "agis": "CRIC"}.get(value.lower())
+    if spelling is None:
+        return ""
+    raw["config.queues.plugin"] = spelling
+    return "Agis is APF 2.4's name: AGIS is now CRIC (write config.queues.plugin = CRIC)" \
+        if value.lower() == "agis" else ""
 
 RENAMED_PROFILE_KEYS: dict[str, str] = {  # APF 2.4 auth.conf key -> the key that means the same here
     "x509.myproxy_hostname": "x509.myproxyhost",

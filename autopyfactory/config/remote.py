@@ -33,13 +33,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from autopyfactory.redact import redact
 from autopyfactory.timefmt import iso
-from autopyfactory.tls import CAMissing, ca_trust
+from autopyfactory.tls import AlsoSystemCAs, CAMissing, ca_trust
 
 DEFAULT_DEADLINE = 60.0  # seconds for a whole answer
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024  # a queues.conf of thousands of queues is a few MB
@@ -171,7 +170,7 @@ def _session(sockets: list[socket.socket]) -> requests.Session:
     class SecurePool(HTTPSConnectionPool):
         ConnectionCls = Secure
 
-    adapter = HTTPAdapter(max_retries=0)
+    adapter = AlsoSystemCAs(max_retries=0)  # the grid's CAs (verify=) and the system's
     adapter.poolmanager.pool_classes_by_scheme = {"http": PlainPool, "https": SecurePool}
     session = requests.Session()
     session.mount("http://", adapter)

@@ -11,12 +11,15 @@ import functools
 import glob
 import os
 import re
+import shlex
 import shutil
 import threading
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import autopyfactory.config.apf24 as apf24
+import autopyfactory.config.cric as cric
+import autopyfactory.config.remote as remote
 from autopyfactory.config.reader import (
     Fetching,
     KeyTable,
@@ -33,7 +36,8 @@ from autopyfactory.config.tables import (
     STATUS_TIMING_PARAMS,
 )
 from autopyfactory.interfaces import KINDS, QUEUE_KINDS, key_prefix
-from autopyfactory.paths import system_directory
+from autopyfactory.paths import WRAPPERS, system_directory
+from autopyfactory.redact import redact
 from autopyfactory.settings import (
     MISSING,
     ConfigError,
@@ -67,6 +71,9 @@ def factory_section(reader: Reader, parser: configparser.ConfigParser, path: str
     reconfig = apf24.reconfig(section.raw)
     if reconfig:
         reader.warn(path, FACTORY_SECTION, "config.reconfig", reconfig)
+    agis = apf24.queues_plugin(section.raw)
+    if agis:
+        reader.warn(path, FACTORY_SECTION, "config.queues.plugin", agis)
     known = lower_table(FACTORY_KEYS)
     reader.fill(section, known, basedir)
     for lower, text in section.raw.items():
@@ -150,9 +157,14 @@ def queue_files(reader: Reader, factory: Section, cancel: threading.Event | None
             sources.extend(sorted(glob.glob(os.path.join(directory, "*.conf"))))
         else:
             reader.error(factory_path, FACTORY_SECTION, "queueDirConf", f"not a directory (got {directory!r})")
-    if not sources:
+    from_cric = factory.get("config.queues.plugin", "File") == "CRIC"
+    if not sources and not from_cric:
         reader.error(factory_path, FACTORY_SECTION, "queueConf", "no queue files (expected queueConf or queueDirConf)")
     parsed = []
+    if from_cric:  # first: a queue file's own keys for the same section win (APF 2.4's override = True)
+        built = cric_source(reader, factory, cancel)
+        if built is not None:
+            parsed.append(built)
     for source in sources:
         if source.startswith(("http://", "https://")):
             parser = reader.parse_url(source, Fetching(
@@ -163,6 +175,55 @@ def queue_files(reader: Reader, factory: Section, cancel: threading.Event | None
         if parser is not None:
             parsed.append((source, parser))
     return parsed
+
+
+def cric_selection(factory: Section) -> cric.Selection:
+    option = factory.get
+    return cric.Selection(option("config.queues.cric.vos"), option("config.queues.cric.clouds"),
+                          option("config.queues.cric.sites"), option("config.queues.cric.activities"),
+                          option("config.queues.cric.pilotmanager"), option("config.queues.cric.jobsperpilot"),
+                          option("config.queues.cric.numfactories"))
+
+
+def cric_source(reader: Reader, factory: Section, cancel: threading.Event | None = None
+                ) -> tuple[str, configparser.ConfigParser] | None:
+    """The queue sections built from CRIC (config/cric.py) as one more queue file, named ``cric:<url>``.
+
+    A URL is fetched within config.remote.timeout and .maxbytes; when it fails or its answer
+    is no pandaqueue listing, its last good copy is used (a warning, a factory problem);
+    a PanDA queue or CE that cannot be read is skipped with a warning."""
+    where = (factory.source, FACTORY_SECTION, "config.queues.cric.url")
+    url = factory.get("config.queues.cric.url", "")
+    if not url:
+        reader.error(*where, "required with config.queues.plugin = CRIC (a URL or a file of CRIC's pandaqueue JSON)")
+        return None
+    shown = "cric:" + redact(url)
+    try:
+        if cric.is_url(url):
+            got = remote.fetch(url, factory.get("config.remote.timeout"), factory.get("config.remote.maxbytes"),
+                               remote.cache_file(remote_cache_dir(factory), url), check=cric.parse, cancel=cancel)
+            if got.warning:
+                reader.warn(shown, "", "", got.warning)
+                reader.stale.append(got.warning)
+            text = got.text
+        else:
+            text = cric.read_file(cric.local_path(url, os.path.dirname(factory.source)))
+        queues = cric.parse(text)
+    except (remote.FetchError, OSError, ValueError) as exc:
+        reader.error(*where, f"cannot read CRIC's pandaqueue JSON: {redact(str(exc))}")
+        return None
+    defaults = ""
+    if factory.get("config.queues.cric.defaults", ""):
+        try:
+            defaults = cric.read_file(factory.get("config.queues.cric.defaults"))
+        except (OSError, ValueError) as exc:
+            reader.error(factory.source, FACTORY_SECTION, "config.queues.cric.defaults", f"cannot read: {exc}")
+            return None
+    built = cric.build(queues, cric_selection(factory))
+    for note in built.notes:
+        reader.warn(shown, "", "", note)
+    parser = reader.parse_text(cric.render(built, defaults, redact(url)), shown)
+    return (shown, parser) if parser is not None else None
 
 
 # ---------------------------------------------------------------- queues.conf
@@ -207,6 +268,7 @@ def queue_section(
     _translate_apf24(reader, queue, where)
     reader.fill(queue, QUEUE_TABLE, basedir, where, enforce=lambda: queue.enabled)
     _check_executable(reader, queue, where)
+    _check_wrapper_plugin(reader, queue, where)
     _resolve_plugins(reader, registry, queue, where)
     used = _fill_plugin_keys(reader, registry, queue, basedir, where)
     variables = {name.lower() for value in merged.values() for name in _VARIABLE.findall(value)}
@@ -252,6 +314,58 @@ def _check_executable(reader: Reader, queue: QueueConfig, where) -> None:
         reader.warn(queue.source, where("executable"), "executable",
                     f"{executable!r} is not an executable file on this host: every pilot would fault"
                     " (fine only if it exists where the pilots run)")
+
+
+@functools.cache
+def _wrapper_stage():
+    """The pilot wrapper's python stage and its built-in pilot plugins, as a worker node loads them."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("apf_wrapper_stage", os.path.join(WRAPPERS, "apf_wrapper.py"))
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    saved = os.environ.pop("APF_WRAPPER_PLUGINS", None)  # the built-ins only: a site's own are on its nodes
+    try:
+        plugins, _ = stage.load_plugins()
+    finally:
+        if saved is not None:
+            os.environ["APF_WRAPPER_PLUGINS"] = saved
+    return stage, plugins
+
+
+def _check_wrapper_plugin(reader: Reader, queue: QueueConfig, where) -> None:
+    """A warning for pilots of the shipped wrapper that would have nothing to run (they would all exit 70):
+    a --wrappervo no built-in pilot plugin claims, with no pilot command and no Local WMS spool, or an
+    unknown --wrapperplugin. Only a warning: a site may ship its own plugins to its nodes."""
+    executable = queue.values.get("executable")
+    if not queue.enabled or (executable and os.path.basename(executable) != "apf-wrapper.sh"):
+        return
+    try:
+        argv = shlex.split(queue.values.get("executable.arguments") or "")
+    except ValueError:
+        return  # said elsewhere
+    stage, plugins = _wrapper_stage()
+    options = stage.parse(argv)
+    environ = " ".join(str(v) for k, v in queue.values.items() if k.endswith(".environ") and v)
+    if options.plugin:
+        if options.plugin.lower() not in plugins:
+            reader.warn(queue.source, where("executable.arguments"), "executable.arguments",
+                        f"--wrapperplugin={options.plugin}: the pilot wrapper has no such pilot plugin (it has "
+                        f"{', '.join(sorted(plugins))}): every pilot would exit 70 unless the worker nodes add it "
+                        "($APF_WRAPPER_PLUGINS)")
+        return
+    vo = options.vo.lower()
+    if not vo or options.extra or "APF_PILOT=" in environ:
+        return
+    if any(vo in [v.lower() for v in getattr(module, "VOS", ())] for module in plugins.values()):
+        return
+    if options.serverurl.startswith("file://") or "APF_WMS_SPOOLDIR=" in environ:
+        return
+    reader.warn(queue.source, where("executable.arguments"), "executable.arguments",
+                f"--wrappervo={options.vo}: the pilot wrapper has no pilot plugin for this VO and no pilot command "
+                "to run: every pilot would exit 70; give the pilot command after -- (or APF_PILOT=... in "
+                "batchsubmit.<plugin>.environ), name a pilot plugin with --wrapperplugin (built in: "
+                f"{', '.join(sorted(plugins))}), or ship one with VOS = ({vo!r},) (docs/operations.md)")
 
 
 def _place(places: dict[str, str], name: str, key: str) -> str:

@@ -6,8 +6,8 @@ status poll.
 
 - ``apf-default``, ``recommended`` and ``queue:<queues.conf>:<section>`` are
   scheduler chains: the project's real plugin classes, built from a validated
-  queues.conf section and run by ``queue.run_chain`` with the hard ceiling the
-  cycle applies after it (``queue.cycle_ceiling``), as in a live queue.
+  queues.conf section and run by ``queue.run_chain`` with the hard ceilings the
+  cycle applies after it (``queue.cycle_ceiling``, ``apfqueue.maxpending``), as in a live queue.
 - ``harvester``, ``glideinwms`` and ``cobald`` are written from each peer's
   documented rule (sources in docs/provisioning.md); they keep their own
   state between cycles, as those systems do.
@@ -23,6 +23,7 @@ from importlib import resources
 
 from autopyfactory.config import ConfigError, FactoryConfig, QueueConfig, load
 from autopyfactory.interfaces import SchedInfo
+from autopyfactory.ledger import pending_ceiling
 from autopyfactory.queue import build_chain, cycle_ceiling, run_chain
 from autopyfactory.records import SchedStep
 from autopyfactory.replay.model import Lifecycle, Model
@@ -50,6 +51,8 @@ class ChainPolicy:
         self.last_steps = []
         n = run_chain(self.schedulers, info, self.last_steps)
         n, _ = cycle_ceiling(n, self.queue)
+        pending = info.batch.pending if info.batch is not None else 0
+        n, _ = pending_ceiling(n, pending, self.queue.values.get("apfqueue.maxpending"))
         return n
 
 

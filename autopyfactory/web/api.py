@@ -45,6 +45,7 @@ def disabled_view(qconfig: QueueConfig, config: FactoryConfig, cycles: int | Non
         "name": qconfig.name, "enabled": False, "health": health.level, "health_reason": health.reason,
         "wmsqueue": qconfig.wmsqueue, "batchqueue": qconfig.batchqueue,
         "pending": None, "running": None, "exiting": None, "held": None, "done_1h": None, "fault_1h": None,
+        "empty_1h": None,
         "wms": None, "paused": False, "pause": None, "fault_backoff": None,
         "cycle_count": 0, "submitted_total": 0, "errors_total": 0,
         "last_message": "", "last_cycle": None, "last_submission": None,

@@ -16,6 +16,7 @@ clients never hold a worker; guards are added for slow clients, many clients and
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -23,7 +24,10 @@ from typing import TYPE_CHECKING
 
 from waitress import create_server, wasyncore
 from waitress.channel import HTTPChannel
+from waitress.task import ErrorTask
+from waitress.utilities import RequestEntityTooLarge
 
+from autopyfactory.logthrottle import throttle_logger
 from autopyfactory.web.admin import MAX_BODY
 from autopyfactory.web.app import WebApp
 
@@ -39,9 +43,30 @@ MAX_CONNECTIONS = 250  # open connections kept; more evict the least recently ac
 IDLE_TIMEOUT = 30  # seconds a connection may stay silent between requests
 
 
+class RefusalTask(ErrorTask):
+    """Waitress's own refusals (a body too large, a malformed request) as the factory's errors are:
+    ``{"error": "…"}`` under /api/, text elsewhere."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        path = getattr(self.request, "path", None) or ""
+        if not path.startswith("/api/"):
+            super().execute()
+            return
+        why = (f"request body larger than {MAX_BODY} bytes" if isinstance(error, RequestEntityTooLarge)
+               else f"{error.reason}: {error.body}")
+        body = (json.dumps({"error": why}) + "\n").encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
 class GuardedChannel(HTTPChannel):
     """A waitress connection with a deadline for each request and eviction under a flood."""
 
+    error_task_class = RefusalTask
     request_deadline = 0.0  # monotonic time the request being read must be complete by
 
     def __init__(self, server, sock, addr, adj, map=None):
@@ -109,6 +134,7 @@ class WebServer:
             log.error("web: %s; the factory runs without its web server", self.error)
             return
         self._server.channel_class = GuardedChannel
+        throttle_logger("waitress.queue")  # "Task queue depth is N" for every request of a flood: once a minute
         self.port = self._server.effective_port
         self._thread = threading.Thread(target=self._run, name="web", daemon=True)
         self._thread.start()

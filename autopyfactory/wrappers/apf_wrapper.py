@@ -6,7 +6,8 @@ syntax here or in the plugins.
 Options (APF 2.4 names): --wrappervo --wrapperwmsqueue --wrapperbatchqueue
 --wrappergrid --wrapperpurpose --wrapperserverurl --wrapperplugin
 --wrapperpilottype --wrapperloglevel --wrappermode --wrappertarballurl
---wrapperspecialcmd; arguments after ``--`` are handed to the plugin (the
+--wrapperspecialcmd, and for the ``panda`` plugin --wrapperjobtype
+--wrapperresourcetype --wrapperpiloturl --wrapperpilotversion; arguments after ``--`` are handed to the plugin (the
 ``exec`` plugin runs them). Every other argument (APF 2.4's pass-through
 arguments for the pilot, e.g. ``-s SITE -w generic -u managed``) reaches the
 pilot unchanged and in order: ``ctx.passthrough``; ``exec`` appends them to
@@ -24,15 +25,19 @@ plugins as loose files (HTCondor) finds them beside this file, named by
         return "ok", 0            # (status word, exit code)
 
 Selection: --wrapperplugin if given; else the plugin whose VOS contains
---wrappervo; else, for a --wrappervo no plugin claims: ``exec`` (said so on
+--wrappervo (a built-in one that sets ``YIELDS_TO_COMMAND``, ``panda`` for
+ATLAS, only when no pilot command is given); else, for a --wrappervo no plugin claims: ``exec`` (said so on
 stderr) when there is a pilot command (after ``--`` or in ``$APF_PILOT``),
 ``local`` when there is a Local WMS spool (--wrapperserverurl file://DIR or
 $APF_WMS_SPOOLDIR), else a clear message and exit 70; with no VO, ``local``.
 --wrappermode=test chooses and reports, runs nothing.
 
 Exit codes: 0 ok; 66 bad options; 67 bad work item; 68 payload could not
-run; 70 unknown plugin; 71 plugin crashed; 72 broken plugin file; 143 killed
-by SIGTERM; otherwise the payload's own exit code. The last line is always
+run; 70 unknown plugin; 71 plugin crashed; 72 broken plugin file; 73 the
+PanDA pilot ended without a job and without the server saying it had none;
+74 no PanDA pilot (tarball not fetched or without pilot.py); 75 empty: the
+pilot found no work (the factory counts it apart from done and fault); 143
+killed by SIGTERM; otherwise the payload's own exit code. The last line is always
 ``APF-WRAPPER-END status=<word> exit=<code>``.
 """
 
@@ -48,7 +53,8 @@ import threading
 import time
 
 OPTIONS = ["vo", "wmsqueue", "batchqueue", "grid", "purpose", "serverurl", "plugin",
-           "pilottype", "loglevel", "mode", "tarballurl", "specialcmd"]
+           "pilottype", "loglevel", "mode", "tarballurl", "specialcmd",
+           "jobtype", "resourcetype", "piloturl", "pilotversion"]  # the last four: the panda plugin's
 MODES = ("normal", "test")
 DEFAULT_PLUGIN = "local"
 VO_FALLBACK = "exec"  # a VO no plugin claims: its pilot runs as given (APF 2.4 sites)
@@ -179,10 +185,13 @@ def choose(options, plugins):
         return name if name in plugins else None
     vo = options.vo.lower()
     if vo:
+        command = bool(options.extra or os.environ.get("APF_PILOT"))
         for name, module in sorted(plugins.items()):
             if vo in [v.lower() for v in getattr(module, "VOS", ())]:
+                if command and getattr(module, "YIELDS_TO_COMMAND", False):
+                    break  # the site gave its own pilot command: run it as given
                 return name
-        if options.extra or os.environ.get("APF_PILOT"):
+        if command:
             return VO_FALLBACK if VO_FALLBACK in plugins else None
         if not (options.serverurl.startswith("file://") or os.environ.get("APF_WMS_SPOOLDIR")):
             return None  # neither a pilot to run nor a Local WMS spool: said so, never a silent fallback
@@ -200,9 +209,6 @@ def main(argv):
         return end("badoptions", 66)
     if options.unknown:
         log.warning("ignoring unknown --wrapper options: %s", " ".join(options.unknown))
-    if options.tarballurl or options.specialcmd:
-        log.warning("--wrappertarballurl and --wrapperspecialcmd are APF 2.4's: nothing is downloaded "
-                    "or run for them (a pilot plugin or the exec pilot command does that)")
     plugins, broken = load_plugins()
     for path, why in sorted(broken.items()):
         log.warning("pilot plugin %s not usable: %s", path, why)
@@ -218,9 +224,14 @@ def main(argv):
                   f"with VOS = ({options.vo.lower()!r},)", file=sys.stderr)
         return end("badplugin", 70)
     module = plugins[name]
+    if options.tarballurl or options.specialcmd:
+        log.warning("--wrappertarballurl and --wrapperspecialcmd are APF 2.4's: nothing is downloaded "
+                    "or run for them (the panda plugin fetches the PanDA pilot from --wrapperpiloturl; "
+                    "the exec pilot command can do the rest)")
     if name == VO_FALLBACK and not options.plugin:
-        print(f"no pilot plugin for VO {options.vo!r} (known: {', '.join(sorted(plugins))}): running the "
-              "pilot command as given (exec), with the pass-through arguments", file=sys.stderr, flush=True)
+        print(f"a pilot command is given for VO {options.vo!r} (pilot plugins: {', '.join(sorted(plugins))}): "
+              "running the pilot command as given (exec), with the pass-through arguments",
+              file=sys.stderr, flush=True)
     print(f"APF-WRAPPER-PLUGIN name={name} file={module.__file__} vo={options.vo} wmsqueue={options.wmsqueue} batchqueue={options.batchqueue} mode={mode}", flush=True)
     if mode == "test":
         return end("test", 0)

@@ -67,7 +67,7 @@ class Tally:
             peer["submitted_last"] = submitted
 
     def answer(self, finished: Mapping[str, Iterable[FinishedPilot]]) -> dict[str, BatchQueueInfo]:
-        """{queue: BatchQueueInfo}; ``finished``: each queue's ended pilots (done/fault count them)."""
+        """{queue: BatchQueueInfo}; ``finished``: each queue's ended pilots (done/fault/empty count them)."""
         answer = {}
         for queue, wmsqueue in self.wms_of.items():
             ended = tuple(sorted(finished.get(queue, ()), key=lambda p: -p.end))
@@ -76,6 +76,7 @@ class Tally:
                 pending=c["pending"], running=c["running"], held=c["held"], exiting=c["exiting"],
                 done=sum(1 for p in ended if p.state == "done"),
                 fault=sum(1 for p in ended if p.state == "fault"),
+                empty=sum(1 for p in ended if p.state == "empty"),
                 finished=ended, peers={f: dict(v) for f, v in self.peers.get(wmsqueue, {}).items()},
                 queue_waits=tuple(self.waits[queue]), reasons=self.reasons[queue],
             )

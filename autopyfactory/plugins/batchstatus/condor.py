@@ -22,7 +22,13 @@ from typing import Any
 
 from autopyfactory import commands
 from autopyfactory.config import Key
-from autopyfactory.info import MAX_LISTED_PILOTS, BatchQueueInfo, FinishedPilot, LivePilot
+from autopyfactory.info import (
+    MAX_LISTED_PILOTS,
+    BatchQueueInfo,
+    FinishedPilot,
+    LivePilot,
+    ended_state,
+)
 from autopyfactory.interfaces import BatchStatusPlugin
 from autopyfactory.plugins.batchstatus._tally import LIVE_STATES, Tally, wms_queues
 
@@ -132,9 +138,7 @@ def pilot_state(ad: Any) -> str:
     if status == 3 and not ad.get("JobStartDate"):
         return "removed"
     if status == 4:
-        signalled = bool(ad.get("ExitBySignal"))
-        code = ad.get("ExitCode")
-        return "done" if not signalled and code in (0, None) else "fault"
+        return ended_state(ad.get("ExitCode"), bool(ad.get("ExitBySignal")))
     return state
 
 

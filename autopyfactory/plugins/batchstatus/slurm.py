@@ -25,7 +25,14 @@ from urllib.parse import quote, unquote
 
 from autopyfactory import commands
 from autopyfactory.config import Key
-from autopyfactory.info import MAX_LISTED_PILOTS, BatchQueueInfo, FinishedPilot, LivePilot
+from autopyfactory.info import (
+    EMPTY_EXIT,
+    MAX_LISTED_PILOTS,
+    BatchQueueInfo,
+    FinishedPilot,
+    LivePilot,
+    killed_from_outside,
+)
 from autopyfactory.interfaces import BatchStatusPlugin
 from autopyfactory.plugins.batchstatus._tally import LIVE_STATES, Tally, wms_queues
 
@@ -62,7 +69,7 @@ SLURM_STATES: dict[str, str] = {
     "DEADLINE": "fault",
     "PREEMPTED": "fault",
     "SPECIAL_EXIT": "fault",
-    "CANCELLED": "fault",  # "removed" when it never started (the factory took back an idle pilot)
+    "CANCELLED": "removed",  # taken back by the factory before it started, or cancelled by an operator
     "REVOKED": "removed",  # federation: the job runs in a sibling cluster
 }
 HELD_STATES = frozenset({"REQUEUE_HOLD", "RESV_DEL_HOLD"})
@@ -263,8 +270,12 @@ def pilot_state(line: SqueueLine) -> str:
     state = SLURM_STATES.get(line.state)
     if state is None:
         return "unknown"
-    if line.state == "CANCELLED" and (line.start is None or line.end is None or line.end <= line.start):
+    if line.state == "CANCELLED":  # the factory never cancels a running pilot: an operator or the site did
         return "removed"
+    if state == "fault" and killed_from_outside(line.exitcode):  # kill -9 on the node: not the pilot's failure
+        return "removed"
+    if line.state == "FAILED" and line.exitcode == EMPTY_EXIT:
+        return "empty"  # the wrapper found no work (Slurm calls every exit but 0 FAILED)
     return state
 
 

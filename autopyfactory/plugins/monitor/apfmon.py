@@ -18,6 +18,7 @@ from autopyfactory.interfaces import MonitorPlugin
 from autopyfactory.records import CycleRecord
 from autopyfactory.redact import redact
 from autopyfactory.tls import CAMissing, ca_trust
+from autopyfactory.tls import session as session_trusting
 
 if TYPE_CHECKING:
     from autopyfactory.context import FactoryContext
@@ -136,7 +137,7 @@ class APFMon(MonitorPlugin):
 
     # ------------------------------------------------------------ sender thread
     def _run(self) -> None:
-        session = requests.Session()
+        session = session_trusting()
         session.headers["User-Agent"] = f"autopyfactory/{_version()}"
         try:
             while not self._abandon.is_set():

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from autopyfactory import tls
 from autopyfactory.config import Key
 from autopyfactory.info import WMSQueueInfo
 from autopyfactory.interfaces import WMSStatusPlugin
@@ -167,7 +168,8 @@ class Panda(WMSStatusPlugin):
     def __init__(self, options: dict[str, Any], context):
         super().__init__(options, context)
         key = ("panda-session", type(self).endpoint(options))
-        self.session: requests.Session = context.shared(key, requests.Session)
+        capath = options.get("capath") or ""  # an endpoint key: every queue of the session has the same
+        self.session: requests.Session = context.shared(key, lambda: tls.session(capath))
         self.requests = 0  # HTTP requests made (job statistics and queue information)
 
     # ------------------------------------------------------------ request
