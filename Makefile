@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 DEMO_ITEMS ?= 12
 DEMO_CYCLES ?= 8
 
-.PHONY: run test install lint bench soak clean rpm
+.PHONY: run test install lint bench bench-quick soak clean rpm
 
 # running needs the package alone; tests add the [test] extra (htcondor, pytest, ...)
 $(BIN)/.installed-run: setup.cfg pyproject.toml
@@ -44,6 +44,11 @@ bench: install
 	@bash tests/services/slurm.sh
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.provisioning --quick
+
+## make bench-quick: the scale benchmark at 500 queues, a few intervals (under 2 minutes); prints each ratio
+## against its target and exits non-zero when one is missed. Run it before changing the cycle, the store or status.
+bench-quick: install
+	$(BIN)/python -m bench.run --quick
 
 ## make soak: one factory with 1,000 queues for SOAK_MINUTES (default 60) under reloads, admin calls, a failing
 ## PanDA and faulting/hanging pilots; fails on any invariant violation or RSS/thread/fd growth.

@@ -193,6 +193,8 @@ class Alarms:
         }
         self._said: dict[tuple[str, str], _Said] = {}
         self._unknown_since: dict[str, float] = {}
+        self._enabled_for: object = None  # the config ``enabled`` was worked out for (a reload replaces it)
+        self._enabled = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
@@ -206,7 +208,12 @@ class Alarms:
     # ------------------------------------------------------------ deciding
     @property
     def enabled(self) -> bool:
-        return any(channel.configured() for channel in self.channels.values())
+        """Some channel is configured (asked after every cycle of every queue: worked out once per config)."""
+        config = self.factory.config
+        if self._enabled_for is not config:
+            self._enabled = any(channel.configured() for channel in self.channels.values())
+            self._enabled_for = config
+        return self._enabled
 
     @property
     def sent(self) -> int:

@@ -18,9 +18,10 @@ import functools
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -40,6 +41,7 @@ class CommandResult:
     stderr: str
     duration: float
     error: str | None = None  # "exit code 3", "timed out after 60s", "cannot run ...: ..."
+    value: Any = None  # run(consume=...): what ``consume`` returned (None when the command failed)
 
     @property
     def ok(self) -> bool:
@@ -63,6 +65,7 @@ def run(
     env: Mapping[str, str | None] | None = None,
     input: str | None = None,
     cwd: str | None = None,
+    consume: Callable[[Iterator[str]], Any] | None = None,
 ) -> CommandResult:
     """Run ``argv`` (no shell) with ``timeout`` seconds; ``env`` is added to os.environ (None: removed).
 
@@ -70,6 +73,13 @@ def run(
     gives a result with ``error`` set; this function does not raise for any
     of these. The command gets its own process group: on timeout the whole
     group is killed, so nothing it started lives on or keeps our pipes open.
+
+    ``consume``: for output too large to hold whole (squeue of 200,000 pilots):
+    it gets the output's lines (without their line ends) while the command
+    runs, and its return value is the result's ``value`` (``stdout`` is then
+    empty); if it raises, the command is killed and the exception goes on to
+    the caller. A command that fails or times out gives ``value`` None, whatever
+    ``consume`` made of the part it saw.
     """
     argv = tuple(str(a) for a in argv)
     environment = None
@@ -77,6 +87,8 @@ def run(
         merged = {**os.environ, **env}
         environment = {name: value for name, value in merged.items() if value is not None}
     started = time.monotonic()
+    if consume is not None:
+        return _run_streamed(argv, timeout, environment, cwd, consume, started)
     try:
         process = subprocess.Popen(
             argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
@@ -94,6 +106,57 @@ def run(
                              f"timed out after {timeout:g}s")
     error = None if process.returncode == 0 else f"exit code {process.returncode}"
     return CommandResult(argv, process.returncode, stdout, stderr, time.monotonic() - started, error)
+
+
+def _run_streamed(argv: tuple[str, ...], timeout: float, environment: dict[str, str] | None, cwd: str | None,
+                  consume: Callable[[Iterator[str]], Any], started: float) -> CommandResult:
+    """``run`` with ``consume`` reading stdout as it comes; stderr goes to a file (a pipe could fill up)."""
+    with tempfile.TemporaryFile() as errors:
+        try:
+            process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, text=True,
+                errors="replace", env=environment, cwd=cwd, close_fds=True, start_new_session=True,
+            )
+        except OSError as exc:
+            return CommandResult(argv, None, "", "", time.monotonic() - started,
+                                 f"cannot run {argv[0]}: {exc.strerror or exc}")
+        timed_out = threading.Event()
+
+        def kill() -> None:
+            timed_out.set()
+            _kill(process)
+
+        timer = threading.Timer(timeout, kill)
+        timer.daemon = True
+        timer.start()
+        try:
+            with process.stdout:
+                value = consume(line.rstrip("\r\n") for line in process.stdout)
+            process.wait(max(0.0, timeout - (time.monotonic() - started)) + KILLED_OUTPUT_WAIT)
+        except BaseException:
+            _kill(process)
+            process.wait()
+            raise
+        finally:
+            timer.cancel()
+        errors.seek(0)
+        stderr = errors.read().decode(errors="replace")
+    duration = time.monotonic() - started
+    if timed_out.is_set():
+        return CommandResult(argv, None, "", stderr, duration, f"timed out after {timeout:g}s")
+    if process.returncode != 0:
+        return CommandResult(argv, process.returncode, "", stderr, duration, f"exit code {process.returncode}")
+    return CommandResult(argv, 0, "", stderr, duration, None, value)
+
+
+def _kill(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except OSError:
+        try:
+            process.kill()
+        except OSError:
+            pass
 
 
 def _kill_group(process: subprocess.Popen) -> tuple[str, str]:

@@ -175,9 +175,12 @@ class Factory:
             if self._next_reconfig is not None and time.time() >= self._next_reconfig:
                 log.info("config.reconfig.interval: re-reading the configuration")
                 self.reload()
+            now = time.time()
             with self._reload_lock:
                 for queue in self.queues.values():  # at --until, not at the queue's next cycle
-                    queue.end_pause_when_due()
+                    pause = queue.pause  # five times a second for every queue: only a due pause costs more
+                    if pause is not None and pause.until is not None and pause.until <= now:
+                        queue.end_pause_when_due(now)
             if not self.supervise():
                 return
             if time.monotonic() >= next_trim:

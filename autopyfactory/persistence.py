@@ -37,7 +37,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -209,7 +209,7 @@ class Store:
         # cycle records, finished pilots, and each queue's latest counters.
         self._buffer_lock = threading.Lock()  # never held during I/O: a cycle never waits for a flush
         self._cycles: list[CycleRecord] = []
-        self._pilots: list[tuple] = []
+        self._pilots: list[tuple[str, list[FinishedPilot]]] = []
         self._states: dict[str, tuple] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -448,17 +448,22 @@ class Store:
         pilots = list(pilots)
         with self._buffer_lock:
             seen = self._seen.get(queue, set())
-            new = [(queue, p.jobid, p.factory, p.state, p.start, p.end, p.exitcode)
-                   for p in pilots if p.jobid not in seen]
-            self._pilots.extend(new)
+            new = [p for p in pilots if p.jobid not in seen]
             self._seen[queue] = {p.jobid for p in pilots}
+        self.add_finished(queue, new)
         return len(new)
 
-    def _samples(self, cycles: list[CycleRecord], pilots: list[tuple]) -> list[tuple]:
+    def add_finished(self, queue: str, pilots: list[FinishedPilot]) -> None:
+        """Pilots known to be new (a queue keeps its own window of them): written at the next ``flush``."""
+        if pilots:
+            with self._buffer_lock:
+                self._pilots.append((queue, pilots))  # the pilots themselves: no copy until the flush
+
+    def _samples(self, cycles: list[CycleRecord], pilots: list[tuple[str, list[FinishedPilot]]]) -> list[tuple]:
         """The factory's samples (``factory_history`` rows) due with these cycles and ended pilots, taken in
         the order things happened (cycle start, pilot end): one every SAMPLE_SECONDS, each summing every
         queue's latest cycle and counting the pilots submitted and ended since the one before."""
-        events = sorted([(r.started, 0, r) for r in cycles] + [(p[5], 1, p) for p in pilots],
+        events = sorted([(r.started, 0, r) for r in cycles] + [(p.end, 1, p) for _, new in pilots for p in new],
                         key=lambda event: event[:2])
         rows = []
         with self._sample_lock:
@@ -467,8 +472,8 @@ class Store:
                     batch, wms = item.batch or {}, item.wms or {}
                     self._latest[item.queue] = (when, batch.get("pending"), batch.get("running"), wms.get("ready"))
                     self._since_sample["submitted"] += item.submitted
-                elif item[3] in ("done", "fault"):
-                    self._since_sample[item[3]] += 1
+                elif item.state in ("done", "fault"):
+                    self._since_sample[item.state] += 1
                 if when - self._sampled < SAMPLE_SECONDS:
                     continue
                 self._latest = {q: v for q, v in self._latest.items() if when - v[0] <= SAMPLE_LATEST}
@@ -494,12 +499,15 @@ class Store:
             states, self._states = self._states, {}
         if not (cycles or pilots or states):
             return 0
-        cycle_rows = []
-        for record in cycles:
-            batch = record.batch or {}
-            cycle_rows.append((record.queue, record.number, record.started, record.duration, batch.get("pending"),
-                               batch.get("running"), record.decided, record.submitted, record.removed,
-                               len(record.errors), record.message, json.dumps(record.to_dict(), default=str)))
+        def cycle_rows() -> Iterator[tuple]:  # made one at a time as SQLite takes them: no list of all
+            for record in cycles:
+                batch = record.batch or {}
+                yield (record.queue, record.number, record.started, record.duration, batch.get("pending"),
+                       batch.get("running"), record.decided, record.submitted, record.removed,
+                       len(record.errors), record.message, json.dumps(record.to_dict(), default=str))
+
+        pilot_rows = ((queue, p.jobid, p.factory, p.state, p.start, p.end, p.exitcode)
+                      for queue, new in pilots for p in new)
         now = time.time()
         state_rows = [(queue, *state, now) for queue, state in states.items()]
         samples = self._samples(cycles, pilots)
@@ -509,10 +517,10 @@ class Store:
             try:
                 conn.executemany(
                     "INSERT INTO cycles (queue, number, started, duration, pending, running, decided, submitted,"
-                    " removed, errors, message, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", cycle_rows)
+                    " removed, errors, message, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", cycle_rows())
                 conn.executemany(
                     "INSERT OR IGNORE INTO pilots (queue, jobid, factory, state, start, end, exitcode)"
-                    " VALUES (?,?,?,?,?,?,?)", pilots)
+                    " VALUES (?,?,?,?,?,?,?)", pilot_rows)
                 # counters only grow: max() keeps a submission written at once since this cycle ended
                 conn.executemany(
                     "INSERT INTO queue_state (queue, cycles, submitted_total, errors_total, last_submission, updated)"
@@ -532,7 +540,7 @@ class Store:
                 raise
             self.flushes += 1
             self._written()
-            return len(cycle_rows) + len(pilots) + len(state_rows) + len(samples)
+            return len(cycles) + sum(len(new) for _, new in pilots) + len(state_rows) + len(samples)
 
         return self._run("write cycles and pilots", work, 0)
 

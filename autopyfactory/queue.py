@@ -27,7 +27,7 @@ from autopyfactory.info import BatchQueueInfo, FinishedPilot, WMSQueueInfo
 from autopyfactory.interfaces import BatchSubmitPlugin, SchedInfo, SchedulerPlugin, SubmitResult
 from autopyfactory.ledger import Ledger, pending_ceiling, with_ledger_floor
 from autopyfactory.peers import alive_peers, alive_window
-from autopyfactory.records import AdminAction, CycleRecord, SchedStep
+from autopyfactory.records import AdminAction, CycleRecord, SchedStep, share_unchanged
 from autopyfactory.timefmt import HOLD_HORIZON, iso
 
 if TYPE_CHECKING:
@@ -256,6 +256,8 @@ class APFQueue:
         self._history_batch: BatchQueueInfo | None = None  # the batch answer last added to it
         self._history_sorted: list[FinishedPilot] | None = None  # its pilots latest first; None = to sort again
         self._history_lock = threading.Lock()  # the queue's thread and the web server's read it
+        self._ended_seen: BatchQueueInfo | None = None  # the batch answer whose finished pilots the ledger saw
+        self._dicts: dict[type, tuple[object, dict]] = {}  # status answer -> its dict in the latest record
         # pilots submitted and not seen end (safety invariant 8, autopyfactory/ledger.py)
         self.ledger = Ledger(float(config.values.get("apfqueue.ledger.maxage", 6 * 3600.0)))
         # (batch answer, when taken) of the latest good batch status: MaxPerFactory counts it while unknown
@@ -456,6 +458,7 @@ class APFQueue:
             self.submitted_total += record.submitted
             self.cycles += 1
             with self._records_lock:
+                share_unchanged(record, self.records[0] if self.records else None)
                 self.records.appendleft(record)
             log.info("queue %s cycle %d: %s | %s", self.name, record.number, describe_inputs(record),
                      record.message or "nothing to do")
@@ -470,11 +473,13 @@ class APFQueue:
         self.end_pause_when_due(record.started)
         wms, _, wms_why = self.wms_poller.get(self.wms_key)
         batch, batch_taken, batch_why = self.batch_status()
-        record.wms = wms.to_dict() if wms is not None else None
-        record.batch = batch.to_dict() if batch is not None else None
+        record.wms = self._as_dict(wms)
+        record.batch = self._as_dict(batch)
         record.batch_time = batch_taken
         if batch is not None:  # invariant 8: the factory's own ledger is a floor under the batch answer
-            self.ledger.ended(p.jobid for p in batch.finished)
+            if batch is not self._ended_seen:  # once per answer: the same answer ends nothing new
+                self.ledger.ended(p.jobid for p in batch.finished)
+                self._ended_seen = batch
             batch, floor = with_ledger_floor(batch, self.ledger.outstanding(record.started))
             if floor:
                 record.holds.append(floor)
@@ -534,6 +539,17 @@ class APFQueue:
                 self._stored_submission("remove", result)
                 self.batch_poller.wake()
 
+    def _as_dict(self, info: WMSQueueInfo | BatchQueueInfo | None) -> dict | None:
+        """``info.to_dict()`` for the cycle record; the previous record's own dict when the answer is the same."""
+        if info is None:
+            return None
+        cached = self._dicts.get(type(info))
+        if cached is not None and cached[0] is info:
+            return cached[1]
+        data = info.to_dict()
+        self._dicts[type(info)] = (info, data)
+        return data
+
     def _submitted_maybe(self, n: int) -> None:
         """The submit plugin raised: the batch system may have taken some of the ``n`` pilots before.
 
@@ -578,7 +594,7 @@ class APFQueue:
                 history = self._history
                 new = [p for p in current if p.jobid not in history]  # the first report of a pilot stays
                 if new:
-                    self.store.record_finished(self.name, new)
+                    self.store.add_finished(self.name, new)
                     history.update((p.jobid, p) for p in new)
                     self._history_sorted = None
             latest = self._history_sorted

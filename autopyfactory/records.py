@@ -8,14 +8,14 @@ from dataclasses import dataclass, field, fields
 from autopyfactory.timefmt import iso
 
 
-@dataclass
+@dataclass(slots=True)
 class SchedStep:
     plugin: str
     n: int
     message: str
 
 
-@dataclass
+@dataclass(slots=True)  # a factory keeps 30 per queue: 60,000 at 2,000 queues
 class CycleRecord:
     queue: str
     number: int
@@ -66,6 +66,27 @@ class CycleRecord:
 
 
 _FIELDS = fields(CycleRecord)
+
+
+def share_unchanged(record: CycleRecord, previous: CycleRecord | None) -> None:
+    """Make the parts of a finished ``record`` equal to the ``previous`` record's *be* the previous
+    record's (its wms and batch numbers, its scheduler steps, its lists): an idle queue's
+    records then cost little more than one. Records are not changed once their cycle ended."""
+    if previous is None:
+        return
+    if record.wms == previous.wms:
+        record.wms = previous.wms
+    if record.batch == previous.batch:
+        record.batch = previous.batch
+    if record.steps == previous.steps:
+        record.steps = previous.steps
+    else:
+        old = previous.steps
+        record.steps = [old[i] if i < len(old) and step == old[i] else step for i, step in enumerate(record.steps)]
+    for name in ("holds", "errors", "ids"):
+        mine, theirs = getattr(record, name), getattr(previous, name)
+        if mine == theirs:
+            setattr(record, name, theirs)
 
 
 @dataclass

@@ -183,6 +183,7 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "slurm": _command(["slurmd", "-V"]),
         "kernel": platform.release(),
+        "commit": _command(["git", "-C", str(REPO), "describe", "--always", "--dirty"]),
     }
 
 

@@ -30,9 +30,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
+from autopyfactory import memory
 from autopyfactory.cli.daemon import setup_logging
 from bench.common import (
     cpu_seconds,
@@ -56,7 +58,13 @@ from bench.standin import (
 from tests.waiting import wait_for
 
 FACTORY = "bench2"
-SIZES = (200, 1000, 2000)
+SIZES = (200, 1000, 2000, 5000)
+TARGETS = {  # issue 27; the ratios are to the baseline measured in the same run
+    "steady_ratio": 2.0,  # CPU per status interval, steady state
+    "first_cycle_ratio": 3.0,  # CPU from start until every queue has cycled once
+    "peak_rss_mb": 150,  # at 2,000 queues / 200,000 pilots
+    "calls_per_interval": 1,  # HTTP requests and squeue calls per status interval
+}
 SITES = 2000
 PILOTS = 200_000
 STATS_PATH = "/statistics/active_job_stats_by_site"
@@ -126,6 +134,9 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
     started = time.monotonic()
     factory, _ = make_factory(conf)
     config_seconds = time.monotonic() - started
+    store, statements = factory.store, [0]
+    if store is not None and store.usable:  # SQL statements the factory runs (reads and writes)
+        store._conn.set_trace_callback(lambda _: statements.__setitem__(0, statements[0] + 1))
 
     peak = [threads()]
 
@@ -135,6 +146,8 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
 
     cpu0, wall0, epoch0 = cpu_seconds(), time.monotonic(), time.time()
     factory.start()
+    # the daemon's main thread waits in Factory.wait (pauses that end, dead threads, memory trims): so here
+    threading.Thread(target=factory.wait, name="main-loop", daemon=True).start()
     try:
         wait_for(all_cycled, "the first cycle of every queue", timeout=20 * interval)
         cpu1, wall1 = cpu_seconds(), time.monotonic()
@@ -167,10 +180,12 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
                  timeout=20 * interval)
         cpu2, http2, squeue2, usage2 = cpu_seconds(), wms.plugin.requests, count_calls(squeue_calls), rusage()
         cycles2 = sum(q.cycles for q in factory.queues.values())
+        store2 = (store.flushes, statements[0]) if store is not None else (0, 0)
         wait_for(lambda: time.monotonic() >= window_start + 2 * interval and all_cycled(), "the window's end",
                  timeout=4 * interval)
         cpu3, http3, squeue3, usage3 = cpu_seconds(), wms.plugin.requests, count_calls(squeue_calls), rusage()
         cycles3 = sum(q.cycles for q in factory.queues.values())
+        store3 = (store.flushes, statements[0]) if store is not None else (0, 0)
         errors = sum(q.errors_total for q in factory.queues.values())
         submitted = sum(q.submitted_total for q in factory.queues.values())
         poll_seconds = {"wms": wms.last_duration, "batch": batch.last_duration}
@@ -182,6 +197,9 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
         "steady_squeue_per_interval": (squeue3 - squeue2) / 2,
         "steady_cycles_per_interval": (cycles3 - cycles2) / 2,
         "steady_rusage_per_interval": {k: (usage3[k] - usage2[k]) / 2 for k in usage2},
+        # deterministic counts: what a cycle costs does not depend on the machine's load
+        "steady_store_transactions_per_interval": (store3[0] - store2[0]) / 2,
+        "steady_sql_statements_per_interval": (store3[1] - store2[1]) / 2,
         "poll_seconds": poll_seconds,
         "errors": errors,
         "submitted": submitted,
@@ -208,40 +226,60 @@ def _worker(args: list[str], env: dict[str, str], profile: str | None = None) ->
     return json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
 
 
+def endpoints_for(n: int, sites: int, pilots: int) -> tuple[int, int]:
+    """(sites, pilots) of the status answers a run of ``n`` queues reads: the standard ones
+    (2,000 sites, 200,000 pilots) up to 2,000 queues; beyond, one site and as many pilots
+    per queue as there (5,000 queues: 500,000 pilots), with a baseline of their own."""
+    if n <= sites:
+        return sites, pilots
+    return n, pilots * n // sites
+
+
 def run(sizes: tuple[int, ...], interval: float, sites: int = SITES, pilots: int = PILOTS,
         profile: str | None = None, steady: bool = True) -> dict:
     """Baseline, then the factory at each size; ``steady=False`` measures the first cycle only."""
     from tests.panda_double import PandaDouble
 
+    results = []
+    baselines: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="apf-bench2-") as tmp:
         root = Path(tmp)
-        listing = root / "squeue-listing.txt"
-        listing.write_text(squeue_listing(FACTORY, sites, pilots))
-        script, calls = squeue_command(root / "bin", listing)
-        env = {**os.environ, "PATH": f"{script.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-               "APF_BENCH_SITES": str(sites), "APF_BENCH_PILOTS": str(pilots)}
-        double = PandaDouble()
-        double.stats = panda_statistics(sites)
-        double.up()
-        try:
-            baseline = _worker(["--worker", "baseline", "--url", double.url], env, profile)
-            results = []
-            for n in sizes:
+        for n in sizes:
+            n_sites, n_pilots = endpoints_for(n, sites, pilots)
+            key = f"{n_sites}/{n_pilots}"
+            folder = root / key.replace("/", "-")
+            listing = folder / "squeue-listing.txt"
+            if not listing.exists():
+                folder.mkdir(parents=True)
+                listing.write_text(squeue_listing(FACTORY, n_sites, n_pilots))
+            script, calls = squeue_command(folder / "bin", listing)
+            env = {**os.environ, "PATH": f"{script.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                   "APF_BENCH_SITES": str(n_sites), "APF_BENCH_PILOTS": str(n_pilots)}
+            double = PandaDouble()
+            double.stats = panda_statistics(n_sites)
+            double.up()
+            try:
+                if key not in baselines:
+                    baselines[key] = _worker(["--worker", "baseline", "--url", double.url], env, profile)
+                    baselines[key].update(sites=n_sites, pilots=n_pilots)
+                baseline = baselines[key]
                 calls.write_text("")
                 before = double.count()
                 result = _worker(["--worker", "factory", "--queues", str(n), "--url", double.url,
                                   "--interval", str(interval), "--root", str(root / f"q{n}"),
                                   *([] if steady else ["--first-cycle-only"])], env, profile)
-                result["server_requests"] = double.count() - before
-                result["cpu_ratio_first_cycle"] = result["first_cycle_cpu"] / baseline["cpu"]
-                if steady:
-                    result["cpu_ratio_steady"] = result["steady_cpu_per_interval"] / baseline["cpu"]
-                results.append(result)
-                print(f"{n} queues: first cycle {result['first_cycle_wall']:.2f}s wall "
-                      f"{result['first_cycle_cpu']:.2f}s CPU; steady {result.get('steady_cpu_per_interval', 0):.2f}s "
-                      f"CPU/interval; baseline {baseline['cpu']:.2f}s CPU", file=sys.stderr)
-        finally:
-            double.close()
+            finally:
+                double.close()
+            result["server_requests"] = double.count() - before
+            result["baseline"] = key
+            result["cpu_ratio_first_cycle"] = result["first_cycle_cpu"] / baseline["cpu"]
+            if steady:
+                result["cpu_ratio_steady"] = result["steady_cpu_per_interval"] / baseline["cpu"]
+            results.append(result)
+            print(f"{n} queues: first cycle {result['first_cycle_wall']:.2f}s wall "
+                  f"{result['first_cycle_cpu']:.2f}s CPU; steady {result.get('steady_cpu_per_interval', 0):.2f}s "
+                  f"CPU/interval; baseline {baseline['cpu']:.2f}s CPU; peak RSS {result['peak_rss_mb']:.0f} MB",
+                  file=sys.stderr)
     by_size = {r["queues"]: r for r in results}
     growth = {}
     for small, large in zip(sizes, sizes[1:], strict=False):
@@ -253,16 +291,18 @@ def run(sizes: tuple[int, ...], interval: float, sites: int = SITES, pilots: int
         if steady:
             growth[f"{large}/{small}"]["steady_cpu"] = (by_size[large]["steady_cpu_per_interval"]
                                                        / by_size[small]["steady_cpu_per_interval"])
+    standard = f"{sites}/{pilots}"
     return {
         "benchmark": "scale",
         "machine": machine(),
         "sites": sites,
         "pilots": pilots,
         "interval": interval,
-        "baseline": baseline,
+        "baseline": baselines.get(standard) or next(iter(baselines.values())),
+        "baselines": baselines,
         "sizes": results,
         "growth": growth,
-        "targets": {"cpu_ratio": 2.0, "peak_rss_mb": 300, "calls_per_interval": 1},
+        "targets": TARGETS,
     }
 
 
@@ -285,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
             result = baseline_worker(args.url, "squeue", int(os.environ.get("APF_BENCH_SITES", SITES)),
                                      int(os.environ.get("APF_BENCH_PILOTS", PILOTS)))
         else:
+            # as the daemon runs (cli/daemon.py): glibc's thread caches off, two malloc arenas
+            memory.without_thread_caches()
+            memory.limit_arenas()
             bindir = Path(os.environ["PATH"].split(os.pathsep)[0])
             result = factory_worker(args.queues, args.url, bindir / "squeue.calls", Path(args.root), args.interval,
                                     steady=not args.first_cycle_only)

@@ -106,3 +106,40 @@ def test_pid_exists_for_live_and_other_users_processes_only():
     as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
     done = subprocess.run([*as_user, sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.stdout.splitlines() == ["True", "not permitted"], done.stderr
+
+
+def test_consume_reads_the_output_while_the_command_runs(tmp_path):
+    """Large output (squeue of 200,000 pilots) is parsed line by line as it comes, never held whole:
+    here the command writes its second line only after the consumer has seen the first."""
+    seen = tmp_path / "seen"
+    script = f"echo first; while [ ! -e {seen} ]; do sleep 0.05; done; echo second; echo oops >&2"
+
+    def consume(lines):
+        got = [next(lines)]
+        seen.touch()
+        return got + list(lines)
+
+    result = run(["sh", "-c", script], timeout=30, consume=consume)
+    assert result.ok and result.value == ["first", "second"] and result.stdout == ""
+    assert result.stderr == "oops\n"
+
+
+def test_consume_gives_no_value_when_the_command_fails_or_times_out(tmp_path):
+    failed = run(["sh", "-c", "echo partial; echo broken >&2; exit 3"], timeout=30, consume=list)
+    assert failed.error == "exit code 3" and failed.value is None and "broken" in failed.describe()
+    pidfile = tmp_path / "pid"
+    hung = run(["sh", "-c", f"echo $$ > {pidfile}; echo partial; sleep 300"], timeout=1.0, consume=list)
+    assert hung.error == "timed out after 1s" and hung.value is None and hung.returncode is None
+    wait_for(lambda: not alive(int(pidfile.read_text())), what="the timed out command killed")
+
+
+def test_consume_raising_kills_the_command_and_raises(tmp_path):
+    pidfile = tmp_path / "pid"
+
+    def consume(lines):
+        next(lines)
+        raise ValueError("not squeue output")
+
+    with pytest.raises(ValueError, match="not squeue output"):
+        run(["sh", "-c", f"echo $$ > {pidfile}; echo bad; sleep 300"], timeout=60, consume=consume)
+    wait_for(lambda: not alive(int(pidfile.read_text())), what="the command killed")

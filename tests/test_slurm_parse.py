@@ -40,8 +40,11 @@ def plugin(factory: str = FACTORY, runner=None, wmsqueues: dict[str, str] | None
 
 
 def answer(stdout: str = "", returncode: int = 0, error: str | None = None, stderr: str = ""):
-    def runner(argv, timeout, env=None, **kw):
+    def runner(argv, timeout, env=None, consume=None, **kw):
         runner.calls.append(list(argv))
+        if consume is not None:  # as commands.run streams it: the lines, then the exit status
+            value = consume(iter(stdout.splitlines()))
+            return CommandResult(tuple(argv), returncode, "", stderr, 0.01, error, None if error else value)
         return CommandResult(tuple(argv), returncode, stdout, stderr, 0.01, error)
 
     runner.calls = []

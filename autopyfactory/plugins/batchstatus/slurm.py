@@ -222,11 +222,13 @@ def _lines(output: str, chunk: int = 1 << 20) -> Iterator[str]:
         start = cut
 
 
-def _tagged_lines(output: str) -> Iterator[tuple[int, list[str], tuple[str, str, str]]]:
-    """(line number, fields, tag) of every line with an apf tag; a line without the fixed fields raises."""
+def _tagged_lines(output: str | Iterable[str]) -> Iterator[tuple[int, list[str], tuple[str, str, str]]]:
+    """(line number, fields, tag) of every line with an apf tag; a line without the fixed fields raises.
+
+    ``output``: squeue's whole output, or its lines as they come (``commands.run(consume=...)``)."""
     tags: dict[str, tuple[str, str, str] | None] = {}
     nfields = len(SQUEUE_FIELDS)
-    for number, line in enumerate(_lines(output), 1):
+    for number, line in enumerate(_lines(output) if isinstance(output, str) else output, 1):
         if not line:
             continue
         fields = line.split("|", nfields - 1)
@@ -267,14 +269,19 @@ def _task_count(field: str, number: int) -> int:
 
 
 def pilot_state(line: SqueueLine) -> str:
-    state = SLURM_STATES.get(line.state)
+    return slurm_pilot_state(line.state, line.exitcode)
+
+
+def slurm_pilot_state(slurm_state: str, exitcode: int | None) -> str:
+    """The pilot state of a Slurm job state (``unknown`` for one not in the table)."""
+    state = SLURM_STATES.get(slurm_state)
     if state is None:
         return "unknown"
-    if line.state == "CANCELLED":  # the factory never cancels a running pilot: an operator or the site did
+    if slurm_state == "CANCELLED":  # the factory never cancels a running pilot: an operator or the site did
         return "removed"
-    if state == "fault" and killed_from_outside(line.exitcode):  # kill -9 on the node: not the pilot's failure
+    if state == "fault" and killed_from_outside(exitcode):  # kill -9 on the node: not the pilot's failure
         return "removed"
-    if line.state == "FAILED" and line.exitcode == EMPTY_EXIT:
+    if slurm_state == "FAILED" and exitcode == EMPTY_EXIT:
         return "empty"  # the wrapper found no work (Slurm calls every exit but 0 FAILED)
     return state
 
@@ -352,11 +359,13 @@ class Slurm(BatchStatusPlugin):
 
     def poll(self, queues: Collection[str]) -> dict[str, BatchQueueInfo]:
         self.calls += 1
-        result = self.runner(self.argv(), timeout=self.options["timeout"],
-                             env=squeue_env(self.options))
+        now = time.time()
+        # the listing is read as squeue writes it: 200,000 lines are never held whole
+        result = self.runner(self.argv(), timeout=self.options["timeout"], env=squeue_env(self.options),
+                             consume=lambda lines: self.summarize(lines, queues, now))
         if not result.ok:
             raise RuntimeError(result.describe())
-        return self.summarize(result.stdout, queues, time.time())
+        return result.value
 
     def list_pilots(self, queue: str) -> list[LivePilot]:
         """The live pilots of ``queue`` from one squeue call (up to MAX_LISTED_PILOTS rows)."""
@@ -377,8 +386,8 @@ class Slurm(BatchStatusPlugin):
                     break
         return pilots
 
-    def summarize(self, output: str, queues: Collection[str], now: float) -> dict[str, BatchQueueInfo]:
-        """Counts per queue from squeue output (see the module docstring for its format)."""
+    def summarize(self, output: str | Iterable[str], queues: Collection[str], now: float) -> dict[str, BatchQueueInfo]:
+        """Counts per queue from squeue output, whole or line by line (see the module docstring for its format)."""
         factory = self.context.factory_id
         wanted = set(queues)
         tally = Tally(wms_queues(self.context, wanted))
@@ -402,9 +411,18 @@ class Slurm(BatchStatusPlugin):
                 continue
             if tag[0] == factory and state is not None and fields[2].isdigit():
                 # a finished pilot seen in an earlier poll: an end does not change, nothing to parse again
+                jobid = f"{fields[1]}_{fields[2]}"
                 known = self._finished.get(tag[2])
-                if known is not None and f"{fields[1]}_{fields[2]}" in known:
+                if known is not None and jobid in known:
                     continue
+                # one seen for the first time (80,000 in the first poll at 2,000 queues): the few fields it needs
+                start, end = times(fields[5]), times(fields[6])
+                if end is not None:
+                    exitcode = _exitcode(fields[7])
+                    tally.waited(tag[2], times(fields[4]), start, now, REMEMBER_FINISHED)
+                    seen[tag[2]][jobid] = FinishedPilot(jobid, start, end, exitcode,
+                                                        slurm_pilot_state(slurm_state, exitcode), factory)
+                continue
             try:
                 line = SqueueLine(fields, tag, times)
             except ValueError as exc:
