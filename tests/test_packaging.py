@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import shlex
@@ -360,3 +361,14 @@ def test_rpm_payload_runs_condor_queues_with_its_interpreter(rpms, target, tmp_p
     for name, submit in submits.items():
         assert f'+APF_QUEUE = "{name}"' in submit["text"] or f'MY.APF_QUEUE = "{name}"' in submit["text"], submit
         assert str(root / "usr/lib/python3.11/site-packages/autopyfactory/wrappers/apf-wrapper.sh") in submit["text"]
+
+
+def test_rpm_launchers_run_the_console_scripts_of_setup_cfg(rpms, tmp_path):
+    """The RPM writes its own launchers: they must start what pip's console scripts start."""
+    parser = configparser.ConfigParser()
+    parser.read(REPO / "setup.cfg")
+    scripts = dict(line.split(" = ") for line in parser["options.entry_points"]["console_scripts"].split("\n") if line)
+    root = unpack(rpms["el10"], tmp_path / "root")
+    for command, target in scripts.items():
+        module, function = target.split(":")
+        assert f"from {module} import {function}" in (root / "usr/bin" / command).read_text(), command
