@@ -78,6 +78,10 @@ def factory_round(root: Path, partition: str, slurmconf: str, queues: int, per_q
             "batchsubmit.slurm.maxarray": max(per_queue, 1000),
             "schedplugin": "Ready",
             "apfqueue.sleep": 60,
+            # the benchmark submits the whole batch in one cycle: the default ceilings (1,000 per cycle,
+            # 100 pending) would cap it
+            "apfqueue.maxpercycle": per_queue,
+            "apfqueue.maxpending": per_queue,
         })
     conf = write_config(root, text, {
         "wmsstatus.local.sleep": 600, "batchstatus.slurm.sleep": 600, "batchstatus.slurm.maxage": 1200,
