@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 DEMO_ITEMS ?= 12
 DEMO_CYCLES ?= 8
 
-.PHONY: run test install lint bench bench-quick soak clean rpm
+.PHONY: run test e2e install lint bench bench-quick soak clean rpm
 
 # running needs the package alone; tests add the [test] extra (htcondor, pytest, ...)
 $(BIN)/.installed-run: setup.cfg pyproject.toml
@@ -37,6 +37,13 @@ test: install
 	@for script in tests/services/*.sh; do [ -f "$$script" ] && bash "$$script"; done; true
 	$(BIN)/ruff check autopyfactory tests bench
 	$(BIN)/pytest -q
+
+## make e2e: only the end-to-end loop (PanDA job -> factory -> Slurm pilot -> real PanDA pilot -> job finished)
+## on a real PanDA server and the real Slurm cluster; needs APF_PANDA_SCHEMA (docs/wms.md). Also part of make test.
+e2e: install
+	@bash tests/services/slurm.sh
+	@bash tests/services/panda.sh
+	$(BIN)/pytest -q -rs tests/test_e2e_panda.py
 
 ## make bench: the benchmarks (bench/) against real Slurm, a PanDA double and a stand-in squeue;
 ## prints the table and writes it into docs/performance.md. Not part of make test.

@@ -54,6 +54,20 @@ def talk(family: int, address) -> str:
     return "ok" if answer == "schedd here" else f"answer {answer!r}"
 
 
+def htcondor_bindings() -> str:
+    """The bindings the EL9 RPM bundles, as the factory loads them: the config read, a submit description made."""
+    code = ("import sys; sys.path[:0] = ['/usr/share/autopyfactory/bundled', '/usr/lib/python3.11/site-packages', "
+            "'/usr/lib64/autopyfactory/bundled']; import htcondor2; "
+            "cpus, memory = htcondor2.param['DETECTED_CPUS'], htcondor2.param['DETECTED_MEMORY']; "
+            "assert int(cpus) >= 1 and int(memory) > 0, (cpus, memory); "
+            "print(htcondor2.Submit({'universe': 'grid', 'grid_resource': 'condor ce.example.org ce.example.org:9619',"
+            " 'executable': '/bin/true'}))")
+    done = subprocess.run(["/usr/bin/python3.11", "-s", "-c", code], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0 or "grid_resource = condor ce.example.org" not in done.stdout:
+        return f"exit {done.returncode}: {done.stderr.strip()[-300:]}"
+    return "ok"
+
+
 def run_stand_in(command: str) -> str:
     """A stand-in of condor_submit / sbatch: reads the site's client configuration, as the real ones do."""
     done = subprocess.run([command], capture_output=True, text=True, timeout=60)
@@ -115,6 +129,7 @@ def main() -> int:
         "write a proxy in the credentials directory": attempt(write, f"{CREDENTIALS}/x509up_probe"),
         "read the site's HTCondor client configuration": attempt(read, "/etc/condor/condor_config"),
         "read the site's Slurm client configuration": attempt(read, "/etc/slurm/slurm.conf"),
+        "load the HTCondor bindings (config, submit description)": attempt(htcondor_bindings),
         "run condor_submit": attempt(run_stand_in, "condor_submit"),
         "run sbatch": attempt(run_stand_in, "sbatch"),
         "reach the schedd's socket": attempt(talk, socket.AF_UNIX, SCHEDD_SOCKET),

@@ -82,6 +82,13 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 @contextmanager
 def booted(name: str, workdir: Path, binds: dict[str, Path] | None = None) -> Iterator[Container]:
     """Boot the cached root (``--volatile=overlay``) as machine ``name``; ``binds``: container path -> host path."""
@@ -110,15 +117,17 @@ def booted(name: str, workdir: Path, binds: dict[str, Path] | None = None) -> It
             if nspawn.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"systemd-nspawn did not start ({nspawn.returncode}): {log.read_text()[-3000:]}")
             time.sleep(0.05)
-            leader = next(iter(_children(nspawn.pid)), 0)
+            # nspawn forks a short-lived helper first: the container's PID 1 is the child running systemd
+            leader = next((pid for pid in _children(nspawn.pid) if _command(pid) == "systemd"), 0)
         container = Container(leader, log)
         state = ""
         while state not in ("running", "degraded"):
             if nspawn.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the container did not finish booting (state {state!r}): "
-                                     f"{log.read_text()[-3000:]}")
+                raise AssertionError(f"the container did not finish booting in {BOOT_TIMEOUT:.0f}s (nspawn "
+                                     f"{nspawn.returncode}, PID 1 {leader}, state {state!r}): {log.read_text()[-2000:]}")
             time.sleep(0.1)
-            state = container.run("systemctl", "is-system-running", check=False, timeout=30).stdout.strip()
+            answer = container.run("systemctl", "is-system-running", check=False, timeout=30)
+            state = answer.stdout.strip() or answer.stderr.strip()
         yield container
     finally:
         if nspawn.poll() is None:

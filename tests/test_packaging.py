@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import shlex
@@ -18,11 +19,22 @@ from tests.conftest import ConfDir, local_queue, wait_for
 REPO = Path(__file__).resolve().parent.parent
 INIT = REPO / "etc" / "init.d" / "autopyfactory"
 # what each target OS (BaseOS + AppStream, no EPEL) provides that the RPM may require
+ARCH = os.uname().machine
 TARGETS = {
-    "el9": {"python(abi) = 3.11", "/usr/bin/python3.11", "/bin/sh", "logrotate", "shadow-utils"},
-    "el10": {"python(abi) = 3.12", "/usr/bin/python3.12", "/bin/sh", "logrotate"},
+    # EL9's RPM bundles the HTCondor bindings: their libraries need glibc, libstdc++ and zlib
+    "el9": {"python(abi) = 3.11", "/usr/bin/python3.11", "/bin/sh", "logrotate", "shadow-utils",
+            f"glibc({ARCH.replace('_', '-')})", f"libstdc++({ARCH.replace('_', '-')})", f"zlib({ARCH.replace('_', '-')})"},
+    "el10": {"python(abi) = 3.12", "/usr/bin/python3.12", "/bin/sh", "logrotate", "shadow-utils"},
 }
 INTERPRETER = {"el9": "/usr/bin/python3.11", "el10": "/usr/bin/python3.12"}
+# where each target's HTCondor bindings come from: bundled in the RPM, or HTCondor's python3-condor
+CONDOR_BUNDLED = {"el9": True, "el10": False}
+# the APF 2.4 packages (OSG and PanDA repositories) the RPM replaces; the cloud ones are only removed
+APF24_PROVIDED = ["panda-autopyfactory", "autopyfactory-core", "autopyfactory-common", "autopyfactory-proxymanager",
+                  "autopyfactory-plugins-condor", "autopyfactory-plugins-panda", "autopyfactory-plugins-local",
+                  "autopyfactory-plugins-remote", "autopyfactory-plugins-scheds", "autopyfactory-plugins-monitor",
+                  "autopyfactory-panda", "autopyfactory-wms", "autopyfactory-remote", "autopyfactory-atlas"]
+APF24_REMOVED = ["autopyfactory-plugins-cloud", "autopyfactory-cloud"]
 
 CONFIG_NOREPLACE = [
     "/etc/apf/factory.conf", "/etc/apf/queues.conf", "/etc/apf/auth.conf", "/etc/apf/monitor.conf",
@@ -54,9 +66,20 @@ def unpack(rpm_file: Path, root: Path) -> Path:
     return root
 
 
-def test_rpm_is_noarch_with_the_package_version(rpm_file, target):
+def test_rpm_name_version_and_architecture(rpm_file, target):
+    arch = ARCH if CONDOR_BUNDLED[target] else "noarch"  # compiled bindings inside, or pure python
     assert query(rpm_file, "--qf", "%{NAME} %{VERSION} %{RELEASE} %{ARCH}") == \
-        f"autopyfactory {__version__} 1.{target} noarch"
+        f"autopyfactory {__version__} 1.{target} {arch}"
+
+
+def test_rpm_replaces_the_apf24_packages(rpm_file):
+    obsoletes = set(query(rpm_file, "--obsoletes").splitlines())
+    provides = set(query(rpm_file, "--provides").splitlines())
+    version = query(rpm_file, "--qf", "%{VERSION}-%{RELEASE}")
+    for name in APF24_PROVIDED:
+        assert f"{name} < 3" in obsoletes and f"{name} = {version}" in provides, name
+    for name in APF24_REMOVED:
+        assert f"{name} < 3" in obsoletes and not any(p.startswith(name + " ") for p in provides), name
 
 
 def test_rpm_requires_only_what_the_target_os_provides(rpm_file, target):
@@ -71,6 +94,10 @@ def test_rpm_requires_only_what_the_target_os_provides(rpm_file, target):
     for name, version in bundled.items():
         assert f"bundled(python3dist({name})) = {version}" in provides
     assert {"pluggy", "python-daemon", "requests", "jinja2", "markupsafe", "waitress"} <= set(bundled)
+    condor = (REPO / "rpm/htcondor.txt").read_text().split("htcondor==")[1].split()[0]
+    assert (f"bundled(python3dist(htcondor)) = {condor}" in provides) == CONDOR_BUNDLED[target]
+    weak = query(rpm_file, "--recommends").split()
+    assert ("python3-condor" in weak) == (not CONDOR_BUNDLED[target])
 
 
 def test_rpm_file_list(rpm_file, target):
@@ -84,15 +111,44 @@ def test_rpm_file_list(rpm_file, target):
         f"{sitelib}/autopyfactory/cli/daemon.py", f"{sitelib}/autopyfactory-{__version__}.dist-info/METADATA",
         "/usr/share/autopyfactory/bundled/pluggy/__init__.py",
         "/var/log/autopyfactory", "/var/log/autopyfactory/pilots", "/var/lib/autopyfactory",
-        "/etc/apf/plugins.d", *CONFIG_NOREPLACE,
+        "/etc/apf/plugins.d", "/var/lib/autopyfactory/credentials", "/usr/share/autopyfactory/site-paths.conf",
+        "/usr/share/man/man1/autopyfactory.1.gz", "/usr/share/man/man1/apf.1.gz", *CONFIG_NOREPLACE,
     }
     assert expected <= files, sorted(expected - files)
-    # FHS places only; no bytecode of another python, no compiled code in a noarch package
+    # FHS places only; compiled code only in the arch-specific place of the bundled HTCondor bindings
+    condor = "/usr/lib64/autopyfactory"
     places = ("/usr/bin/", "/usr/lib/systemd/", "/usr/lib/sysusers.d/", f"{sitelib}/", "/usr/share/autopyfactory",
-              "/usr/share/doc/autopyfactory", "/usr/share/licenses/autopyfactory", "/etc/apf", "/etc/init.d/",
-              "/etc/sysconfig/", "/etc/logrotate.d/", "/var/log/autopyfactory", "/var/lib/autopyfactory")
+              "/usr/share/doc/autopyfactory", "/usr/share/licenses/autopyfactory", "/usr/share/man/man1/",
+              "/etc/apf", "/etc/init.d/", "/etc/sysconfig/", "/etc/logrotate.d/", "/var/log/autopyfactory",
+              "/var/lib/autopyfactory", *((condor,) if CONDOR_BUNDLED[target] else ()))
     assert all(f.startswith(places) for f in files), sorted(f for f in files if not f.startswith(places))
-    assert not any("__pycache__" in f or "/tests/" in f or f.endswith(".so") for f in files)
+    assert not any("/tests/" in f or f.endswith(".c") for f in files)
+    assert all(f.startswith(condor + "/") for f in files if f.endswith(".so") or ".so." in f)
+    assert (f"{condor}/bundled/htcondor2/__init__.py" in files) == CONDOR_BUNDLED[target]
+
+
+def test_rpm_ships_bytecode_for_every_module(rpm_file, target):
+    """Compiled at build for the target interpreter, so running as root writes no .pyc nobody owns."""
+    tag = f"cpython-{INTERPRETER[target][-4:].replace('.', '')}"
+    if not os.path.exists(INTERPRETER[target]):
+        pytest.skip(f"{INTERPRETER[target]} is not on this build host: the {target} RPM is built without bytecode "
+                    "here (on EL the interpreter is always there)")
+    files = set(query(rpm_file, "-l").split())
+    modules = [f for f in files if f.endswith(".py") and "/usr/bin/" not in f and "/wrappers/" not in f]
+    assert len(modules) > 100
+    for module in modules:
+        directory, name = module.rsplit("/", 1)
+        for suffix in ("pyc", "opt-1.pyc"):
+            assert f"{directory}/__pycache__/{name[:-3]}.{tag}.{suffix}" in files, module
+    assert not any(".cpython-" in f and tag not in f for f in files)  # no bytecode of another python
+
+
+def test_bundled_library_files_are_not_executable(rpm_file):
+    modes = dict(line.rsplit(" ", 1) for line in
+                 query(rpm_file, "--qf", "[%{FILENAMES} %{FILEMODES:perms}\n]").splitlines())
+    shared = [f for f in modes if f.startswith("/usr/share/autopyfactory/bundled/") and not modes[f].startswith("d")]
+    assert shared and all(modes[f] == "-rw-r--r--" for f in shared), [(f, modes[f]) for f in shared
+                                                                       if modes[f] != "-rw-r--r--"][:5]
 
 
 def test_rpm_config_files_are_noreplace(rpm_file):
@@ -116,9 +172,12 @@ def test_rpm_ownership_and_scripts(rpm_file, target):
     assert owners["/etc/apf/auth.conf"] == "root:-rw-r-----"
     scripts = query(rpm_file, "--scripts")
     assert "systemctl" in scripts and "try-restart" in scripts or "systemd-update-helper" in scripts
-    if target == "el9":  # rpm 4.19 on EL10 creates sysusers.d users itself
-        pre = scripts.split("preinstall scriptlet")[1].split("scriptlet")[0]
-        assert "useradd -r" in pre and "autopyfactory" in pre
+    # on EL9 and EL10 alike the user is made in %pre, before the files that are its and the chown in %post
+    # (EL10's rpm may also make it from sysusers.d; the useradd is skipped when it exists)
+    pre = scripts.split("preinstall scriptlet")[1].split("scriptlet")[0]
+    post = scripts.split("postinstall scriptlet")[1].split("scriptlet")[0]
+    assert "useradd -r" in pre and "getent passwd autopyfactory" in pre
+    assert "chown autopyfactory" in post
 
 
 def test_rpm_payload_runs_a_cycle_with_its_interpreter(rpms, target, tmp_path):
@@ -218,3 +277,98 @@ def test_init_script_start_status_reload_condrestart_stop(confdir, tmp_path):
     finally:
         if Path(f"/proc/{pid}").exists():
             os.kill(pid, 9)
+
+
+CONDOR_QUEUES = """\
+[DEFAULT]
+wmsstatusplugin = Local
+wmsstatus.local.spooldir = {spool}
+batchstatusplugin = Condor
+executable.arguments = --wrappervo=ATLAS --wrapperwmsqueue=PANDA_SITE
+
+[LOCAL]
+batchsubmitplugin = CondorLocal
+
+[CE]
+batchsubmitplugin = CondorCE
+batchsubmit.condorce.gridresource = ce.example.org
+
+[ARC]
+batchsubmitplugin = CondorARC
+batchsubmit.condorarc.gridresource = arc.example.org
+
+[SSH]
+batchsubmitplugin = CondorSSH
+batchsubmit.condorssh.batch = slurm
+batchsubmit.condorssh.user = apf
+batchsubmit.condorssh.host = login.example.org
+"""
+# run by the payload's interpreter: each queue's submit description as production builds it (no schedd)
+BUILD_SUBMITS = """\
+import json, sys
+root, conf = sys.argv[1:3]
+sys.path[:0] = [root + "/usr/share/autopyfactory/bundled", root + "/usr/lib/python3.11/site-packages",
+                root + "/usr/lib64/autopyfactory/bundled"]
+import htcondor2
+from autopyfactory.config import load
+from autopyfactory.context import FactoryContext
+from autopyfactory.credentials import CredentialService
+config = load(conf)
+context = FactoryContext(config)
+context.credentials = CredentialService(context)
+built = {"bindings": htcondor2.__file__}
+for name, queue in config.queues.items():
+    plugin = context.registry.get("batchsubmit", queue.values["batchsubmitplugin"])(queue, context)
+    sub = plugin.submit_object(context.logdir(name))
+    built[name] = {"type": type(sub).__module__ + "." + type(sub).__name__, "universe": sub["universe"],
+                   "grid_resource": sub.get("grid_resource", ""), "text": str(sub)}
+print(json.dumps(built))
+"""
+
+
+def test_rpm_payload_runs_condor_queues_with_its_interpreter(rpms, target, tmp_path):
+    """check-config on every Condor plugin's queue, then a real htcondor2.Submit each, from the payload alone."""
+    interpreter = INTERPRETER[target]
+    if not CONDOR_BUNDLED[target]:
+        pytest.skip(f"the {target} RPM takes the bindings from HTCondor's python3-condor, not from its payload")
+    if not os.path.exists(interpreter):
+        pytest.skip(f"{interpreter} (the {target} RPM's interpreter) is not on this build host")
+    root = unpack(rpms[target], tmp_path / "root")
+    (tmp_path / "conf").mkdir()
+    confdir = ConfDir(tmp_path / "conf")
+    path = confdir.write(CONDOR_QUEUES.format(spool=confdir.spool))
+    environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "APF_WRAPPER_DIR")}
+    check = subprocess.run([interpreter, "-S", str(root / "usr/bin/apf"), "check-config", "--json", "--conf", str(path)],
+                           capture_output=True, text=True, timeout=120, env=environment, cwd=tmp_path)
+    # before the bindings were bundled: every queue here failed with "needs the htcondor2 module"
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "htcondor2" not in check.stderr
+    queues = json.loads(check.stdout)["queues"]
+    assert {name: q["values"]["batchsubmitplugin"] for name, q in queues.items()} == {
+        "LOCAL": "CondorLocal", "CE": "CondorCE", "ARC": "CondorARC", "SSH": "CondorSSH"}
+    assert all(q["enabled"] for q in queues.values())
+    built = subprocess.run([interpreter, "-S", "-c", BUILD_SUBMITS, str(root), str(path)], capture_output=True,
+                           text=True, timeout=120, env=environment, cwd=tmp_path)
+    assert built.returncode == 0, built.stderr[-3000:]
+    submits = json.loads(built.stdout)
+    assert submits.pop("bindings").startswith(str(root / "usr/lib64/autopyfactory/bundled/htcondor2/"))
+    assert {name: (s["type"], s["universe"], s["grid_resource"]) for name, s in submits.items()} == {
+        "LOCAL": ("htcondor2._submit.Submit", "vanilla", ""),
+        "CE": ("htcondor2._submit.Submit", "grid", "condor ce.example.org ce.example.org:9619"),
+        "ARC": ("htcondor2._submit.Submit", "grid", "arc https://arc.example.org:443/arex"),
+        "SSH": ("htcondor2._submit.Submit", "grid", "batch slurm apf@login.example.org"),
+    }
+    for name, submit in submits.items():
+        assert f'+APF_QUEUE = "{name}"' in submit["text"] or f'MY.APF_QUEUE = "{name}"' in submit["text"], submit
+        assert str(root / "usr/lib/python3.11/site-packages/autopyfactory/wrappers/apf-wrapper.sh") in submit["text"]
+
+
+def test_rpm_launchers_run_the_console_scripts_of_setup_cfg(rpms, tmp_path):
+    """The RPM writes its own launchers: they must start what pip's console scripts start."""
+    parser = configparser.ConfigParser()
+    parser.read(REPO / "setup.cfg")
+    scripts = dict(line.split(" = ") for line in parser["options.entry_points"]["console_scripts"].split("\n") if line)
+    root = unpack(rpms["el10"], tmp_path / "root")
+    for command, target in scripts.items():
+        module, function = target.split(":")
+        assert f"from {module} import {function}" in (root / "usr/bin" / command).read_text(), command

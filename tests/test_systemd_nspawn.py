@@ -23,7 +23,7 @@ from tests import nspawn
 
 REPO = Path(__file__).resolve().parent.parent
 UNIT = "autopyfactory.service"
-RPM = f"autopyfactory-{__version__}-1.el9.noarch.rpm"
+RPM = f"autopyfactory-{__version__}-1.el9.rpm"
 
 pytestmark = pytest.mark.skipif(bool(nspawn.unavailable()), reason=nspawn.unavailable() or "-")
 
@@ -56,6 +56,7 @@ GRID_PATHS = {
     "write a proxy in the credentials directory": "ok",
     "read the site's HTCondor client configuration": "ok",
     "read the site's Slurm client configuration": "ok",
+    "load the HTCondor bindings (config, submit description)": "ok",  # with ProcSubset=pid, ProtectProc=
     "run condor_submit": "ok",
     "run sbatch": "ok",
     "reach the schedd's socket": "ok",
@@ -115,6 +116,8 @@ def install_as_a_site(box: nspawn.Container) -> None:
     box.run("systemd-run", "--unit=fake-schedd", "/usr/bin/python3", "/usr/local/libexec/apf-gridprobe", "--serve")
     box.wait(lambda: box.run("test", "-S", "/run/munge/munge.socket.2", check=False).returncode == 0,
              "the schedd and munge stand-ins")
+    # a grid host's own name resolves; the container has no DNS (HTCondor's config would wait for it, 2 min)
+    box.run("sh", "-c", 'printf "127.0.0.1 localhost\\n::1 localhost\\n127.0.1.1 %s\\n" "$(hostname)" > /etc/hosts')
     # the container's only network is lo: nothing to wait for before network-online.target (2 min otherwise)
     box.run("systemctl", "mask", "systemd-networkd-wait-online.service")
     box.run("systemctl", "daemon-reload")
@@ -185,14 +188,19 @@ def test_without_ready_the_unit_never_becomes_active(box):
 
 
 def test_grid_paths_from_inside_the_unit(box):
-    box.run("rm", "-rf", "/var/log/autopyfactory/pilots/")  # the pilots of the tests before
+    # a fresh start: neither the pilots of the tests before nor what the factory's store remembers of them
+    # (a pilot killed by an earlier stop counts as a fault, and faults hold a queue back)
+    box.run("rm", "-rf", "/var/log/autopyfactory/pilots/", "/var/lib/autopyfactory/apf.sqlite")
     box.run("install", "-d", "-o", "autopyfactory", "-g", "autopyfactory", "/var/log/autopyfactory/pilots")
     box.run("systemctl", "start", UNIT)
     try:
         def probe_log() -> str:
             return box.run("sh", "-c", "cat /var/log/autopyfactory/pilots/*/PROBE/*.out", check=False).stdout
 
-        box.wait(lambda: probe_log().rstrip().endswith("}"), "the probe pilot's log")
+        try:
+            box.wait(lambda: probe_log().rstrip().endswith("}"), "the probe pilot's log")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the unit's journal:\n{box.journal(UNIT)[-3000:]}") from None
         steps = json.loads(probe_log())
         assert steps == GRID_PATHS
         # the proxy is where HTCondor's daemons read it: the gridmanager (the job's owner) and the schedd (root)

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 HISTORY_WINDOW = 3600.0
 # the HTCondor bindings are an extra: every Condor plugin names them
 CONDOR_REQUIRES = {"htcondor2": "install it with pip install 'autopyfactory[condor]' "
-                                "(RPM: python3-condor from the HTCondor repository)"}
+                                "(EL10 RPM: dnf install python3-condor, from HTCondor's repository; "
+                                "the EL9 RPM carries them)"}
 HISTORY_LIMIT = 100_000
 PROJECTION = [
     "ClusterId", "ProcId", "JobStatus", "APF_FACTORY", "APF_QUEUE", "MATCH_APF_QUEUE", "APF_WMSQUEUE",
