@@ -9,30 +9,16 @@ web server, persistence, every plugin: 0.1-0.3 s), and a SIGHUP then (a
 
 Across the daemon's one re-execution (autopyfactory/memory.py) the signals
 are blocked, so they wait as pending for the handlers of the new program.
-Importing this module changes nothing; ``catch()`` does.
+The handlers themselves are in autopyfactory/earlysignals.py.
 """
 
 from __future__ import annotations
 
-import signal
-
-EARLY_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
-early: list[int] = []  # signals that came before the factory could act on them, in order
-
-
-def _remember(signum, frame) -> None:
-    early.append(signum)
-
-
-def catch() -> None:
-    """Remember the early signals from now on (those held blocked until now arrive here)."""
-    for signum in EARLY_SIGNALS:
-        signal.signal(signum, _remember)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, EARLY_SIGNALS)
+from autopyfactory import earlysignals
 
 
 def main() -> int:
-    catch()
+    earlysignals.catch()
     from autopyfactory.cli import daemon
 
     return daemon.main()

@@ -27,13 +27,24 @@ def test_cycles_then_exit_zero(confdir):
     assert "queue Q cycle 4:" not in out
 
 
-def test_refuses_to_start_on_invalid_config(confdir):
-    conf = confdir.write(local_queue("Q", confdir.spool, schedplugin="Nope"))
+def test_refuses_to_start_on_invalid_factory_config(confdir):
+    # an error outside every queue section stops the start; the error names file, section and key
+    conf = confdir.write(local_queue("Q", confdir.spool), factory="alarms.interval = often\n")
     proc = daemon(conf)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 2
+    assert proc.returncode == 2, out
     assert "refusing to start" in out
-    assert "[Q] schedplugin: unknown scheduler plugin" in out
+    assert "[Factory] alarms.interval" in out
+
+
+def test_an_invalid_queue_does_not_stop_the_others(confdir):
+    # one stale queue (issue 24): it is not started, says why, and the good queue runs its cycles
+    conf = confdir.write(local_queue("Q", confdir.spool, schedplugin="Nope") + local_queue("GOOD", confdir.spool))
+    proc = daemon(conf, "--cycles", "2")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "[Q] schedplugin: unknown scheduler plugin" in out and "queue Q not started" in out
+    assert "queue GOOD cycle 2:" in out and "queue Q cycle" not in out
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -59,7 +59,7 @@ def test_a_default_changed_in_keys_is_the_one_used(monkeypatch):
 
     calls = []
 
-    def runner(argv, timeout, env):
+    def runner(argv, timeout, env, consume=None):
         calls.append((argv[0], timeout))
         raise OSError("not run in this test")
 

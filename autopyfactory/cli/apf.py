@@ -7,8 +7,8 @@ import json
 import os
 import sys
 
-from autopyfactory import __version__
-from autopyfactory.cli import control, cric, load_or_report, replay, simulate
+from autopyfactory import __version__, journal
+from autopyfactory.cli import control, cric, load_or_report, local, replay, simulate
 from autopyfactory.cli.daemon import DEFAULT_CONF
 from autopyfactory.config import (
     FACTORY_KEYS,
@@ -88,8 +88,86 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_parser(sub)
     cric.add_parser(sub)
     replay.add_parser(sub)
-    control.add_parsers(sub, DEFAULT_CONF)
+    add_control_parsers(sub, DEFAULT_CONF)
     return p
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if getattr(args, "local", False) or (not args.url and not control.web_server_enabled(args.conf)):
+            if args.command not in local.LOCAL:
+                raise control.ControlError(f"the factory has no web server to ask (logserver.enabled = False in "
+                                   f"{args.conf}): {WITHOUT_WEB.get(args.command, WITHOUT_WEB['*'])}", 3)
+            return local.LOCAL[args.command](args)
+        return args.action(args, control.client_for(args)) or 0
+    except control.ControlError as exc:
+        print(f"apf {args.command}: {exc}", file=sys.stderr)
+        return exc.code
+
+
+# what an operator does instead when there is no web server (``apf status``, ``config`` and ``audit`` read
+# the local files: autopyfactory/cli/local.py)
+WITHOUT_WEB = {
+    "reload": "reload with systemctl reload autopyfactory (or kill -HUP on the daemon)",
+    "stop": "stop with systemctl stop autopyfactory (or kill -TERM on the daemon)",
+    "threads": "kill -USR1 on the daemon logs every thread's stack",
+    "*": "set logserver.enabled = True (bound to 127.0.0.1 by default) and restart to use it",
+}
+
+
+def add_control_parsers(sub: argparse._SubParsersAction, default_conf: str) -> None:
+    """Register the commands that act on a running factory (autopyfactory/cli/control.py), or on its
+    local files when it has no web server (autopyfactory/cli/local.py)."""
+
+    def command(name: str, action, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--conf", default=default_conf, help=f"factory.conf to find the factory (default {default_conf})")
+        p.add_argument("--url", default=None, help="the factory's web server, e.g. http://127.0.0.1:25880")
+        p.add_argument("--token-file", default=None, help="admin token file (default: admin.tokenfile)")
+        p.set_defaults(func=run, action=action)
+        return p
+
+    status = command("status", control.cmd_status, "show the health of a running factory's queues; exits like a "
+                     "monitoring check: 0 ok, 1 warning, 2 critical, 3 unreachable")
+    status.add_argument("queue", nargs="?", default=None, help="only this queue")
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+    local = ("read the configuration files and the local store (persistence.dbpath) instead of asking the "
+             "web server; the default when logserver.enabled = False")
+    status.add_argument("--local", action="store_true", help=local)
+    command("reload", control.cmd_reload, "re-read the configuration of a running factory")
+    for name, help in (("pause", "stop a queue submitting (it keeps reporting)"),
+                       ("drain", "stop a queue submitting and remove its pilots that have not started")):
+        hold = command(name, control.cmd_pause, help)
+        hold.add_argument("queue")
+        hold.add_argument("--reason", default="", help="why (shown on the status page, the API and the audit trail)")
+        hold.add_argument("--until", default=None, metavar="TIME",
+                          help="resume by itself then: ISO 8601 (2026-12-02T06:00Z, UTC without a zone) "
+                               "or relative (+2h, 30m, 90s, 1d)")
+    command("resume", control.cmd_pause, "let a paused or drained queue submit again").add_argument("queue")
+    command("loglevel", control.cmd_loglevel, "change the factory's log level").add_argument(
+        "level", choices=["debug", "info", "warning", "error"])
+    config = command("config", control.cmd_config, "show the running factory's configuration (secrets redacted)")
+    config.add_argument("--json", action="store_true", help="print the raw JSON")
+    config.add_argument("--local", action="store_true", help=local)
+    log = command("log", control.cmd_log, "show the end of the running factory's own log (under systemd: its journal)")
+    log.add_argument("-n", "--lines", type=int, default=100, help="how many lines (default 100, at most 10000)")
+    log.add_argument("--unit", default=None, help="the systemd unit whose journal to read when the factory logs to "
+                     f"the journal (default: the one the factory runs in, else {journal.DEFAULT_UNIT})")
+    log.add_argument("--local", action="store_true", help="read the journal here without asking the web "
+                     "server; the default when logserver.enabled = False")
+    audit = command("audit", control.cmd_audit, "show the latest admin actions (who, when, what, result)")
+    audit.add_argument("-n", "--limit", type=int, default=50, help="how many actions (default 50)")
+    audit.add_argument("--json", action="store_true", help="print the raw JSON")
+    audit.add_argument("--local", action="store_true", help=local)
+    history = command("history", control.cmd_history, "show a queue's latest cycles: what it saw, decided and submitted")
+    history.add_argument("queue")
+    history.add_argument("-n", "--cycles", type=int, default=20, help="how many cycles (default 20)")
+    history.add_argument("--json", action="store_true", help="print the raw JSON")
+    history.add_argument("--local", action="store_true", help=local)
+    command("stop", control.cmd_stop, "stop the running factory gracefully (as SIGTERM)")
+    command("threads", control.cmd_threads, "show every thread's stack in the running factory (as SIGUSR1 logs it)")
+    command("debug", control.cmd_debug, "show the running factory's versions, config sources, endpoints and store").add_argument(
+        "--json", action="store_true", help="print the raw JSON")
 
 
 def main(argv: list[str] | None = None) -> int:

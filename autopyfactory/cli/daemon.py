@@ -31,11 +31,11 @@ import sys
 import threading
 import time
 
-from autopyfactory import __version__, journal, memory, start
-from autopyfactory.start import EARLY_SIGNALS, early
+from autopyfactory import __version__, earlysignals, journal, memory
+from autopyfactory.earlysignals import EARLY_SIGNALS, early
 
 if __name__ == "__main__":  # python -m autopyfactory.cli.daemon: signals caught before the heavy imports
-    start.catch()
+    earlysignals.catch()
 
 from autopyfactory.config import ConfigError, FactoryConfig, load, placeholders  # noqa: E402
 
@@ -266,7 +266,7 @@ def catch_early_signals() -> None:
 
     Signals blocked until now (across ``memory.without_thread_caches``) arrive here.
     """
-    start.catch()
+    earlysignals.catch()
 
 
 def run(args: argparse.Namespace, config: FactoryConfig, ready=None) -> int:
