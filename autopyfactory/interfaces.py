@@ -189,6 +189,9 @@ class SubmitResult:
     ids: list[str] = field(default_factory=list)
     message: str = ""
     error: str | None = None
+    # when the batch system answered (time.time()); None: when ``submit`` returned. The queue's last
+    # submission (invariant 2) and the cycle's ``submitted_at``: a status taken after it shows the pilots.
+    accepted_at: float | None = None
 
 
 class BatchSubmitPlugin(Plugin, ABC):
@@ -223,6 +226,11 @@ class BatchSubmitPlugin(Plugin, ABC):
         if state is None or not state.ok or not state.path:
             raise ValueError(f"credential profile {profile} has no usable file")
         return self.context.credentials.credential_type(profile), state.path
+
+    def prepare(self, when: float) -> None:
+        """Make ready what a submission at ``when`` needs (its log directory, a batch script), so that
+        the cycle does not pay for it. The queue calls it before its first cycle and after each one; a
+        failure here is only logged: ``submit`` does the same work again and reports it."""
 
     @abstractmethod
     def submit(self, n: int) -> SubmitResult: ...

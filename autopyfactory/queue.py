@@ -408,6 +408,7 @@ class APFQueue:
                          exc_info=True)
 
     def _run(self) -> None:
+        self._prepare(time.time())
         self._wait_for_first_status()
         wait = self.sleep * spread(self.name)
         while not self._stop.is_set():
@@ -416,8 +417,16 @@ class APFQueue:
             if self._last_cycle is not None and self.cycles >= self._last_cycle:
                 self.ran_its_cycles = True
                 break
+            self._prepare(time.time() + wait)
             self._stop.wait(wait)
             wait = self.sleep
+
+    def _prepare(self, when: float) -> None:
+        """The submit plugin readies the next cycle's submission (e.g. the day's log directory) outside the cycle."""
+        try:
+            self.submitter.prepare(when)
+        except Exception as exc:  # the cycle's submit does the same work again and reports a failure
+            log.debug("queue %s: preparing the next submission failed: %s", self.name, exc)
 
     def _wait_for_first_status(self) -> None:
         """A queue plans from real numbers: wait (bounded) for the first answers that include it.
@@ -522,8 +531,8 @@ class APFQueue:
                 # fail comes between the batch system's answer and this
                 self.pilots.settle(self.name, result.count)
                 self.ledger.submitted(result.ids)
-                if result.count > 0:
-                    self.last_submission = record.submitted_at = time.time()
+                if result.count > 0:  # from the batch system's answer on (invariant 2)
+                    self.last_submission = record.submitted_at = result.accepted_at or time.time()
             record.submitted = result.count
             self._take(result, record)
             if result.count > 0:

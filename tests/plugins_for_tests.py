@@ -50,3 +50,26 @@ class SlowLocal(Local):
         time.sleep(self.options["delay"])
         return super().poll(queues)
 '''
+
+# Local batch submission that records when it was asked to prepare and says when the "batch
+# system" answered: a stamp taken inside submit, before the bookkeeping that follows it.
+STAMPED_SUBMIT = '''
+import dataclasses
+import time
+from autopyfactory.plugins.batchsubmit.local import Local
+
+class StampedLocal(Local):
+    name = "StampedLocal"
+    prepared = []  # (called at, for when)
+    answered = []
+
+    def prepare(self, when):
+        StampedLocal.prepared.append((time.time(), when))
+
+    def submit(self, n):
+        result = super().submit(n)
+        accepted = time.time() - 1000.0  # far from any time the queue could take itself
+        StampedLocal.answered.append(accepted)
+        time.sleep(0.05)  # bookkeeping after the answer
+        return dataclasses.replace(result, accepted_at=accepted)
+'''

@@ -155,3 +155,22 @@ def test_paused_queue_submits_nothing(confdir, started_factory):
     assert queue.submitted_total == 2
     assert "queue paused" in queue.records[0].message
     assert queue.records[0].wms["ready"] == 5  # status is still reported
+
+
+def test_submit_plugin_prepares_before_the_first_cycle_and_its_answer_times_the_submission(confdir, started_factory):
+    confdir.dropin("stamped.py", plugins_for_tests.STAMPED_SUBMIT)
+    confdir.write(local_queue("Q", confdir.spool, batchsubmitplugin="StampedLocal", schedplugin="Fixed",
+                              **{"sched.fixed.pilotspercycle": "1", "apfqueue.sleep": "0.2"}))
+    factory = started_factory(confdir, cycles=2)
+    queue = factory.queues["Q"]
+    wait_for(lambda: not queue.alive, what="two cycles")
+    plugin = type(queue.submitter)
+    first, last = queue.records[-1], queue.records[0]
+    # readied before the first cycle began, for then; after each cycle, for the next one
+    assert plugin.prepared[0][0] < first.started and abs(plugin.prepared[0][1] - plugin.prepared[0][0]) < 1
+    assert len(plugin.prepared) == 2 and plugin.prepared[1][1] > first.started
+    # the submission counts from the batch system's answer (invariant 2), not from the end of the call
+    submissions = [r for r in reversed(queue.records) if r.submitted]
+    assert submissions and [r.submitted_at for r in submissions] == plugin.answered[:len(submissions)]
+    assert queue.last_submission == submissions[-1].submitted_at
+    assert last.number == 2

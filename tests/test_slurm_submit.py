@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,33 @@ def test_one_sbatch_array_with_the_queue_keys(confdir: ConfDir):
     assert env["APF_GTAG_BASE"].endswith("/SITE_Q") and "APF_WMS_SPOOLDIR" in env
     saved = (logdir / "4242.sbatch").read_text()
     assert "--array=0-199" in saved and "APF_WRAPPER_DIR=" in saved and "job array 4242" in saved
+
+
+def test_only_the_launcher_exists_when_sbatch_runs_and_its_answer_times_the_submission(confdir: ConfDir):
+    seen = []
+
+    def runner(argv, timeout, env=None, **kw):
+        logdir = Path(next(a for a in argv if a.startswith("--chdir="))[len("--chdir="):])
+        seen.append((sorted(p.name for p in logdir.iterdir()), time.time()))
+        return CommandResult(tuple(argv), 0, "77\n", "", 0.01, None)
+
+    plugin = make(confdir, runner)
+    result = plugin.submit(3)
+    # nothing is written between planning and sbatch: the description follows the answer
+    assert seen[0][0] == ["apf-slurm-launcher.sh"]
+    assert result.count == 3 and seen[0][1] <= result.accepted_at <= time.time()
+    logdir = next(confdir.logs.glob("*/SITE_Q"))
+    assert sorted(p.name for p in logdir.iterdir()) == ["77.sbatch", "apf-slurm-launcher.sh"]
+
+
+def test_prepare_makes_the_log_directory_and_launcher_of_a_later_day(confdir: ConfDir):
+    plugin = make(confdir, fake("1\n"))
+    later = time.time() + 3 * 86400
+    plugin.prepare(later)
+    launcher = confdir.logs / time.strftime("%Y-%m-%d", time.gmtime(later)) / "SITE_Q" / "apf-slurm-launcher.sh"
+    assert launcher.read_text() == LAUNCHER and os.access(launcher, os.X_OK)
+    plugin.prepare(later)  # again: unchanged, no error
+    assert sorted(p.name for p in launcher.parent.iterdir()) == ["apf-slurm-launcher.sh"]
 
 
 def test_no_partition_without_batchqueue_uses_the_cluster_default(confdir: ConfDir):

@@ -162,7 +162,19 @@ class Slurm(BatchSubmitPlugin):
         return "\n".join(lines) + "\n"
 
     # ------------------------------------------------------------ submit
+    def prepare(self, when: float) -> None:
+        """The log directory of a submission at ``when`` and its launcher, made before the cycle needs them."""
+        self._launcher(self.context.logdir(self.queue.name, when))
+
     def submit(self, n: int) -> SubmitResult:
+        """One ``sbatch --array``; its description is saved beside the logs once sbatch has answered.
+
+        Nothing but building the command line comes before sbatch (the day's log directory and
+        the launcher are ready from ``prepare``; here they are only checked): writing and
+        redacting the description cost as much as a fifth of sbatch's own time. It is written
+        afterwards, as ``<arrayjob>.sbatch`` or ``failed-*.sbatch``; a failed write is a message,
+        never a lost count (Slurm has the pilots by then).
+        """
         if n <= 0:
             return SubmitResult(0)
         note = ""
@@ -179,28 +191,29 @@ class Slurm(BatchSubmitPlugin):
             env = self.environment(logdir)
         except ValueError as exc:
             return SubmitResult(0, message=note, error=str(exc))
-        stamp = time.strftime("%H%M%S", time.gmtime()) + f"-{os.getpid()}-{time.monotonic_ns() % 10**6}"
-        pending_path = os.path.join(logdir, f"submit-{stamp}.sbatch")
-        with open(pending_path, "w") as handle:
-            handle.write(redact(self._describe(argv, env)))  # a record served under /logs/: no secret in it
         result = self._run(argv, env)
+        accepted = time.time()
         jobid = result.stdout.strip().split(";", 1)[0] if result.ok else ""
         if not result.ok or not jobid.isdigit():
             why = result.describe() if not result.ok else (
                 f"sbatch: unexpected output {result.stdout.strip()[:200]!r} "
                 f"(expected a job id){': ' + result.stderr.strip()[:300] if result.stderr.strip() else ''}")
-            with open(pending_path, "a") as handle:
-                handle.write(redact(f"# failed: {why}\n"))
-            os.replace(pending_path, os.path.join(logdir, f"failed-{stamp}.sbatch"))
-            return SubmitResult(0, message=note, error=why)
-        ids = [f"{jobid}_{task}" for task in range(n)]
-        try:  # Slurm has the pilots: a full disk here must not lose their count
-            with open(pending_path, "a") as handle:
-                handle.write(f"# submitted: job array {jobid}, tasks 0-{n - 1}\n")
-            os.replace(pending_path, os.path.join(logdir, f"{jobid}.sbatch"))
+            stamp = time.strftime("%H%M%S", time.gmtime()) + f"-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+            written = self._save(logdir, f"failed-{stamp}.sbatch", argv, env, f"# failed: {why}")
+            return SubmitResult(0, message="; ".join(filter(None, [note, written])), error=why)
+        prefix = f"{jobid}_"
+        ids = [prefix + str(task) for task in range(n)]
+        written = self._save(logdir, f"{jobid}.sbatch", argv, env, f"# submitted: job array {jobid}, tasks 0-{n - 1}")
+        return SubmitResult(n, ids, message="; ".join(filter(None, [note, written])), accepted_at=accepted)
+
+    def _save(self, logdir: str, name: str, argv: list[str], env: dict[str, str | None], outcome: str) -> str:
+        """Write a submission's description (redacted: it is served under /logs/); '' or why it was not."""
+        try:
+            with open(os.path.join(logdir, name), "w") as handle:
+                handle.write(redact(self._describe(argv, env, outcome)))
         except OSError as exc:
-            note = "; ".join(filter(None, [note, f"Slurm: {jobid}.sbatch not written ({exc})"]))
-        return SubmitResult(n, ids, message=note)
+            return f"Slurm: {name} not written ({exc})"
+        return ""
 
     # ------------------------------------------------------------ remove
     def _pending_ids(self, jobs: list[str] | None = None) -> tuple[list[tuple[float, int, str]], str | None]:
