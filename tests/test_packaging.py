@@ -280,6 +280,32 @@ def test_rpm_payload_runs_a_cycle_with_its_interpreter(rpms, target, tmp_path):
     assert "[DEMO]" not in (root / "etc/apf/queues.conf").read_text()
 
 
+def test_systemd_analyze_verify_finds_nothing_wrong_with_the_unit_as_installed(rpms, target, tmp_path):
+    """systemd-analyze verify on the unit the RPM installs, with the RPM's files as the system's: ExecStart's
+    command and the pages Documentation= names (man:autopyfactory(1), man:apf(1)) must be there."""
+    if not shutil.which("systemd-analyze"):
+        pytest.fail("systemd-analyze is missing: tests/services/systemd.sh installs it (make test runs it)")
+    root = unpack(rpms[target], tmp_path / "root")
+    assert (root / "usr/lib/systemd/system/autopyfactory.service").read_text() == \
+        (REPO / "etc/systemd/autopyfactory.service").read_text()
+    # what the OS brings besides the RPM: systemd's own units (the unit's dependencies), ExecReload's
+    # /bin/kill, and /bin -> usr/bin as on EL
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True, dirs_exist_ok=True)
+    shutil.copy2("/usr/bin/kill", root / "usr/bin/kill")
+    (root / "bin").symlink_to("usr/bin")
+
+    def verify(manpath: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(["systemd-analyze", "verify", f"--root={root}", "autopyfactory.service"],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "MANPATH": str(manpath)})
+
+    verified = verify(root / "usr/share/man")
+    assert verified.returncode == 0 and verified.stdout + verified.stderr == "", verified.stderr
+    # verify does look the pages up: without the RPM's it names both
+    missing = verify(tmp_path / "no-pages")
+    assert missing.returncode != 0
+    assert "'man autopyfactory(1)' failed" in missing.stderr and "'man apf(1)' failed" in missing.stderr, missing.stderr
+
+
 def test_logrotate_signals_instead_of_restarting():
     text = (REPO / "etc/logrotate.d/autopyfactory").read_text()
     assert "kill -USR2" in text and "HUP" not in text  # reopen the log, never reload the queues
