@@ -268,6 +268,11 @@ def _task_count(field: str, number: int) -> int:
         raise ValueError(f"squeue output line {number}: {exc}: ArrayTaskID {field[:100]!r}") from None
 
 
+def _running_id(fields: list[str]) -> str:
+    """The Slurm id of a running pilot's line (``<arrayjob>_<task>``, or ``<job>`` outside an array)."""
+    return f"{fields[1]}_{fields[2]}" if fields[2].isdigit() else fields[0]
+
+
 def pilot_state(line: SqueueLine) -> str:
     return slurm_pilot_state(line.state, line.exitcode)
 
@@ -405,7 +410,8 @@ class Slurm(BatchStatusPlugin):
                 # most lines: this factory's pending and running pilots, only counted
                 tally.mine(tag[2], state, _task_count(fields[2], number),
                            held=state == "pending" and (fields[8] in HELD_REASONS or slurm_state in HELD_STATES),
-                           exiting=slurm_state in EXITING_STATES, reason=waiting_reason(fields[8]))
+                           exiting=slurm_state in EXITING_STATES, reason=waiting_reason(fields[8]),
+                           jobid=_running_id(fields) if state == "running" else "")
                 if state == "running":
                     tally.waited(tag[2], times(fields[4]), times(fields[5]), now, REMEMBER_FINISHED)
                 continue
@@ -439,7 +445,8 @@ class Slurm(BatchStatusPlugin):
                 if state in LIVE_STATES:
                     tally.mine(line.queue, state, line.count,
                                held=state == "pending" and (line.reason in HELD_REASONS or line.state in HELD_STATES),
-                               exiting=line.state in EXITING_STATES, reason=waiting_reason(line.reason))
+                               exiting=line.state in EXITING_STATES, reason=waiting_reason(line.reason),
+                               jobid=line.ids[0] if state == "running" and line.count == 1 else "")
                 elif line.end is not None:
                     tally.waited(line.queue, line.submit, line.start, now, REMEMBER_FINISHED)
                     for jobid in line.ids:
