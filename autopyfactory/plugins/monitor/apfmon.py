@@ -121,7 +121,7 @@ class APFMon(MonitorPlugin):
     keys = {
         "monitorURL": Key("str", required=True, help="base URL of the APFMon REST API"),
         "apfmon.timeout": Key("float", 10.0, min=0.1, help="seconds per request"),
-        "apfmon.maxqueued": Key("int", 1000, min=1, help="calls waiting to be sent, at most"),
+        "apfmon.maxqueued": Key("int", 1000, min=1, help="items (calls, batch answers) waiting to be sent, at most"),
     }
 
     def __init__(self, section: Section, context: FactoryContext):
@@ -158,7 +158,7 @@ class APFMon(MonitorPlugin):
         self._abandon.set()
         left = self.calls.qsize()
         if left:
-            log.warning("monitor %s: %d call(s) to %s not sent at stop", self.section.name, left, self.url)
+            log.warning("monitor %s: %d item(s) for %s not sent at stop", self.section.name, left, self.url)
 
     def cycle_done(self, queue: QueueConfig, record: CycleRecord) -> None:
         if not self._registered and time.time() - self._last_registration > REREGISTER_AFTER:
@@ -246,7 +246,7 @@ class APFMon(MonitorPlugin):
         reachable = True
         for cid, steps, final in todo:
             if reachable and not self._abandon.is_set():
-                reachable = self._advance(session, label, cid, steps, states)
+                reachable = self._advance(session, cid, steps, states)
             if not reachable or self._abandon.is_set():
                 break  # what is left is tried again from the next answer
             if final:
@@ -255,8 +255,8 @@ class APFMon(MonitorPlugin):
         self._ended[label] = ended
         self._bound(states)
 
-    def _advance(self, session: requests.Session, label: str, cid: str,
-                 steps: list[tuple[str, dict[str, str]]], states: dict[str, str]) -> bool:
+    def _advance(self, session: requests.Session, cid: str, steps: list[tuple[str, dict[str, str]]],
+                 states: dict[str, str]) -> bool:
         """Send the ``steps`` beyond the pilot's last state sent; False if APFMon could not be reached."""
         current = states.get(cid, "created")  # a pilot this monitor did not announce: APFMon may know it
         path = f"/jobs/{self.context.factory_id}:{cid}"
