@@ -268,11 +268,6 @@ def _task_count(field: str, number: int) -> int:
         raise ValueError(f"squeue output line {number}: {exc}: ArrayTaskID {field[:100]!r}") from None
 
 
-def _running_id(fields: list[str]) -> str:
-    """The Slurm id of a running pilot's line (``<arrayjob>_<task>``, or ``<job>`` outside an array)."""
-    return f"{fields[1]}_{fields[2]}" if fields[2].isdigit() else fields[0]
-
-
 def pilot_state(line: SqueueLine) -> str:
     return slurm_pilot_state(line.state, line.exitcode)
 
@@ -408,12 +403,16 @@ class Slurm(BatchStatusPlugin):
                 continue
             if tag[0] == factory and state in LIVE_STATES:
                 # most lines: this factory's pending and running pilots, only counted
+                exiting = slurm_state in EXITING_STATES
                 tally.mine(tag[2], state, _task_count(fields[2], number),
                            held=state == "pending" and (fields[8] in HELD_REASONS or slurm_state in HELD_STATES),
-                           exiting=slurm_state in EXITING_STATES, reason=waiting_reason(fields[8]),
-                           jobid=_running_id(fields) if state == "running" else "")
+                           exiting=exiting, reason=waiting_reason(fields[8]))
                 if state == "running":
                     tally.waited(tag[2], times(fields[4]), times(fields[5]), now, REMEMBER_FINISHED)
+                    # by its Slurm id, for APFMon: <arrayjob>_<task>, or <job> outside an array
+                    task = fields[2]
+                    tally.active[tag[2]][fields[1] + "_" + task if task.isdigit() else fields[0]] = (
+                        "exiting" if exiting else "running")
                 continue
             if tag[0] == factory and state is not None and fields[2].isdigit():
                 # a finished pilot seen in an earlier poll: an end does not change, nothing to parse again
