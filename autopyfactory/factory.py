@@ -497,10 +497,13 @@ class Factory:
 
     # ------------------------------------------------------------ hooks
     def _tell_monitors(self, queue: APFQueue, record: CycleRecord) -> None:
+        batch = queue.batch_seen
         for section in queue.config.values.get("monitorsection", []):
             monitor = self.monitors.get(section)
             if monitor is not None:
                 monitor.cycle_done(queue.config, record)
+                if batch is not None:
+                    monitor.pilots_seen(queue.config, batch)
 
     def summary(self) -> dict:
         last = max((r.started for q in self.queues.values() if (r := q.last_record)), default=None)

@@ -97,7 +97,10 @@ class BatchQueueInfo:
     seconds each waited in the batch queue (start - submit time); empty when
     the batch system does not say. ``reasons`` counts the pending pilots (held
     ones included) by why they wait, as the batch system says it (Slurm's
-    Reason, HTCondor's HoldReason for held pilots).
+    Reason, HTCondor's HoldReason for held pilots). ``active`` names this
+    queue's pilots running now by batch id: ``running``, or ``exiting`` for
+    those on their way out (pending ones are left out; empty when the plugin
+    does not say): what APFMon is told of each pilot (docs/monitoring.md).
     """
 
     pending: int = 0
@@ -112,12 +115,13 @@ class BatchQueueInfo:
     peers: dict[str, dict[str, int]] = field(default_factory=dict)
     queue_waits: tuple[float, ...] = ()
     reasons: dict[str, int] = field(default_factory=dict)
+    active: dict[str, str] = field(default_factory=dict)  # batch id -> running | exiting
 
     def to_dict(self) -> dict:
-        """The counts and peers (not ``finished`` nor ``queue_waits``). Every cycle record holds one: no deep copy of
+        """The counts and peers (not ``finished``, ``queue_waits`` nor ``active``). Every cycle record holds one: no deep copy of
         the finished pilots only to drop them (that was 90 % of a cycle's CPU with 40 per queue)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in ("finished", "peers", "queue_waits", "reasons")}
+                if f.name not in ("finished", "peers", "queue_waits", "reasons", "active")}
         data["peers"] = {name: dict(counts) for name, counts in self.peers.items()}
         data["reasons"] = dict(self.reasons)
         return data
@@ -182,6 +186,9 @@ def check_batch(info) -> str:
     if not isinstance(info.reasons, dict) or len(info.reasons) > MAX_REASONS + 1 or any(
             not isinstance(reason, str) or _bad_count(count) for reason, count in info.reasons.items()):
         return f"reasons is not {{reason: count}} with at most {MAX_REASONS + 1} reasons"
+    if not isinstance(info.active, dict) or any(
+            not isinstance(jobid, str) or state not in ("running", "exiting") for jobid, state in info.active.items()):
+        return "active is not {batch id: running | exiting}"
     for factory, counts in info.peers.items():
         if (not isinstance(factory, str) or not isinstance(counts, dict)
                 or any(_bad_count(counts.get(k, 0)) for k in ("pending", "running"))

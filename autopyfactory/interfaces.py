@@ -264,6 +264,10 @@ class MonitorPlugin(Plugin, ABC):
     @abstractmethod
     def cycle_done(self, queue: QueueConfig, record: CycleRecord) -> None: ...
 
+    def pilots_seen(self, queue: QueueConfig, batch: BatchQueueInfo) -> None:
+        """After ``cycle_done``: the batch answer that cycle planned from, whose ``active`` and
+        ``finished`` tell each pilot's state (the same answer may come again; it is never changed)."""
+
 
 # ---------------------------------------------------------------- credentials
 

@@ -139,17 +139,20 @@ class LocalBatch:
         now = time.time()
         counts = {q: {"pending": 0, "running": 0, "done": 0, "fault": 0} for q in queues}
         finished: dict[str, list[FinishedPilot]] = {q: [] for q in queues}
+        active: dict[str, dict[str, str]] = {q: {} for q in queues}
         with self._lock:
             for pilot in self._pilots.values():
                 if pilot.queue in counts and pilot.factory == factory:
                     counts[pilot.queue][pilot.state] += 1
+                    if pilot.state == "running":
+                        active[pilot.queue][pilot.jobid] = "running"
             for queue in queues:
                 for pilot in self._finished.get(queue, ()):
                     if pilot.factory == factory and now - pilot.end <= REMEMBER_FINISHED:
                         if pilot.state in ("done", "fault"):
                             counts[queue][pilot.state] += 1
                         finished[queue].append(pilot)
-        return {q: BatchQueueInfo(finished=tuple(finished[q]), **counts[q]) for q in queues}
+        return {q: BatchQueueInfo(finished=tuple(finished[q]), active=active[q], **counts[q]) for q in queues}
 
     def close(self, grace: float = STOP_GRACE) -> None:
         """The factory stops, and this batch system with it: every pilot ends and is accounted for.

@@ -257,6 +257,8 @@ class APFQueue:
         self._history_sorted: list[FinishedPilot] | None = None  # its pilots latest first; None = to sort again
         self._history_lock = threading.Lock()  # the queue's thread and the web server's read it
         self._ended_seen: BatchQueueInfo | None = None  # the batch answer whose finished pilots the ledger saw
+        # the batch answer the latest cycle planned from (None while unknown): monitors read each pilot's state in it
+        self.batch_seen: BatchQueueInfo | None = None
         self._dicts: dict[type, tuple[object, dict]] = {}  # status answer -> its dict in the latest record
         # pilots submitted and not seen end (safety invariant 8, autopyfactory/ledger.py)
         self.ledger = Ledger(float(config.values.get("apfqueue.ledger.maxage", 6 * 3600.0)))
@@ -485,6 +487,7 @@ class APFQueue:
         record.wms = self._as_dict(wms)
         record.batch = self._as_dict(batch)
         record.batch_time = batch_taken
+        self.batch_seen = batch
         if batch is not None:  # invariant 8: the factory's own ledger is a floor under the batch answer
             if batch is not self._ended_seen:  # once per answer: the same answer ends nothing new
                 self.ledger.ended(p.jobid for p in batch.finished)

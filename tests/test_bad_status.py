@@ -25,6 +25,7 @@ ANSWERS = {
     "FLOAT": BatchQueueInfo(pending=2.5),
     "PEERS": BatchQueueInfo(peers={"other": {"pending": -7}}),
     "ENDS": BatchQueueInfo(finished=(FinishedPilot("1.0", None, math.nan),)),
+    "ACTIVE": BatchQueueInfo(running=1, active={"1.0": "sleeping"}),
     "DICT": {"pending": 0, "running": 0},
 }
 
@@ -45,6 +46,7 @@ EXPECTED = {
     "FLOAT": "pending = 2.5, not a whole number",
     "PEERS": "peers entry 'other' is not",
     "ENDS": "finished is not a list of FinishedPilot",
+    "ACTIVE": "active is not {batch id: running | exiting}",
     "DICT": "status is dict, not BatchQueueInfo",
 }
 

@@ -100,6 +100,7 @@ def test_pilots_leaving_the_queue_are_running_and_shown_as_exiting(condor_pool: 
     q1 = plugin(condor_pool, ScheddDouble(jobs, history), {"q1": "W1"}).poll(["q1"])["q1"]
     assert (q1.pending, q1.running, q1.exiting) == (1, 3, 2)
     assert {p.jobid: p.state for p in q1.finished} == {"1.3": "removed", "0.0": "done"}
+    assert q1.active == {"1.0": "running", "1.1": "exiting", "1.2": "exiting"}  # by batch id, for APFMon
 
 
 def test_constraint_keeps_out_other_jobs(condor_pool: CondorPool):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -21,11 +22,16 @@ INIT = REPO / "etc" / "init.d" / "autopyfactory"
 # what each target OS (BaseOS + AppStream, no EPEL) provides that the RPM may require
 ARCH = os.uname().machine
 TARGETS = {
-    # EL9's RPM bundles the HTCondor bindings: their libraries need glibc, libstdc++ and zlib
-    "el9": {"python(abi) = 3.11", "/usr/bin/python3.11", "/bin/sh", "logrotate", "shadow-utils",
-            f"glibc({ARCH.replace('_', '-')})", f"libstdc++({ARCH.replace('_', '-')})", f"zlib({ARCH.replace('_', '-')})"},
+    "el9": {"python(abi) = 3.11", "/usr/bin/python3.11", "/bin/sh", "logrotate", "shadow-utils"},
     "el10": {"python(abi) = 3.12", "/usr/bin/python3.12", "/bin/sh", "logrotate", "shadow-utils"},
 }
+# EL9's RPM bundles the HTCondor bindings: the OS libraries they link (rpm generates soname requires; the
+# copies auditwheel renamed are the RPM's own), with the newest symbol version EL9 has of each family
+# (glibc 2.34, GCC 11's libstdc++ and libgcc_s, zlib 1.2.11); glibc also provides rtld(GNU_HASH)
+EL9_SONAMES = {"libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "libresolv.so.2", "librt.so.1",
+               {"x86_64": "ld-linux-x86-64.so.2", "aarch64": "ld-linux-aarch64.so.1"}.get(ARCH, "ld-linux.so.2"),
+               "libstdc++.so.6", "libgcc_s.so.1", "libz.so.1"}
+EL9_NEWEST = {"GLIBC": (2, 34), "GLIBCXX": (3, 4, 29), "CXXABI": (1, 3, 13), "GCC": (7, 0, 0), "ZLIB": (1, 2, 11)}
 INTERPRETER = {"el9": "/usr/bin/python3.11", "el10": "/usr/bin/python3.12"}
 # where each target's HTCondor bindings come from: bundled in the RPM, or HTCondor's python3-condor
 CONDOR_BUNDLED = {"el9": True, "el10": False}
@@ -85,7 +91,22 @@ def test_rpm_replaces_the_apf24_packages(rpm_file):
 def test_rpm_requires_only_what_the_target_os_provides(rpm_file, target):
     requires = {line.strip() for line in query(rpm_file, "--requires").splitlines()}
     requires = {r for r in requires if not r.startswith(("rpmlib(", "config(autopyfactory)"))}
+    libraries = {r for r in requires if re.fullmatch(r"\S+\.so[.\d]*\(\S*\)(\(64bit\))?|rtld\(GNU_HASH\)", r)}
+    requires -= libraries
     assert requires <= TARGETS[target], sorted(requires - TARGETS[target])
+    if CONDOR_BUNDLED[target]:
+        # generated from the bindings' libraries (not named by package: rpmlint's explicit-lib-dependency)
+        libraries.discard("rtld(GNU_HASH)")
+        sonames = {r.split("(")[0] for r in libraries}
+        assert sonames <= EL9_SONAMES, sorted(sonames - EL9_SONAMES)
+        assert {"libc.so.6", "libstdc++.so.6", "libgcc_s.so.1", "libz.so.1"} <= sonames
+        for library in libraries:
+            version = library.split("(")[1].rstrip(")")
+            if version:
+                family, _, number = version.rpartition("_")
+                assert tuple(map(int, number.split("."))) <= EL9_NEWEST[family], library
+    else:
+        assert libraries == set()  # pure python
     assert f"python(abi) = {INTERPRETER[target][-4:]}" in requires
     # what it bundles instead, one Provides per line of rpm/bundled.txt
     bundled = {line.split("==")[0]: line.split("==")[1] for line in
@@ -151,6 +172,58 @@ def test_bundled_library_files_are_not_executable(rpm_file):
                                                                        if modes[f] != "-rw-r--r--"][:5]
 
 
+def test_bundled_library_modules_have_no_shebang(rpms, target, tmp_path):
+    """Modules of the bundled libraries are not scripts: a shebang would ask for an exec bit (rpmlint's
+    non-executable-script on prometheus_client, requests/certs.py and htcondor2's _utils before)."""
+    root = unpack(rpms[target], tmp_path / "root")
+    modules = [p for d in ("usr/share/autopyfactory/bundled", "usr/lib64/autopyfactory/bundled")
+               for p in (root / d).rglob("*.py")]
+    assert len(modules) > 100
+    assert [str(p.relative_to(root)) for p in modules if p.read_bytes().startswith(b"#!")] == []
+
+
+RPMLINT_CONFIG = REPO / "rpm/rpmlint.toml"
+RPMLINTRC = REPO / "rpm/autopyfactory.rpmlintrc"
+
+
+def rpmlint(*args: str) -> subprocess.CompletedProcess:
+    if not shutil.which("rpmlint"):
+        pytest.fail("rpmlint is missing: tests/services/rpm.sh installs it (make test runs it)")
+    # EL's settings from rpm/rpmlint.toml and nothing of the host's own /etc/xdg/rpmlint
+    return subprocess.run(["rpmlint", "-c", str(RPMLINT_CONFIG), *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "CONFIG_DISABLE_AUTOLOADING": "1"})
+
+
+def test_rpmlint_reports_only_what_the_allow_list_explains(rpms):
+    """rpmlint on both RPMs: each message is on rpm/autopyfactory.rpmlintrc (with its reason) and each
+    entry there is still needed; everything else is fixed in the spec."""
+    text = RPMLINTRC.read_text()
+    allowed = re.findall(r'^addFilter\("(.*)"\)$', text, re.M)
+    assert allowed and len(allowed) <= 12, "the allow-list is meant to be short"
+    for block in text.split("\n\n"):
+        if "addFilter(" in block:
+            assert block.lstrip().startswith("#"), f"an entry without its reason: {block}"
+    reported = []
+    for rpm_file in rpms.values():
+        raw = rpmlint(str(rpm_file))
+        messages = re.findall(r"^autopyfactory\.\S+: [EW]: .*$", raw.stdout, re.M)
+        assert messages or "0 errors, 0 warnings" in raw.stdout, raw.stdout + raw.stderr
+        reported += messages
+    unexplained = [m for m in reported if not any(re.search(f, m) for f in allowed)]
+    assert unexplained == []
+    unneeded = [f for f in allowed if not any(re.search(f, m) for m in reported)]
+    assert unneeded == []
+    # rpmlint itself, with the allow-list: nothing left, for each RPM
+    for target, rpm_file in rpms.items():
+        linted = rpmlint("-r", str(RPMLINTRC), "--ignore-unused-rpmlintrc", str(rpm_file))
+        assert linted.returncode == 0 and " 0 errors, 0 warnings" in linted.stdout, (target, linted.stdout)
+    # what the entry for rpmlint 2.4.0's man page bug leaves to this test: a page for every command
+    for rpm_file in rpms.values():
+        files = set(query(rpm_file, "-l").split())
+        commands = [f.rsplit("/", 1)[1] for f in files if f.startswith("/usr/bin/")]
+        assert commands and all(f"/usr/share/man/man1/{c}.1.gz" in files for c in commands), commands
+
+
 def test_rpm_config_files_are_noreplace(rpm_file):
     flags = {}
     for line in query(rpm_file, "--qf", "[%{FILENAMES} %{FILEFLAGS:fflags}\n]").splitlines():
@@ -205,6 +278,32 @@ def test_rpm_payload_runs_a_cycle_with_its_interpreter(rpms, target, tmp_path):
     # the shipped factory.conf is the one in etc/apf, and the daemon refuses it until it is edited
     assert (root / "etc/apf/factory.conf").read_text() == (REPO / "etc/apf/factory.conf").read_text()
     assert "[DEMO]" not in (root / "etc/apf/queues.conf").read_text()
+
+
+def test_systemd_analyze_verify_finds_nothing_wrong_with_the_unit_as_installed(rpms, target, tmp_path):
+    """systemd-analyze verify on the unit the RPM installs, with the RPM's files as the system's: ExecStart's
+    command and the pages Documentation= names (man:autopyfactory(1), man:apf(1)) must be there."""
+    if not shutil.which("systemd-analyze"):
+        pytest.fail("systemd-analyze is missing: tests/services/systemd.sh installs it (make test runs it)")
+    root = unpack(rpms[target], tmp_path / "root")
+    assert (root / "usr/lib/systemd/system/autopyfactory.service").read_text() == \
+        (REPO / "etc/systemd/autopyfactory.service").read_text()
+    # what the OS brings besides the RPM: systemd's own units (the unit's dependencies), ExecReload's
+    # /bin/kill, and /bin -> usr/bin as on EL
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True, dirs_exist_ok=True)
+    shutil.copy2("/usr/bin/kill", root / "usr/bin/kill")
+    (root / "bin").symlink_to("usr/bin")
+
+    def verify(manpath: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(["systemd-analyze", "verify", f"--root={root}", "autopyfactory.service"],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "MANPATH": str(manpath)})
+
+    verified = verify(root / "usr/share/man")
+    assert verified.returncode == 0 and verified.stdout + verified.stderr == "", verified.stderr
+    # verify does look the pages up: without the RPM's it names both
+    missing = verify(tmp_path / "no-pages")
+    assert missing.returncode != 0
+    assert "'man autopyfactory(1)' failed" in missing.stderr and "'man apf(1)' failed" in missing.stderr, missing.stderr
 
 
 def test_logrotate_signals_instead_of_restarting():

@@ -209,6 +209,9 @@ def test_completing_pilots_are_running_and_shown_as_exiting():
     assert (q1.pending, q1.running, q1.exiting, q1.done, q1.fault) == (1, 4, 3, 0, 0)
     assert q1.to_dict()["exiting"] == 3
     assert q1.peers["fac-B"]["running"] == 1  # a peer's exiting pilot is not ours
+    # each running pilot by its Slurm id, exiting ones apart (what APFMon is told); pending ones and peers not
+    assert q1.active == {"50_0": "running", "50_1": "exiting", "50_2": "exiting", "60": "exiting"}
+    assert "active" not in q1.to_dict()  # not in every cycle record
 
 
 def test_no_exiting_pilots_is_zero():

@@ -32,18 +32,22 @@ class Tally:
         self.peers: dict[str, dict[str, dict[str, float]]] = {}  # wmsqueue -> factory -> counts
         self.waits: dict[str, list[float]] = {q: [] for q in wms_of}  # queue waits of recently started pilots
         self.reasons: dict[str, dict[str, int]] = {q: {} for q in wms_of}  # why pending pilots wait
+        self.active: dict[str, dict[str, str]] = {q: {} for q in wms_of}  # running pilots: batch id -> state
 
     def mine(self, queue: str, state: str, count: int = 1, held: bool = False, exiting: bool = False,
-             reason: str = "") -> None:
+             reason: str = "", jobid: str = "") -> None:
         """``count`` pilots of this factory's ``queue`` in a live ``state`` (pending or running);
         ``held`` ones are counted in pending too, ``exiting`` ones (ending, still there) in running;
-        ``reason``: why pending ones wait, as the batch system says it."""
+        ``reason``: why pending ones wait, as the batch system says it; ``jobid``: the batch id of a
+        running pilot (``BatchQueueInfo.active``, what APFMon is told)."""
         bucket = self.counts[queue]
         bucket[state] += count
         if held:
             bucket["held"] += count
         if exiting:
             bucket["exiting"] += count
+        if jobid and state == "running":
+            self.active[queue][jobid] = "exiting" if exiting else "running"
         if reason and state == "pending":
             reasons = self.reasons[queue]
             if reason not in reasons and len(reasons) >= MAX_REASONS:
@@ -79,5 +83,6 @@ class Tally:
                 empty=sum(1 for p in ended if p.state == "empty"),
                 finished=ended, peers={f: dict(v) for f, v in self.peers.get(wmsqueue, {}).items()},
                 queue_waits=tuple(self.waits[queue]), reasons=self.reasons[queue],
+                active=self.active[queue],
             )
         return answer

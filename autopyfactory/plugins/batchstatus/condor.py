@@ -267,7 +267,8 @@ class Condor(BatchStatusPlugin):
                         if source == "queue":
                             held = int(ad.get("JobStatus") or 0) == HELD
                             tally.mine(queue, state, held=held, exiting=leaving(ad),
-                                       reason=str(ad.get("HoldReason") or "") if held else "")
+                                       reason=str(ad.get("HoldReason") or "") if held else "",
+                                       jobid=f"{ad.get('ClusterId')}.{ad.get('ProcId')}" if state == "running" else "")
                         continue
                     pilot = finished_pilot(ad, fid)
                     if now - pilot.end <= HISTORY_WINDOW:
