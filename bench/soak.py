@@ -400,8 +400,12 @@ def run(minutes: float, out: Path, setup: Setup) -> int:
                         requests.get(api + path, timeout=60).raise_for_status()
                         calls["api"] += 1
                     for action in ("pause", "resume"):
-                        requests.post(f"{api}/api/v1/admin/queues/{name}/{action}", headers=auth,
-                                      timeout=60).raise_for_status()
+                        url = f"{api}/api/v1/admin/queues/{name}/{action}"
+                        answer = requests.post(url, headers=auth, timeout=60)
+                        if answer.status_code == 503 and "Retry-After" in answer.headers:  # starting: as a script would
+                            time.sleep(min(float(answer.headers["Retry-After"]), 30))
+                            answer = requests.post(url, headers=auth, timeout=60)
+                        answer.raise_for_status()
                         calls["admin"] += 1
                     next_admin += 20.0
                 if t >= next_reload:

@@ -404,6 +404,10 @@ class AdminAPI:
     def hold(self, environ: dict, name: str, mode: str | None) -> Answer:
         """Pause or drain the queue (``mode``), or resume it (None)."""
         queue = self.factory.queues.get(name)
+        if queue is None and name in self.factory.config.enabled_queues and name not in self.factory.config.invalid:
+            # configured, not started yet (the web answers while the queues start, e.g. right after a restart)
+            return Answer(503, {"error": f"queue {name!r} is starting; retry in a few seconds"},
+                          "queue starting", name, headers=[("Retry-After", "5")])
         if queue is None:
             return Answer(404, {"error": f"no queue {name!r}", "queues": sorted(self.factory.queues)},
                           "no such queue", name)
