@@ -403,16 +403,14 @@ class Slurm(BatchStatusPlugin):
                 continue
             if tag[0] == factory and state in LIVE_STATES:
                 # most lines: this factory's pending and running pilots, only counted
-                exiting = slurm_state in EXITING_STATES
+                running = state == "running"
+                # a running pilot by its Slurm id, for APFMon: <arrayjob>_<task>, or <job> outside an array
+                jobid = (fields[1] + "_" + fields[2] if fields[2].isdigit() else fields[0]) if running else ""
                 tally.mine(tag[2], state, _task_count(fields[2], number),
                            held=state == "pending" and (fields[8] in HELD_REASONS or slurm_state in HELD_STATES),
-                           exiting=exiting, reason=waiting_reason(fields[8]))
-                if state == "running":
+                           exiting=slurm_state in EXITING_STATES, reason=waiting_reason(fields[8]), jobid=jobid)
+                if running:
                     tally.waited(tag[2], times(fields[4]), times(fields[5]), now, REMEMBER_FINISHED)
-                    # by its Slurm id, for APFMon: <arrayjob>_<task>, or <job> outside an array
-                    task = fields[2]
-                    tally.active[tag[2]][fields[1] + "_" + task if task.isdigit() else fields[0]] = (
-                        "exiting" if exiting else "running")
                 continue
             if tag[0] == factory and state is not None and fields[2].isdigit():
                 # a finished pilot seen in an earlier poll: an end does not change, nothing to parse again
