@@ -37,7 +37,13 @@ system's own account. At the end the factory's record (store ``submissions``)
 must equal it: a job in Slurm the factory did not record is *lost*, one recorded
 but never in Slurm is a *phantom*, one recorded twice is *doubled*. (``sacct``
 would be the usual account, but the test cluster runs without accounting
-storage.) Growth is judged per daemon life, after ``LIFE_WARMUP`` seconds of each.
+storage.) Growth is judged per daemon life, after ``LIFE_WARMUP`` seconds of each
+and once the queues' window of finished pilots (``FINISHED_WINDOW``, one hour, read
+back from the store at every restart) has filled: RSS by the peak of each
+``memory.TRIM_EVERY`` period (the daemon gives free pages back every 5 minutes, a
+sawtooth of a few MB), its slope *within* lives (one intercept per life, so a
+restart's drop is not read as a fall nor a later life's higher level as a rise) and
+*across* lives (each life's peak), both at most the same 1 MB per 10 minutes.
 """
 
 from __future__ import annotations
@@ -59,8 +65,8 @@ from pathlib import Path
 
 import requests
 
-from autopyfactory import localbatch
-from autopyfactory.queue import KEEP_RECORDS
+from autopyfactory import localbatch, memory
+from autopyfactory.queue import FINISHED_WINDOW, KEEP_RECORDS
 from bench.common import REPO, factory_id, machine, section, write_config
 from tests.panda_double import PandaDouble
 from tests.waiting import stop_process, wait_for
@@ -81,7 +87,8 @@ RELOAD_EVERY = 150.0
 SLURM_QUEUES = 500
 SLURM_SLEEP = 60  # apfqueue.sleep on Slurm: one sbatch per submitting queue per cycle on a shared cluster
 KILL_EVERY_MIN = 20.0
-LIFE_WARMUP = 120.0  # seconds of each daemon life left out of the growth checks (Slurm mode)
+LIFE_WARMUP = 300.0  # seconds of each daemon life left out of the growth checks (Slurm mode): it reads its
+# pilots and the last hour of finished ones back, and RSS settles within about 4 minutes
 ACCOUNT_EVERY = 60.0  # squeue -t all: less than MinJobAge (300 s), so every job is seen once at least
 
 PILOT = """#!/bin/sh
@@ -186,6 +193,44 @@ def slope_per_10min(points: list[tuple[float, float]]) -> float:
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     var = sum((x - mx) ** 2 for x in xs)
     return 0.0 if var == 0 else sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var * 600
+
+
+def rss_growth_per_life(samples: list[dict], life_warmup: float, run_warmup: float,
+                        period: float) -> dict:
+    """RSS growth of a run with restarts, in MB per 10 minutes: ``within`` lives and ``across`` them.
+
+    Only samples at least ``life_warmup`` into their life and ``run_warmup`` into the run count.
+    Each life's samples are cut into ``period``-long bins (the trim period) and a bin is
+    represented by its peak, so the trim sawtooth is not read as growth or fall. ``within``
+    is the slope of those peaks with one intercept per life (a leak in a running daemon);
+    ``across`` the slope of each life's highest peak over the lives' start (state that
+    survives a restart, e.g. the store).
+    """
+    lives: list[list[dict]] = []
+    for s in samples:
+        if not lives or s["life_t"] < lives[-1][-1]["life_t"]:
+            lives.append([])
+        lives[-1].append(s)
+    within: list[tuple[float, float]] = []  # (t, rss) less the life's means
+    across: list[tuple[float, float]] = []
+    for life in lives:
+        bins: dict[int, tuple[float, float]] = {}
+        for s in life:
+            if s["life_t"] >= life_warmup and s["t"] >= run_warmup:
+                key = int((s["life_t"] - life_warmup) // period)
+                if key not in bins or s["rss_mb"] > bins[key][1]:
+                    bins[key] = (s["t"], s["rss_mb"])
+        peaks = list(bins.values())
+        if not peaks:
+            continue
+        across.append((life[0]["t"] - life[0]["life_t"], max(p[1] for p in peaks)))
+        if len(peaks) >= 2:
+            mt, mr = statistics.fmean(p[0] for p in peaks), statistics.fmean(p[1] for p in peaks)
+            within.extend((t - mt, r - mr) for t, r in peaks)
+    var = sum(t * t for t, _ in within)
+    return {"within": round(sum(t * r for t, r in within) / var * 600, 3) if var else 0.0,
+            "across": round(slope_per_10min(across), 3), "lives_judged": len(across),
+            "bins_judged": len(within)}
 
 
 def check_cycles(store: Path, queues: int, slurm: bool = False) -> tuple[dict, list[str]]:
@@ -473,7 +518,15 @@ def run(minutes: float, out: Path, setup: Setup) -> int:
         "max_cycle_lag_s": max((lag["max_lag"] or 0 for lag in lags if lag["t"] >= warmup), default=None),
     }
     growth = []
-    if trend["rss_slope_mb_per_10min"] > RSS_SLOPE_LIMIT_MB_PER_10MIN:
+    if setup.kill_every:
+        per_life = rss_growth_per_life(samples, warmup, 1.1 * FINISHED_WINDOW, memory.TRIM_EVERY)
+        trend["rss_per_life"] = per_life
+        if per_life["lives_judged"] < 2:
+            growth.append(f"too short to judge RSS: {per_life['lives_judged']} life after the first hour")
+        for where in ("within", "across"):
+            if per_life[where] > RSS_SLOPE_LIMIT_MB_PER_10MIN:
+                growth.append(f"RSS grows {per_life[where]} MB per 10 minutes {where} lives after warm-up")
+    elif trend["rss_slope_mb_per_10min"] > RSS_SLOPE_LIMIT_MB_PER_10MIN:
         growth.append(f"RSS grows {trend['rss_slope_mb_per_10min']} MB per 10 minutes after warm-up")
     if early and trend["threads_late_median"] > trend["threads_early_median"] + THREAD_TOLERANCE:
         growth.append(f"threads grow: {trend['threads_early_median']} -> {trend['threads_late_median']}")

@@ -78,3 +78,42 @@ def test_page_benchmark_smoke():
     # (a queue's own page carries its history charts: it may well outweigh a 5-queue status page)
     assert result["queues"] == 5 and result["page_bytes"] > 0 and result["queue_page_bytes"] > 0
     assert result["page"] > 0 and result["json"] > 0
+
+
+def soak_samples(lives: int, life_s: float, level, leak_per_10min: float = 0.0) -> list[dict]:
+    """RSS samples of a soak with a restart every ``life_s``: each life rises to ``level(t)`` in
+    4 minutes, then a 5-minute trim sawtooth of 6 MB, plus ``leak_per_10min`` while it runs."""
+    samples = []
+    for life in range(lives):
+        start = life * life_s
+        for life_t in range(0, int(life_s), 10):
+            t = start + life_t
+            rise = min(1.0, life_t / 240)
+            saw = 6.0 * ((life_t % 300) < 20) if life_t >= 300 else 0.0
+            rss = 47 + (level(t) - 47) * rise - saw + leak_per_10min * life_t / 600
+            samples.append({"t": float(t), "life_t": float(life_t), "rss_mb": rss})
+    return samples
+
+
+def test_soak_judges_rss_per_life_after_the_finished_window_fills():
+    """The 2-hour Slurm soak said "RSS grows 3.1 MB per 10 minutes" of a daemon whose every life after
+    the first hour settled at the same 120 MB: one slope over all lives read the first hour's filling
+    window (each restart reads the last hour back) and the restarts' drops as growth."""
+    from bench.soak import rss_growth_per_life, slope_per_10min
+
+    def filling(t):  # the level a life settles to: grows while the one-hour window fills, then flat
+        return 75 + 45 * min(1.0, t / 3600)
+
+    flat = soak_samples(6, 1200, filling)
+    after = [s for s in flat if s["life_t"] >= 120]
+    assert slope_per_10min([(s["t"], s["rss_mb"]) for s in after]) > 1.0  # the old judgement: FAILED
+    judged = rss_growth_per_life(flat, 300, 3960, 300)
+    assert abs(judged["within"]) < 0.2 and abs(judged["across"]) < 0.2 and judged["lives_judged"] >= 3
+
+    leaking = rss_growth_per_life(soak_samples(6, 1200, filling, leak_per_10min=2.0), 300, 3960, 300)
+    assert 1.5 < leaking["within"] < 2.5  # a leak in a running daemon: each life climbs
+
+    def growing(t):  # state that survives restarts keeps growing: each life settles higher
+        return 75 + 45 * min(1.0, t / 3600) + 3 * t / 600
+
+    assert rss_growth_per_life(soak_samples(6, 1200, growing), 300, 3960, 300)["across"] > 1.0
