@@ -347,7 +347,7 @@ def render(data: dict) -> str:
         "### Every policy at the same limits (100 pending, 50 a cycle)",
         "",
         "The caps are applied after every policy's own decision, so no rule gains from looser limits "
-        "(recommended's own limits are these already).",
+        "(apf-default's own limits are these already; recommended's differ only by 100 a cycle).",
         "",
         *summary(rows, "same", BUILTIN),
         "",
