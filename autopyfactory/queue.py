@@ -410,21 +410,26 @@ class APFQueue:
                          exc_info=True)
 
     def _run(self) -> None:
-        self._prepare(time.time())
         self._wait_for_first_status()
         wait = self.sleep * spread(self.name)
         while not self._stop.is_set():
-            self.run_cycle()
+            record = self.run_cycle()
             self._deaths_in_row = 0
             if self._last_cycle is not None and self.cycles >= self._last_cycle:
                 self.ran_its_cycles = True
                 break
-            self._prepare(time.time() + wait)
+            if record.submitted:
+                self._prepare(time.time() + wait)
             self._stop.wait(wait)
             wait = self.sleep
 
     def _prepare(self, when: float) -> None:
-        """The submit plugin readies the next cycle's submission (e.g. the day's log directory) outside the cycle."""
+        """The submit plugin readies the next cycle's submission (e.g. the day's log directory) outside the cycle.
+
+        Only after a cycle that submitted: a submitting queue is likely to submit again, and a
+        queue that has not submitted (most of them, most of the time) pays nothing; its first
+        submission does the same work itself. Readying every queue before its first cycle cost
+        a fifth of the factory's first-cycle CPU at 500 queues (docs/performance.md)."""
         try:
             self.submitter.prepare(when)
         except Exception as exc:  # the cycle's submit does the same work again and reports a failure
