@@ -229,8 +229,8 @@ class BatchSubmitPlugin(Plugin, ABC):
 
     def prepare(self, when: float) -> None:
         """Make ready what a submission at ``when`` needs (its log directory, a batch script), so that
-        the cycle does not pay for it. The queue calls it before its first cycle and after each one; a
-        failure here is only logged: ``submit`` does the same work again and reports it."""
+        the cycle does not pay for it. The queue calls it after each cycle that submitted, for its
+        next one; a failure here is only logged: ``submit`` does the same work again and reports it."""
 
     @abstractmethod
     def submit(self, n: int) -> SubmitResult: ...

@@ -60,11 +60,11 @@ from autopyfactory.plugins.batchsubmit.local import Local
 
 class StampedLocal(Local):
     name = "StampedLocal"
-    prepared = []  # (called at, for when)
+    prepared = []  # (called at, for when, queue)
     answered = []
 
     def prepare(self, when):
-        StampedLocal.prepared.append((time.time(), when))
+        StampedLocal.prepared.append((time.time(), when, self.queue.name))
 
     def submit(self, n):
         result = super().submit(n)

@@ -25,11 +25,14 @@ def mine(queue: str, wms: str, **extra):
 SCHEDD = "<192.0.2.10:9618>"
 
 
-def plugin(pool: CondorPool, double: ScheddDouble, wms: dict[str, str], timeout: float = 5.0, **options) -> Condor:
-    """A Condor status plugin whose schedd is ``double``: the local one, unless ``options`` address another."""
+def plugin(pool: CondorPool, double: ScheddDouble, wms: dict[str, str], timeout: float = 5.0,
+           monitored: tuple[str, ...] = (), **options) -> Condor:
+    """A Condor status plugin whose schedd is ``double``: the local one, unless ``options`` address another;
+    ``monitored`` queues have a monitor (``monitorsection``)."""
     pool.local_collector = "cm.example.org:9618"
     pool.add_schedd(double, SCHEDD, collector=pool.local_collector)
-    queues = {q: SimpleNamespace(wmsqueue=w) for q, w in wms.items()}
+    queues = {q: SimpleNamespace(wmsqueue=w, values={"monitorsection": ["apfmon"] if q in monitored else []})
+              for q, w in wms.items()}
     context = SimpleNamespace(factory_id=FID, config=SimpleNamespace(queues=queues))
     return Condor({"scheddhost": "", "scheddport": None, "collectorhost": "", "collectorport": 9618,
                    "timeout": timeout, **options}, context)
@@ -97,10 +100,12 @@ def test_pilots_leaving_the_queue_are_running_and_shown_as_exiting(condor_pool: 
     history = [  # removed after it ran, and gone from the queue: finished, not exiting
         job_ad(0, 0, 3, JobStartDate=now - 900, EnteredCurrentStatus=now - 600, **mine("q1", "W1")),
     ]
-    q1 = plugin(condor_pool, ScheddDouble(jobs, history), {"q1": "W1"}).poll(["q1"])["q1"]
+    q1 = plugin(condor_pool, ScheddDouble(jobs, history), {"q1": "W1"}, monitored=("q1",)).poll(["q1"])["q1"]
     assert (q1.pending, q1.running, q1.exiting) == (1, 3, 2)
     assert {p.jobid: p.state for p in q1.finished} == {"1.3": "removed", "0.0": "done"}
     assert q1.active == {"1.0": "running", "1.1": "exiting", "1.2": "exiting"}  # by batch id, for APFMon
+    unwatched = plugin(condor_pool, ScheddDouble(jobs, history), {"q1": "W1"}).poll(["q1"])["q1"]
+    assert (unwatched.running, unwatched.exiting, unwatched.active) == (3, 2, {})  # no monitor: no ids kept
 
 
 def test_constraint_keeps_out_other_jobs(condor_pool: CondorPool):

@@ -120,7 +120,7 @@ def test_pause_and_drain_outlive_kill_9_and_restart(confdir, tmp_path: Path, cap
     confdir.work("D", 3)
     conf = ["--conf", str(confdir.root / "factory.conf")]
     logs = [tmp_path / f"daemon{n}.log" for n in range(3)]
-    process = daemon(confdir, logs[0])
+    process = daemon(confdir, logs[0], "--loglevel", "debug")  # every cycle's line (repeats are DEBUG)
     try:
         wait_for(lambda: (api(url, "/api/v1/queues/D").get("pending"), api(url, "/api/v1/queues/D").get("running"))
                  == (2, 1),
@@ -137,7 +137,7 @@ def test_pause_and_drain_outlive_kill_9_and_restart(confdir, tmp_path: Path, cap
         for n, how in ((1, signal.SIGKILL), (2, signal.SIGTERM)):  # kill -9, then systemctl try-restart
             process.send_signal(how)
             process.wait(30)
-            process = daemon(confdir, logs[n])
+            process = daemon(confdir, logs[n], "--loglevel", "debug")
             wait_for(lambda n=n: api(url, "/api/v1/queues/P").get("cycle_count") and "queue P cycle" in
                      logs[n].read_text(), what="the restarted factory cycling")
             p, d = api(url, "/api/v1/queues/P"), api(url, "/api/v1/queues/D")

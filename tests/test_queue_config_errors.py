@@ -126,7 +126,8 @@ def test_daemon_starts_the_good_queues_and_a_reload_follows_the_same_rule(confdi
     pidfile, log = tmp_path / "apf.pid", tmp_path / "apf.log"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     started = subprocess.run([*DAEMON, "--conf", str(confdir.root / "factory.conf"), "--pidfile", str(pidfile),
-                              "--log", str(log)], capture_output=True, text=True, timeout=120, env=env)
+                              "--log", str(log), "--loglevel", "debug"],  # every cycle's line (repeats are DEBUG)
+                             capture_output=True, text=True, timeout=120, env=env)
     assert started.returncode == 0, started.stderr
     pid = int(pidfile.read_text())
     base = f"http://127.0.0.1:{port}"

@@ -157,20 +157,61 @@ def test_paused_queue_submits_nothing(confdir, started_factory):
     assert queue.records[0].wms["ready"] == 5  # status is still reported
 
 
-def test_submit_plugin_prepares_before_the_first_cycle_and_its_answer_times_the_submission(confdir, started_factory):
+def test_submit_plugin_prepares_after_a_cycle_that_submitted_and_its_answer_times_the_submission(
+        confdir, started_factory):
+    """Readying every queue before its first cycle (the day's log directory, a launcher) cost a fifth
+    of the first-cycle CPU at 500 queues; only a queue that submits readies its next submission."""
     confdir.dropin("stamped.py", plugins_for_tests.STAMPED_SUBMIT)
     confdir.write(local_queue("Q", confdir.spool, batchsubmitplugin="StampedLocal", schedplugin="Fixed",
-                              **{"sched.fixed.pilotspercycle": "1", "apfqueue.sleep": "0.2"}))
-    factory = started_factory(confdir, cycles=2)
-    queue = factory.queues["Q"]
-    wait_for(lambda: not queue.alive, what="two cycles")
+                              **{"sched.fixed.pilotspercycle": "1", "apfqueue.sleep": "0.2"})
+                  + local_queue("IDLE", confdir.spool, batchsubmitplugin="StampedLocal", schedplugin="Fixed",
+                                **{"sched.fixed.pilotspercycle": "0", "apfqueue.sleep": "0.2"}))
+    factory = started_factory(confdir, cycles=3)
+    queue, idle = factory.queues["Q"], factory.queues["IDLE"]
+    wait_for(lambda: not queue.alive and not idle.alive, what="three cycles of each queue")
     plugin = type(queue.submitter)
-    first, last = queue.records[-1], queue.records[0]
-    # readied before the first cycle began, for then; after each cycle, for the next one
-    assert plugin.prepared[0][0] < first.started and abs(plugin.prepared[0][1] - plugin.prepared[0][0]) < 1
-    assert len(plugin.prepared) == 2 and plugin.prepared[1][1] > first.started
+    records = list(reversed(queue.records))
+    # nothing before the first cycle; after each cycle that submitted (not the last), for the next one
+    mine = [(at, when) for at, when, name in plugin.prepared if name == "Q"]
+    assert len(mine) == 2 and all(r.submitted == 1 for r in records)
+    for (at, when), done, following in zip(mine, records[:-1], records[1:], strict=True):
+        assert done.started < at < following.started and when > done.started
+    assert idle.cycles == 3 and not [p for p in plugin.prepared if p[2] == "IDLE"]  # never submitted: never readied
     # the submission counts from the batch system's answer (invariant 2), not from the end of the call
     submissions = [r for r in reversed(queue.records) if r.submitted]
     assert submissions and [r.submitted_at for r in submissions] == plugin.answered[:len(submissions)]
     assert queue.last_submission == submissions[-1].submitted_at
-    assert last.number == 2
+    assert records[-1].number == 3
+
+
+def test_an_idle_queue_logs_a_repeated_cycle_at_debug_and_a_change_at_info(confdir, started_factory, caplog,
+                                                                          monkeypatch):
+    """At 2,000 queues an INFO line for every idle cycle was a third of a cycle's CPU (and 11 million
+    lines a day): a cycle that repeats the last is DEBUG, one that does or sees something new is INFO,
+    and an idle queue still says it is alive every QUIET_LINE_EVERY seconds."""
+    from autopyfactory import queue as queue_module
+
+    caplog.set_level("DEBUG", logger="autopyfactory.queue")
+    monkeypatch.setattr(queue_module, "QUIET_LINE_EVERY", 2.0)
+    confdir.write(local_queue("Q", confdir.spool, **{"apfqueue.sleep": "0.2"}))
+    factory = started_factory(confdir)
+    queue = factory.queues["Q"]
+    wait_for(lambda: queue.cycles >= 6, what="idle cycles")
+
+    def lines(level: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.levelname == level and r.getMessage().startswith("queue Q cycle")]
+
+    assert lines("INFO")[0].startswith("queue Q cycle 1:")  # the first cycle says what it sees
+    assert len(lines("DEBUG")) >= 4  # the idle cycles after it repeat it
+    quiet = len(lines("INFO"))
+    confdir.work("Q", 1)  # something new: the cycle that sees it and submits is INFO
+    wait_for(lambda: queue.submitted_total >= 1, what="a submission")
+    wait_for(lambda: any("submitted" in line for line in lines("INFO")), what="the submitting cycle's INFO line")
+    assert not [line for line in lines("DEBUG") if "submitted" in line]
+    assert len(lines("INFO")) > quiet
+    # nothing new for longer than QUIET_LINE_EVERY: still one INFO line per QUIET_LINE_EVERY
+    wait_for(lambda: (b := queue.batch_status()[0]) is not None and b.running == b.pending == 0, what="pilot ended")
+    settled = len(lines("INFO"))
+    wait_for(lambda: len(lines("INFO")) >= settled + 2, timeout=15, what="the idle queue's periodic INFO lines")
+    assert len(lines("DEBUG")) > len(lines("INFO"))

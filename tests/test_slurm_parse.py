@@ -30,8 +30,10 @@ def line(jobid, array, task, state, comment, submit="2026-01-02T03:04:05", start
     return "|".join([jobid, array, task, state, submit, start, end, exitcode, reason, comment]) + "|"
 
 
-def plugin(factory: str = FACTORY, runner=None, wmsqueues: dict[str, str] | None = None) -> Slurm:
-    queues = {q: SimpleNamespace(wmsqueue=w) for q, w in (wmsqueues or {}).items()}
+def plugin(factory: str = FACTORY, runner=None, wmsqueues: dict[str, str] | None = None,
+           monitored: tuple[str, ...] = ()) -> Slurm:
+    queues = {q: SimpleNamespace(wmsqueue=w, values={"monitorsection": ["apfmon"] if q in monitored else []})
+              for q, w in (wmsqueues or {}).items()}
     context = SimpleNamespace(factory_id=factory, config=SimpleNamespace(queues=queues))
     p = Slurm({"squeue": "squeue", "slurmconf": "", "timeout": 5.0}, context)
     if runner is not None:
@@ -204,7 +206,7 @@ def test_completing_pilots_are_running_and_shown_as_exiting():
         line("70", "70", "N/A", "COMPLETING", peer, start="2026-01-02T03:05:00", end="2026-01-02T03:22:00"),
     ])
     now = time.mktime(time.strptime("2026-01-02T03:30:00", "%Y-%m-%dT%H:%M:%S"))
-    q1 = plugin(wmsqueues={"q1": "W1"}).summarize(out, ["q1", "q2"], now)["q1"]
+    q1 = plugin(wmsqueues={"q1": "W1"}, monitored=("q1",)).summarize(out, ["q1", "q2"], now)["q1"]
     # running still counts them (they hold their nodes); exiting says how many are on their way out
     assert (q1.pending, q1.running, q1.exiting, q1.done, q1.fault) == (1, 4, 3, 0, 0)
     assert q1.to_dict()["exiting"] == 3
@@ -212,6 +214,9 @@ def test_completing_pilots_are_running_and_shown_as_exiting():
     # each running pilot by its Slurm id, exiting ones apart (what APFMon is told); pending ones and peers not
     assert q1.active == {"50_0": "running", "50_1": "exiting", "50_2": "exiting", "60": "exiting"}
     assert "active" not in q1.to_dict()  # not in every cycle record
+    # a queue without a monitor: the same counts, no ids kept (nothing reads them)
+    unwatched = plugin(wmsqueues={"q1": "W1"}).summarize(out, ["q1", "q2"], now)["q1"]
+    assert (unwatched.running, unwatched.exiting, unwatched.active) == (4, 3, {})
 
 
 def test_no_exiting_pilots_is_zero():

@@ -30,7 +30,12 @@ from autopyfactory.info import (
     ended_state,
 )
 from autopyfactory.interfaces import BatchStatusPlugin
-from autopyfactory.plugins.batchstatus._tally import LIVE_STATES, Tally, wms_queues
+from autopyfactory.plugins.batchstatus._tally import (
+    LIVE_STATES,
+    Tally,
+    monitored_queues,
+    wms_queues,
+)
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +253,7 @@ class Condor(BatchStatusPlugin):
                   wms_of: dict[str, str], now: float) -> dict[str, BatchQueueInfo]:
         fid = self.context.factory_id
         wanted = set(queues)
-        tally = Tally({q: wms_of[q] for q in wanted})
+        tally = Tally({q: wms_of[q] for q in wanted}, monitored_queues(self.context, wanted))
         finished: dict[str, dict[str, FinishedPilot]] = {q: {} for q in wanted}
         for source, ad_list in (("queue", ads), ("history", history)):
             for ad in ad_list:
@@ -268,7 +273,8 @@ class Condor(BatchStatusPlugin):
                             held = int(ad.get("JobStatus") or 0) == HELD
                             tally.mine(queue, state, held=held, exiting=leaving(ad),
                                        reason=str(ad.get("HoldReason") or "") if held else "",
-                                       jobid=f"{ad.get('ClusterId')}.{ad.get('ProcId')}" if state == "running" else "")
+                                       jobid=f"{ad.get('ClusterId')}.{ad.get('ProcId')}"
+                                       if state == "running" and queue in tally.active else "")
                         continue
                     pilot = finished_pilot(ad, fid)
                     if now - pilot.end <= HISTORY_WINDOW:

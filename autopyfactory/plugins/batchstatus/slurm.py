@@ -34,7 +34,12 @@ from autopyfactory.info import (
     killed_from_outside,
 )
 from autopyfactory.interfaces import BatchStatusPlugin
-from autopyfactory.plugins.batchstatus._tally import LIVE_STATES, Tally, wms_queues
+from autopyfactory.plugins.batchstatus._tally import (
+    LIVE_STATES,
+    Tally,
+    monitored_queues,
+    wms_queues,
+)
 
 log = logging.getLogger(__name__)
 
@@ -390,7 +395,8 @@ class Slurm(BatchStatusPlugin):
         """Counts per queue from squeue output, whole or line by line (see the module docstring for its format)."""
         factory = self.context.factory_id
         wanted = set(queues)
-        tally = Tally(wms_queues(self.context, wanted))
+        tally = Tally(wms_queues(self.context, wanted), monitored_queues(self.context, wanted))
+        named = tally.active  # queues whose running pilots are kept by id
         seen: dict[str, dict[str, FinishedPilot]] = {q: {} for q in wanted}
         times = _Times()
         for number, fields, tag in _tagged_lines(output):
@@ -405,7 +411,8 @@ class Slurm(BatchStatusPlugin):
                 # most lines: this factory's pending and running pilots, only counted
                 running = state == "running"
                 # a running pilot by its Slurm id, for APFMon: <arrayjob>_<task>, or <job> outside an array
-                jobid = (fields[1] + "_" + fields[2] if fields[2].isdigit() else fields[0]) if running else ""
+                jobid = (fields[1] + "_" + fields[2] if fields[2].isdigit() else fields[0]) \
+                    if running and tag[2] in named else ""
                 tally.mine(tag[2], state, _task_count(fields[2], number),
                            held=state == "pending" and (fields[8] in HELD_REASONS or slurm_state in HELD_STATES),
                            exiting=slurm_state in EXITING_STATES, reason=waiting_reason(fields[8]), jobid=jobid)
