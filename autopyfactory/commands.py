@@ -14,6 +14,7 @@ own (e.g. the HTCondor bindings) one.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import os
 import signal
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 60.0
+READ_CHUNK = 1 << 20  # streamed output is read as it comes, at most this many bytes at a time
 KILLED_OUTPUT_WAIT = 5.0  # after a kill: how long to wait for the last output of the killed group
 
 
@@ -114,8 +116,8 @@ def _run_streamed(argv: tuple[str, ...], timeout: float, environment: dict[str, 
     with tempfile.TemporaryFile() as errors:
         try:
             process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, text=True,
-                errors="replace", env=environment, cwd=cwd, close_fds=True, start_new_session=True,
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
+                env=environment, cwd=cwd, close_fds=True, start_new_session=True,
             )
         except OSError as exc:
             return CommandResult(argv, None, "", "", time.monotonic() - started,
@@ -131,7 +133,7 @@ def _run_streamed(argv: tuple[str, ...], timeout: float, environment: dict[str, 
         timer.start()
         try:
             with process.stdout:
-                value = consume(line.rstrip("\r\n") for line in process.stdout)
+                value = consume(_lines(process.stdout))
             process.wait(max(0.0, timeout - (time.monotonic() - started)) + KILLED_OUTPUT_WAIT)
         except BaseException:
             _kill(process)
@@ -147,6 +149,33 @@ def _run_streamed(argv: tuple[str, ...], timeout: float, environment: dict[str, 
     if process.returncode != 0:
         return CommandResult(argv, process.returncode, "", stderr, duration, f"exit code {process.returncode}")
     return CommandResult(argv, 0, "", stderr, duration, None, value)
+
+
+def _lines(stream) -> Iterator[str]:
+    """The lines of a byte stream as they come, decoded (UTF-8, bad bytes replaced) and without
+    their ends (``\n``, ``\r\n`` or ``\r``, as text mode reads them).
+
+    Whatever the pipe holds is taken at once and split in one call: reading line by line
+    and stripping each cost a fifth of parsing squeue's 200,000 lines."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    rest = ""
+    while chunk := stream.read1(READ_CHUNK):
+        text = rest + decoder.decode(chunk)
+        if "\r" in text:  # a \r at the end waits: the next chunk may begin with its \n
+            held = "\r" if text.endswith("\r") else ""
+            text = text[:len(text) - len(held)].replace("\r\n", "\n").replace("\r", "\n") + held
+        cut = text.rfind("\n")
+        if cut < 0:
+            rest = text
+            continue
+        rest = text[cut + 1:]
+        yield from text[:cut].split("\n")
+    rest += decoder.decode(b"", final=True)
+    if rest:
+        last = rest.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        if last[-1] == "":  # it ended with a lone \r: that ended the line
+            last.pop()
+        yield from last
 
 
 def _kill(process: subprocess.Popen) -> None:

@@ -220,6 +220,9 @@ def _worker(args: list[str], env: dict[str, str], profile: str | None = None) ->
         spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
         argv = [spy, "record", "--nonblocking", "--format", "raw", "--rate", "200",
                 "--output", os.path.join(profile, f"{name}.txt"), "--", *argv]
+        # with glibc's thread caches already off the daemon does not execute itself again
+        # (autopyfactory.memory), which py-spy would not follow: the profile would end at the imports
+        env = {**env, "GLIBC_TUNABLES": memory.NO_THREAD_CACHE}
     done = subprocess.run(argv, capture_output=True, text=True, timeout=1800, env=env, stdin=subprocess.DEVNULL)
     if done.returncode != 0:
         raise RuntimeError(f"bench.scale {' '.join(args)} failed:\n{done.stderr[-3000:]}")

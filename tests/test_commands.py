@@ -143,3 +143,25 @@ def test_consume_raising_kills_the_command_and_raises(tmp_path):
     with pytest.raises(ValueError, match="not squeue output"):
         run(["sh", "-c", f"echo $$ > {pidfile}; echo bad; sleep 300"], timeout=60, consume=consume)
     wait_for(lambda: not alive(int(pidfile.read_text())), what="the command killed")
+
+
+def test_streamed_lines_are_whole_across_any_chunk_boundary():
+    """Streamed output is taken as the pipe gives it (a megabyte at a time, not a line at a time):
+    a line, a \\r\\n or a UTF-8 character cut between two reads comes out whole, as text mode reads it."""
+    from autopyfactory.commands import _lines
+
+    class Pipe:
+        def __init__(self, chunks):
+            self.chunks = list(chunks)
+
+        def read1(self, n):
+            return self.chunks.pop(0) if self.chunks else b""
+
+    chunks = [b"a\r", b"\nb\n", b"c\rd", b"\r\n\xc3", b"\xa9t\xff", b"\n\n", b"last"]
+    assert list(_lines(Pipe(chunks))) == ["a", "b", "c", "d", "\u00e9t\ufffd", "", "last"]
+    whole = b"".join(chunks)
+    for size in range(1, len(whole) + 1):  # every way of cutting it gives the same lines
+        pieces = [whole[i:i + size] for i in range(0, len(whole), size)]
+        assert list(_lines(Pipe(pieces))) == ["a", "b", "c", "d", "\u00e9t\ufffd", "", "last"], size
+    assert list(_lines(Pipe([b"x\r"]))) == ["x"] and list(_lines(Pipe([b"y\n"]))) == ["y"]
+    assert list(_lines(Pipe([]))) == []
