@@ -13,9 +13,9 @@ Each measurement runs in a fresh process (so its peak RSS is its own):
   of 5 tries, CPU (process + children) and wall time.
 - factory at N queues (one thread per queue, status sleep = apfqueue.sleep =
   T): from ``Factory.start()`` until every queue has finished its first cycle
-  (wall, CPU, HTTP requests, squeue calls); then two whole status intervals
-  in steady state (CPU per interval, requests and squeue calls per interval,
-  cycles); peak threads; peak RSS (VmHWM).
+  (wall, CPU, HTTP requests, squeue calls); then ``STEADY_INTERVALS`` whole
+  status intervals in steady state (CPU per interval: their median; requests
+  and squeue calls per interval, cycles); peak threads; peak RSS (VmHWM).
 
 WMS work per site is below the pilots already pending, so the chain says 0
 and nothing is submitted: what is measured is status and planning.
@@ -65,6 +65,7 @@ TARGETS = {  # issue 27; the ratios are to the baseline measured in the same run
     "peak_rss_mb": 150,  # at 2,000 queues / 200,000 pilots
     "calls_per_interval": 1,  # HTTP requests and squeue calls per status interval
 }
+STEADY_INTERVALS = 4  # steady CPU: the median of this many status intervals
 SITES = 2000
 PILOTS = 200_000
 STATS_PATH = "/statistics/active_job_stats_by_site"
@@ -170,7 +171,7 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
                           submitted=sum(q.submitted_total for q in factory.queues.values()),
                           peak_threads=peak[0], peak_rss_mb=peak_rss_mb())
             return result
-        # steady state: two whole intervals, the window's ends half-way between two polls
+        # steady state: STEADY_INTERVALS whole intervals, each one's ends half-way between two polls
         first_poll = wall0 + (min(wms.snapshot.taken, batch.snapshot.taken) - epoch0)
         k = 1
         while first_poll + interval / 2 + k * interval < wall1:
@@ -181,9 +182,12 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
         cpu2, http2, squeue2, usage2 = cpu_seconds(), wms.plugin.requests, count_calls(squeue_calls), rusage()
         cycles2 = sum(q.cycles for q in factory.queues.values())
         store2 = (store.flushes, statements[0]) if store is not None else (0, 0)
-        wait_for(lambda: time.monotonic() >= window_start + 2 * interval and all_cycled(), "the window's end",
-                 timeout=4 * interval)
-        cpu3, http3, squeue3, usage3 = cpu_seconds(), wms.plugin.requests, count_calls(squeue_calls), rusage()
+        cpus = [cpu2]  # at each interval's end: the median interval, so one disturbed interval does not count
+        for j in range(1, STEADY_INTERVALS + 1):
+            wait_for(lambda j=j: time.monotonic() >= window_start + j * interval and all_cycled(),
+                     "the window's end", timeout=(j + 2) * interval)
+            cpus.append(cpu_seconds())
+        http3, squeue3, usage3 = wms.plugin.requests, count_calls(squeue_calls), rusage()
         cycles3 = sum(q.cycles for q in factory.queues.values())
         store3 = (store.flushes, statements[0]) if store is not None else (0, 0)
         errors = sum(q.errors_total for q in factory.queues.values())
@@ -192,14 +196,15 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
     finally:
         factory.stop(timeout=60)
     result.update({
-        "steady_cpu_per_interval": (cpu3 - cpu2) / 2,
-        "steady_http_per_interval": (http3 - http2) / 2,
-        "steady_squeue_per_interval": (squeue3 - squeue2) / 2,
-        "steady_cycles_per_interval": (cycles3 - cycles2) / 2,
-        "steady_rusage_per_interval": {k: (usage3[k] - usage2[k]) / 2 for k in usage2},
+        "steady_cpu_per_interval": median([b - a for a, b in zip(cpus, cpus[1:], strict=False)]),
+        "steady_cpu_intervals": [round(b - a, 3) for a, b in zip(cpus, cpus[1:], strict=False)],
+        "steady_http_per_interval": (http3 - http2) / STEADY_INTERVALS,
+        "steady_squeue_per_interval": (squeue3 - squeue2) / STEADY_INTERVALS,
+        "steady_cycles_per_interval": (cycles3 - cycles2) / STEADY_INTERVALS,
+        "steady_rusage_per_interval": {k: (usage3[k] - usage2[k]) / STEADY_INTERVALS for k in usage2},
         # deterministic counts: what a cycle costs does not depend on the machine's load
-        "steady_store_transactions_per_interval": (store3[0] - store2[0]) / 2,
-        "steady_sql_statements_per_interval": (store3[1] - store2[1]) / 2,
+        "steady_store_transactions_per_interval": (store3[0] - store2[0]) / STEADY_INTERVALS,
+        "steady_sql_statements_per_interval": (store3[1] - store2[1]) / STEADY_INTERVALS,
         "poll_seconds": poll_seconds,
         "errors": errors,
         "submitted": submitted,
