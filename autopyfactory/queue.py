@@ -481,8 +481,10 @@ class APFQueue:
                 previous = self.records[0] if self.records else None
                 share_unchanged(record, previous)
                 self.records.appendleft(record)
-            log.log(self._line_level(record, previous), "queue %s cycle %d: %s | %s", self.name, record.number,
-                    describe_inputs(record), record.message or "nothing to do")
+            level = self._line_level(record, previous)
+            if log.isEnabledFor(level):  # a repeated cycle's line is not even made unless DEBUG is on
+                log.log(level, "queue %s cycle %d: %s | %s", self.name, record.number, describe_inputs(record),
+                        record.message or "nothing to do")
             for listener in self.listeners:
                 try:
                     listener(self, record)
