@@ -282,7 +282,7 @@ def test_the_ablation_chains_differ_by_one_ingredient_each_at_the_same_limits():
 def test_recommended_sends_a_burst_as_fast_as_harvester_on_a_large_pool():
     # 300-job bursts on 1000 slots, 60 s queue delay, a cycle every 6 minutes: 50 pilots a cycle (apf-default's cap)
     # take 6 cycles over a burst where Harvester's 100 take 3; recommended has Harvester's per-cycle limit, so no
-    # rule that only differs by its cap does better (docs/provisioning.md, "Where recommended does not beat ...").
+    # rule that only differs by its cap does better (docs/provisioning.md, "Where recommended does not beat or tie apf-default, or is dominated").
     jobs = bursty(seed=1, hours=6, burst_size=300, idle_gap=7200)
     model = Model(slots=1000, queue_delay="fixed:60", cycle=360)
     got = {name: replay(jobs, model, make_policy(name, model)).metrics() for name in ("harvester", "recommended")}
