@@ -56,7 +56,7 @@ def test_kill_9_restart_continues_counters_and_does_not_submit_again(confdir, tm
     claimed = confdir.spool / "Q1" / "claimed"
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
 
-    first = daemon(confdir, first_log)
+    first = daemon(confdir, first_log, "--loglevel", "debug")  # every cycle (repeats are DEBUG)
     second = None
     try:
         wait_for(lambda: (db_read(db, "SELECT submitted_total FROM queue_state WHERE queue = 'Q1'") or [(0,)])[0][0]
@@ -73,7 +73,7 @@ def test_kill_9_restart_continues_counters_and_does_not_submit_again(confdir, tm
         # cycles are written every persistence.flushinterval: a kill -9 loses those since the last write
         assert 3 <= cycles_at_kill <= max(cycles_in(first_log))
 
-        second = daemon(confdir, second_log)
+        second = daemon(confdir, second_log, "--loglevel", "debug")
         wait_for(lambda: len(cycles_in(second_log)) >= 5, what="5 cycles after the restart")
         stop_process(second)
         text = second_log.read_text()
