@@ -17,17 +17,21 @@ from autopyfactory.info import MAX_REASONS, OTHER_REASON, BatchQueueInfo, Finish
 LIVE_STATES = ("pending", "running")  # what is counted; the other states end up in ``finished``
 
 
+def _configured(context: Any) -> Mapping[str, Any]:
+    """The factory's queue sections by name ({} without a config)."""
+    config = getattr(context, "config", None)
+    return config.queues if config is not None else {}
+
+
 def wms_queues(context: Any, queues: Collection[str]) -> dict[str, str]:
     """The WMS queue of each factory queue (its own name when the config does not know it)."""
-    config = getattr(context, "config", None)
-    known = config.queues if config is not None else {}
+    known = _configured(context)
     return {q: known[q].wmsqueue if q in known else q for q in queues}
 
 
 def monitored_queues(context: Any, queues: Collection[str]) -> set[str]:
     """The queues with a monitor (``monitorsection``): only theirs need each running pilot by id."""
-    config = getattr(context, "config", None)
-    known = config.queues if config is not None else {}
+    known = _configured(context)
     return {q for q in queues if q in known and getattr(known[q], "values", {}).get("monitorsection")}
 
 
