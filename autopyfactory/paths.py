@@ -12,6 +12,9 @@ import os
 import re
 
 WRAPPERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wrappers")
+# The batch script of every Slurm pilot: the package's own copy, whatever APF_WRAPPER_DIR says
+# (sbatch copies it at submit time, so one shared, read-only file serves every queue)
+SLURM_LAUNCHER = os.path.join(WRAPPERS, "apf-slurm-launcher.sh")
 
 
 def wrapper_dir() -> str:

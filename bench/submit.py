@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from autopyfactory.plugins.batchsubmit.slurm import LAUNCHER
+from autopyfactory.plugins.batchsubmit.slurm import launcher as shipped_launcher
 from bench.common import (
     HOLD,
     cancel,
@@ -100,14 +100,12 @@ def factory_round(root: Path, partition: str, slurmconf: str, queues: int, per_q
 
 
 def baseline_round(root: Path, partition: str, arrays: int, size: int) -> dict:
-    """``arrays`` back-to-back ``sbatch --array=0-(size-1)`` of the factory's launcher."""
+    """``arrays`` back-to-back ``sbatch --array=0-(size-1)`` of the factory's launcher (the shipped file)."""
     logdir = root / "baseline"
     logdir.mkdir(parents=True, exist_ok=True)
-    launcher = logdir / "apf-slurm-launcher.sh"
-    launcher.write_text(LAUNCHER)
-    launcher.chmod(0o755)
+    launcher = shipped_launcher()[0]
     argv = ["sbatch", "--parsable", HOLD, f"--array=0-{size - 1}", f"--partition={partition}",
-            f"--output={logdir}/%A.%a.out", f"--error={logdir}/%A.%a.err", str(launcher)]
+            f"--output={logdir}/%A.%a.out", f"--error={logdir}/%A.%a.err", launcher]
     ids = []
     start = time.time()
     for _ in range(arrays):

@@ -129,6 +129,7 @@ def test_rpm_file_list(rpm_file, target):
         "/usr/lib/systemd/system/autopyfactory.service", "/usr/lib/sysusers.d/autopyfactory.conf",
         "/etc/init.d/autopyfactory", f"/usr/share/licenses/autopyfactory-{__version__}/LICENSE",
         f"{sitelib}/autopyfactory/wrappers/apf-wrapper.sh", f"{sitelib}/autopyfactory/wrappers/plugins/local.py",
+        f"{sitelib}/autopyfactory/wrappers/apf-slurm-launcher.sh",
         f"{sitelib}/autopyfactory/cli/daemon.py", f"{sitelib}/autopyfactory-{__version__}.dist-info/METADATA",
         "/usr/share/autopyfactory/bundled/pluggy/__init__.py",
         "/var/log/autopyfactory", "/var/log/autopyfactory/pilots", "/var/lib/autopyfactory",

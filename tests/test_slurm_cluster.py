@@ -21,6 +21,7 @@ from autopyfactory.factory import Factory
 from autopyfactory.plugins.batchstatus.slurm import SQUEUE_FORMAT, parse_squeue
 from autopyfactory.plugins.batchstatus.slurm import Slurm as SlurmStatus
 from autopyfactory.plugins.batchsubmit.slurm import Slurm as SlurmSubmit
+from autopyfactory.plugins.batchsubmit.slurm import launcher as shipped_launcher
 from tests.conftest import ConfDir, wait_for
 from tests.slurmcluster import SlurmCluster
 
@@ -134,6 +135,12 @@ def test_pilots_run_through_slurm_and_are_counted(slurm, confdir: ConfDir, tmp_p
     descriptions = {p.stem: p.read_text() for p in confdir.logs.glob("*/*/[0-9]*.sbatch")}
     sbatch_calls = calls(sbatch_log)
     assert len(sbatch_calls) == len(descriptions) >= 2
+    # the batch script of every call is the launcher shipped with the package: no queue writes one of its own,
+    # and each description holds the script's text
+    script, text = shipped_launcher()
+    assert all(f"{script!r}, '--wrapperwmsqueue=" in call for call in sbatch_calls), sbatch_calls
+    assert not list(confdir.logs.rglob("apf-slurm-launcher.sh"))
+    assert all(text in description for description in descriptions.values())
     # one sbatch call per submitting cycle, never one per pilot: the arrays add up to what was submitted
     sizes = [int(call.split("--array=0-")[1].split("'")[0]) + 1 for call in sbatch_calls]
     assert sum(sizes) == submitted_total

@@ -59,6 +59,9 @@ def test_the_install_is_the_wheel_alone(venv):
     assert run(venv / "bin/apf", "--version").stdout.strip() == f"apf (autopyfactory) {__version__}"
     shipped = Path(where).parent / "wrappers"
     assert os.access(shipped / "apf-wrapper.sh", os.X_OK) and (shipped / "plugins/local.py").is_file()
+    # the Slurm plugin's batch script, read from the installed package
+    source = REPO / "autopyfactory/wrappers/apf-slurm-launcher.sh"
+    assert (shipped / "apf-slurm-launcher.sh").read_text() == source.read_text()
 
 
 def test_a_condor_queue_without_the_bindings_says_how_to_install_them(venv, tmp_path):

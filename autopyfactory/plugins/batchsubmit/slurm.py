@@ -10,7 +10,7 @@ from autopyfactory import commands
 from autopyfactory.config import Key
 from autopyfactory.credentials import PILOT_VARIABLES
 from autopyfactory.interfaces import BatchSubmitPlugin, SubmitResult
-from autopyfactory.paths import default_executable, wrapper_dir
+from autopyfactory.paths import SLURM_LAUNCHER, default_executable, wrapper_dir
 from autopyfactory.plugins.batchstatus.slurm import (
     SQUEUE_FORMAT,
     parse_squeue,
@@ -19,18 +19,33 @@ from autopyfactory.plugins.batchstatus.slurm import (
 )
 from autopyfactory.redact import redact
 
-# The batch script of every Slurm pilot. Constant text: every value (the
-# executable, its arguments, the log URL) arrives through argv or the
-# environment, so nothing from the configuration is ever parsed by a shell.
-# Slurm copies this script away, hence APF_WRAPPER_DIR in the environment.
-LAUNCHER = """\
-#!/bin/sh
-# AutoPyFactory Slurm launcher: names this pilot, then runs the pilot wrapper.
-APFCID="${SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID}.${SLURM_ARRAY_TASK_ID:-0}"
-GTAG="${APF_GTAG_BASE}/${APFCID}.out"
-export APFCID GTAG
-exec "$APF_EXECUTABLE" "$@"
-"""
+# The batch script of every Slurm pilot is the launcher shipped with the package
+# (wrappers/apf-slurm-launcher.sh): constant text, every value (the executable, its
+# arguments, the log URL) arrives through argv or the environment, so nothing from the
+# configuration is ever parsed by a shell. sbatch sends the script's text to slurmctld
+# at submit time, so every queue submits the same read-only file and the submit path
+# writes nothing before sbatch; the node runs a copy, hence APF_WRAPPER_DIR in the
+# environment. Read once per process (its text goes into each <arrayjob>.sbatch).
+_launcher: tuple[str, str] | None = None
+
+
+def launcher() -> tuple[str, str]:
+    """(path, text) of the shipped Slurm launcher; ValueError saying why when it cannot be used."""
+    global _launcher
+    if _launcher is None:
+        path = SLURM_LAUNCHER
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ValueError(f"the Slurm launcher shipped with autopyfactory cannot be read: {path}: {why} "
+                             "(reinstall autopyfactory)") from None
+        if not text.startswith("#!"):
+            raise ValueError(f"the Slurm launcher shipped with autopyfactory is not a batch script "
+                             f"(no #! line): {path} (reinstall autopyfactory)")
+        _launcher = (path, text)
+    return _launcher
 
 
 class Slurm(BatchSubmitPlugin):
@@ -74,6 +89,16 @@ class Slurm(BatchSubmitPlugin):
         "proxy": Key("str", "", help="auth.conf profile required to submit"),
     }
     runner: commands.Runner = staticmethod(commands.run)
+
+    @classmethod
+    def missing(cls) -> list[str]:
+        """Also the shipped launcher: a queue that cannot submit is refused when the config is read."""
+        problems = super().missing()
+        try:
+            launcher()
+        except ValueError as exc:
+            problems.append(str(exc))
+        return problems
 
     # ------------------------------------------------------------ helpers
     @property
@@ -136,44 +161,30 @@ class Slurm(BatchSubmitPlugin):
         return env
 
     @staticmethod
-    def _launcher(logdir: str) -> str:
-        path = os.path.join(logdir, "apf-slurm-launcher.sh")
-        try:
-            with open(path) as handle:
-                if handle.read() == LAUNCHER:
-                    return path
-        except OSError:
-            pass
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as handle:
-            handle.write(LAUNCHER)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, path)
-        return path
-
-    @staticmethod
     def _describe(argv: list[str], env: dict[str, str], extra: str = "") -> str:
+        path, text = launcher()
         lines = ["# sbatch command line (argv, no shell)", shlex.join(argv), "",
                  "# environment added for the pilots (exported with --export=ALL)"]
         lines += [f"{k}={v}" if v is not None else f"unset {k}" for k, v in sorted(env.items())]
-        lines += ["", "# batch script (the launcher)", LAUNCHER]
+        lines += ["", f"# batch script (the launcher, {path})", text]
         if extra:
             lines += ["# result", extra]
         return "\n".join(lines) + "\n"
 
     # ------------------------------------------------------------ submit
     def prepare(self, when: float) -> None:
-        """The log directory of a submission at ``when`` and its launcher, made before the cycle needs them."""
-        self._launcher(self.context.logdir(self.queue.name, when))
+        """The log directory of a submission at ``when``, made before the cycle needs it."""
+        self.context.logdir(self.queue.name, when)
 
     def submit(self, n: int) -> SubmitResult:
         """One ``sbatch --array``; its description is saved beside the logs once sbatch has answered.
 
-        Nothing but building the command line comes before sbatch (the day's log directory and
-        the launcher are ready from ``prepare``; here they are only checked): writing and
-        redacting the description cost as much as a fifth of sbatch's own time. It is written
-        afterwards, as ``<arrayjob>.sbatch`` or ``failed-*.sbatch``; a failed write is a message,
-        never a lost count (Slurm has the pilots by then).
+        Nothing but building the command line comes before sbatch: the batch script is the
+        shipped launcher (read once per process, no file is written for it), and the day's log
+        directory is only checked (made here when ``prepare`` has not). Writing and redacting
+        the description cost as much as a fifth of sbatch's own time: it is written afterwards,
+        as ``<arrayjob>.sbatch`` or ``failed-*.sbatch``; a failed write is a message, never a
+        lost count (Slurm has the pilots by then).
         """
         if n <= 0:
             return SubmitResult(0)
@@ -182,9 +193,13 @@ class Slurm(BatchSubmitPlugin):
         if n > maximum:
             note = f"Slurm: {n} capped to {maximum} (batchsubmit.slurm.maxarray)"
             n = maximum
+        try:
+            script = launcher()[0]
+        except ValueError as exc:
+            return SubmitResult(0, message=note, error=str(exc))
         logdir = self.context.logdir(self.queue.name)
         try:
-            argv = self.sbatch_argv(n, logdir, self._launcher(logdir))
+            argv = self.sbatch_argv(n, logdir, script)
         except ValueError as exc:
             return SubmitResult(0, message=note, error=f"cannot split extraargs/executable.arguments: {exc}")
         try:
