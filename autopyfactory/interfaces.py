@@ -228,7 +228,7 @@ class BatchSubmitPlugin(Plugin, ABC):
         return self.context.credentials.credential_type(profile), state.path
 
     def prepare(self, when: float) -> None:
-        """Make ready what a submission at ``when`` needs (its log directory, a batch script), so that
+        """Make ready what a submission at ``when`` needs (e.g. its log directory), so that
         the cycle does not pay for it. The queue calls it after each cycle that submitted, for its
         next one; a failure here is only logged: ``submit`` does the same work again and reports it."""
 

@@ -433,7 +433,8 @@ class APFQueue:
         Only after a cycle that submitted: a submitting queue is likely to submit again, and a
         queue that has not submitted (most of them, most of the time) pays nothing; its first
         submission does the same work itself. Readying every queue before its first cycle cost
-        a fifth of the factory's first-cycle CPU at 500 queues (docs/performance.md)."""
+        a fifth of the factory's first-cycle CPU at 500 queues; with the Slurm launcher shipped,
+        the log directory alone still adds 37 % to it (docs/performance.md)."""
         try:
             self.submitter.prepare(when)
         except Exception as exc:  # the cycle's submit does the same work again and reports a failure
