@@ -243,7 +243,7 @@ class APFQueue:
         self.errors_total = 0
         self.last_submission: float | None = None
         self.pause: Pause | None = None  # set by apf pause / apf drain
-        self._pause_lock = threading.RLock()  # the queue's thread and the factory's both end a pause at --until
+        self._pause_lock = threading.RLock()  # the cycle and the factory's main loop both end a pause at --until
         self.fault_backoff: str | None = None  # why submission is throttled to probe pilots, when it is
         self._probes = 1  # probe pilots a cycle in fault backoff may submit (probe_pilots)
         # "thread": the queue's turn on the cycle workers (it was a thread of its own; the operator's word stays)
@@ -265,7 +265,7 @@ class APFQueue:
         self._history: dict[str, FinishedPilot] | None = None  # jobid -> pilot; None = not read from the store yet
         self._history_batch: BatchQueueInfo | None = None  # the batch answer last added to it
         self._history_sorted: list[FinishedPilot] | None = None  # its pilots latest first; None = to sort again
-        self._history_lock = threading.Lock()  # the queue's thread and the web server's read it
+        self._history_lock = threading.Lock()  # the queue's cycle and the web server's read it
         self._ended_seen: BatchQueueInfo | None = None  # the batch answer whose finished pilots the ledger saw
         self._last_info_line = float("-inf")  # when this queue's cycle was last logged at INFO
         # the batch answer the latest cycle planned from (None while unknown): monitors read each pilot's state in it
