@@ -21,6 +21,8 @@ from autopyfactory.info import BatchQueueInfo, WMSQueueInfo
 from autopyfactory.interfaces import SchedInfo
 from autopyfactory.plugins.sched._common import StatusStep
 
+RECENT_PILOTS = 3  # the fewest recent starts the queue wait is taken from: fewer is one or two pilots' luck
+
 
 class Backlog(StatusStep):
     """Pilots for the ready work that pending and idle running pilots will not take.
@@ -40,8 +42,8 @@ class Backlog(StatusStep):
     lookahead)``: the queue wait is the median of ``BatchQueueInfo.queue_waits``
     (the batch system's submit and start times of the pilots that started in
     the last hour) of the pilots that started in the last ``waitspan``
-    seconds, or of the whole hour when none did or the plugin gives no start
-    times (just after a burst the hour holds pilots that waited long for a
+    seconds, or of the whole hour when fewer than 3 did or the plugin gives no
+    start times (just after a burst the hour holds pilots that waited long for a
     free slot, not for the batch queue), the arrival rate the median over the last ``window``
     cycles of the growth of ready + running jobs per second. 0 when status is
     unknown.
@@ -74,11 +76,11 @@ class Backlog(StatusStep):
 
     def queue_wait(self, batch: BatchQueueInfo, now: float) -> tuple[float, str]:
         """The median queue wait of the pilots that started in the last ``waitspan`` seconds (the hour's when
-        none did, or the plugin gives no start times), and which span it is of."""
+        fewer than RECENT_PILOTS did, or the plugin gives no start times), and which span it is of."""
         if len(batch.queue_wait_starts) == len(batch.queue_waits):
             since = now - self.options["waitspan"]
             recent = [w for w, start in zip(batch.queue_waits, batch.queue_wait_starts, strict=True) if start >= since]
-            if recent:
+            if len(recent) >= RECENT_PILOTS:
                 return statistics.median(recent), f"last {self.options['waitspan']} s"
         return statistics.median(batch.queue_waits), "last hour"
 
