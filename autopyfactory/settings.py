@@ -140,19 +140,6 @@ class Section:
     source: str
     values: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, str] = field(default_factory=dict)
-    # "<prefix>." -> options(prefix), made in one pass once validation is over (freeze): each queue's
-    # plugins ask ten times, and scanning every key each time was 40 % of starting 2,000 queues
-    _options: dict[str, dict[str, Any]] | None = field(default=None, init=False, repr=False, compare=False)
-
-    def freeze(self) -> None:
-        """Validation is over and ``values`` no longer changes: options() answers from an index."""
-        index: dict[str, dict[str, Any]] = {}
-        for key, value in self.values.items():
-            cut = key.find(".")
-            while cut >= 0:
-                index.setdefault(key[:cut + 1], {})[key[cut + 1:]] = value
-                cut = key.find(".", cut + 1)
-        self._options = index
 
     def get(self, key: str, default: Any = MISSING) -> Any:
         value = self.values.get(key.lower(), MISSING)
@@ -168,9 +155,7 @@ class Section:
     def options(self, prefix: str) -> dict[str, Any]:
         """Values of keys ``<prefix>.<param>`` as {param: value} (``prefix`` with or without its dot)."""
         start = prefix.lower() if not prefix or prefix.endswith(".") else prefix.lower() + "."
-        if self._options is None or not start:
-            return {k[len(start):]: v for k, v in self.values.items() if k.startswith(start)}
-        return dict(self._options.get(start, ()))  # the caller's own: it may change it
+        return {k[len(start):]: v for k, v in self.values.items() if k.startswith(start)}
 
 
 @dataclass

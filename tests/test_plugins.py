@@ -235,23 +235,3 @@ def test_a_wms_plugin_says_what_its_pilots_need_in_their_environment(confdir):
         assert '"BOARD_URL": "http://b/"' in jdl.read_text()
     finally:
         factory.stop()
-
-
-def test_options_from_the_index_of_a_loaded_config_are_those_of_a_scan(confdir):
-    # freeze() answers options() from an index made in one pass; it must give what scanning gives
-    confdir.write(local_queue("Q", confdir.spool, schedplugin="Ready, MaxPerCycle, MaxPending",
-                              **{"sched.maxpercycle.maximum": "7", "sched.maxpending.maximum": "9",
-                                 "batchsubmit.local.extra.key": "x"}))
-    config = confdir.load()
-    queue = config.queues["Q"]
-    assert queue._options is not None  # load() froze it
-    prefixes = {key[:cut + 1] for key in queue.values for cut in range(len(key)) if key[cut] == "."}
-    prefixes |= {p.rstrip(".") for p in prefixes} | {"nothing", "sched.maxpercycle.maximum", "SCHED.MaxPerCycle"}
-    thawed = QueueConfig(queue.name, queue.source, dict(queue.values))
-    assert thawed._options is None
-    for prefix in sorted(prefixes):
-        assert queue.options(prefix) == thawed.options(prefix), prefix
-    assert queue.options("sched.maxpercycle") == {"maximum": 7}
-    mine = queue.options("sched.maxpercycle")
-    mine["maximum"] = 1  # the caller's own copy: the next caller still gets the config's value
-    assert queue.options("sched.maxpercycle") == {"maximum": 7}

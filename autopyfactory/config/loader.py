@@ -72,8 +72,6 @@ def load(path: str, partial: bool = False, cancel: threading.Event | None = None
     queue_errors = [problem for errors in invalid.values() for problem in errors]
     if reader.errors and (not partial or len(reader.errors) > len(queue_errors)):
         raise ConfigError(reader.errors, reader.warnings)
-    for section in (factory, *queues.values(), *auth.values(), *monitor.values()):
-        section.freeze()
     return FactoryConfig(path, factory, queues, auth, monitor, reader.warnings, registry=registry,
                          invalid=invalid, stale=reader.stale)
 
