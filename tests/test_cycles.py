@@ -182,3 +182,31 @@ def test_queues_whose_plugins_hang_hold_no_other_queue(confdir, tmp_path, monkey
     finally:
         marker.unlink(missing_ok=True)
         factory.stop()
+
+
+def test_a_step_that_raises_even_systemexit_costs_no_worker():
+    class Exits(Job):
+        def step(self):
+            super().step()
+            raise SystemExit("a plugin called sys.exit()")
+
+    runner = CycleRunner(workers=2)
+    bad, good = Exits("BAD"), Job("GOOD", every=0.02)
+    runner.schedule(bad, time.time())
+    runner.schedule(good, time.time())
+    try:
+        wait_for(lambda: len(good.runs) >= 20, what="GOOD to cycle on")
+        assert len(bad.runs) == 1 and runner.threads == 2  # not run again, and both workers still there
+    finally:
+        runner.stop()
+
+
+def test_a_cycle_slower_than_its_interval_is_never_run_twice_at_once():
+    runner = CycleRunner(workers=4)
+    slow = Job("SLOW", every=-1.0, work=0.05, steps=10)  # always due again before its step ends
+    runner.schedule(slow, time.time())
+    try:
+        wait_for(lambda: len(slow.runs) == 10, what="ten steps")
+    finally:
+        runner.stop()
+    assert slow.overlaps == 0
