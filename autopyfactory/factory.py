@@ -16,6 +16,7 @@ from autopyfactory import __version__, memory, services
 from autopyfactory.config import ConfigError, FactoryConfig, Problem, load
 from autopyfactory.context import FactoryContext
 from autopyfactory.credentials import CredentialService
+from autopyfactory.cycles import CycleRunner
 from autopyfactory.interfaces import MonitorPlugin
 from autopyfactory.queue import APFQueue, FactoryPilots, Pause, build_chain
 from autopyfactory.records import CycleRecord
@@ -54,6 +55,7 @@ class Factory:
         self.context.credentials = self.credentials
         self.status = StatusService(self.context)
         self.pilots = FactoryPilots(config.get("maxperfactory.maximum"), config.get("maxperfactory.lastgood"))
+        self.runner = CycleRunner()  # the threads that run every queue's cycles
         self.monitors = {
             name: config.registry.get("monitor", section.get("monitorplugin"))(section, self.context)
             for name, section in config.monitor.items()
@@ -112,7 +114,7 @@ class Factory:
         """Build and start a queue; ``pause``: the one it had before a reload (else the stored one, if any);
         ``replaces``: the stopped instance it takes over from (a changed queue)."""
         with self._reload_lock:
-            queue = APFQueue(qconfig, self.context, self.status, self.pilots, self.listeners)
+            queue = APFQueue(qconfig, self.context, self.status, self.pilots, self.runner, self.listeners)
             if pause is not None:
                 queue.set_pause(pause)
             if replaces is not None and replaces.last_submission is not None:
@@ -241,6 +243,7 @@ class Factory:
         late = [name for name, queue in queues.items() if queue.alive]
         if late:
             log.warning("queue thread(s) still busy after %.0fs, leaving them: %s", timeout, ", ".join(late))
+        self.runner.stop()
         self._end_local_pilots(queues)
         for service in reversed(self.services):
             try:
@@ -463,6 +466,9 @@ class Factory:
             frame = frames.get(thread.ident or -1)
             if frame is not None:
                 lines.extend(line.rstrip() for line in traceback.format_stack(frame))
+        busy = self.runner.busy()
+        lines.append(f"cycle workers: {self.runner.threads}, {len(busy)} in a cycle"
+                     + "".join(f"; {name} for {seconds:.1f}s" for name, seconds in busy))
         for name, queue in sorted(self.queues.items()):
             lines.append(f"queue {name}: alive={queue.alive} cycles={queue.cycles} "
                          f"submitted={queue.submitted_total} errors={queue.errors_total} paused={queue.paused}")

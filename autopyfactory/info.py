@@ -95,7 +95,10 @@ class BatchQueueInfo:
     persistence store keeps more). ``queue_waits`` holds, for this queue's
     pilots that started in the last hour (still running or finished), the
     seconds each waited in the batch queue (start - submit time); empty when
-    the batch system does not say. ``reasons`` counts the pending pilots (held
+    the batch system does not say. ``queue_wait_starts`` holds the start time
+    (epoch seconds) of each of those pilots, in the same order, so that a
+    scheduler can tell the waits of the last few minutes from the hour's;
+    empty when the plugin does not say. ``reasons`` counts the pending pilots (held
     ones included) by why they wait, as the batch system says it (Slurm's
     Reason, HTCondor's HoldReason for held pilots). ``active`` names this
     queue's pilots running now by batch id: ``running``, or ``exiting`` for
@@ -114,14 +117,15 @@ class BatchQueueInfo:
     # pilots of other factories serving the same WMS queue: factory id -> counts
     peers: dict[str, dict[str, int]] = field(default_factory=dict)
     queue_waits: tuple[float, ...] = ()
+    queue_wait_starts: tuple[float, ...] = ()
     reasons: dict[str, int] = field(default_factory=dict)
     active: dict[str, str] = field(default_factory=dict)  # batch id -> running | exiting
 
     def to_dict(self) -> dict:
-        """The counts and peers (not ``finished``, ``queue_waits`` nor ``active``). Every cycle record holds one: no deep copy of
+        """The counts and peers (not ``finished``, the queue waits nor ``active``). Every cycle record holds one: no deep copy of
         the finished pilots only to drop them (that was 90 % of a cycle's CPU with 40 per queue)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in ("finished", "peers", "queue_waits", "reasons", "active")}
+                if f.name not in ("finished", "peers", "queue_waits", "queue_wait_starts", "reasons", "active")}
         data["peers"] = {name: dict(counts) for name, counts in self.peers.items()}
         data["reasons"] = dict(self.reasons)
         return data
@@ -181,6 +185,11 @@ def check_batch(info) -> str:
         return "finished is not a list of FinishedPilot with an end time"
     if not isinstance(info.queue_waits, tuple | list) or any(_bad_time(w) for w in info.queue_waits):
         return "queue_waits is not a list of seconds"
+    if not isinstance(info.queue_wait_starts, tuple | list) or any(_bad_time(t) for t in info.queue_wait_starts):
+        return "queue_wait_starts is not a list of times"
+    if info.queue_wait_starts and len(info.queue_wait_starts) != len(info.queue_waits):
+        return (f"queue_wait_starts has {len(info.queue_wait_starts)} start times for {len(info.queue_waits)}"
+                " queue waits (one each, or none)")
     if not isinstance(info.peers, dict):
         return f"peers is {type(info.peers).__name__}, not a dict"
     if not isinstance(info.reasons, dict) or len(info.reasons) > MAX_REASONS + 1 or any(

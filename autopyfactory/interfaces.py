@@ -245,8 +245,8 @@ class BatchSubmitPlugin(Plugin, ABC):
 class MonitorPlugin(Plugin, ABC):
     """Reports to an external monitor (a section of monitor.conf).
 
-    Called from the queue threads: implementations must not block (hand the
-    work to a background sender).
+    Called from the cycle workers (autopyfactory/cycles.py) after each cycle:
+    implementations must not block (hand the work to a background sender).
     """
 
     kind = "monitor"

@@ -1,6 +1,7 @@
 """Keep the daemon's resident memory the size of what it holds, over months.
 
-A factory runs a thread per queue (1,000 queues: 1,000 threads). glibc's
+A factory ran a thread per queue (1,000 queues: 1,000 threads); it still runs
+web, status, monitor and cycle worker threads. glibc's
 malloc gives threads up to 8 arenas per core, and an arena keeps the pages of
 what was freed in it: allocations that come and go in many threads (cycle
 records, status answers, JSON for the web page) leave every arena at its own

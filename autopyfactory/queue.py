@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from autopyfactory.config import QueueConfig, Section
 from autopyfactory.context import FactoryContext
+from autopyfactory.cycles import CycleRunner
 from autopyfactory.health import FACTORY_COUNT_UNKNOWN, Health, queue_health
 from autopyfactory.info import BatchQueueInfo, FinishedPilot, WMSQueueInfo
 from autopyfactory.interfaces import BatchSubmitPlugin, SchedInfo, SchedulerPlugin, SubmitResult
@@ -216,10 +217,12 @@ class APFQueue:
         context: FactoryContext,
         status: StatusService,
         pilots: FactoryPilots,
+        runner: CycleRunner,
         listeners: list[Callable[[APFQueue, CycleRecord], None]] | None = None,
     ):
         self.name = config.name
         self.config = config
+        self.runner = runner  # the factory's cycle workers (autopyfactory/cycles.py)
         self.context = context
         self.pilots = pilots
         self.listeners = listeners if listeners is not None else []
@@ -240,9 +243,10 @@ class APFQueue:
         self.errors_total = 0
         self.last_submission: float | None = None
         self.pause: Pause | None = None  # set by apf pause / apf drain
-        self._pause_lock = threading.RLock()  # the queue's thread and the factory's both end a pause at --until
+        self._pause_lock = threading.RLock()  # the cycle and the factory's main loop both end a pause at --until
         self.fault_backoff: str | None = None  # why submission is throttled to probe pilots, when it is
         self._probes = 1  # probe pilots a cycle in fault backoff may submit (probe_pilots)
+        # "thread": the queue's turn on the cycle workers (it was a thread of its own; the operator's word stays)
         self.started = False  # the thread was started (health: a started queue whose thread died is critical)
         self.ran_its_cycles = False  # the thread ended after --cycles N, as asked
         self.died: str | None = None  # why the thread died, until the factory restarts it
@@ -252,13 +256,16 @@ class APFQueue:
         self._last_cycle: int | None = None  # --cycles N: the cycle count at which the queue ends
         self._stop = threading.Event()
         self._submitting = threading.Lock()  # held while the submit plugin runs; stop() waits for it
-        self._thread: threading.Thread | None = None
+        self._running = False  # on the cycle workers: waiting for its next step or in one
+        self._left = threading.Event()  # set when it left them (stopped, died, ran its cycles); join() waits for it
+        self._left.set()
+        self._first_status_until: float | None = None  # while set: waiting for the first answers that include it
         self.store = context.store  # persistence store (autopyfactory/persistence.py) or None
         # finished pilots of the last FINISHED_WINDOW (or Throttle's interval), kept with a store: _finished
         self._history: dict[str, FinishedPilot] | None = None  # jobid -> pilot; None = not read from the store yet
         self._history_batch: BatchQueueInfo | None = None  # the batch answer last added to it
         self._history_sorted: list[FinishedPilot] | None = None  # its pilots latest first; None = to sort again
-        self._history_lock = threading.Lock()  # the queue's thread and the web server's read it
+        self._history_lock = threading.Lock()  # the queue's cycle and the web server's read it
         self._ended_seen: BatchQueueInfo | None = None  # the batch answer whose finished pilots the ledger saw
         self._last_info_line = float("-inf")  # when this queue's cycle was last logged at INFO
         # the batch answer the latest cycle planned from (None while unknown): monitors read each pilot's state in it
@@ -362,11 +369,13 @@ class APFQueue:
         self._start_thread()
 
     def _start_thread(self) -> None:
-        self._thread = threading.Thread(target=self.run, name=f"queue:{self.name}", daemon=True)
-        self._thread.start()
+        self._running = True
+        self._left.clear()
+        self._first_status_until = time.time() + self.sleep
+        self.runner.schedule(self, time.time())
 
     def restart(self) -> None:
-        """Start a new thread for a queue whose thread died (counters and records kept)."""
+        """Put a queue whose thread died back on the cycle workers (counters and records kept)."""
         self.restarts += 1
         log.warning("queue %s: restarting its thread (restart %d; it died: %s)", self.name, self.restarts, self.died)
         self.died = self.restart_due = None
@@ -374,8 +383,7 @@ class APFQueue:
 
     def stop(self) -> None:
         self._stop.set()
-        self.wms_poller.release_waiters()
-        self.batch_poller.release_waiters()
+        self.runner.wake(self)  # a queue waiting for its next cycle leaves now, not then
 
     @property
     def submit_timeout(self) -> float:
@@ -390,21 +398,24 @@ class APFQueue:
         return True
 
     def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            self._thread.join(timeout)
+        """Wait until the queue has left the cycle workers (after stop(), its cycle under way ends first)."""
+        self._left.wait(timeout)
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._running
 
     @property
     def sleep(self) -> float:
         return float(self.config.values["apfqueue.sleep"])
 
-    def run(self) -> None:
-        """The queue thread; if anything kills it, the factory restarts it later (``restart_due``)."""
+    def step(self) -> float | None:
+        """What a cycle worker runs: one cycle; when the next step is due, or None when the queue leaves.
+
+        If anything kills the step, the queue's thread has died: it leaves, and the factory
+        puts it back later (``restart_due``)."""
         try:
-            self._run()
+            return self._step()
         except BaseException as exc:  # noqa: BLE001 - a thread that dies is reported and restarted, never lost
             self._deaths_in_row += 1
             delay = min(RESTART_MAX, RESTART_FIRST * 2.0 ** min(self._deaths_in_row - 1, 16))
@@ -412,20 +423,31 @@ class APFQueue:
             self.restart_due = time.time() + delay
             log.critical("queue %s: its thread died (%s); restarting it in %.0fs", self.name, self.died, delay,
                          exc_info=True)
+            return self._leave()
 
-    def _run(self) -> None:
-        self._wait_for_first_status()
-        wait = self.sleep * spread(self.name)
-        while not self._stop.is_set():
-            record = self.run_cycle()
-            self._deaths_in_row = 0
-            if self._last_cycle is not None and self.cycles >= self._last_cycle:
-                self.ran_its_cycles = True
-                break
-            if record.submitted:
-                self._prepare(time.time() + wait)
-            self._stop.wait(wait)
-            wait = self.sleep
+    def _step(self) -> float | None:
+        if self._stop.is_set():
+            return self._leave()
+        first = self._first_status_until is not None
+        if first and not self._first_status_ready():
+            return self._first_status_until  # or sooner: the answer it waits for wakes it
+        self._first_status_until = None
+        record = self.run_cycle()
+        self._deaths_in_row = 0
+        if self._last_cycle is not None and self.cycles >= self._last_cycle:
+            self.ran_its_cycles = True
+            return self._leave()
+        if self._stop.is_set():
+            return self._leave()
+        wait = self.sleep * spread(self.name) if first else self.sleep
+        if record.submitted:
+            self._prepare(time.time() + wait)
+        return time.time() + wait
+
+    def _leave(self) -> None:
+        self._running = False
+        self._left.set()
+        return None
 
     def _prepare(self, when: float) -> None:
         """The submit plugin readies the next cycle's submission (e.g. the day's log directory) outside the cycle.
@@ -440,25 +462,27 @@ class APFQueue:
         except Exception as exc:  # the cycle's submit does the same work again and reports a failure
             log.debug("queue %s: preparing the next submission failed: %s", self.name, exc)
 
-    def _wait_for_first_status(self) -> None:
-        """A queue plans from real numbers: wait (bounded) for the first answers that include it.
+    def _first_status_ready(self) -> bool:
+        """A queue plans from real numbers: its first cycle waits (bounded by ``apfqueue.sleep``)
+        for the first answers that include it; False: the poller's next answer wakes it.
 
         An answer taken before this queue joined its poller does not mention it;
         a first cycle on such an answer would only say "unknown" and the
         queue's first pilots would wait a whole ``apfqueue.sleep``.
         """
-        deadline = time.time() + self.sleep
-        while not self._stop.is_set():
-            left = deadline - time.time()
-            if left <= 0:
-                return
+        while time.time() < self._first_status_until:
             for poller, key in ((self.wms_poller, self.wms_key), (self.batch_poller, self.batch_key)):
                 snapshot = poller.snapshot
                 if snapshot is None or key not in snapshot.data:
-                    poller.wait_for_answer(snapshot, left)
-                    break
+                    if poller.call_on_answer(snapshot, self._wake):
+                        return False
+                    break  # an answer came meanwhile: look again
             else:
-                return
+                return True
+        return True
+
+    def _wake(self) -> None:
+        self.runner.wake(self)
 
     # ------------------------------------------------------------ status
     def batch_status(self) -> tuple[BatchQueueInfo | None, float | None, str]:

@@ -118,7 +118,8 @@ class StatusPoller:
         self._queues: set[str] = set()
         self._bad: set[str] = set()  # keys whose last answer was invalid (warned once until it is good again)
         self._lock = threading.Lock()
-        self._answered = threading.Condition()  # notified on every new answer
+        self._answered = threading.Lock()  # taken to set and to call the callbacks of the next answer
+        self._on_answer: list[Callable[[], None]] = []  # called once at the next answer (call_on_answer)
         self._woken = False  # a wake-up asked for a query sooner than ``sleep``
         self._early = False  # the last query was brought forward by a wake-up
         self._wake = threading.Event()  # wake-up or stop: the thread looks again at what is due
@@ -222,10 +223,15 @@ class StatusPoller:
             return
         finally:
             self.last_duration = self.clock() - started
-        with self._lock:
-            self._snapshot = Snapshot(data, started)
         with self._answered:
-            self._answered.notify_all()
+            with self._lock:
+                self._snapshot = Snapshot(data, started)
+            callbacks, self._on_answer = self._on_answer, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("%s status from %s: a callback of its answer failed", self.kind, self.name)
         if self.failures:
             log.info("%s status from %s is back after %d failure(s)", self.kind, self.name, self.failures)
         self.failures = 0
@@ -273,21 +279,18 @@ class StatusPoller:
     def snapshot(self) -> Snapshot | None:
         return self._snapshot
 
-    def wait_for_answer(self, since: Snapshot | None, timeout: float) -> None:
-        """Block until there is an answer other than ``since`` (or ``timeout``, or ``release_waiters``).
+    def call_on_answer(self, since: Snapshot | None, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` once, at the next answer; False (and no call) if the answer is no longer ``since``.
 
-        Queues waiting for their first status sleep here instead of polling:
-        2,000 queue threads checking ten times a second cost more CPU than
-        the status query they waited for.
+        Queues waiting for their first status are woken this way instead of polling:
+        2,000 queues checking ten times a second cost more CPU than the status query
+        they waited for.
         """
         with self._answered:
-            if self._snapshot is since:
-                self._answered.wait(timeout)
-
-    def release_waiters(self) -> None:
-        """Wake every ``wait_for_answer`` (a queue is stopping)."""
-        with self._answered:
-            self._answered.notify_all()
+            if self._snapshot is not since:
+                return False
+            self._on_answer.append(callback)
+            return True
 
     def _failing(self, now: float) -> str:
         if not self.failures:

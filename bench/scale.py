@@ -147,6 +147,7 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
 
     cpu0, wall0, epoch0 = cpu_seconds(), time.monotonic(), time.time()
     factory.start()
+    start_cpu = cpu_seconds() - cpu0  # building, restoring and scheduling every queue (no status query yet)
     # the daemon's main thread waits in Factory.wait (pauses that end, dead threads, memory trims): so here
     threading.Thread(target=factory.wait, name="main-loop", daemon=True).start()
     try:
@@ -161,6 +162,7 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
             "config_load_seconds": config_seconds,
             "first_cycle_wall": wall1 - wall0,
             "first_cycle_cpu": cpu1 - cpu0,
+            "first_cycle_start_cpu": start_cpu,
             "first_cycle_http": startup["http"],
             "first_cycle_squeue": startup["squeue"],
             "first_cycle_unknown": unknown,

@@ -78,6 +78,9 @@ def test_counts_states_peers_and_history(condor_pool: CondorPool):
     assert {p.jobid: p.state for p in q2.finished}["2.1"] == "removed"
     # start - QDate of the pilots that started in the last hour (QDate is now - 600 unless set)
     assert sorted(q1.queue_waits) == [0, 500, 500, 500] and q2.queue_waits == (0,) and q3.queue_waits == ()
+    # each with its start time (JobStartDate), so that Backlog can take the waits of the last minutes only
+    assert sorted(zip(q1.queue_wait_starts, q1.queue_waits, strict=True)) == [(now - 900, 0)] + [(now - 100, 500)] * 3
+    assert q2.queue_wait_starts == (now - 900,) and q3.queue_wait_starts == ()
     assert q1.peers == {"fac-B": {"pending": 1, "running": 1, "submitted_last": float(now - 30)}}
     assert q2.peers["old-apf"]["pending"] == 1
     # one query and one history call for every queue; projection limited; history bounded to the hour

@@ -152,7 +152,9 @@ def test_sigusr2_reopens_logs_sighup_reloads_and_rejects_a_broken_config(daemon,
 
     os.kill(pid, signal.SIGUSR1)
     wait_for(lambda: daemon.logged("thread dump:"), what="the thread dump")
-    assert daemon.logged("--- thread queue:Q1") and daemon.logged("--- thread queue:Q2")
+    # the cycle workers' threads, and every queue with its state (a queue in a cycle names its worker thread)
+    assert daemon.logged("--- thread cycles-1") and daemon.logged("cycle workers: 4")
+    assert daemon.logged("queue Q1: alive=True") and daemon.logged("queue Q2: alive=True")
 
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not alive(pid), what="the daemon to exit")

@@ -22,7 +22,7 @@ def test_reload_added_removed_changed_unchanged(confdir, started_factory):
     factory = started_factory(confdir)
     wait_for(lambda: all(q.cycles >= 2 for q in factory.queues.values()), what="two cycles of every queue")
     keep, gone, edit = (factory.queues[n] for n in ("KEEP", "GONE", "EDIT"))
-    keep_thread = keep._thread
+    keep_left = keep._left
     keep.submitted_total = 7  # a counter that must survive the reload
     old_config = factory.config
 
@@ -31,9 +31,9 @@ def test_reload_added_removed_changed_unchanged(confdir, started_factory):
 
     assert problems == []
     assert set(factory.queues) == {"KEEP", "EDIT", "NEW"}
-    # unchanged: the very same object, thread and counters
+    # unchanged: the very same object, never taken off the cycle workers, and its counters
     assert factory.queues["KEEP"] is keep
-    assert keep._thread is keep_thread and keep.alive
+    assert keep._left is keep_left and not keep_left.is_set() and keep.alive and keep.restarts == 0
     assert keep.submitted_total == 7
     cycles_before = keep.cycles
     wait_for(lambda: keep.cycles > cycles_before, what="KEEP to go on cycling")

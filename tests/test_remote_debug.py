@@ -26,13 +26,14 @@ def apf_run(capsys, run, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_threads_shows_every_queue_thread_with_its_stack(running, capsys):
+def test_threads_shows_the_cycle_workers_with_their_stacks_and_every_queue(running, capsys):
     code, out, err = apf_run(capsys, running, "threads")
     assert code == 0, err
-    assert "--- thread queue:ALPHA" in out and "--- thread queue:BETA" in out
-    # a stack, not just names: the queue thread waits in its run loop
-    assert 'in run' in out.split("--- thread queue:ALPHA", 1)[1].split("--- thread", 1)[0]
-    assert "queue ALPHA: alive=True" in out
+    # a stack, not just names: a worker waits for the next due queue, or runs one as queue:<name>
+    worker = out.split("--- thread cycles-1", 1)[1].split("--- thread", 1)[0]
+    assert "in _take" in worker or "in step" in worker, worker
+    assert "cycle workers: " in out
+    assert "queue ALPHA: alive=True" in out and "queue BETA: alive=True" in out
     answer = requests.get(f"{running.url}/api/v1/admin/threads", headers=running.admin_headers(), timeout=10).json()
     assert answer["threads"] == sum(1 for line in answer["dump"] if line.startswith("--- thread "))
     assert answer["threads"] >= 3

@@ -33,6 +33,7 @@ def test_every_plugin_of_the_design_is_registered_with_its_keys():
         "sched.statustest.pilots", "sched.statusoffline.pilots", "sched.throttle.interval",
         "sched.throttle.maxtime", "sched.throttle.ratio", "sched.throttle.submit",
         "sched.backlog.offset", "sched.backlog.idlerunning", "sched.backlog.removeidle", "sched.backlog.lookahead", "sched.backlog.window",
+        "sched.backlog.waitspan",
         "sched.nqueue.nqueue", "sched.nqueue.depthboost",
     }
 

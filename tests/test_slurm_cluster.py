@@ -188,6 +188,8 @@ def test_200_pilots_are_one_sbatch_call_and_removal_spares_running(slurm, confdi
         assert info.pending + info.running + info.done + info.fault == 200
         # the queue wait of every pilot that started, from Slurm's own submit and start times
         assert len(info.queue_waits) >= info.running and all(0 <= w < 600 for w in info.queue_waits)
+        assert len(info.queue_wait_starts) == len(info.queue_waits)
+        assert all(time.time() - 3600 <= t <= time.time() for t in info.queue_wait_starts)
 
         before = running_ids(slurm, fid)
         removed = submitter.remove(1000)

@@ -114,6 +114,11 @@ def test_counts_per_queue_arrays_held_finished_and_peers():
     # start - submit of the pilots that started in the last hour, running or finished (Backlog reads them)
     assert sorted(q1.queue_waits) == [55, 55, 55] and sorted(q2.queue_waits) == [55, 55, 115]
     assert q3.queue_waits == ()
+    # each with its start time, so that Backlog can take the waits of the last minutes only
+    at5, at6 = (time.mktime(time.strptime(f"2026-01-02T03:0{m}:00", "%Y-%m-%dT%H:%M:%S")) for m in (5, 6))
+    assert sorted(zip(q1.queue_wait_starts, q1.queue_waits, strict=True)) == [(at5, 55)] * 3
+    assert sorted(zip(q2.queue_wait_starts, q2.queue_waits, strict=True)) == [(at5, 55), (at5, 55), (at6, 115)]
+    assert q3.queue_wait_starts == ()
     # fac-B serves W1 too: a peer of q1, not of q2
     peer_b = q1.peers["fac-B"]
     assert (peer_b["pending"], peer_b["running"]) == (5, 1)

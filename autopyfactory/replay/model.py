@@ -539,7 +539,8 @@ class Replay:
         pending = sum(1 for p in queue.pending.values() if not p.removing)  # a removed pilot shows as removed
         queue.batch = (t, BatchQueueInfo(pending=pending, running=len(queue.running),
                                          finished=tuple(reversed(queue.finished_recently)),
-                                         queue_waits=tuple(wait for _, wait in queue.started_recently)))
+                                         queue_waits=tuple(wait for _, wait in queue.started_recently),
+                                         queue_wait_starts=tuple(start for start, _ in queue.started_recently)))
         if not self.over(t):
             self.at(self.next_poll(t), POLL_BATCH, queue)
 

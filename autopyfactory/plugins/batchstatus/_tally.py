@@ -41,7 +41,8 @@ class Tally:
         self.wms_wanted = set(wms_of.values())
         self.counts = {q: {"pending": 0, "running": 0, "held": 0, "exiting": 0} for q in wms_of}
         self.peers: dict[str, dict[str, dict[str, float]]] = {}  # wmsqueue -> factory -> counts
-        self.waits: dict[str, list[float]] = {q: [] for q in wms_of}  # queue waits of recently started pilots
+        # (start time, queue wait) of recently started pilots
+        self.waits: dict[str, list[tuple[float, float]]] = {q: [] for q in wms_of}
         self.reasons: dict[str, dict[str, int]] = {q: {} for q in wms_of}  # why pending pilots wait
         # running pilots by batch id -> state, for the queues with a monitor only (it costs about 15 %
         # of reading 100,000 running Slurm lines, and nothing else reads it)
@@ -70,9 +71,9 @@ class Tally:
     def waited(self, queue: str, submitted: float | None, started: float | None, now: float,
                window: float = 3600.0) -> None:
         """A pilot of ``queue`` submitted and started at these times: keep its wait in the batch queue
-        when it started in the last ``window`` seconds (what the Backlog scheduler reads)."""
+        and its start time when it started in the last ``window`` seconds (what the Backlog scheduler reads)."""
         if submitted is not None and started is not None and now - window <= started <= now:
-            self.waits[queue].append(max(0.0, started - submitted))
+            self.waits[queue].append((started, max(0.0, started - submitted)))
 
     def peer(self, wmsqueue: str, factory: str, state: str, count: int = 1,
              submitted: float | None = None) -> None:
@@ -95,7 +96,8 @@ class Tally:
                 fault=sum(1 for p in ended if p.state == "fault"),
                 empty=sum(1 for p in ended if p.state == "empty"),
                 finished=ended, peers={f: dict(v) for f, v in self.peers.get(wmsqueue, {}).items()},
-                queue_waits=tuple(self.waits[queue]), reasons=self.reasons[queue],
+                queue_waits=tuple(w for _, w in self.waits[queue]),
+                queue_wait_starts=tuple(t for t, _ in self.waits[queue]), reasons=self.reasons[queue],
                 active=self.active.get(queue, {}),
             )
         return answer

@@ -21,6 +21,8 @@ from autopyfactory.info import BatchQueueInfo, WMSQueueInfo
 from autopyfactory.interfaces import SchedInfo
 from autopyfactory.plugins.sched._common import StatusStep
 
+RECENT_PILOTS = 3  # the fewest recent starts the queue wait is taken from: fewer is one or two pilots' luck
+
 
 class Backlog(StatusStep):
     """Pilots for the ready work that pending and idle running pilots will not take.
@@ -32,13 +34,17 @@ class Backlog(StatusStep):
     ``sched.backlog.lookahead`` (0 = off): also send pilots for the work
     expected to arrive while a pilot waits in the batch queue, times this
     factor; ``sched.backlog.window`` (5): cycles the arrival rate is the
-    median of.
+    median of; ``sched.backlog.waitspan`` (600): seconds of pilot starts the
+    queue wait is taken from.
     Output: ``ready - offset - pending - idle + expected``, at least 0 (or at
     least ``-pending`` with removeidle), where ``idle = max(0, running pilots
     - WMS running jobs)`` (0 with idlerunning false) and ``expected = floor(arrival rate x queue wait x
     lookahead)``: the queue wait is the median of ``BatchQueueInfo.queue_waits``
     (the batch system's submit and start times of the pilots that started in
-    the last hour), the arrival rate the median over the last ``window``
+    the last hour) of the pilots that started in the last ``waitspan``
+    seconds, or of the whole hour when fewer than 3 did or the plugin gives no
+    start times (just after a burst the hour holds pilots that waited long for a
+    free slot, not for the batch queue), the arrival rate the median over the last ``window``
     cycles of the growth of ready + running jobs per second. 0 when status is
     unknown.
     """
@@ -50,6 +56,7 @@ class Backlog(StatusStep):
         "removeidle": Key("bool", False, help="ask to remove pending pilots beyond the work"),
         "lookahead": Key("float", 0.0, min=0, help="pilots for work expected during the queue wait, x this (0: off)"),
         "window": Key("int", 5, min=1, help="cycles of arrivals the arrival rate is the median of"),
+        "waitspan": Key("int", 600, min=1, help="seconds of pilot starts the look-ahead's queue wait is taken from"),
     }
 
     def __init__(self, queue, factory):
@@ -67,16 +74,27 @@ class Backlog(StatusStep):
         self._seen = (now, total)
         return statistics.median(self._rates) if self._rates else 0.0
 
+    def queue_wait(self, batch: BatchQueueInfo, now: float) -> tuple[float, str]:
+        """The median queue wait of the pilots that started in the last ``waitspan`` seconds (the hour's when
+        fewer than RECENT_PILOTS did, or the plugin gives no start times), and which span it is of."""
+        if len(batch.queue_wait_starts) == len(batch.queue_waits):
+            since = now - self.options["waitspan"]
+            recent = [w for w, start in zip(batch.queue_waits, batch.queue_wait_starts, strict=True) if start >= since]
+            if len(recent) >= RECENT_PILOTS:
+                return statistics.median(recent), f"last {self.options['waitspan']} s"
+        return statistics.median(batch.queue_waits), "last hour"
+
     def compute(self, n: int, wms: WMSQueueInfo, batch: BatchQueueInfo, info: SchedInfo) -> tuple[int, str]:
         offset, lookahead = self.options["offset"], self.options["lookahead"]
         idle = max(0, batch.running - wms.running) if self.options["idlerunning"] else 0
         rate = self.arrival_rate(wms, info.now)
         expected, ahead = 0, ""
         if lookahead > 0 and batch.queue_waits:
-            wait = statistics.median(batch.queue_waits)
+            wait, span = self.queue_wait(batch, info.now)
             mean = rate * wait * lookahead
             expected = math.floor(mean - math.sqrt(mean)) if mean > 1 else 0  # arrivals count at least this
-            ahead = f" + {expected} expected ({rate * 3600:.0f}/h x {wait:.0f} s queue wait x {lookahead:g})"
+            ahead = (f" + {expected} expected ({rate * 3600:.0f}/h x {wait:.0f} s queue wait, {span},"
+                     f" x {lookahead:g})")
         need = wms.ready - offset - batch.pending - idle + expected
         floor = -batch.pending if self.options["removeidle"] else 0
         out = max(need, floor)
