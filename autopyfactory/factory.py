@@ -25,6 +25,8 @@ from autopyfactory.timefmt import iso
 
 log = logging.getLogger(__name__)
 
+LOOK_EVERY = 1.0  # seconds between the main loop's looks at every queue (pauses that end, dead queues)
+
 SUBMIT_GRACE = 10.0  # seconds beyond a submit plugin's own timeout that a stopping queue is waited for
 
 
@@ -162,6 +164,7 @@ class Factory:
         interval = self.config.get("config.reconfig.interval")
         self._next_reconfig = time.time() + interval if interval else None
         next_trim = time.monotonic() + memory.TRIM_EVERY
+        next_look = 0.0
         while not self._stopping.is_set():
             if self._dump_requested.is_set():
                 self._dump_requested.clear()
@@ -178,13 +181,15 @@ class Factory:
                 log.info("config.reconfig.interval: re-reading the configuration")
                 self.reload()
             now = time.time()
-            with self._reload_lock:
-                for queue in self.queues.values():  # at --until, not at the queue's next cycle
-                    pause = queue.pause  # five times a second for every queue: only a due pause costs more
-                    if pause is not None and pause.until is not None and pause.until <= now:
-                        queue.end_pause_when_due(now)
-            if not self.supervise():
-                return
+            if now >= next_look:  # every queue once a second (five times: 10 % of py-spy's steady samples at 2,000 queues)
+                next_look = now + LOOK_EVERY
+                with self._reload_lock:
+                    for queue in self.queues.values():  # at --until, not at the queue's next cycle
+                        pause = queue.pause  # only a due pause costs more than a look
+                        if pause is not None and pause.until is not None and pause.until <= now:
+                            queue.end_pause_when_due(now)
+                if not self.supervise():
+                    return
             if time.monotonic() >= next_trim:
                 memory.trim()
                 next_trim = time.monotonic() + memory.TRIM_EVERY
