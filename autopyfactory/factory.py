@@ -95,14 +95,19 @@ class Factory:
             monitor.start()
         for service in self.services:
             service.start()
-        with self.status.deferred_start():  # every queue registered before the first status query
+        built: dict[str, APFQueue] = {}
+        with self.status.deferred_start(), self._reload_lock:  # every queue registered before the first query
             for qconfig in self.config.enabled_queues.values():
                 try:
-                    self.start_queue(qconfig, cycles)
+                    built[qconfig.name] = self._build_queue(qconfig)
                 except Exception as exc:  # one queue that cannot be set up never stops the others
                     log.exception("queue %s cannot be set up", qconfig.name)
                     self.config.invalid[qconfig.name] = [Problem(
                         qconfig.source, qconfig.name, "", f"cannot set up the queue: {type(exc).__name__}: {exc}")]
+            # published once: a copy of the growing dict for each queue was quadratic (5,000 queues)
+            self.queues = {**self.queues, **built}
+            for queue in built.values():
+                queue.start(cycles)
         for name in self.config.invalid:
             log.error("queue %s not started: %s", name, "; ".join(str(p) for p in self.config.invalid[name]))
         self._config_checked()
@@ -116,7 +121,7 @@ class Factory:
         """Build and start a queue; ``pause``: the one it had before a reload (else the stored one, if any);
         ``replaces``: the stopped instance it takes over from (a changed queue)."""
         with self._reload_lock:
-            queue = APFQueue(qconfig, self.context, self.status, self.pilots, self.runner, self.listeners)
+            queue = self._build_queue(qconfig)
             if pause is not None:
                 queue.set_pause(pause)
             if replaces is not None and replaces.last_submission is not None:
@@ -128,6 +133,9 @@ class Factory:
             self.queues = {**self.queues, queue.name: queue}
             queue.start(cycles)
             return queue
+
+    def _build_queue(self, qconfig) -> APFQueue:
+        return APFQueue(qconfig, self.context, self.status, self.pilots, self.runner, self.listeners)
 
     def stop_queue(self, name: str, timeout: float = 10.0, replaced: bool = False) -> APFQueue:
         """Stop a queue; it is out of ``queues`` only once it can submit nothing any more.
