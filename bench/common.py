@@ -199,6 +199,34 @@ def threads() -> int:
     return threading.active_count()
 
 
+def thread_kind(name: str) -> str:
+    """The kind of a daemon thread by its name: a cycle worker (``cycles-N``, ``queue:<name>`` while in a
+    cycle), a status poller (``batchstatus:<endpoint>``), the store, the web server, the main loop..."""
+    if name.startswith(("cycles-", "queue:")):
+        return "cycle workers"
+    for sep in (":", "-"):
+        if sep in name:
+            return name.split(sep, 1)[0]
+    return name
+
+
+def cpu_by_thread_kind() -> dict[str, float]:
+    """CPU seconds (user + system) of this process's live threads so far, summed by ``thread_kind``
+    (Linux /proc; {} elsewhere). Threads are matched by their native id, named as they are now."""
+    names = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = {}
+    for tid, name in names.items():
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        kind = thread_kind(name)
+        found[kind] = found.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
 def dedent(text: str) -> str:
     return textwrap.dedent(text)
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from autopyfactory import memory
 from autopyfactory.cli.daemon import setup_logging
 from bench.common import (
+    cpu_by_thread_kind,
     cpu_seconds,
     emit,
     machine,
@@ -185,11 +186,13 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
         cycles2 = sum(q.cycles for q in factory.queues.values())
         store2 = (store.flushes, statements[0]) if store is not None else (0, 0)
         cpus = [cpu2]  # at each interval's end: the median interval, so one disturbed interval does not count
+        threads2 = cpu_by_thread_kind()
         for j in range(1, STEADY_INTERVALS + 1):
             wait_for(lambda j=j: time.monotonic() >= window_start + j * interval and all_cycled(),
                      "the window's end", timeout=(j + 2) * interval)
             cpus.append(cpu_seconds())
         http3, squeue3, usage3 = wms.plugin.requests, count_calls(squeue_calls), rusage()
+        threads3 = cpu_by_thread_kind()
         cycles3 = sum(q.cycles for q in factory.queues.values())
         store3 = (store.flushes, statements[0]) if store is not None else (0, 0)
         errors = sum(q.errors_total for q in factory.queues.values())
@@ -204,6 +207,9 @@ def factory_worker(n: int, url: str, squeue_calls: Path, root: Path, interval: f
         "steady_squeue_per_interval": (squeue3 - squeue2) / STEADY_INTERVALS,
         "steady_cycles_per_interval": (cycles3 - cycles2) / STEADY_INTERVALS,
         "steady_rusage_per_interval": {k: (usage3[k] - usage2[k]) / STEADY_INTERVALS for k in usage2},
+        # where the process's own CPU goes, by kind of thread (squeue's CPU is the children's, not here)
+        "steady_cpu_by_thread_per_interval": {k: round((threads3.get(k, 0.0) - threads2.get(k, 0.0))
+                                                       / STEADY_INTERVALS, 3) for k in threads3},
         # deterministic counts: what a cycle costs does not depend on the machine's load
         "steady_store_transactions_per_interval": (store3[0] - store2[0]) / STEADY_INTERVALS,
         "steady_sql_statements_per_interval": (store3[1] - store2[1]) / STEADY_INTERVALS,

@@ -117,3 +117,29 @@ def test_soak_judges_rss_per_life_after_the_finished_window_fills():
         return 75 + 45 * min(1.0, t / 3600) + 3 * t / 600
 
     assert rss_growth_per_life(soak_samples(6, 1200, growing), 300, 3960, 300)["across"] > 1.0
+
+
+def test_cpu_by_thread_kind_counts_a_busy_thread_under_its_kind():
+    import threading
+    import time
+
+    from bench.common import cpu_by_thread_kind, thread_kind
+
+    assert [thread_kind(n) for n in ("cycles-3", "queue:ANALY_X", "batchstatus:squeue", "persistence")] == [
+        "cycle workers", "cycle workers", "batchstatus", "persistence"]
+    done = threading.Event()
+
+    def spin():
+        end = time.process_time() + 0.3
+        while time.process_time() < end and not done.is_set():
+            pass
+        done.wait()
+
+    worker = threading.Thread(target=spin, name="cycles-99")
+    before = cpu_by_thread_kind().get("cycle workers", 0.0)
+    worker.start()
+    time.sleep(0.5)
+    after = cpu_by_thread_kind().get("cycle workers", 0.0)
+    done.set()
+    worker.join()
+    assert after - before >= 0.1
