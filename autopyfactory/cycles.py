@@ -142,6 +142,8 @@ class CycleRunner:
                         heapq.heappop(self._heap)
                         del self._entry[id(queue)]
                         self._busy[threading.get_ident()] = (queue, self._clock())
+                        if self._heap and self._heap[0][0] <= now:
+                            self._cond.notify()  # more are due (a burst): another worker takes the next
                         return queue
                     wait = -(-due // TICK) * TICK - now  # up to the tick the first due cycle falls in
                 else:

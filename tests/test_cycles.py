@@ -228,3 +228,40 @@ def test_idle_workers_wake_once_a_tick_not_once_a_cycle():
     runner.stop()
     assert sum(len(j.runs) for j in jobs) >= 350
     assert woke <= runner.workers * 2.0 / cycles.TICK * 1.5, woke
+
+
+def test_a_burst_of_due_cycles_runs_on_every_worker():
+    # 100 queues woken at once by their first status answer, each submitting (sbatch, 10 ms): the
+    # workers that slept until a later time must join in, or the burst runs on one worker (1.45 x raw
+    # sbatch in bench.submit's 100 queues x 20)
+    runner = CycleRunner(workers=4)
+    jobs = [Job(f"Q{i}", every=3600.0, work=0.0) for i in range(40)]
+    for job in jobs:
+        runner.schedule(job, time.time() + 3600)  # waiting for their first status
+    time.sleep(0.2)
+    busy = threading.Semaphore(0)
+    peak = [0]
+    inside = [0]
+    lock = threading.Lock()
+
+    def step(job=None, original=None):
+        with lock:
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+        time.sleep(0.05)
+        with lock:
+            inside[0] -= 1
+        busy.release()
+        return original()
+
+    for job in jobs:
+        job.step = lambda job=job, original=job.step: step(job, original)
+    started = time.monotonic()
+    for job in jobs:
+        runner.wake(job)
+    for _ in jobs:
+        assert busy.acquire(timeout=10)
+    took = time.monotonic() - started
+    runner.stop()
+    assert peak[0] == 4, peak
+    assert took < 40 * 0.05 / 2, took  # one worker alone takes 2 s
