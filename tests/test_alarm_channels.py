@@ -192,7 +192,9 @@ def test_a_failing_webhook_is_tried_again_and_then_given_up(confdir, monkeypatch
         try:
             run.factory.queues["Q"].fault_backoff = "fault backoff: test"
             wait_for(lambda: failing.about("Q", "fault backoff"), what="the POST after two 503s")
-            assert failing.requests == 3 and webhook.sent == 1 and webhook.failed == 0
+            # the receiver has the POST before the sender has read the answer and counted it
+            wait_for(lambda: webhook.sent == 1, what="the sender to count the POST as sent")
+            assert failing.requests == 3 and webhook.failed == 0
             failing.fail_first = 10**6  # from now on every try fails: 1 + 3 tries, then it is given up and counted
             run.factory.queues["Q"].fault_backoff = None
             wait_for(lambda: webhook.failed == 1, timeout=30, what="the recovery POST given up")
