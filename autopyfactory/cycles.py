@@ -86,14 +86,11 @@ class CycleRunner:
     def wake(self, queue: Cycling) -> None:
         """Run ``queue``'s next step now: at once if it waits for it, as soon as its step ends if one runs."""
         with self._cond:
-            if id(queue) in self._entry:
-                pass
+            if id(queue) in self._entry:  # waiting on the heap: now
+                self.schedule(queue, self._clock())
             elif any(running is queue for running, _ in self._busy.values()):
-                self._woken.add(id(queue))
-                return
-            else:
-                return  # not on the runner (stopped, died, not started)
-        self.schedule(queue, self._clock())
+                self._woken.add(id(queue))  # in a step: _work puts it back for now
+            # else: not on the runner (stopped, died, not started)
 
     # ------------------------------------------------------------ workers
     def start(self) -> None:

@@ -366,9 +366,9 @@ class APFQueue:
     def start(self, cycles: int | None = None) -> None:
         self.started = True
         self._last_cycle = None if cycles is None else self.cycles + cycles  # restored cycles do not count
-        self._start_thread()
+        self._put_on_workers()
 
-    def _start_thread(self) -> None:
+    def _put_on_workers(self) -> None:
         self._running = True
         self._left.clear()
         self._first_status_until = time.time() + self.sleep
@@ -379,7 +379,7 @@ class APFQueue:
         self.restarts += 1
         log.warning("queue %s: restarting its thread (restart %d; it died: %s)", self.name, self.restarts, self.died)
         self.died = self.restart_due = None
-        self._start_thread()
+        self._put_on_workers()
 
     def stop(self) -> None:
         self._stop.set()

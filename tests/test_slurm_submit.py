@@ -159,7 +159,7 @@ def test_an_unusable_shipped_launcher_is_a_clear_error_not_a_crash(confdir: Conf
     elif broken == "empty":
         path.write_text("")
     monkeypatch.setattr(slurm_module, "SLURM_LAUNCHER", str(path))
-    monkeypatch.setattr(slurm_module, "_launcher", None)  # as in a fresh process
+    slurm_module.launcher.cache_clear()  # as in a fresh process
     result = plugin.submit(4)
     assert result.count == 0 and runner.calls == []
     assert why in result.error and str(path) in result.error and "reinstall autopyfactory" in result.error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import time
@@ -19,6 +20,7 @@ from autopyfactory.plugins.batchstatus.slurm import (
 )
 from autopyfactory.redact import redact
 
+
 # The batch script of every Slurm pilot is the launcher shipped with the package
 # (wrappers/apf-slurm-launcher.sh): constant text, every value (the executable, its
 # arguments, the log URL) arrives through argv or the environment, so nothing from the
@@ -26,26 +28,21 @@ from autopyfactory.redact import redact
 # at submit time, so every queue submits the same read-only file and the submit path
 # writes nothing before sbatch; the node runs a copy, hence APF_WRAPPER_DIR in the
 # environment. Read once per process (its text goes into each <arrayjob>.sbatch).
-_launcher: tuple[str, str] | None = None
-
-
+@functools.cache  # a failure raises and is not cached: the next call reads again
 def launcher() -> tuple[str, str]:
     """(path, text) of the shipped Slurm launcher; ValueError saying why when it cannot be used."""
-    global _launcher
-    if _launcher is None:
-        path = SLURM_LAUNCHER
-        try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ValueError(f"the Slurm launcher shipped with autopyfactory cannot be read: {path}: {why} "
-                             "(reinstall autopyfactory)") from None
-        if not text.startswith("#!"):
-            raise ValueError(f"the Slurm launcher shipped with autopyfactory is not a batch script "
-                             f"(no #! line): {path} (reinstall autopyfactory)")
-        _launcher = (path, text)
-    return _launcher
+    path = SLURM_LAUNCHER
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"the Slurm launcher shipped with autopyfactory cannot be read: {path}: {why} "
+                         "(reinstall autopyfactory)") from None
+    if not text.startswith("#!"):
+        raise ValueError(f"the Slurm launcher shipped with autopyfactory is not a batch script "
+                         f"(no #! line): {path} (reinstall autopyfactory)")
+    return path, text
 
 
 class Slurm(BatchSubmitPlugin):
